@@ -1,0 +1,180 @@
+package natlab
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+)
+
+// SnapLen is the capture length: above the MTU because veths hand GSO
+// super-packets to AF_PACKET.
+const SnapLen = 262144
+
+// maxMemPackets bounds how many packets a capture keeps in memory.
+const maxMemPackets = 200000
+
+// Capture records every frame seen on one lab interface (both directions)
+// to a pcap file that tcpdump and Wireshark read, and keeps them in memory
+// for the classifiers.
+type Capture struct {
+	Node, Iface, Path string
+
+	lab  *Lab
+	fd   int
+	f    *os.File
+	w    *pcapgo.Writer
+	stop chan struct{}
+	done chan struct{}
+
+	mu   sync.Mutex
+	pkts []CapturedPacket
+	err  error
+}
+
+// CapturedPacket is one frame with its capture time.
+type CapturedPacket struct {
+	Time time.Time
+	Data []byte
+}
+
+// Capture starts capturing on a node's interface; path may be empty to keep
+// packets in memory only.
+func (l *Lab) Capture(node, iface, path string) (*Capture, error) {
+	n, err := l.Node(node)
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{Node: node, Iface: iface, Path: path, lab: l, fd: -1, stop: make(chan struct{}), done: make(chan struct{})}
+	err = Do(n.Handle, func() error {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return fmt.Errorf("interface %s on %s: %w", iface, node, err)
+		}
+		proto := htons(unix.ETH_P_ALL)
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("bind packet socket: %w", err)
+		}
+		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("packet socket timeout: %w", err)
+		}
+		c.fd = fd
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			unix.Close(c.fd)
+			return nil, fmt.Errorf("capture file: %w", err)
+		}
+		c.f, c.w = f, pcapgo.NewWriter(f)
+		if err := c.w.WriteFileHeader(SnapLen, layers.LinkTypeEthernet); err != nil {
+			f.Close()
+			unix.Close(c.fd)
+			return nil, fmt.Errorf("capture file: %w", err)
+		}
+	}
+	l.mu.Lock()
+	l.captures[c] = true
+	l.mu.Unlock()
+	go c.loop()
+	return c, nil
+}
+
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func (c *Capture) loop() {
+	defer close(c.done)
+	buf := make([]byte, SnapLen)
+	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		now := time.Now()
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				continue
+			}
+			c.mu.Lock()
+			c.err = fmt.Errorf("capture on %s/%s: %w", c.Node, c.Iface, err)
+			c.mu.Unlock()
+			return
+		}
+		data := append([]byte(nil), buf[:n]...)
+		c.mu.Lock()
+		if len(c.pkts) < maxMemPackets {
+			c.pkts = append(c.pkts, CapturedPacket{now, data})
+		}
+		if c.w != nil && c.err == nil {
+			ci := gopacket.CaptureInfo{Timestamp: now, CaptureLength: n, Length: n}
+			if err := c.w.WritePacket(ci, data); err != nil {
+				c.err = fmt.Errorf("write pcap: %w", err)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Packets returns a copy of the frames captured so far.
+func (c *Capture) Packets() []CapturedPacket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]CapturedPacket(nil), c.pkts...)
+}
+
+// Stop ends the capture, closes the file and returns any error met.
+func (c *Capture) Stop() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+		if c.f != nil {
+			if err := c.f.Close(); err != nil && c.err == nil {
+				c.err = err
+			}
+		}
+		c.lab.mu.Lock()
+		delete(c.lab.captures, c)
+		c.lab.mu.Unlock()
+	}
+	return c.err
+}
+
+// Decode parses a captured frame.
+func (p CapturedPacket) Decode() gopacket.Packet {
+	pk := gopacket.NewPacket(p.Data, layers.LayerTypeEthernet, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
+	pk.Metadata().Timestamp = p.Time
+	return pk
+}

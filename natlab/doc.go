@@ -1,0 +1,26 @@
+// Package natlab builds NAT laboratories from the Linux kernel's own
+// networking: each lab node is a network namespace named nl-<lab>-<node>,
+// nodes are joined by veth pairs (or a bridge in a switch namespace for
+// networks of three or more), and each NAT node's behaviour comes from a
+// Profile compiled to one nftables ruleset, per-namespace conntrack sysctls
+// and, where netfilter cannot express a knob alone, a small userspace helper
+// (the mapper) that follows conntrack events.
+//
+// The vocabulary is that of DESIGN.md: mapping, port allocation, filtering,
+// unsolicited-SYN response, simultaneous open, sequence tracking, ICMP
+// time-exceeded handling, timers and hairpinning (RFC 4787 / RFC 5382, Guha
+// & Francis 2005). Profile.Realisation says for each knob whether the kernel
+// realises it exactly or approximately, and how; natlab/check verifies a
+// realised profile by probing it.
+//
+// Topologies are data (YAML, embedded from topologies/); profiles too
+// (profiles/). A Lab is built by Up and removed by Close; before anything is
+// built an ownership record is written under RecordDir, so Clean can remove
+// what a killed run left behind (and only that). Programs run on lab hosts
+// with Start, captures with Capture, conntrack snapshots with Conntrack, and
+// Reset returns a lab to its fresh state between trials.
+//
+// Namespace work follows containernetworking/plugins: Do runs a function on a
+// fresh OS thread locked into the namespace; netlink configuration uses
+// per-namespace handles (netlink.NewHandleAt) and never switches threads.
+package natlab

@@ -1,0 +1,554 @@
+package natlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NSPrefix starts the name of every namespace a lab creates.
+const NSPrefix = "nl-"
+
+// Sentinel errors callers test for.
+var (
+	ErrNotRoot     = errors.New("natlab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create network namespaces")
+	ErrMissingTool = errors.New("a required tool is missing (run `make deps`)")
+	ErrLabExists   = errors.New("a lab with that name already exists")
+	ErrNoLab       = errors.New("no such lab")
+	ErrNoNode      = errors.New("no such node")
+)
+
+// Options describe a lab to bring up.
+type Options struct {
+	// Name is the lab id (lower-case letters and digits, at most 8); empty
+	// picks a random one.
+	Name     string
+	Topology *Topology
+	// Profiles gives a profile per NAT node; Default is used for the rest.
+	Profiles map[string]*Profile
+	Default  *Profile
+}
+
+// Lab is a running topology: namespaces, links, NAT rules and helpers, and
+// the processes and captures started in it. Close removes all of it.
+type Lab struct {
+	Name     string              `json:"lab"`
+	Topology *Topology           `json:"-"`
+	Profiles map[string]*Profile `json:"-"`
+	Nodes    map[string]*Node    `json:"nodes"`
+
+	switches []string // switch namespaces (bridges for networks of 3+ members)
+	mu       sync.Mutex
+	procs    map[int]*Process
+	mappers  map[string]*mapper
+	captures map[*Capture]bool
+	closed   bool
+}
+
+// Node is one namespace of a lab.
+type Node struct {
+	Name    string         `json:"name"`
+	Kind    string         `json:"kind"`
+	Role    string         `json:"role,omitempty"`
+	NS      string         `json:"netns"`
+	Profile string         `json:"profile,omitempty"`
+	Ifaces  []Iface        `json:"interfaces"`
+	Handle  netns.NsHandle `json:"-"`
+	nl      *netlink.Handle
+}
+
+// Iface is one interface of a node.
+type Iface struct {
+	Name    string         `json:"name"`
+	Network string         `json:"network"`
+	Addrs   []netip.Prefix `json:"addrs"`
+}
+
+// Addr returns the node's primary address (first address of its first
+// interface, or of the named network when given).
+func (n *Node) Addr(network ...string) netip.Addr {
+	for _, i := range n.Ifaces {
+		if len(network) > 0 && i.Network != network[0] {
+			continue
+		}
+		if len(i.Addrs) > 0 {
+			return i.Addrs[0].Addr()
+		}
+	}
+	return netip.Addr{}
+}
+
+// Addrs returns every address of the node.
+func (n *Node) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, i := range n.Ifaces {
+		for _, a := range i.Addrs {
+			out = append(out, a.Addr())
+		}
+	}
+	return out
+}
+
+// Node returns a node by name.
+func (l *Lab) Node(name string) (*Node, error) {
+	n, ok := l.Nodes[name]
+	if !ok {
+		var names []string
+		for k := range l.Nodes {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%w %q in lab %s (nodes: %s)", ErrNoNode, name, l.Name, strings.Join(names, ", "))
+	}
+	return n, nil
+}
+
+// Public returns the public (WAN) address of a NAT node.
+func (l *Lab) Public(nat string) netip.Addr {
+	n, err := l.Node(nat)
+	if err != nil {
+		return netip.Addr{}
+	}
+	spec := l.Topology.node(nat)
+	if spec == nil || spec.WAN == "" {
+		return n.Addr()
+	}
+	return n.Addr(spec.WAN)
+}
+
+// Preflight reports why a lab cannot be built here, or nil.
+func Preflight() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		return fmt.Errorf("%w: nft (Debian package nftables)", ErrMissingTool)
+	}
+	return nil
+}
+
+func randomLabName() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func validLabName(s string) bool {
+	if s == "" || len(s) > 8 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Up builds a lab. On any error everything built so far is removed again.
+func Up(ctx context.Context, o Options) (l *Lab, err error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	if o.Topology == nil {
+		return nil, fmt.Errorf("%w: no topology given", ErrTopology)
+	}
+	if o.Name == "" {
+		o.Name = randomLabName()
+	}
+	if !validLabName(o.Name) {
+		return nil, fmt.Errorf("lab name %q: use 1-8 lower-case letters and digits", o.Name)
+	}
+	t := o.Topology
+	l = &Lab{Name: o.Name, Topology: t, Profiles: map[string]*Profile{}, Nodes: map[string]*Node{},
+		procs: map[int]*Process{}, mappers: map[string]*mapper{}, captures: map[*Capture]bool{}}
+	for _, nat := range t.NATs() {
+		p := o.Profiles[nat]
+		if p == nil {
+			p = o.Default
+		}
+		if p == nil {
+			return nil, fmt.Errorf("%w: NAT node %q of topology %s has no profile", ErrProfile, nat, t.Name)
+		}
+		l.Profiles[nat] = p
+	}
+	for nat := range o.Profiles {
+		if n := t.node(nat); n == nil || n.Kind != KindNAT {
+			return nil, fmt.Errorf("%w: %q is not a NAT node of topology %s (NATs: %s)", ErrNoNode, nat, t.Name, strings.Join(t.NATs(), ", "))
+		}
+	}
+	var names []string
+	for _, n := range t.Nodes {
+		names = append(names, NSPrefix+l.Name+"-"+n.Name)
+	}
+	for _, nw := range t.Networks {
+		if len(nw.Members) > 2 {
+			sw := NSPrefix + l.Name + "-sw-" + nw.Name
+			l.switches = append(l.switches, sw)
+			names = append(names, sw)
+		}
+	}
+	if err := claim(l.Name, t.Name, names); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	if err := l.build(ctx); err != nil {
+		return nil, fmt.Errorf("lab %s: %w", l.Name, err)
+	}
+	return l, nil
+}
+
+func (l *Lab) build(ctx context.Context) error {
+	t := l.Topology
+	handles := map[string]netns.NsHandle{}
+	for _, n := range t.Nodes {
+		ns := NSPrefix + l.Name + "-" + n.Name
+		h, err := newNamedNS(ns)
+		if err != nil {
+			return err
+		}
+		nl, err := netlink.NewHandleAt(h)
+		if err != nil {
+			h.Close()
+			return fmt.Errorf("netlink handle in %s: %w", ns, err)
+		}
+		node := &Node{Name: n.Name, Kind: n.Kind, Role: n.Role, NS: ns, Handle: h, nl: nl}
+		if p := l.Profiles[n.Name]; p != nil {
+			node.Profile = p.Name
+		}
+		l.Nodes[n.Name] = node
+		handles[ns] = h
+	}
+	for _, sw := range l.switches {
+		h, err := newNamedNS(sw)
+		if err != nil {
+			return err
+		}
+		handles[sw] = h
+	}
+	defer func() {
+		for _, sw := range l.switches {
+			h := handles[sw]
+			h.Close()
+		}
+	}()
+	// Every namespace: no IPv6 (keeps captures clean), loopback up, no ICMP
+	// rate limit (a lab artefact otherwise: time-exceeded and unreachable
+	// replies are rate-limited per destination).
+	base := map[string]string{
+		"net/ipv6/conf/all/disable_ipv6":     "1",
+		"net/ipv6/conf/default/disable_ipv6": "1",
+		"net/ipv4/icmp_ratelimit":            "0",
+	}
+	for _, h := range handles {
+		if err := writeSysctl(h, base); err != nil {
+			return err
+		}
+		nl, err := netlink.NewHandleAt(h)
+		if err != nil {
+			return fmt.Errorf("netlink handle: %w", err)
+		}
+		lo, err := nl.LinkByName("lo")
+		if err == nil {
+			err = nl.LinkSetUp(lo)
+		}
+		nl.Close()
+		if err != nil {
+			return fmt.Errorf("loopback up: %w", err)
+		}
+	}
+	for _, n := range t.Nodes {
+		if n.Kind == KindRouter || n.Kind == KindNAT {
+			if err := writeSysctl(l.Nodes[n.Name].Handle, map[string]string{"net/ipv4/ip_forward": "1"}); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range t.Networks {
+		if err := l.buildNetwork(&t.Networks[i], handles); err != nil {
+			return fmt.Errorf("network %s: %w", t.Networks[i].Name, err)
+		}
+	}
+	for _, n := range t.Nodes {
+		if n.Gateway == "" {
+			continue
+		}
+		nw, _ := t.commonNet(n.Name, n.Gateway)
+		gw := nw.addr(n.Gateway, 0).Addr()
+		if err := l.Nodes[n.Name].nl.RouteAdd(&netlink.Route{Gw: net.IP(addrBytes(gw))}); err != nil {
+			return fmt.Errorf("default route of %s via %s: %w", n.Name, gw, err)
+		}
+	}
+	for _, r := range t.Routes {
+		nw, _ := t.commonNet(r.Node, r.Via)
+		gw := nw.addr(r.Via, 0).Addr()
+		dst := netip.MustParsePrefix(r.To)
+		ipn := &net.IPNet{IP: net.IP(addrBytes(dst.Addr())), Mask: net.CIDRMask(dst.Bits(), 32)}
+		if err := l.Nodes[r.Node].nl.RouteAdd(&netlink.Route{Dst: ipn, Gw: net.IP(addrBytes(gw))}); err != nil {
+			return fmt.Errorf("route on %s to %s via %s: %w", r.Node, r.To, gw, err)
+		}
+	}
+	for _, nat := range t.NATs() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.applyProfile(nat); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Lab) buildNetwork(nw *NetSpec, handles map[string]netns.NsHandle) error {
+	var members []string
+	for m := range nw.Members {
+		members = append(members, m)
+	}
+	sort.Strings(members)
+	if len(members) == 2 {
+		a, b := l.Nodes[members[0]], l.Nodes[members[1]]
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nw.Name}, PeerName: nw.Name,
+			PeerNamespace: netlink.NsFd(int(b.Handle))}
+		if err := a.nl.LinkAdd(veth); err != nil {
+			return fmt.Errorf("veth %s-%s: %w", a.Name, b.Name, err)
+		}
+	} else {
+		swh := handles[NSPrefix+l.Name+"-sw-"+nw.Name]
+		swnl, err := netlink.NewHandleAt(swh)
+		if err != nil {
+			return fmt.Errorf("netlink handle: %w", err)
+		}
+		defer swnl.Close()
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br"}}
+		if err := swnl.LinkAdd(br); err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+		for _, m := range members {
+			veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nw.Name}, PeerName: m,
+				PeerNamespace: netlink.NsFd(int(swh))}
+			if err := l.Nodes[m].nl.LinkAdd(veth); err != nil {
+				return fmt.Errorf("veth %s-switch: %w", m, err)
+			}
+			port, err := swnl.LinkByName(m)
+			if err != nil {
+				return fmt.Errorf("switch port %s: %w", m, err)
+			}
+			if err := swnl.LinkSetMaster(port, br); err != nil {
+				return fmt.Errorf("switch port %s: %w", m, err)
+			}
+			if err := swnl.LinkSetUp(port); err != nil {
+				return fmt.Errorf("switch port %s up: %w", m, err)
+			}
+		}
+		if err := swnl.LinkSetUp(br); err != nil {
+			return fmt.Errorf("bridge up: %w", err)
+		}
+	}
+	for _, m := range members {
+		n := l.Nodes[m]
+		link, err := n.nl.LinkByName(nw.Name)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m, err)
+		}
+		iface := Iface{Name: nw.Name, Network: nw.Name}
+		for i := range nw.Members[m] {
+			p := nw.addr(m, i)
+			ipn := &net.IPNet{IP: net.IP(addrBytes(p.Addr())), Mask: net.CIDRMask(p.Bits(), 32)}
+			if err := n.nl.AddrAdd(link, &netlink.Addr{IPNet: ipn}); err != nil {
+				return fmt.Errorf("address %s on %s: %w", p, m, err)
+			}
+			iface.Addrs = append(iface.Addrs, p)
+		}
+		if err := n.nl.LinkSetUp(link); err != nil {
+			return fmt.Errorf("%s up: %w", m, err)
+		}
+		n.Ifaces = append(n.Ifaces, iface)
+	}
+	return nil
+}
+
+// natIfacesOf describes a NAT node's inside and outside.
+func (l *Lab) natIfacesOf(nat string) natIfaces {
+	spec := l.Topology.node(nat)
+	n := l.Nodes[nat]
+	ifs := natIfaces{WAN: spec.WAN}
+	for _, i := range n.Ifaces {
+		if i.Network == spec.WAN {
+			ifs.Public = i.Addrs[0].Addr()
+			continue
+		}
+		ifs.LANs = append(ifs.LANs, i.Name)
+		ifs.LANNets = append(ifs.LANNets, i.Addrs[0].Masked())
+	}
+	return ifs
+}
+
+// Rules returns the nftables ruleset a NAT node runs.
+func (l *Lab) Rules(nat string) (string, error) {
+	p := l.Profiles[nat]
+	if p == nil {
+		return "", fmt.Errorf("%w %q: not a NAT node", ErrNoNode, nat)
+	}
+	return compile(p, l.natIfacesOf(nat)).Ruleset, nil
+}
+
+// applyProfile loads a NAT node's ruleset and sysctls and starts its helper.
+// It also serves Reset: the table is replaced atomically.
+func (l *Lab) applyProfile(nat string) error {
+	p := l.Profiles[nat]
+	n := l.Nodes[nat]
+	ifs := l.natIfacesOf(nat)
+	plan := compile(p, ifs)
+	if plan.Ruleset != "" {
+		script := "table ip natlab\ndelete table ip natlab\n" + plan.Ruleset
+		if err := runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-"); err != nil {
+			return fmt.Errorf("nat %s profile %s: load rules: %w", nat, p.Name, err)
+		}
+	}
+	if err := writeSysctl(n.Handle, plan.Sysctls); err != nil {
+		return fmt.Errorf("nat %s profile %s: %w", nat, p.Name, err)
+	}
+	if plan.Mapper {
+		m, err := startMapper(n.Handle, p, ifs)
+		if err != nil {
+			return fmt.Errorf("nat %s profile %s: %w", nat, p.Name, err)
+		}
+		l.mu.Lock()
+		l.mappers[nat] = m
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// runIn runs a command to completion inside a namespace.
+func runIn(ns netns.NsHandle, stdin *strings.Reader, name string, args ...string) error {
+	var out bytes.Buffer
+	return Do(ns, func() error {
+		cmd := exec.Command(name, args...)
+		if stdin != nil {
+			cmd.Stdin = stdin
+		}
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(out.String()))
+		}
+		return nil
+	})
+}
+
+// HelperErr returns errors the NAT helpers met since the lab came up or was
+// reset; a non-nil result means a profile was not realised faithfully.
+func (l *Lab) HelperErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for nat, m := range l.mappers {
+		if err := m.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("nat %s: %w", nat, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reset returns the lab to the state Up left it in without rebuilding it:
+// processes and captures stopped, conntrack flushed, NAT rules reloaded (which
+// empties dynamic maps and restarts sequential counters) and helpers
+// restarted. Hosts' own TCP state (TIME_WAIT) survives: use fresh ports.
+func (l *Lab) Reset() error {
+	l.stopRunning()
+	l.mu.Lock()
+	mappers := l.mappers
+	l.mappers = map[string]*mapper{}
+	l.mu.Unlock()
+	for _, m := range mappers {
+		m.close()
+	}
+	var errs []error
+	for _, nat := range l.Topology.NATs() {
+		if err := l.FlushConntrack(nat); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.applyProfile(nat); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetProfile swaps the profile of one NAT node in place (used by workers that
+// reuse a lab across cells of an experiment matrix).
+func (l *Lab) SetProfile(nat string, p *Profile) error {
+	if _, ok := l.Profiles[nat]; !ok {
+		return fmt.Errorf("%w %q: not a NAT node", ErrNoNode, nat)
+	}
+	l.Profiles[nat] = p
+	l.Nodes[nat].Profile = p.Name
+	return nil
+}
+
+func (l *Lab) stopRunning() {
+	l.mu.Lock()
+	procs := make([]*Process, 0, len(l.procs))
+	for _, p := range l.procs {
+		procs = append(procs, p)
+	}
+	caps := make([]*Capture, 0, len(l.captures))
+	for c := range l.captures {
+		caps = append(caps, c)
+	}
+	l.mu.Unlock()
+	for _, c := range caps {
+		_ = c.Stop()
+	}
+	for _, p := range procs {
+		p.Kill()
+	}
+}
+
+// Close tears the lab down: processes, captures, helpers, namespaces and the
+// ownership record. It is safe to call more than once.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.stopRunning()
+	for _, m := range l.mappers {
+		m.close()
+	}
+	var errs []error
+	var names []string
+	for _, n := range l.Nodes {
+		if n.nl != nil {
+			n.nl.Close()
+		}
+		n.Handle.Close()
+		names = append(names, n.NS)
+	}
+	names = append(names, l.switches...)
+	if err := removeLab(l.Name, names); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,152 @@
+package natlab
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// NAT port range used for non-preserving allocation (sequential); ports below
+// the hosts' ephemeral range make a translated port easy to tell apart.
+const (
+	seqBase  = 20000
+	seqCount = 2000
+)
+
+// natPlan is what a NAT node's profile compiles to: one nftables ruleset
+// (loaded atomically by `nft -f`) and per-namespace sysctls.
+type natPlan struct {
+	Ruleset string
+	Sysctls map[string]string
+	// Mapper says whether the userspace mapper helper must run.
+	Mapper bool
+}
+
+// natIfaces describes a NAT node's interfaces.
+type natIfaces struct {
+	WAN     string         // outside interface name
+	Public  netip.Addr     // its public address
+	LANs    []string       // inside interface names
+	LANNets []netip.Prefix // inside subnets
+}
+
+// compile turns a profile into rules for one NAT node. The ruleset is plain
+// nft syntax, so `natlab up --print-rules` shows exactly what the kernel runs.
+func compile(p *Profile, ifs natIfaces) natPlan {
+	sys := map[string]string{
+		"net/ipv4/ip_forward":                  "1",
+		"net/ipv4/conf/all/send_redirects":     "0",
+		"net/ipv4/conf/default/send_redirects": "0",
+	}
+	if !p.NAT {
+		return natPlan{Sysctls: sys}
+	}
+	liberal := "0"
+	if p.SequenceTracking == SeqLiberal {
+		liberal = "1"
+	}
+	sys["net/netfilter/nf_conntrack_tcp_be_liberal"] = liberal
+	sys["net/netfilter/nf_conntrack_tcp_timeout_syn_sent"] = strconv.Itoa(p.TransitoryTimeout)
+	sys["net/netfilter/nf_conntrack_tcp_timeout_syn_recv"] = strconv.Itoa(p.TransitoryTimeout)
+	sys["net/netfilter/nf_conntrack_tcp_timeout_established"] = strconv.Itoa(p.EstablishedTimeout)
+
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	wan := strconv.Quote(ifs.WAN)
+	pub := ifs.Public.String()
+	var lanSet []string
+	for _, n := range ifs.LANNets {
+		lanSet = append(lanSet, n.String())
+	}
+	lans := "{ " + strings.Join(lanSet, ", ") + " }"
+
+	w("table ip natlab {")
+	w("  # %s: %s", p.Name, p.Description)
+	w("  map eim_map { type ipv4_addr . inet_service : inet_service; }")
+	w("  map adm_map { type ipv4_addr . inet_service . ipv4_addr : inet_service; }")
+	w("  map fwd_map { type inet_service : ipv4_addr . inet_service; }")
+	w("  map adf_map { type ipv4_addr . inet_service : ipv4_addr . inet_service; }")
+	if p.PortAllocation == AllocSequential {
+		n := seqCount
+		if max := (65535 - seqBase) / p.PortDelta; max < n {
+			n = max
+		}
+		var el []string
+		for i := 0; i < n; i++ {
+			el = append(el, fmt.Sprintf("%d : %d", i, seqBase+i*p.PortDelta))
+		}
+		w("  map seq_map { typeof numgen inc mod %d : tcp sport; elements = { %s } }", n, strings.Join(el, ", "))
+	}
+
+	// Inbound translation beyond conntrack's own reply tuples.
+	w("  chain prerouting {")
+	w("    type nat hook prerouting priority dstnat; policy accept;")
+	switch p.Filtering {
+	case EndpointIndependent:
+		w("    iifname %s meta l4proto tcp dnat ip to tcp dport map @fwd_map", wan)
+	case AddressDependent:
+		w("    iifname %s meta l4proto tcp dnat ip to ip saddr . tcp dport map @adf_map", wan)
+	}
+	if p.Hairpinning {
+		w("    iifname != %s ip daddr %s meta l4proto tcp dnat ip to tcp dport map @fwd_map", wan, pub)
+	}
+	w("  }")
+
+	// Outbound mapping and port allocation.
+	w("  chain postrouting {")
+	w("    type nat hook postrouting priority srcnat; policy accept;")
+	if p.Hairpinning {
+		w("    oifname != %s ip saddr %s ip daddr %s ct status dnat snat ip to %s", wan, lans, lans, pub)
+	}
+	switch p.Mapping {
+	case EndpointIndependent:
+		if p.PortAllocation != AllocPreserve {
+			w("    oifname %s ip saddr . tcp sport @eim_map snat ip to %s : ip saddr . tcp sport map @eim_map", wan, pub)
+		}
+	case AddressDependent:
+		w("    oifname %s ip saddr . tcp sport . ip daddr @adm_map snat ip to %s : ip saddr . tcp sport . ip daddr map @adm_map", wan, pub)
+	}
+	switch p.PortAllocation {
+	case AllocSequential:
+		w("    oifname %s meta l4proto tcp snat ip to %s : numgen inc mod %d map @seq_map", wan, pub, min(seqCount, (65535-seqBase)/p.PortDelta))
+	case AllocRandom:
+		w("    oifname %s meta l4proto tcp masquerade fully-random", wan)
+	}
+	w("    oifname %s masquerade", wan)
+	w("  }")
+
+	// Filtering decisions on forwarded traffic.
+	w("  chain forward {")
+	w("    type filter hook forward priority filter; policy accept;")
+	w("    # Lab decision (DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
+	w("    ct state invalid drop")
+	switch p.SimultaneousOpen {
+	case SimDrop:
+		w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", wan)
+	case SimRST:
+		w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply reject with tcp reset", wan)
+	}
+	if p.ICMPTimeExceeded == ICMPDrop {
+		w("    iifname %s icmp type time-exceeded drop", wan)
+	}
+	w("  }")
+
+	// Unsolicited inbound TCP reaches the NAT itself.
+	w("  chain input {")
+	w("    type filter hook input priority filter; policy accept;")
+	w("    iifname %s ct state established,related accept", wan)
+	switch p.UnsolicitedSYN {
+	case SynDrop, SynDelayedICMP:
+		w("    iifname %s meta l4proto tcp drop", wan)
+	case SynRST:
+		w("    iifname %s meta l4proto tcp reject with tcp reset", wan)
+	case SynICMPPort:
+		w("    iifname %s meta l4proto tcp reject with icmp type port-unreachable", wan)
+	case SynICMPAdmin:
+		w("    iifname %s meta l4proto tcp reject with icmp type admin-prohibited", wan)
+	}
+	w("  }")
+	w("}")
+	return natPlan{Ruleset: b.String(), Sysctls: sys, Mapper: p.needsMapper()}
+}
