@@ -108,16 +108,28 @@ func htons(v uint16) uint16 {
 func (c *Capture) loop() {
 	defer close(c.done)
 	buf := make([]byte, SnapLen)
+	stopping := false
 	for {
-		select {
-		case <-c.stop:
-			return
-		default:
+		flags := 0
+		if !stopping {
+			select {
+			case <-c.stop:
+				// Drain what is already queued (a dial that failed fast may
+				// return before this loop has read its packets), then exit.
+				stopping = true
+			default:
+			}
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		if stopping {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, _, err := unix.Recvfrom(c.fd, buf, flags)
 		now := time.Now()
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				if stopping {
+					return
+				}
 				continue
 			}
 			c.mu.Lock()
@@ -125,18 +137,22 @@ func (c *Capture) loop() {
 			c.mu.Unlock()
 			return
 		}
-		data := append([]byte(nil), buf[:n]...)
-		c.mu.Lock()
-		if len(c.pkts) < maxMemPackets {
-			c.pkts = append(c.pkts, CapturedPacket{now, data})
+		c.record(now, buf[:n])
+	}
+}
+
+func (c *Capture) record(now time.Time, b []byte) {
+	data := append([]byte(nil), b...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pkts) < maxMemPackets {
+		c.pkts = append(c.pkts, CapturedPacket{now, data})
+	}
+	if c.w != nil && c.err == nil {
+		ci := gopacket.CaptureInfo{Timestamp: now, CaptureLength: len(data), Length: len(data)}
+		if err := c.w.WritePacket(ci, data); err != nil {
+			c.err = fmt.Errorf("write pcap: %w", err)
 		}
-		if c.w != nil && c.err == nil {
-			ci := gopacket.CaptureInfo{Timestamp: now, CaptureLength: n, Length: n}
-			if err := c.w.WritePacket(ci, data); err != nil {
-				c.err = fmt.Errorf("write pcap: %w", err)
-			}
-		}
-		c.mu.Unlock()
 	}
 }
 

@@ -552,3 +552,13 @@ func (l *Lab) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Nft loads an nft script into a node's namespace. Checks use it to install
+// probe fixtures on lab hosts; tests use it to break a NAT on purpose.
+func (l *Lab) Nft(node, script string) error {
+	n, err := l.Node(node)
+	if err != nil {
+		return err
+	}
+	return runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-")
+}

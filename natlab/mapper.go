@@ -126,6 +126,9 @@ func (m *mapper) inLAN(a netip.Addr) bool {
 
 func addrBytes(a netip.Addr) []byte { b := a.As4(); return b[:] }
 
+// port2 is a port as a standalone nft key or value (2 bytes).
+func port2(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+
 // port4 is a port padded to the 4-byte register width nft uses in concatenations.
 func port4(p uint16) []byte {
 	b := make([]byte, 4)
@@ -166,13 +169,13 @@ func (m *mapper) elements(f conntrack.Flow) []elemKey {
 	switch m.p.Mapping {
 	case EndpointIndependent:
 		if m.p.PortAllocation != AllocPreserve {
-			out = append(out, elemKey{"eim_map", string(intEP), string(port4(pubPort))})
+			out = append(out, elemKey{"eim_map", string(intEP), string(port2(pubPort))})
 		}
 	case AddressDependent:
-		out = append(out, elemKey{"adm_map", string(cat(intEP, addrBytes(remote))), string(port4(pubPort))})
+		out = append(out, elemKey{"adm_map", string(cat(intEP, addrBytes(remote))), string(port2(pubPort))})
 	}
 	if m.p.Filtering == EndpointIndependent || m.p.Hairpinning {
-		out = append(out, elemKey{"fwd_map", string(port4(pubPort)), string(intEP)})
+		out = append(out, elemKey{"fwd_map", string(port2(pubPort)), string(intEP)})
 	}
 	if m.p.Filtering == AddressDependent {
 		out = append(out, elemKey{"adf_map", string(cat(addrBytes(remote), port4(pubPort))), string(intEP)})
