@@ -2,6 +2,7 @@ package natlab
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -56,6 +57,7 @@ type Lab struct {
 	mappers  map[string]*mapper
 	captures map[*Capture]bool
 	closed   bool
+	attached bool // opened by Attach: Close does not tear down
 }
 
 // Node is one namespace of a lab.
@@ -159,7 +161,7 @@ func validLabName(s string) bool {
 }
 
 // Up builds a lab. On any error everything built so far is removed again.
-func Up(ctx context.Context, o Options) (l *Lab, err error) {
+func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
 	}
@@ -173,7 +175,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, fmt.Errorf("lab name %q: use 1-8 lower-case letters and digits", o.Name)
 	}
 	t := o.Topology
-	l = &Lab{Name: o.Name, Topology: t, Profiles: map[string]*Profile{}, Nodes: map[string]*Node{},
+	l := &Lab{Name: o.Name, Topology: t, Profiles: map[string]*Profile{}, Nodes: map[string]*Node{},
 		procs: map[int]*Process{}, mappers: map[string]*mapper{}, captures: map[*Capture]bool{}}
 	for _, nat := range t.NATs() {
 		p := o.Profiles[nat]
@@ -201,19 +203,28 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			names = append(names, sw)
 		}
 	}
-	if err := claim(l.Name, t.Name, names); err != nil {
+	topoRef := t.Name
+	if t.Source != "" {
+		topoRef = t.Source
+	}
+	if err := claim(l.Name, topoRef, names); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			l.Close()
-			l = nil
-		}
-	}()
 	if err := l.build(ctx); err != nil {
+		// Nothing half-built stays: namespaces, helpers and record go.
+		l.Close()
 		return nil, fmt.Errorf("lab %s: %w", l.Name, err)
 	}
 	return l, nil
+}
+
+// trace, when set (tests), is told when each build phase ends.
+var trace func(phase string)
+
+func mark(phase string) {
+	if trace != nil {
+		trace(phase)
+	}
 }
 
 func (l *Lab) build(ctx context.Context) error {
@@ -233,6 +244,9 @@ func (l *Lab) build(ctx context.Context) error {
 		node := &Node{Name: n.Name, Kind: n.Kind, Role: n.Role, NS: ns, Handle: h, nl: nl}
 		if p := l.Profiles[n.Name]; p != nil {
 			node.Profile = p.Name
+			if p.Source != "builtin" && p.Source != "" {
+				node.Profile = p.Source
+			}
 		}
 		l.Nodes[n.Name] = node
 		handles[ns] = h
@@ -250,6 +264,7 @@ func (l *Lab) build(ctx context.Context) error {
 			h.Close()
 		}
 	}()
+	mark("namespaces")
 	// Every namespace: no IPv6 (keeps captures clean), loopback up, no ICMP
 	// rate limit (a lab artefact otherwise: time-exceeded and unreachable
 	// replies are rate-limited per destination).
@@ -282,11 +297,13 @@ func (l *Lab) build(ctx context.Context) error {
 			}
 		}
 	}
+	mark("sysctls")
 	for i := range t.Networks {
 		if err := l.buildNetwork(&t.Networks[i], handles); err != nil {
 			return fmt.Errorf("network %s: %w", t.Networks[i].Name, err)
 		}
 	}
+	mark("networks")
 	for _, n := range t.Nodes {
 		if n.Gateway == "" {
 			continue
@@ -306,13 +323,15 @@ func (l *Lab) build(ctx context.Context) error {
 			return fmt.Errorf("route on %s to %s via %s: %w", r.Node, r.To, gw, err)
 		}
 	}
+	mark("routes")
 	for _, nat := range t.NATs() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := l.applyProfile(nat); err != nil {
+		if err := l.applyProfile(nat, false); err != nil {
 			return err
 		}
+		mark("profile " + nat)
 	}
 	return nil
 }
@@ -412,17 +431,22 @@ func (l *Lab) Rules(nat string) (string, error) {
 
 // applyProfile loads a NAT node's ruleset and sysctls and starts its helper.
 // It also serves Reset: the table is replaced atomically.
-func (l *Lab) applyProfile(nat string) error {
+func (l *Lab) applyProfile(nat string, replace bool) error {
 	p := l.Profiles[nat]
 	n := l.Nodes[nat]
 	ifs := l.natIfacesOf(nat)
 	plan := compile(p, ifs)
 	if plan.Ruleset != "" {
-		script := "table ip natlab\ndelete table ip natlab\n" + plan.Ruleset
+		script := plan.Ruleset
+		if replace {
+			// Replacing a table costs an RCU grace period; only Reset pays it.
+			script = "table ip natlab\ndelete table ip natlab\n" + script
+		}
 		if err := runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-"); err != nil {
 			return fmt.Errorf("nat %s profile %s: load rules: %w", nat, p.Name, err)
 		}
 	}
+	mark("nft " + nat)
 	if err := writeSysctl(n.Handle, plan.Sysctls); err != nil {
 		return fmt.Errorf("nat %s profile %s: %w", nat, p.Name, err)
 	}
@@ -486,7 +510,7 @@ func (l *Lab) Reset() error {
 		if err := l.FlushConntrack(nat); err != nil {
 			errs = append(errs, err)
 		}
-		if err := l.applyProfile(nat); err != nil {
+		if err := l.applyProfile(nat, true); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -537,6 +561,12 @@ func (l *Lab) Close() error {
 	for _, m := range l.mappers {
 		m.close()
 	}
+	if l.attached {
+		for _, n := range l.Nodes {
+			n.Handle.Close()
+		}
+		return nil
+	}
 	var errs []error
 	var names []string
 	for _, n := range l.Nodes {
@@ -561,4 +591,44 @@ func (l *Lab) Nft(node, script string) error {
 		return err
 	}
 	return runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-")
+}
+
+// Attach opens a running lab (made by another process, e.g. `natlab up`)
+// from its record, to run programs, capture or read conntrack in it. Close on
+// an attached lab releases handles and stops what this process started; it
+// does not tear the lab down (Down does).
+func Attach(name string) (*Lab, error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	rec, err := ReadRecord(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(rec.Description) == 0 {
+		return nil, fmt.Errorf("%w: %s is still being built", ErrNoLab, name)
+	}
+	topo, err := LoadTopology(rec.Topology)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Topology: topo, Profiles: map[string]*Profile{}, procs: map[int]*Process{},
+		mappers: map[string]*mapper{}, captures: map[*Capture]bool{}, attached: true}
+	if err := json.Unmarshal(rec.Description, l); err != nil {
+		return nil, fmt.Errorf("record of %s: %w", name, err)
+	}
+	for _, n := range l.Nodes {
+		h, err := netns.GetFromName(n.NS)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("%w: %s: namespace %s: %v", ErrNoLab, name, n.NS, err)
+		}
+		n.Handle = h
+		if n.Profile != "" {
+			if p, err := LoadProfile(n.Profile); err == nil {
+				l.Profiles[n.Name] = p
+			}
+		}
+	}
+	return l, nil
 }

@@ -35,6 +35,8 @@ type Topology struct {
 	Nodes       []NodeSpec `yaml:"nodes" json:"nodes"`
 	Networks    []NetSpec  `yaml:"networks" json:"networks"`
 	Routes      []Route    `yaml:"routes" json:"routes,omitempty"`
+	// Source is the file a topology was read from ("" when built in).
+	Source string `yaml:"-" json:"source,omitempty"`
 }
 
 // NodeSpec is one namespace of a topology.
@@ -99,7 +101,12 @@ func LoadTopology(name string) (*Topology, error) {
 		if err != nil {
 			return nil, fmt.Errorf("topology %s: %w", name, err)
 		}
-		return ParseTopology(name, b)
+		t, err := ParseTopology(name, b)
+		if err != nil {
+			return nil, err
+		}
+		t.Source = name
+		return t, nil
 	}
 	all, err := BuiltinTopologies()
 	if err != nil {

@@ -1,0 +1,50 @@
+# machsend: see README.md. `make experiment` and `make test` install what they
+# need from Debian first (make deps), so a fresh machine needs no manual step.
+
+GO      ?= go
+DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
+BIN     := bin
+CMDS    := natlab
+
+.PHONY: all deps build test test-unit bench experiment fuzz lint clean-lab
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to apt-get install$$missing" >&2; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# Unit tests plus the privileged integration tests (run as root), wrapped in
+# a leak check of the root namespace and the lab namespaces.
+test: deps
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
+	$(GO) run ./internal/leakcheck -- $(GO) test -count=1 -timeout 14m ./...
+
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./natlab/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzParseTopology -fuzztime 30s ./natlab
+
+experiment: deps build
+	$(BIN)/experiment run experiments/paper.yaml --out results
+
+clean-lab:
+	$(GO) run ./cmd/natlab clean

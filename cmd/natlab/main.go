@@ -1,0 +1,573 @@
+// Command natlab builds, inspects, probes and removes NAT laboratories made of
+// Linux network namespaces and netfilter (see package natlab).
+//
+//	natlab profiles [--json]                 built-in NAT profiles
+//	natlab topologies [--json]               built-in topologies
+//	natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=P ...] [--foreground]
+//	natlab ls                                running labs
+//	natlab exec LAB NODE -- CMD [ARG...]     run a command on a lab node
+//	natlab capture LAB NODE IFACE -w FILE [--duration D]
+//	natlab conntrack LAB NODE [--json]       conntrack snapshot of a node
+//	natlab rules LAB NODE                    the nftables ruleset of a NAT node
+//	natlab check PROFILE... | --all [--json] verify realised profiles by probing
+//	natlab down LAB                          remove a lab
+//	natlab clean                             remove leftovers of crashed runs
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/check"
+)
+
+const usage = `natlab: NAT laboratories from network namespaces and netfilter
+
+usage:
+  natlab profiles [--json]
+  natlab topologies [--json]
+  natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=PROFILE ...] [--foreground]
+  natlab ls [--json]
+  natlab exec LAB NODE -- CMD [ARG...]
+  natlab capture LAB NODE IFACE -w FILE [--duration D]
+  natlab conntrack LAB NODE [--json]
+  natlab rules LAB NODE
+  natlab check PROFILE... | --all [--json] [--parallel N]
+  natlab down LAB
+  natlab clean
+
+PROFILE and TOPOLOGY are built-in names or paths to YAML files.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	err := run(os.Args[1], os.Args[2:], os.Stdout)
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		os.Exit(int(ee))
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "natlab: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries a child's exit status through run.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func run(cmd string, args []string, out io.Writer) error {
+	switch cmd {
+	case "profiles":
+		return cmdProfiles(args, out)
+	case "topologies":
+		return cmdTopologies(args, out)
+	case "up":
+		return cmdUp(args, out)
+	case holdCmd:
+		return cmdHold(args)
+	case "ls":
+		return cmdLs(args, out)
+	case "exec":
+		return cmdExec(args)
+	case "capture":
+		return cmdCapture(args, out)
+	case "conntrack":
+		return cmdConntrack(args, out)
+	case "rules":
+		return cmdRules(args, out)
+	case "check":
+		return cmdCheck(args, out)
+	case "down":
+		return cmdDown(args)
+	case "clean":
+		return cmdClean(args, out)
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (see natlab help)", cmd)
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("natlab "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdProfiles(args []string, out io.Writer) error {
+	fs := newFlags("profiles")
+	asJSON := fs.Bool("json", false, "print JSON, with each knob's realisation")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ps, err := natlab.BuiltinProfiles()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		type withReal struct {
+			*natlab.Profile
+			Realisation []natlab.KnobRealisation `json:"realisation"`
+		}
+		var v []withReal
+		for _, p := range ps {
+			v = append(v, withReal{p, p.Realisation()})
+		}
+		return printJSON(out, v)
+	}
+	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMAPPING\tALLOCATION\tFILTERING\tUNSOLICITED SYN\tSIM-OPEN\tSEQ\tICMP TE\tTIMERS\tHAIRPIN\tAPPROX. KNOBS")
+	short := func(s string) string {
+		return strings.NewReplacer("endpoint-independent", "EI", "address-and-port-dependent", "APD",
+			"address-dependent", "AD", "connection-dependent", "CD").Replace(s)
+	}
+	for _, p := range ps {
+		if !p.NAT {
+			fmt.Fprintf(tw, "%s\t(no NAT)\t\t\t\t\t\t\t\t\t\n", p.Name)
+			continue
+		}
+		alloc := p.PortAllocation
+		if alloc == natlab.AllocSequential {
+			alloc = fmt.Sprintf("seq+%d", p.PortDelta)
+		}
+		var approx []string
+		for _, k := range p.Realisation() {
+			if !k.Exact {
+				approx = append(approx, k.Knob)
+			}
+		}
+		hp := "off"
+		if p.Hairpinning {
+			hp = "on"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%ds\t%s\t%s\n", p.Name, short(p.Mapping), alloc, short(p.Filtering),
+			p.UnsolicitedSYN, p.SimultaneousOpen, p.SequenceTracking, p.ICMPTimeExceeded,
+			p.TransitoryTimeout, p.EstablishedTimeout, hp, strings.Join(approx, ","))
+	}
+	return tw.Flush()
+}
+
+func cmdTopologies(args []string, out io.Writer) error {
+	fs := newFlags("topologies")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ts, err := natlab.BuiltinTopologies()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out, ts)
+	}
+	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNATS\tDESCRIPTION")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, strings.Join(t.NATs(), ","), t.Description)
+	}
+	return tw.Flush()
+}
+
+// multiFlag collects repeated --nat NODE=PROFILE flags.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// upOptions parses up's arguments into lab options.
+func upOptions(args []string) (natlab.Options, bool, error) {
+	fs := newFlags("up")
+	name := fs.String("name", "", "lab name (1-8 lower-case letters/digits; default random)")
+	profile := fs.String("profile", "linux-default", "profile for every NAT not named by --nat")
+	fg := fs.Bool("foreground", false, "hold the lab in this process until interrupted")
+	var nats multiFlag
+	fs.Var(&nats, "nat", "NODE=PROFILE for one NAT node (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return natlab.Options{}, false, err
+	}
+	if len(pos) != 1 {
+		return natlab.Options{}, false, fmt.Errorf("up: want exactly one TOPOLOGY (see natlab topologies)")
+	}
+	topo, err := natlab.LoadTopology(pos[0])
+	if err != nil {
+		return natlab.Options{}, false, err
+	}
+	def, err := natlab.LoadProfile(*profile)
+	if err != nil {
+		return natlab.Options{}, false, err
+	}
+	o := natlab.Options{Name: *name, Topology: topo, Default: def, Profiles: map[string]*natlab.Profile{}}
+	for _, n := range nats {
+		node, pname, ok := strings.Cut(n, "=")
+		if !ok {
+			return o, false, fmt.Errorf("--nat %q: want NODE=PROFILE", n)
+		}
+		p, err := natlab.LoadProfile(pname)
+		if err != nil {
+			return o, false, err
+		}
+		o.Profiles[node] = p
+	}
+	return o, *fg, nil
+}
+
+const holdCmd = "__hold"
+
+// cmdUp starts a holder process that builds the lab, keeps its helpers
+// running and tears it down on SIGTERM (natlab down) or SIGINT; it prints the
+// lab description once the lab is up.
+func cmdUp(args []string, out io.Writer) error {
+	o, fg, err := upOptions(args)
+	if err != nil {
+		return err
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	if fg {
+		return hold(o, out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, append([]string{holdCmd}, args...)...)
+	cmd.Stdout = pw
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start lab holder: %w", err)
+	}
+	pw.Close()
+	desc, _ := io.ReadAll(pr)
+	if len(desc) == 0 {
+		if err := cmd.Wait(); err != nil {
+			return exitError(1)
+		}
+		return fmt.Errorf("lab holder exited without bringing the lab up")
+	}
+	_ = cmd.Process.Release()
+	_, err = out.Write(desc)
+	return err
+}
+
+func cmdHold(args []string) error {
+	o, _, err := upOptions(args)
+	if err != nil {
+		return err
+	}
+	return hold(o, os.Stdout)
+}
+
+// hold builds the lab, prints it, closes out (if a pipe) and waits for a signal.
+func hold(o natlab.Options, out io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	lab, err := natlab.Up(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	desc, err := json.MarshalIndent(lab, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := lab.UpdateRecord(desc); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s\n", desc)
+	if f, ok := out.(*os.File); ok && f == os.Stdout {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
+			f.Close()
+			os.Stdout = nil
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func cmdLs(args []string, out io.Writer) error {
+	fs := newFlags("ls")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	recs, err := natlab.Records()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out, recs)
+	}
+	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAB\tTOPOLOGY\tOWNER\tSTATE\tCREATED")
+	for _, r := range recs {
+		state := "up"
+		if !r.Alive() {
+			state = "orphaned (natlab clean)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Lab, r.Topology, r.OwnerPID, state, r.Created.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func cmdExec(args []string) error {
+	if len(args) < 4 || args[2] != "--" {
+		return fmt.Errorf("exec: want LAB NODE -- CMD [ARG...]")
+	}
+	lab, err := natlab.Attach(args[0])
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	cmd := exec.Command(args[3], args[4:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	p, err := lab.Start(args[1], cmd)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			_ = p.Signal(s.(syscall.Signal))
+		}
+	}()
+	err = p.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitError(ee.ExitCode())
+	}
+	return err
+}
+
+func cmdCapture(args []string, out io.Writer) error {
+	fs := newFlags("capture")
+	file := fs.String("w", "", "pcap file to write (required)")
+	dur := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 3 || *file == "" {
+		return fmt.Errorf("capture: want LAB NODE IFACE -w FILE")
+	}
+	lab, err := natlab.Attach(pos[0])
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	c, err := lab.Capture(pos[1], pos[2], *file)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *dur)
+		defer cancel()
+	}
+	fmt.Fprintf(os.Stderr, "capturing on %s/%s into %s\n", pos[1], pos[2], *file)
+	<-ctx.Done()
+	if err := c.Stop(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%d packets written to %s\n", len(c.Packets()), *file)
+	return nil
+}
+
+func cmdConntrack(args []string, out io.Writer) error {
+	fs := newFlags("conntrack")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fmt.Errorf("conntrack: want LAB NODE")
+	}
+	lab, err := natlab.Attach(pos[0])
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	ents, err := lab.Conntrack(pos[1])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out, ents)
+	}
+	for _, e := range ents {
+		fmt.Fprintln(out, e)
+	}
+	return nil
+}
+
+func cmdRules(args []string, out io.Writer) error {
+	if len(args) != 2 {
+		return fmt.Errorf("rules: want LAB NODE")
+	}
+	lab, err := natlab.Attach(args[0])
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	s, err := lab.Rules(args[1])
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, s)
+	return err
+}
+
+func cmdCheck(args []string, out io.Writer) error {
+	fs := newFlags("check")
+	all := fs.Bool("all", false, "check every built-in profile")
+	asJSON := fs.Bool("json", false, "print JSON reports")
+	par := fs.Int("parallel", 2*runtime.NumCPU()+4, "labs probed at once")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	var ps []*natlab.Profile
+	if *all {
+		if ps, err = natlab.BuiltinProfiles(); err != nil {
+			return err
+		}
+	}
+	for _, name := range pos {
+		p, err := natlab.LoadProfile(name)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		return fmt.Errorf("check: name profiles or pass --all")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	reps, err := check.All(ctx, ps, *par)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := printJSON(out, reps); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROFILE\tKNOB\tCONFIGURED\tOBSERVED\tOK\tEVIDENCE")
+		for _, r := range reps {
+			for _, x := range r.Results {
+				ok := "ok"
+				if !x.OK {
+					ok = "MISMATCH"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Profile, x.Knob, x.Configured, x.Observed, ok, x.Evidence)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	var bad []string
+	for _, r := range reps {
+		if !r.OK() {
+			bad = append(bad, r.Profile)
+		}
+	}
+	sort.Strings(bad)
+	fmt.Fprintf(os.Stderr, "checked %d profiles in %.1fs: %d mismatched %s\n", len(reps), time.Since(start).Seconds(), len(bad), strings.Join(bad, " "))
+	if len(bad) > 0 {
+		return exitError(1)
+	}
+	return nil
+}
+
+func cmdDown(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("down: want LAB")
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	return natlab.Down(args[0])
+}
+
+func cmdClean(args []string, out io.Writer) error {
+	if len(args) != 0 {
+		return fmt.Errorf("clean takes no arguments")
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	rep, err := natlab.Clean()
+	fmt.Fprintf(out, "removed labs: %s\nremoved namespaces: %s\nkept (owner alive): %s\n",
+		orNone(rep.Labs), orNone(rep.Namespaces), orNone(rep.Kept))
+	return err
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, " ")
+}
