@@ -28,7 +28,7 @@ func main() {
 	var before string
 	if privileged {
 		var err error
-		if before, err = natlabtest.RootSnapshot(); err != nil {
+		if before, err = natlabtest.RootSnapshot(true); err != nil {
 			fmt.Fprintln(os.Stderr, "leakcheck:", err)
 			os.Exit(1)
 		}
@@ -37,7 +37,7 @@ func main() {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	runErr := cmd.Run()
 	if privileged {
-		after, err := natlabtest.RootSnapshot()
+		after, err := natlabtest.RootSnapshot(true)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "leakcheck:", err)
 			os.Exit(1)

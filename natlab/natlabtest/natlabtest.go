@@ -65,9 +65,9 @@ func New(tb testing.TB, topology string, profiles ...string) *natlab.Lab {
 }
 
 // RootSnapshot describes the root network namespace (netfilter ruleset,
-// links, addresses, routes, rules) and every lab namespace that exists. Two
-// snapshots around a test run must be byte-identical.
-func RootSnapshot() (string, error) {
+// links, addresses, routes, rules) and, with labs, every lab namespace that
+// exists. Two snapshots around a test run must be byte-identical.
+func RootSnapshot(labs bool) (string, error) {
 	var b strings.Builder
 	for _, c := range [][]string{
 		{"nft", "list", "ruleset"},
@@ -82,6 +82,9 @@ func RootSnapshot() (string, error) {
 		}
 		fmt.Fprintf(&b, "## %s\n%s\n", strings.Join(c, " "), out)
 	}
+	if !labs {
+		return b.String(), nil
+	}
 	ents, _ := os.ReadDir("/run/netns")
 	b.WriteString("## lab namespaces\n")
 	for _, e := range ents {
@@ -92,22 +95,32 @@ func RootSnapshot() (string, error) {
 	return b.String(), nil
 }
 
-// LeakCheck runs a package's tests (m.Run) between two root snapshots and
-// fails the run if they differ. Use it from TestMain of privileged packages.
+// LeakCheck runs a package's tests (m.Run) between two snapshots of the root
+// namespace and fails the run if they differ or if a lab this process made
+// is still recorded. (Other packages' tests run in parallel and make labs of
+// their own, so the whole set of lab namespaces is compared only by
+// internal/leakcheck around the whole suite.) Use it from TestMain.
 func LeakCheck(run func() int) int {
 	if natlab.Preflight() != nil {
 		return run()
 	}
-	before, err := RootSnapshot()
+	before, err := RootSnapshot(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "leak check:", err)
 		return 1
 	}
 	code := run()
-	after, err := RootSnapshot()
+	after, err := RootSnapshot(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "leak check:", err)
 		return 1
+	}
+	recs, _ := natlab.Records()
+	for _, r := range recs {
+		if r.OwnerPID == os.Getpid() {
+			fmt.Fprintf(os.Stderr, "LEAK: lab %s (namespaces %v) was not closed\n", r.Lab, r.Namespaces)
+			return 1
+		}
 	}
 	if before != after {
 		fmt.Fprintf(os.Stderr, "LEAK: the root namespace or lab namespaces changed during the tests\n--- before\n%s\n--- after\n%s\n", before, after)

@@ -1,0 +1,171 @@
+// Package sockopt holds the socket options hole punching depends on:
+// SO_REUSEADDR and SO_REUSEPORT, so that a listener and several connecting
+// sockets can share one local port, and IP_TTL for low-TTL SYNs.
+package sockopt
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Control returns a net.Dialer/ListenConfig Control function that sets
+// SO_REUSEADDR and SO_REUSEPORT and, when ttl > 0, IP_TTL.
+func Control(ttl int) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
+			}
+			if ttl > 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// Dial connects to raddr from laddr (zero: any) with reuse options.
+func Dial(ctx context.Context, laddr, raddr netip.AddrPort, ttl int) (*net.TCPConn, error) {
+	d := net.Dialer{Control: Control(ttl)}
+	if laddr.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(laddr)
+	}
+	c, err := d.DialContext(ctx, "tcp4", raddr.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// Listen listens on laddr with reuse options.
+func Listen(ctx context.Context, laddr netip.AddrPort) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: Control(0)}
+	ln, err := lc.Listen(ctx, "tcp4", laddr.String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// SetTTL changes IP_TTL on a connected or connecting socket.
+func SetTTL(c syscall.Conn, ttl int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// RawSocket is a TCP socket driven by hand, for the punching steps the net
+// package cannot express: send one SYN and close (which sends nothing more
+// while in SYN_SENT), or keep a connect pending while changing its TTL.
+type RawSocket struct {
+	fd int
+}
+
+// NewRawSocket opens a non-blocking TCP socket bound to laddr with reuse options.
+func NewRawSocket(laddr netip.AddrPort, ttl int) (*RawSocket, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	s := &RawSocket{fd: fd}
+	for _, o := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("setsockopt: %w", err)
+		}
+	}
+	if ttl > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("IP_TTL: %w", err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(laddr.Port()), Addr: laddr.Addr().As4()}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("bind %s: %w", laddr, err)
+	}
+	return s, nil
+}
+
+// Connect starts a non-blocking connect (sends the SYN).
+func (s *RawSocket) Connect(raddr netip.AddrPort) error {
+	err := unix.Connect(s.fd, &unix.SockaddrInet4{Port: int(raddr.Port()), Addr: raddr.Addr().As4()})
+	if err != nil && err != unix.EINPROGRESS {
+		return fmt.Errorf("connect %s: %w", raddr, err)
+	}
+	return nil
+}
+
+// SetTTL changes the socket's TTL (for the retransmitted SYN and what follows).
+func (s *RawSocket) SetTTL(ttl int) error {
+	return unix.SetsockoptInt(s.fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
+}
+
+// Wait waits until the pending connect completes or fails, or the deadline.
+func (s *RawSocket) Wait(ctx context.Context) error {
+	for {
+		pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(pfd, 50)
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if n > 0 {
+			soerr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err != nil {
+				return err
+			}
+			if soerr != 0 {
+				return syscall.Errno(soerr)
+			}
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// Conn turns a connected raw socket into a net.Conn (the socket is handed over).
+func (s *RawSocket) Conn() (net.Conn, error) {
+	f := osFile(s.fd)
+	s.fd = -1
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// Close closes the socket if it was not handed over.
+func (s *RawSocket) Close() error {
+	if s.fd < 0 {
+		return nil
+	}
+	err := unix.Close(s.fd)
+	s.fd = -1
+	return err
+}
+
+// Deadline is a helper for a context deadline as a time.
+func Deadline(ctx context.Context, d time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
+}

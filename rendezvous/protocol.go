@@ -1,0 +1,261 @@
+package rendezvous
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sourcegraph/jsonrpc2"
+)
+
+// Protocol version spoken by this package.
+const Version = 1
+
+// JSON-RPC methods (client to server).
+const (
+	MethodHello       = "hello"
+	MethodCreate      = "session.create"
+	MethodJoin        = "session.join"
+	MethodReady       = "punch.ready"
+	MethodConnectBack = "probe.connectback"
+	MethodRelay       = "relay.open"
+	MethodPing        = "ping"
+)
+
+// Notifications (server to client, on the same connection).
+const (
+	NotifyPeerJoined = "peer.joined"
+	NotifyPunch      = "punch.go"
+	NotifyPeerLeft   = "peer.left"
+)
+
+// Roles in a session: the creator (sender) is A, the joiner is B.
+const (
+	RoleA = "a"
+	RoleB = "b"
+)
+
+// Punch roles chosen by the server for asymmetric methods.
+const (
+	Initiator = "initiator"
+	Responder = "responder"
+)
+
+// JSON-RPC error codes beyond the standard ones.
+const (
+	CodeNoSession   = 1001
+	CodeLimit       = 1002
+	CodeSessionFull = 1003
+	CodeRelayOff    = 1004
+	CodeBadState    = 1005
+)
+
+// Sentinel errors a client tests for.
+var (
+	ErrNoSession     = errors.New("no such session (expired, or the id is wrong)")
+	ErrLimit         = errors.New("server limit reached")
+	ErrSessionFull   = errors.New("session already has two peers")
+	ErrRelayDisabled = errors.New("relay disabled on this server")
+	ErrTooLarge      = errors.New("message too large")
+	ErrClosed        = errors.New("rendezvous connection closed")
+)
+
+// HelloParams introduce a client. Probe marks a short-lived connection used
+// only to learn the mapping of one local port.
+type HelloParams struct {
+	Version int              `json:"version"`
+	Private []netip.AddrPort `json:"private,omitempty"`
+	Probe   bool             `json:"probe,omitempty"`
+}
+
+// HelloResult reports what the server sees (STUNT).
+type HelloResult struct {
+	Observed netip.AddrPort `json:"observed"`
+	// Secondary is the server's other listening endpoint (another address
+	// and port), for comparing mappings; invalid when not configured.
+	Secondary  netip.AddrPort `json:"secondary"`
+	ServerTime int64          `json:"server_time_ms"`
+	Relay      bool           `json:"relay"`
+}
+
+// CreateResult names a new session.
+type CreateResult struct {
+	Session string    `json:"session"`
+	Expires time.Time `json:"expires"`
+}
+
+// SessionParams name a session.
+type SessionParams struct {
+	Session string `json:"session"`
+}
+
+// JoinResult tells the joiner about the session.
+type JoinResult struct {
+	Session string `json:"session"`
+	Role    string `json:"role"`
+}
+
+// Candidates are the endpoints a peer may be reached at for one attempt.
+type Candidates struct {
+	// Private endpoints of the attempt's local port (the host's addresses).
+	Private []netip.AddrPort `json:"private,omitempty"`
+	// Public is the mapping the server observed for that local port.
+	Public netip.AddrPort `json:"public"`
+	// Predicted are likely mappings for the next connection (port prediction).
+	Predicted []netip.AddrPort `json:"predicted,omitempty"`
+	// TTL is the hop count that takes a SYN past the peer's own NATs but not
+	// to the other peer (STUNT #2); 0 when unknown.
+	TTL int `json:"ttl,omitempty"`
+}
+
+// ReadyParams say a peer is ready for one punching attempt.
+type ReadyParams struct {
+	Session    string     `json:"session"`
+	Attempt    string     `json:"attempt"` // "method/round", e.g. "machsend/1"
+	Candidates Candidates `json:"candidates"`
+}
+
+// PunchGo is the server's notification that both peers are ready: the peer's
+// candidates, this peer's role, and when to start (server clock, ms).
+type PunchGo struct {
+	Session    string     `json:"session"`
+	Attempt    string     `json:"attempt"`
+	Role       string     `json:"role"`
+	Peer       Candidates `json:"peer"`
+	StartAt    int64      `json:"start_at_ms"`
+	ServerTime int64      `json:"server_time_ms"`
+}
+
+// PeerEvent tells a peer that the other peer joined or left.
+type PeerEvent struct {
+	Session string `json:"session"`
+	Role    string `json:"role"`
+}
+
+// ConnectBackParams ask the server to open a TCP connection to Target (the
+// client's mapping) from another port or address, to test filtering.
+type ConnectBackParams struct {
+	Target netip.AddrPort `json:"target"`
+	// From is "other-port" (primary address, fresh port) or "other-address".
+	From      string `json:"from"`
+	TimeoutMs int    `json:"timeout_ms"`
+}
+
+// ConnectBackResult says what the connect-back came to.
+type ConnectBackResult struct {
+	From    netip.AddrPort `json:"from"`
+	Outcome string         `json:"outcome"` // connected, refused, timeout, unreachable, error
+}
+
+// RelayResult tells a peer where to connect for the relay and with what token.
+type RelayResult struct {
+	Addr  netip.AddrPort `json:"addr"`
+	Token string         `json:"token"`
+}
+
+// lineStream is a jsonrpc2.ObjectStream of one JSON object per line, with a
+// size bound on every message and an idle timeout on reads.
+type lineStream struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	max     int
+	idle    time.Duration
+	writeMu sync.Mutex
+}
+
+func newLineStream(c net.Conn, max int, idle time.Duration) *lineStream {
+	return &lineStream{conn: c, r: bufio.NewReaderSize(c, 4096), max: max, idle: idle}
+}
+
+func (s *lineStream) WriteObject(obj any) error {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err = s.conn.Write(b)
+	return err
+}
+
+func (s *lineStream) ReadObject(v any) error {
+	if s.idle > 0 {
+		_ = s.conn.SetReadDeadline(time.Now().Add(s.idle))
+	}
+	line, err := readLine(s.r, s.max)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(line, v)
+}
+
+func (s *lineStream) Close() error { return s.conn.Close() }
+
+// readLine reads one newline-terminated line of at most max bytes.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var buf []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(buf)+len(frag) > max {
+			return nil, fmt.Errorf("%w (over %d bytes)", ErrTooLarge, max)
+		}
+		buf = append(buf, frag...)
+		if err == nil {
+			return bytes.TrimSpace(buf), nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) && len(bytes.TrimSpace(buf)) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+// decodeParams unmarshals a request's params strictly (unknown fields and
+// trailing data are errors) into v.
+func decodeParams(req *jsonrpc2.Request, v any) error {
+	if req.Params == nil {
+		return errors.New("missing params")
+	}
+	dec := json.NewDecoder(bytes.NewReader(*req.Params))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad params: %w", err)
+	}
+	if dec.More() {
+		return errors.New("bad params: trailing data")
+	}
+	return nil
+}
+
+// fromRPCError maps a server error to the package's sentinels.
+func fromRPCError(err error) error {
+	var re *jsonrpc2.Error
+	if !errors.As(err, &re) {
+		if errors.Is(err, jsonrpc2.ErrClosed) {
+			return fmt.Errorf("%w: %v", ErrClosed, err)
+		}
+		return err
+	}
+	switch re.Code {
+	case CodeNoSession:
+		return fmt.Errorf("%w: %s", ErrNoSession, re.Message)
+	case CodeLimit:
+		return fmt.Errorf("%w: %s", ErrLimit, re.Message)
+	case CodeSessionFull:
+		return fmt.Errorf("%w: %s", ErrSessionFull, re.Message)
+	case CodeRelayOff:
+		return fmt.Errorf("%w: %s", ErrRelayDisabled, re.Message)
+	}
+	return fmt.Errorf("rendezvous: %s (code %d)", re.Message, re.Code)
+}

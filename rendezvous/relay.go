@@ -1,0 +1,184 @@
+package rendezvous
+
+import (
+	"bufio"
+	"errors"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// relay splices the two peers of a session when no direct path works. Each
+// peer connects to the relay address and sends its one-time token (from
+// relay.open) on one line; when both halves are there, bytes are copied both
+// ways, within the byte and time limits. The relay sees only what the peers
+// send, which is ciphertext.
+type relay struct {
+	s       *Server
+	mu      sync.Mutex
+	tokens  map[string]relayKey // token -> slot
+	waiting map[relayKey]net.Conn
+	active  map[net.Conn]struct{}
+	closed  bool
+}
+
+type relayKey struct{ session, role string }
+
+func newRelay(s *Server) *relay {
+	return &relay{s: s, tokens: map[string]relayKey{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{}}
+}
+
+// expect registers a token handed out by relay.open.
+func (r *relay) expect(tok, session, role string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.tokens) > 2*r.s.cfg.MaxSessions {
+		return
+	}
+	r.tokens[tok] = relayKey{session, role}
+}
+
+
+func (r *relay) serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go r.handle(c)
+	}
+}
+
+func (r *relay) handle(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := readLine(bufio.NewReaderSize(c, 128), 128)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	tok := strings.TrimSpace(string(line))
+	r.mu.Lock()
+	key, ok := r.tokens[tok]
+	if !ok || r.closed {
+		r.mu.Unlock()
+		c.Close()
+		return
+	}
+	delete(r.tokens, tok)
+	other := RoleA
+	if key.role == RoleA {
+		other = RoleB
+	}
+	peer := r.waiting[relayKey{key.session, other}]
+	if peer == nil {
+		if old := r.waiting[key]; old != nil {
+			old.Close()
+		}
+		r.waiting[key] = c
+		r.mu.Unlock()
+		// Give the other half a minute to arrive.
+		time.AfterFunc(time.Minute, func() {
+			r.mu.Lock()
+			if r.waiting[key] == c {
+				delete(r.waiting, key)
+				c.Close()
+			}
+			r.mu.Unlock()
+		})
+		return
+	}
+	delete(r.waiting, relayKey{key.session, other})
+	r.active[c], r.active[peer] = struct{}{}, struct{}{}
+	r.mu.Unlock()
+	r.s.Stats.Relays.Add(1)
+	r.s.log.Info("relay spliced", "session", key.session[:8])
+	// Tell both halves the splice is live, so neither sends before it is.
+	if _, err := c.Write([]byte("ok\n")); err == nil {
+		_, _ = peer.Write([]byte("ok\n"))
+	}
+	r.splice(c, peer)
+	r.mu.Lock()
+	delete(r.active, c)
+	delete(r.active, peer)
+	r.mu.Unlock()
+}
+
+func (r *relay) splice(a, b net.Conn) {
+	deadline := time.Now().Add(r.s.cfg.RelayMaxDuration)
+	_ = a.SetDeadline(deadline)
+	_ = b.SetDeadline(deadline)
+	var budget atomic.Int64
+	budget.Store(r.s.cfg.RelayMaxBytes)
+	var wg sync.WaitGroup
+	cp := func(dst, src net.Conn) {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if budget.Add(-int64(n)) < 0 {
+					break
+				}
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		// Half-close so the other side sees EOF, then tear down.
+		if tc, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = tc.CloseWrite()
+		}
+	}
+	wg.Add(2)
+	go cp(a, b)
+	go cp(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+func (r *relay) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for _, c := range r.waiting {
+		c.Close()
+	}
+	for c := range r.active {
+		c.Close()
+	}
+}
+
+// Outcome names what a connection attempt came to, in the vocabulary the
+// reports and experiments use.
+func Outcome(err error) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "connected"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.Is(err, syscall.EADDRINUSE), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "address-in-use"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "error"
+}

@@ -1,0 +1,586 @@
+package rendezvous
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/sourcegraph/jsonrpc2"
+	"golang.org/x/time/rate"
+)
+
+// Config bounds and configures a Server. Zero values take the defaults.
+type Config struct {
+	// Secondary is the server's second endpoint (another address and port)
+	// reported to clients for mapping comparison and used for connect-back
+	// from another address.
+	Secondary netip.AddrPort
+	// RelayAddr is where the relay accepts spliced connections; invalid
+	// disables the relay.
+	RelayAddr netip.AddrPort
+
+	MaxMessage           int           // bytes per JSON-RPC message (default 16 KiB)
+	MaxClients           int           // concurrent connections (default 100000)
+	MaxSessions          int           // sessions held at once (default 100000)
+	MaxSessionsPerClient int           // sessions one connection may create (default 16)
+	MaxAttempts          int           // pending punch attempts per session (default 64)
+	SessionTTL           time.Duration // a session's lifetime (default 30 min)
+	IdleTimeout          time.Duration // a silent connection is closed (default 5 min)
+	ConnRate             float64       // new connections per second per source address (default 50)
+	ConnBurst            int           // (default 200)
+	RequestRate          float64       // requests per second per connection (default 200)
+	PunchDelay           time.Duration // lead time before a coordinated punch (default 150 ms)
+	RelayMaxBytes        int64         // per relayed session, both directions (default 8 GiB)
+	RelayMaxDuration     time.Duration // per relayed session (default 1 h)
+	Logger               *slog.Logger
+}
+
+func (c *Config) defaults() {
+	set := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	set(&c.MaxMessage, 16<<10)
+	set(&c.MaxClients, 100000)
+	set(&c.MaxSessions, 100000)
+	set(&c.MaxSessionsPerClient, 16)
+	set(&c.MaxAttempts, 64)
+	set(&c.ConnBurst, 200)
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 30 * time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.ConnRate <= 0 {
+		c.ConnRate = 50
+	}
+	if c.RequestRate <= 0 {
+		c.RequestRate = 200
+	}
+	if c.PunchDelay <= 0 {
+		c.PunchDelay = 150 * time.Millisecond
+	}
+	if c.RelayMaxBytes <= 0 {
+		c.RelayMaxBytes = 8 << 30
+	}
+	if c.RelayMaxDuration <= 0 {
+		c.RelayMaxDuration = time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is the rendezvous/STUNT server: it reports observed endpoints,
+// holds sessions, exchanges candidates, coordinates punches, serves NAT
+// probing and, when enabled, relays.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	relay *relay
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	clients  map[*client]struct{}
+	perIP    map[netip.Addr]*rate.Limiter
+	closed   bool
+	lns      []net.Listener
+	wg       sync.WaitGroup
+
+	Stats Stats
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	Accepted, Rejected, Malformed, Sessions, Punches, Relays atomic.Int64
+}
+
+type client struct {
+	srv      *Server
+	conn     *jsonrpc2.Conn
+	raw      net.Conn
+	remote   netip.AddrPort
+	local    netip.AddrPort
+	limiter  *rate.Limiter
+	created  int
+	sessions map[string]string // id -> role; guarded by srv.mu
+}
+
+type session struct {
+	id      string
+	a, b    *client
+	expires time.Time
+	ready   map[string]map[string]ReadyParams // attempt -> role -> params
+	relay   map[string]string                 // role -> token
+}
+
+// NewServer makes a server; call Serve for each listener.
+func NewServer(cfg Config) *Server {
+	cfg.defaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, clients: map[*client]struct{}{},
+		perIP: map[netip.Addr]*rate.Limiter{}}
+	s.relay = newRelay(s)
+	return s
+}
+
+// Serve accepts rendezvous connections on ln until it is closed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	stop := make(chan struct{})
+	defer close(stop)
+	go s.janitor(stop)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.accept(c)
+	}
+}
+
+// ServeRelay accepts relay connections on ln (see Config.RelayAddr).
+func (s *Server) ServeRelay(ln net.Listener) error {
+	s.mu.Lock()
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	return s.relay.serve(ln)
+}
+
+// Close stops every listener and connection.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.lns
+	var cs []*client
+	for c := range s.clients {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	for _, c := range cs {
+		c.conn.Close()
+	}
+	s.relay.close()
+	return nil
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// admit applies the per-address connection rate and the global client cap.
+func (s *Server) admit(ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.clients) >= s.cfg.MaxClients {
+		return false
+	}
+	l := s.perIP[ip]
+	if l == nil {
+		if len(s.perIP) > 4*s.cfg.MaxClients {
+			s.perIP = map[netip.Addr]*rate.Limiter{} // bounded: forget old limiters
+		}
+		l = rate.NewLimiter(rate.Limit(s.cfg.ConnRate), s.cfg.ConnBurst)
+		s.perIP[ip] = l
+	}
+	return l.Allow()
+}
+
+func (s *Server) accept(raw net.Conn) {
+	remote := addrPortOf(raw.RemoteAddr())
+	if !s.admit(remote.Addr()) {
+		s.Stats.Rejected.Add(1)
+		s.log.Warn("connection rejected by limits", "remote", remote)
+		raw.Close()
+		return
+	}
+	s.Stats.Accepted.Add(1)
+	c := &client{srv: s, raw: raw, remote: remote, local: addrPortOf(raw.LocalAddr()),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.RequestRate), int(s.cfg.RequestRate)), sessions: map[string]string{}}
+	h := jsonrpc2.HandlerWithError(c.handle)
+	h.SuppressErrClosed()
+	stream := newLineStream(raw, s.cfg.MaxMessage, s.cfg.IdleTimeout)
+	s.mu.Lock()
+	s.clients[c] = struct{}{}
+	s.mu.Unlock()
+	c.conn = jsonrpc2.NewConn(context.Background(), stream, jsonrpc2.AsyncHandler(h), jsonrpc2.SetLogger(discardLogger{}))
+	go func() {
+		<-c.conn.DisconnectNotify()
+		s.drop(c)
+	}()
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
+
+// drop forgets a disconnected client and tells its peers.
+func (s *Server) drop(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	type note struct {
+		to *client
+		ev PeerEvent
+	}
+	var notes []note
+	for id, role := range c.sessions {
+		ss := s.sessions[id]
+		if ss == nil {
+			continue
+		}
+		if role == RoleA {
+			if ss.b != nil {
+				notes = append(notes, note{ss.b, PeerEvent{id, RoleA}})
+				delete(ss.b.sessions, id)
+			}
+			delete(s.sessions, id)
+		} else if ss.b == c {
+			ss.b = nil
+			ss.ready = map[string]map[string]ReadyParams{}
+			if ss.a != nil {
+				notes = append(notes, note{ss.a, PeerEvent{id, RoleB}})
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, n := range notes {
+		_ = n.to.conn.Notify(context.Background(), NotifyPeerLeft, n.ev)
+	}
+}
+
+func (s *Server) janitor(stop chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for id, ss := range s.sessions {
+				if now.After(ss.expires) {
+					delete(s.sessions, id)
+					for _, c := range []*client{ss.a, ss.b} {
+						if c != nil {
+							delete(c.sessions, id)
+						}
+					}
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+func rpcErr(code int64, format string, args ...any) *jsonrpc2.Error {
+	return &jsonrpc2.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func newID() string {
+	b := make([]byte, 16) // 128 random bits
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error()) // cannot happen on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+func (c *client) handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
+	s := c.srv
+	if req.Notif {
+		return nil, nil
+	}
+	if !c.limiter.Allow() {
+		return nil, rpcErr(CodeLimit, "request rate limit")
+	}
+	res, err := c.dispatch(ctx, req)
+	if err != nil {
+		var re *jsonrpc2.Error
+		if !errors.As(err, &re) {
+			s.Stats.Malformed.Add(1)
+			re = rpcErr(jsonrpc2.CodeInvalidParams, "%v", err)
+		}
+		s.log.Debug("request failed", "remote", c.remote, "method", req.Method, "err", re.Message)
+		return nil, re
+	}
+	return res, nil
+}
+
+func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+	s := c.srv
+	switch req.Method {
+	case MethodPing:
+		return map[string]int64{"server_time_ms": time.Now().UnixMilli()}, nil
+	case MethodHello:
+		var p HelloParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		if p.Version != Version {
+			return nil, rpcErr(jsonrpc2.CodeInvalidRequest, "protocol version %d not supported (want %d)", p.Version, Version)
+		}
+		return HelloResult{Observed: c.remote, Secondary: s.cfg.Secondary, ServerTime: time.Now().UnixMilli(),
+			Relay: s.cfg.RelayAddr.IsValid()}, nil
+	case MethodCreate:
+		return c.create()
+	case MethodJoin:
+		var p SessionParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.join(ctx, p.Session)
+	case MethodReady:
+		var p ReadyParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.ready(ctx, p)
+	case MethodConnectBack:
+		var p ConnectBackParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.connectBack(ctx, p)
+	case MethodRelay:
+		var p SessionParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.relayOpen(p.Session)
+	}
+	return nil, &jsonrpc2.Error{Code: jsonrpc2.CodeMethodNotFound, Message: fmt.Sprintf("unknown method %q", req.Method)}
+}
+
+func (c *client) create() (any, error) {
+	s := c.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) >= s.cfg.MaxSessions {
+		return nil, rpcErr(CodeLimit, "server holds its maximum of %d sessions", s.cfg.MaxSessions)
+	}
+	if c.created >= s.cfg.MaxSessionsPerClient {
+		return nil, rpcErr(CodeLimit, "a connection may create at most %d sessions", s.cfg.MaxSessionsPerClient)
+	}
+	ss := &session{id: newID(), a: c, expires: time.Now().Add(s.cfg.SessionTTL),
+		ready: map[string]map[string]ReadyParams{}, relay: map[string]string{}}
+	s.sessions[ss.id] = ss
+	c.sessions[ss.id] = RoleA
+	c.created++
+	s.Stats.Sessions.Add(1)
+	s.log.Info("session created", "remote", c.remote)
+	return CreateResult{Session: ss.id, Expires: ss.expires}, nil
+}
+
+func validSessionID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+func (c *client) join(ctx context.Context, id string) (any, error) {
+	s := c.srv
+	if !validSessionID(id) {
+		return nil, rpcErr(CodeNoSession, "malformed session id")
+	}
+	s.mu.Lock()
+	ss := s.sessions[id]
+	switch {
+	case ss == nil:
+		s.mu.Unlock()
+		return nil, rpcErr(CodeNoSession, "no such session")
+	case ss.a == c:
+		s.mu.Unlock()
+		return nil, rpcErr(CodeBadState, "cannot join your own session")
+	case ss.b != nil && ss.b != c:
+		s.mu.Unlock()
+		return nil, rpcErr(CodeSessionFull, "session already has a receiver")
+	}
+	if len(c.sessions) >= s.cfg.MaxSessionsPerClient {
+		s.mu.Unlock()
+		return nil, rpcErr(CodeLimit, "a connection may be in at most %d sessions", s.cfg.MaxSessionsPerClient)
+	}
+	ss.b = c
+	c.sessions[id] = RoleB
+	a := ss.a
+	s.mu.Unlock()
+	_ = a.conn.Notify(ctx, NotifyPeerJoined, PeerEvent{Session: id, Role: RoleB})
+	return JoinResult{Session: id, Role: RoleB}, nil
+}
+
+// roleIn returns c's role in session id, or an error.
+func (c *client) roleIn(id string) (*session, string, error) {
+	ss := c.srv.sessions[id]
+	role := c.sessions[id]
+	if ss == nil || role == "" {
+		return nil, "", rpcErr(CodeNoSession, "not in that session")
+	}
+	return ss, role, nil
+}
+
+// initiatorFor picks the initiating role of an attempt "method/round": A on
+// even rounds, B on odd ones, so a retried method swaps roles.
+func initiatorFor(attempt string) string {
+	_, round, ok := strings.Cut(attempt, "/")
+	if n, err := strconv.Atoi(round); ok && err == nil && n%2 == 1 {
+		return RoleB
+	}
+	return RoleA
+}
+
+func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
+	s := c.srv
+	if p.Attempt == "" || len(p.Attempt) > 64 {
+		return nil, errors.New("attempt: want a short method/round name")
+	}
+	if len(p.Candidates.Private) > 16 || len(p.Candidates.Predicted) > 16 {
+		return nil, errors.New("too many candidates")
+	}
+	s.mu.Lock()
+	ss, role, err := c.roleIn(p.Session)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	if ss.ready[p.Attempt] == nil {
+		if len(ss.ready) >= s.cfg.MaxAttempts {
+			s.mu.Unlock()
+			return nil, rpcErr(CodeLimit, "too many pending attempts")
+		}
+		ss.ready[p.Attempt] = map[string]ReadyParams{}
+	}
+	ss.ready[p.Attempt][role] = p
+	both := ss.ready[p.Attempt]
+	if len(both) < 2 || ss.a == nil || ss.b == nil {
+		s.mu.Unlock()
+		return struct{}{}, nil
+	}
+	delete(ss.ready, p.Attempt)
+	a, b := ss.a, ss.b
+	s.mu.Unlock()
+
+	now := time.Now()
+	start := now.Add(s.cfg.PunchDelay).UnixMilli()
+	init := initiatorFor(p.Attempt)
+	roleOf := func(r string) string {
+		if r == init {
+			return Initiator
+		}
+		return Responder
+	}
+	s.Stats.Punches.Add(1)
+	s.log.Info("punch", "session", p.Session[:8], "attempt", p.Attempt, "a", both[RoleA].Candidates.Public, "b", both[RoleB].Candidates.Public)
+	_ = a.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
+		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli()})
+	_ = b.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
+		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli()})
+	return struct{}{}, nil
+}
+
+// connectBack dials the caller's mapping from another port or address. It
+// only ever targets the caller's own observed address, so it cannot be used
+// to make the server scan third parties.
+func (c *client) connectBack(ctx context.Context, p ConnectBackParams) (any, error) {
+	if p.Target.Addr() != c.remote.Addr() {
+		return nil, errors.New("target must be your own observed address")
+	}
+	var from netip.Addr
+	switch p.From {
+	case "other-port":
+		from = c.local.Addr()
+	case "other-address":
+		if !c.srv.cfg.Secondary.IsValid() {
+			return nil, errors.New("server has no second address")
+		}
+		from = c.srv.cfg.Secondary.Addr()
+		if from == c.local.Addr() {
+			from = c.srv.cfg.Secondary.Addr()
+		}
+	default:
+		return nil, fmt.Errorf("from: %q (want other-port or other-address)", p.From)
+	}
+	timeout := time.Duration(p.TimeoutMs) * time.Millisecond
+	if timeout <= 0 || timeout > 5*time.Second {
+		timeout = 2 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := sockopt.Dial(dctx, netip.AddrPortFrom(from, 0), p.Target, 0)
+	res := ConnectBackResult{Outcome: Outcome(err)}
+	if conn != nil {
+		res.From = addrPortOf(conn.LocalAddr())
+		conn.Close()
+	}
+	return res, nil
+}
+
+func (c *client) relayOpen(id string) (any, error) {
+	s := c.srv
+	if !s.cfg.RelayAddr.IsValid() {
+		return nil, rpcErr(CodeRelayOff, "relay disabled")
+	}
+	s.mu.Lock()
+	ss, role, err := c.roleIn(id)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	tok := ss.relay[role]
+	if tok == "" {
+		tok = newID()
+		ss.relay[role] = tok
+	}
+	s.mu.Unlock()
+	s.relay.expect(tok, id, role)
+	return RelayResult{Addr: s.cfg.RelayAddr, Token: tok}, nil
+}
+
+// SessionCount returns how many sessions the server holds.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// ClientCount returns how many connections the server holds.
+func (s *Server) ClientCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
