@@ -2,8 +2,8 @@ package rendezvous
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -41,7 +41,6 @@ func (r *relay) expect(tok, session, role string) {
 	}
 	r.tokens[tok] = relayKey{session, role}
 }
-
 
 func (r *relay) serve(ln net.Listener) error {
 	for {

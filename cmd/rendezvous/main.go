@@ -1,0 +1,114 @@
+// Command rendezvous runs machsend's rendezvous/STUNT server (see package
+// rendezvous): it coordinates hole punching between peers, serves NAT
+// probing on a second endpoint and, unless disabled, relays.
+//
+//	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "rendezvous: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	listen := flag.String("listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
+	secondary := flag.String("secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
+	relayAddr := flag.String("relay", "", "relay endpoint (empty: relay disabled)")
+	relayBytes := flag.Int64("relay-max-bytes", 8<<30, "bytes a relayed session may carry")
+	relayTime := flag.Duration("relay-max-duration", time.Hour, "how long a relayed session may last")
+	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once")
+	maxClients := flag.Int("max-clients", 100000, "connections held at once")
+	idle := flag.Duration("idle", 5*time.Minute, "close connections silent this long")
+	connRate := flag.Float64("conn-rate", 50, "new connections per second per source address")
+	punchDelay := flag.Duration("punch-delay", 150*time.Millisecond, "lead time before a coordinated punch")
+	level := flag.String("log-level", "info", "debug, info, warn or error")
+	jsonLogs := flag.Bool("json", false, "log as JSON lines")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	if *jsonLogs {
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	}
+	log := slog.New(h)
+	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxClients: *maxClients, IdleTimeout: *idle,
+		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log}
+	parse := func(flagName, v string) (netip.AddrPort, error) {
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil {
+			return ap, fmt.Errorf("--%s %q: want IP:PORT", flagName, v)
+		}
+		return ap, nil
+	}
+	var err error
+	if *secondary != "" {
+		if cfg.Secondary, err = parse("secondary", *secondary); err != nil {
+			return err
+		}
+	}
+	if *relayAddr != "" {
+		if cfg.RelayAddr, err = parse("relay", *relayAddr); err != nil {
+			return err
+		}
+	}
+	srv := rendezvous.NewServer(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 3)
+	serve := func(addr string, relay bool) error {
+		ln, err := net.Listen("tcp4", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		go func() {
+			if relay {
+				errc <- srv.ServeRelay(ln)
+			} else {
+				errc <- srv.Serve(ln)
+			}
+		}()
+		log.Info("listening", "addr", ln.Addr().String(), "relay", relay)
+		return nil
+	}
+	if err := serve(*listen, false); err != nil {
+		return err
+	}
+	if *secondary != "" {
+		if err := serve(*secondary, false); err != nil {
+			return err
+		}
+	}
+	if *relayAddr != "" {
+		if err := serve(*relayAddr, true); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	}
+	return srv.Close()
+}

@@ -1,0 +1,215 @@
+package rendezvous
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/sourcegraph/jsonrpc2"
+)
+
+// Notification is a server notification received by a Client.
+type Notification struct {
+	Method string
+	Params json.RawMessage
+}
+
+// Client is one JSON-RPC connection to a rendezvous server.
+type Client struct {
+	conn  *jsonrpc2.Conn
+	raw   net.Conn
+	notes chan Notification
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// DialOptions configure a client connection.
+type DialOptions struct {
+	// Local fixes the local endpoint (with SO_REUSEADDR/SO_REUSEPORT), so
+	// the server observes the mapping of exactly that port.
+	Local netip.AddrPort
+	// MaxMessage bounds received messages (default 1 MiB).
+	MaxMessage int
+}
+
+// Dial connects to a rendezvous server at addr ("host:port").
+func Dial(ctx context.Context, addr string, o DialOptions) (*Client, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	var raw net.Conn
+	if err == nil {
+		raw, err = sockopt.Dial(ctx, o.Local, ap, 0)
+	} else {
+		d := net.Dialer{Control: sockopt.Control(0)}
+		if o.Local.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(o.Local)
+		}
+		raw, err = d.DialContext(ctx, "tcp4", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rendezvous server %s unreachable: %w", addr, err)
+	}
+	return NewClient(raw, o), nil
+}
+
+// NewClient runs the client protocol over an established connection.
+func NewClient(raw net.Conn, o DialOptions) *Client {
+	if o.MaxMessage <= 0 {
+		o.MaxMessage = 1 << 20
+	}
+	c := &Client{raw: raw, notes: make(chan Notification, 64)}
+	h := jsonrpc2.HandlerWithError(func(ctx context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
+		if !req.Notif {
+			return nil, &jsonrpc2.Error{Code: jsonrpc2.CodeMethodNotFound, Message: "client serves no methods"}
+		}
+		var params json.RawMessage
+		if req.Params != nil {
+			params = append(params, *req.Params...)
+		}
+		select {
+		case c.notes <- Notification{Method: req.Method, Params: params}:
+		default: // a client not reading notifications loses them, not the connection
+		}
+		return nil, nil
+	})
+	c.conn = jsonrpc2.NewConn(context.Background(), newLineStream(raw, o.MaxMessage, 0), h, jsonrpc2.SetLogger(discardLogger{}))
+	return c
+}
+
+// LocalAddr is the client's local endpoint.
+func (c *Client) LocalAddr() netip.AddrPort { return addrPortOf(c.raw.LocalAddr()) }
+
+// Notifications delivers server notifications (peer.joined, punch.go, peer.left).
+func (c *Client) Notifications() <-chan Notification { return c.notes }
+
+// Done is closed when the connection to the server is gone.
+func (c *Client) Done() <-chan struct{} { return c.conn.DisconnectNotify() }
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.conn.Close()
+}
+
+func (c *Client) call(ctx context.Context, method string, params, result any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	if err := c.conn.Call(ctx, method, params, result); err != nil {
+		return fmt.Errorf("%s: %w", method, fromRPCError(err))
+	}
+	return nil
+}
+
+// Hello introduces the client and returns the endpoint the server observes.
+func (c *Client) Hello(ctx context.Context, private []netip.AddrPort, probe bool) (HelloResult, error) {
+	var r HelloResult
+	err := c.call(ctx, MethodHello, HelloParams{Version: Version, Private: private, Probe: probe}, &r)
+	return r, err
+}
+
+// Create opens a session; the caller becomes its peer A.
+func (c *Client) Create(ctx context.Context) (CreateResult, error) {
+	var r CreateResult
+	err := c.call(ctx, MethodCreate, struct{}{}, &r)
+	return r, err
+}
+
+// Join joins a session as peer B.
+func (c *Client) Join(ctx context.Context, session string) (JoinResult, error) {
+	var r JoinResult
+	err := c.call(ctx, MethodJoin, SessionParams{Session: session}, &r)
+	return r, err
+}
+
+// Ready says this peer is ready for an attempt; the server answers both
+// peers with a punch.go notification once both are.
+func (c *Client) Ready(ctx context.Context, p ReadyParams) error {
+	return c.call(ctx, MethodReady, p, &struct{}{})
+}
+
+// ConnectBack asks the server to connect to target from another port or address.
+func (c *Client) ConnectBack(ctx context.Context, p ConnectBackParams) (ConnectBackResult, error) {
+	var r ConnectBackResult
+	err := c.call(ctx, MethodConnectBack, p, &r)
+	return r, err
+}
+
+// Relay asks for a relay slot in a session.
+func (c *Client) Relay(ctx context.Context, session string) (RelayResult, error) {
+	var r RelayResult
+	err := c.call(ctx, MethodRelay, SessionParams{Session: session}, &r)
+	return r, err
+}
+
+// Ping checks the server is alive and returns its clock.
+func (c *Client) Ping(ctx context.Context) (time.Time, error) {
+	var r struct {
+		T int64 `json:"server_time_ms"`
+	}
+	err := c.call(ctx, MethodPing, struct{}{}, &r)
+	return time.UnixMilli(r.T), err
+}
+
+// Observe opens a probe connection from local to the server and returns the
+// mapping the server observes. The connection is returned open: it keeps the
+// NAT mapping alive; close it when done.
+func Observe(ctx context.Context, server netip.AddrPort, local netip.AddrPort) (netip.AddrPort, *Client, error) {
+	c, err := Dial(ctx, server.String(), DialOptions{Local: local})
+	if err != nil {
+		return netip.AddrPort{}, nil, err
+	}
+	r, err := c.Hello(ctx, nil, true)
+	if err != nil {
+		c.Close()
+		return netip.AddrPort{}, nil, err
+	}
+	return r.Observed, c, nil
+}
+
+// DialRelay connects to a relay slot and waits until the relay has spliced
+// this connection to the peer's.
+func DialRelay(ctx context.Context, r RelayResult) (net.Conn, error) {
+	conn, err := sockopt.Dial(ctx, netip.AddrPort{}, r.Addr, 0)
+	if err != nil {
+		return nil, fmt.Errorf("relay %s: %w", r.Addr, err)
+	}
+	if _, err := conn.Write([]byte(r.Token + "\n")); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	// Read the splice acknowledgement byte by byte: the peer's first bytes
+	// may follow it immediately and must stay in the socket.
+	ack := make([]byte, 0, 3)
+	one := make([]byte, 1)
+	for len(ack) < 3 {
+		if _, err := conn.Read(one); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("relay: peer never arrived: %w", err)
+		}
+		ack = append(ack, one[0])
+	}
+	if string(ack) != "ok\n" {
+		conn.Close()
+		return nil, fmt.Errorf("relay: unexpected reply %q", ack)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, nil
+}

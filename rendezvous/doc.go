@@ -1,0 +1,22 @@
+// Package rendezvous is machsend's rendezvous ("STUNT") server and its
+// client: JSON-RPC 2.0, one object per line over TCP, with server
+// notifications on the same connection (github.com/sourcegraph/jsonrpc2 over
+// a size-bounded line stream).
+//
+// The server tells each connection the endpoint it observes (hello), so a
+// client learns the NAT mapping of any local port by connecting from it
+// (Observe). Sessions are keyed by 128-bit random ids: the sender creates one
+// (peer A), the receiver joins it (peer B). For each punching attempt both
+// peers send their candidates (private endpoints, observed mapping,
+// predicted ports) with punch.ready; when both have, the server picks the
+// roles (A initiates even rounds, B odd ones) and a start time and notifies
+// both with punch.go. It also serves NAT probing (a second listening endpoint
+// for mapping comparison; probe.connectback to test filtering) and, unless
+// disabled, a relay that splices the two peers' connections when no direct
+// path works; the relay only ever carries the peers' ciphertext.
+//
+// Everything the server holds is bounded: message size, connections, sessions
+// per connection and in total, pending attempts, idle time, connection rate
+// per address and request rate per connection. A malformed message closes
+// only the connection that sent it.
+package rendezvous

@@ -1,0 +1,424 @@
+package rendezvous
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sourcegraph/jsonrpc2"
+	"go.uber.org/goleak"
+)
+
+// startServer runs a server on loopback (primary, secondary on 127.0.0.2 and
+// a relay) and returns it with its primary endpoint.
+func startServer(t testing.TB, cfg Config) (*Server, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := net.Listen("tcp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RelayAddr = addrPortOf(rl.Addr())
+	cfg.Secondary = addrPortOf(sec.Addr())
+	s := NewServer(cfg)
+	go s.Serve(ln)
+	go s.Serve(sec)
+	go s.ServeRelay(rl)
+	t.Cleanup(func() { s.Close() })
+	return s, addrPortOf(ln.Addr())
+}
+
+func dial(t testing.TB, addr netip.AddrPort) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), addr.String(), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func next(t testing.TB, c *Client, method string) json.RawMessage {
+	t.Helper()
+	for {
+		select {
+		case n := <-c.Notifications():
+			if n.Method == method {
+				return n.Params
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("no %s notification", method)
+		}
+	}
+}
+
+func TestHelloObserved(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	r, err := c.Hello(context.Background(), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Observed != c.LocalAddr() {
+		t.Errorf("observed %s, local %s", r.Observed, c.LocalAddr())
+	}
+	if !r.Secondary.IsValid() || r.Secondary.Addr() == addr.Addr() || !r.Relay {
+		t.Errorf("hello result %+v: want a secondary on another address and the relay", r)
+	}
+	// Observe from a fixed port twice: the same mapping on loopback.
+	m1, p1, err := Observe(context.Background(), addr, netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p1.Close()
+	m2, p2, err := Observe(context.Background(), r.Secondary, m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if m1 != m2 {
+		t.Errorf("same local port observed as %s and %s", m1, m2)
+	}
+}
+
+func TestSessionPunchCoordination(t *testing.T) {
+	_, addr := startServer(t, Config{PunchDelay: 50 * time.Millisecond})
+	ctx := context.Background()
+	a, b := dial(t, addr), dial(t, addr)
+	cr, err := a.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Session) != 32 {
+		t.Fatalf("session id %q is not 128 bits of hex", cr.Session)
+	}
+	if _, err := b.Join(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	next(t, a, NotifyPeerJoined)
+	candA := Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
+	candB := Candidates{Public: netip.MustParseAddrPort("198.51.100.2:5000"), Predicted: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.2:5001")}}
+	tests := []struct {
+		attempt      string
+		roleA, roleB string
+	}{
+		{"machsend/0", Initiator, Responder},
+		{"machsend/1", Responder, Initiator},
+		{"p2pnat/0", Initiator, Responder},
+	}
+	for _, tt := range tests {
+		t.Run(tt.attempt, func(t *testing.T) {
+			if err := a.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: tt.attempt, Candidates: candA}); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: tt.attempt, Candidates: candB}); err != nil {
+				t.Fatal(err)
+			}
+			var ga, gb PunchGo
+			json.Unmarshal(next(t, a, NotifyPunch), &ga)
+			json.Unmarshal(next(t, b, NotifyPunch), &gb)
+			if ga.Role != tt.roleA || gb.Role != tt.roleB {
+				t.Errorf("roles a=%s b=%s, want %s/%s", ga.Role, gb.Role, tt.roleA, tt.roleB)
+			}
+			if ga.Peer.Public != candB.Public || len(ga.Peer.Predicted) != 1 || gb.Peer.Public != candA.Public {
+				t.Errorf("candidates not exchanged: %+v / %+v", ga.Peer, gb.Peer)
+			}
+			if ga.StartAt != gb.StartAt || ga.StartAt <= ga.ServerTime {
+				t.Errorf("start times %d/%d, server %d", ga.StartAt, gb.StartAt, ga.ServerTime)
+			}
+		})
+	}
+	b.Close()
+	var ev PeerEvent
+	json.Unmarshal(next(t, a, NotifyPeerLeft), &ev)
+	if ev.Role != RoleB {
+		t.Errorf("peer.left %+v", ev)
+	}
+}
+
+func TestSessionErrors(t *testing.T) {
+	_, addr := startServer(t, Config{MaxSessionsPerClient: 2})
+	ctx := context.Background()
+	a, b, c := dial(t, addr), dial(t, addr), dial(t, addr)
+	cr, err := a.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"guessed id", func() error { _, err := c.Join(ctx, strings.Repeat("ab", 16)); return err }, ErrNoSession},
+		{"malformed id", func() error { _, err := c.Join(ctx, "../../etc"); return err }, ErrNoSession},
+		{"full session", func() error { _, err := c.Join(ctx, cr.Session); return err }, ErrSessionFull},
+		{"ready without joining", func() error {
+			return c.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: "x/0"})
+		}, ErrNoSession},
+		{"relay outside session", func() error { _, err := c.Relay(ctx, cr.Session); return err }, ErrNoSession},
+		{"session limit", func() error {
+			if _, err := c.Create(ctx); err != nil {
+				return err
+			}
+			if _, err := c.Create(ctx); err != nil {
+				return err
+			}
+			_, err := c.Create(ctx)
+			return err
+		}, ErrLimit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// The connection that made bad requests still works.
+	if _, err := c.Hello(ctx, nil, false); err != nil {
+		t.Errorf("client unusable after errors: %v", err)
+	}
+}
+
+// rawExchange sends raw bytes on a fresh connection and returns what the
+// server answers before closing (or the timeout).
+func rawExchange(t *testing.T, addr netip.AddrPort, payload string) (string, bool) {
+	t.Helper()
+	conn, err := net.Dial("tcp4", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte(payload))
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	closed := errors.Is(err, io.EOF)
+	if err != nil && !closed {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			closed = true
+		}
+	}
+	return line, closed
+}
+
+func TestHostileMessages(t *testing.T) {
+	s, addr := startServer(t, Config{MaxMessage: 1024})
+	tests := []struct {
+		name       string
+		payload    string
+		wantInLine string
+		wantClosed bool
+	}{
+		{"unknown method", `{"jsonrpc":"2.0","id":1,"method":"steal","params":{}}` + "\n", `"code":-32601`, false},
+		{"wrong types", `{"jsonrpc":"2.0","id":2,"method":"hello","params":{"version":"one"}}` + "\n", `"code":-32602`, false},
+		{"unknown field", `{"jsonrpc":"2.0","id":3,"method":"hello","params":{"version":1,"admin":true}}` + "\n", `"code":-32602`, false},
+		{"missing params", `{"jsonrpc":"2.0","id":4,"method":"session.join"}` + "\n", `"code":-32602`, false},
+		{"wrong version", `{"jsonrpc":"2.0","id":5,"method":"hello","params":{"version":99}}` + "\n", "not supported", false},
+		{"bad candidate", `{"jsonrpc":"2.0","id":6,"method":"punch.ready","params":{"session":"x","attempt":"a/0","candidates":{"public":"not-an-endpoint"}}}` + "\n", `"code":-32602`, false},
+		{"connect-back elsewhere", `{"jsonrpc":"2.0","id":7,"method":"probe.connectback","params":{"target":"192.0.2.99:80","from":"other-port"}}` + "\n", "your own observed address", false},
+		{"garbage", "\x00\x01not json at all\n", "", true},
+		{"oversized", `{"jsonrpc":"2.0","id":8,"method":"hello","params":{"private":["` + strings.Repeat("9", 4000) + `"]}}` + "\n", "", true},
+		{"truncated", `{"jsonrpc":"2.0","id":9,"meth`, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			line, closed := rawExchange(t, addr, tt.payload)
+			if !strings.Contains(line, tt.wantInLine) {
+				t.Errorf("reply %q, want it to contain %q", line, tt.wantInLine)
+			}
+			if tt.wantClosed && !closed {
+				t.Errorf("connection left open after %s", tt.name)
+			}
+		})
+	}
+	// The server and a well-behaved client carry on.
+	c := dial(t, addr)
+	if _, err := c.Hello(context.Background(), nil, false); err != nil {
+		t.Fatalf("server wedged: %v", err)
+	}
+	if s.Stats.Malformed.Load() == 0 {
+		t.Error("malformed requests not counted")
+	}
+}
+
+func TestConnectBack(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	r, _ := c.Hello(context.Background(), nil, false)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			s, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.Close()
+		}
+	}()
+	target := netip.AddrPortFrom(r.Observed.Addr(), addrPortOf(ln.Addr()).Port())
+	for _, from := range []string{"other-port", "other-address"} {
+		res, err := c.ConnectBack(context.Background(), ConnectBackParams{Target: target, From: from})
+		if err != nil || res.Outcome != "connected" {
+			t.Errorf("%s: %+v %v", from, res, err)
+		}
+		if from == "other-address" && res.From.Addr() != netip.MustParseAddr("127.0.0.2") {
+			t.Errorf("connect-back from %s, want the secondary address", res.From)
+		}
+	}
+	ln.Close()
+	res, _ := c.ConnectBack(context.Background(), ConnectBackParams{Target: target, From: "other-port"})
+	if res.Outcome != "refused" {
+		t.Errorf("closed port: outcome %s", res.Outcome)
+	}
+}
+
+func TestRelaySplice(t *testing.T) {
+	_, addr := startServer(t, Config{RelayMaxBytes: 1 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, b := dial(t, addr), dial(t, addr)
+	cr, _ := a.Create(ctx)
+	if _, err := b.Join(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := a.Relay(ctx, cr.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := b.Relay(ctx, cr.Session)
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := DialRelay(ctx, ra); ch <- res{c, err} }()
+	cb, err := DialRelay(ctx, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	defer cb.Close()
+	msg := []byte("ciphertext only")
+	go cb.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(r.c, got); err != nil || string(got) != string(msg) {
+		t.Fatalf("relayed %q, %v", got, err)
+	}
+	// Over the byte budget the relay cuts the session.
+	go func() {
+		buf := make([]byte, 64<<10)
+		for i := 0; i < 40; i++ {
+			if _, err := cb.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	n, _ := io.Copy(io.Discard, r.c)
+	if n > 1<<20 {
+		t.Errorf("relay carried %d bytes past its 1 MiB budget", n)
+	}
+	// A token is single-use.
+	if _, err := DialRelay(ctx, ra); err == nil {
+		t.Error("relay token reused")
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	s, addr := startServerNoCleanup(t)
+	c, err := Dial(context.Background(), addr.String(), DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Hello(context.Background(), nil, false)
+	c.Close()
+	s.Close()
+	time.Sleep(100 * time.Millisecond)
+}
+
+func startServerNoCleanup(t *testing.T) (*Server, netip.AddrPort) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(Config{})
+	done := make(chan struct{})
+	go func() { s.Serve(ln); close(done) }()
+	t.Cleanup(func() { <-done })
+	return s, addrPortOf(ln.Addr())
+}
+
+func FuzzServerMessage(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"hello","params":{"version":1}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"session.create","params":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"session.join","params":{"session":"00000000000000000000000000000000"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"punch.ready","params":{"session":"x","attempt":"machsend/0","candidates":{"public":"1.2.3.4:5"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"probe.connectback","params":{"target":"127.0.0.1:1","from":"other-port","timeout_ms":10}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"relay.open","params":{"session":"x"}}`,
+		`[1,2,3]`, `{"id":null}`, "",
+	} {
+		f.Add([]byte(seed))
+	}
+	s := NewServer(Config{MaxMessage: 4096, ConnRate: 1e9, ConnBurst: 1 << 30})
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		srvSide, cliSide := net.Pipe()
+		s.accept(srvSide)
+		cliSide.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		cliSide.Write(append(msg, '\n'))
+		bufio.NewReader(cliSide).ReadString('\n')
+		cliSide.Close()
+		// The server still answers a well-formed hello on a new connection.
+		srv2, cli2 := net.Pipe()
+		s.accept(srv2)
+		c := NewClient(cli2, DialOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := c.Hello(ctx, nil, false); err != nil {
+			t.Fatalf("server stopped answering after %q: %v", msg, err)
+		}
+		c.Close()
+	})
+}
+
+func FuzzDecodeParams(f *testing.F) {
+	f.Add([]byte(`{"session":"abc","attempt":"x/1","candidates":{"public":"1.2.3.4:5","predicted":["1.2.3.4:6"]}}`))
+	f.Add([]byte(`{"target":"1.2.3.4:5","from":"other-port"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		raw := json.RawMessage(b)
+		for _, v := range []any{&HelloParams{}, &SessionParams{}, &ReadyParams{}, &ConnectBackParams{}} {
+			req := &jsonrpcRequest{Params: &raw}
+			_ = decodeParams(req.asRequest(), v)
+		}
+	})
+}
+
+type jsonrpcRequest struct{ Params *json.RawMessage }
+
+func (r *jsonrpcRequest) asRequest() *jsonrpc2.Request { return &jsonrpc2.Request{Params: r.Params} }
