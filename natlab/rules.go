@@ -121,6 +121,9 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("    type filter hook forward priority filter; policy accept;")
 	w("    # Lab decision (DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
 	w("    ct state invalid drop")
+	w("    # Nothing from the WAN reaches an inside address unless a mapping admits it")
+	w("    # (conntrack reply direction, or a DNAT the filtering behaviour installed).")
+	w("    iifname %s ct direction original ct status & dnat == 0 drop", wan)
 	switch p.SimultaneousOpen {
 	case SimDrop:
 		w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", wan)

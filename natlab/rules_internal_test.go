@@ -22,8 +22,8 @@ func TestCompileKnobs(t *testing.T) {
 		sysctl  map[string]string
 		mapper  bool
 	}{
-		{name: "port-restricted", p: base, want: []string{`oifname "wan" masquerade`, "ct state invalid drop", `iifname "wan" meta l4proto tcp drop`},
-			notWant: []string{"dnat", "fully-random", "numgen"}, sysctl: map[string]string{"net/netfilter/nf_conntrack_tcp_be_liberal": "1"}},
+		{name: "port-restricted", p: base, want: []string{`oifname "wan" masquerade`, "ct state invalid drop", `iifname "wan" ct direction original ct status & dnat == 0 drop`, `iifname "wan" meta l4proto tcp drop`},
+			notWant: []string{"dnat ip to", "fully-random", "numgen"}, sysctl: map[string]string{"net/netfilter/nf_conntrack_tcp_be_liberal": "1"}},
 		{name: "full cone filtering", p: with(func(p *Profile) { p.Filtering = EndpointIndependent }),
 			want: []string{`iifname "wan" meta l4proto tcp dnat ip to tcp dport map @fwd_map`}, mapper: true},
 		{name: "address-dependent filtering", p: with(func(p *Profile) { p.Filtering = AddressDependent }),
