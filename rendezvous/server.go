@@ -236,10 +236,12 @@ func (s *Server) accept(raw net.Conn) {
 	h := jsonrpc2.HandlerWithError(c.handle)
 	h.SuppressErrClosed()
 	stream := newLineStream(raw, s.cfg.MaxMessage, s.cfg.IdleTimeout)
+	// Publish the client and its conn under the lock: handlers and peers
+	// reach c.conn only after taking s.mu.
 	s.mu.Lock()
+	c.conn = jsonrpc2.NewConn(context.Background(), stream, jsonrpc2.AsyncHandler(h), jsonrpc2.SetLogger(discardLogger{}))
 	s.clients[c] = struct{}{}
 	s.mu.Unlock()
-	c.conn = jsonrpc2.NewConn(context.Background(), stream, jsonrpc2.AsyncHandler(h), jsonrpc2.SetLogger(discardLogger{}))
 	go func() {
 		<-c.conn.DisconnectNotify()
 		s.drop(c)

@@ -1,0 +1,409 @@
+package traversal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/machsend/machsend/rendezvous"
+)
+
+// Timing constants of the punching methods.
+const (
+	// responderDelay lets the initiator's SYN pass its own NAT before the
+	// responder's SYN arrives there (Machsend, STUNT #2).
+	responderDelay = 100 * time.Millisecond
+	// retryDelay is how soon p2pnat retries a connect refused or reset.
+	retryDelay = 100 * time.Millisecond
+	// holdRestore is when STUNT #2-hold restores the TTL of its pending connect.
+	holdRestore = 20 * time.Millisecond
+	authTimeout = 3 * time.Second
+)
+
+// attempt is one attempt in progress.
+type attempt struct {
+	r      *race
+	rec    *Attempt
+	port   uint16
+	ln     *net.TCPListener
+	self   rendezvous.Candidates
+	peer   rendezvous.Candidates
+	role   string // Initiator or Responder
+	start  time.Time
+	closer io.Closer // keeps the observed mapping alive
+
+	mu    sync.Mutex
+	found bool
+}
+
+func (a *attempt) emit(kind, detail string, remote netip.AddrPort) {
+	a.r.emit(Event{Kind: kind, Method: a.rec.Method, Attempt: a.rec.Attempt, Role: a.role,
+		Local: netip.AddrPortFrom(netip.IPv4Unspecified(), a.port), Remote: remote, Detail: detail})
+}
+
+func anyAddr(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.IPv4Unspecified(), p) }
+
+// target is where punching methods aim: the predicted mapping if the peer's
+// NAT allocates sequentially, else its observed mapping.
+func (a *attempt) target() (netip.AddrPort, bool) {
+	if len(a.peer.Predicted) > 0 {
+		return a.peer.Predicted[0], true
+	}
+	return a.peer.Public, false
+}
+
+// offer authenticates a connection and hands it to the race. It reports
+// whether the connection was accepted as this attempt's result.
+func (a *attempt) offer(c net.Conn) bool {
+	remote := addrPortOf(c.RemoteAddr())
+	if err := authenticate(c, a.r.cfg.Secret, a.r.cfg.Session, a.r.cfg.Role, authTimeout); err != nil {
+		a.emit("auth-failed", err.Error(), remote)
+		c.Close()
+		return false
+	}
+	a.mu.Lock()
+	first := !a.found
+	a.found = true
+	if first {
+		a.rec.Target = remote
+	}
+	a.mu.Unlock()
+	a.emit("authenticated", "", remote)
+	// Every authenticated connection goes to the race: the peer may have
+	// kept a different one of several, and A's nomination decides.
+	a.r.offers <- offer{conn: c, attempt: a.rec}
+	return true
+}
+
+// run performs one attempt; it reports whether it produced a connection.
+func (r *race) run(ctx context.Context, name string) bool {
+	m := methodOf(name)
+	rec := &Attempt{Attempt: name, Method: m, Start: r.cfg.Clock.Now()}
+	r.mu.Lock()
+	r.attempts = append(r.attempts, rec)
+	r.mu.Unlock()
+	a := &attempt{r: r, rec: rec}
+	err := a.do(ctx)
+	rec.End = r.cfg.Clock.Now()
+	if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.closer != nil {
+		a.closer.Close()
+	}
+	a.mu.Lock()
+	found := a.found
+	a.mu.Unlock()
+	switch {
+	case found:
+		rec.Outcome = "connected"
+	case errors.Is(err, ErrNotApplicable):
+		rec.Outcome, rec.Error = "not-applicable", err.Error()
+	case errors.Is(err, ErrAuth):
+		rec.Outcome, rec.Error = "auth-failed", err.Error()
+	case errors.Is(err, context.Canceled):
+		rec.Outcome = "canceled"
+	case err != nil:
+		rec.Outcome, rec.Error = rendezvous.Outcome(err), err.Error()
+	default:
+		rec.Outcome = "timeout"
+	}
+	a.emit("attempt-end", rec.Outcome+" "+rec.Error, rec.Target)
+	return found
+}
+
+func (a *attempt) do(ctx context.Context) error {
+	cfg := a.r.cfg
+	if a.rec.Method == Relay {
+		a.emit("attempt-start", "", netip.AddrPort{})
+		c, err := cfg.Signal.Relay(ctx)
+		if err != nil {
+			return err
+		}
+		if !a.offer(c) {
+			return ErrAuth
+		}
+		return nil
+	}
+	// Prepare: a local port, its observed mapping, candidates.
+	var err error
+	if a.ln, a.port, err = freePort(ctx); err != nil {
+		return err
+	}
+	a.rec.Local = anyAddr(a.port)
+	pub, closer, err := cfg.Signal.Observe(ctx, anyAddr(a.port))
+	if err != nil {
+		return fmt.Errorf("observe mapping: %w", err)
+	}
+	a.closer = closer
+	a.rec.Public = pub
+	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL}
+	for _, ip := range cfg.Private {
+		a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
+	}
+	g, err := cfg.Signal.Ready(ctx, a.rec.Attempt, a.self)
+	if err != nil {
+		return err
+	}
+	a.peer, a.role = g.Peer, g.Role
+	a.rec.Role, a.rec.PeerPublic = g.Role, g.Peer.Public
+	a.start = time.UnixMilli(g.StartAt).Add(-cfg.Signal.ServerOffset())
+	a.emit("attempt-start", fmt.Sprintf("peer public %s predicted %v private %v", g.Peer.Public, g.Peer.Predicted, g.Peer.Private), g.Peer.Public)
+	if err := a.waitUntil(ctx, a.start); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, cfg.AttemptTimeout)
+	defer cancel()
+	switch a.rec.Method {
+	case LAN:
+		return a.lan(actx)
+	case Direct:
+		return a.direct(actx)
+	case Machsend:
+		return a.machsend(actx, 0, false)
+	case STUNT2:
+		return a.machsend(actx, a.lowTTL(), false)
+	case STUNT2Hold:
+		return a.machsend(actx, a.lowTTL(), true)
+	case P2PNAT:
+		return a.p2pnat(actx)
+	case Sequential:
+		return a.sequential(ctx, actx)
+	}
+	return fmt.Errorf("method %s not implemented", a.rec.Method)
+}
+
+func (a *attempt) waitUntil(ctx context.Context, t time.Time) error {
+	d := t.Sub(a.r.cfg.Clock.Now())
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-a.r.cfg.Clock.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lowTTL is the TTL of STUNT #2's SYN: through our own NATs, not to the peer's.
+func (a *attempt) lowTTL() int {
+	if a.self.TTL > 0 {
+		return a.self.TTL
+	}
+	return 2
+}
+
+// acceptLoop offers every connection the attempt's listener accepts.
+func (a *attempt) acceptLoop(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { a.ln.SetDeadline(time.Now()) })
+	defer stop()
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		a.emit("accepted", "", addrPortOf(c.RemoteAddr()))
+		if a.offer(c) {
+			return nil
+		}
+	}
+}
+
+// dialOffer connects from laddr to raddr and offers the connection.
+func (a *attempt) dialOffer(ctx context.Context, laddr, raddr netip.AddrPort) error {
+	a.emit("connect", "", raddr)
+	c, err := sockopt.Dial(ctx, laddr, raddr, 0)
+	if err != nil {
+		a.emit("connect-failed", rendezvous.Outcome(err), raddr)
+		return err
+	}
+	if !a.offer(c) {
+		return ErrAuth
+	}
+	return nil
+}
+
+// firstOf runs fns in parallel and returns nil as soon as the attempt has a
+// connection, or the first error once all have finished.
+func (a *attempt) firstOf(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(fns))
+	for _, f := range fns {
+		go func() { errc <- f(ctx) }()
+	}
+	var first error
+	for range fns {
+		err := <-errc
+		a.mu.Lock()
+		found := a.found
+		a.mu.Unlock()
+		if found {
+			return nil
+		}
+		if first == nil || errors.Is(first, context.Canceled) || errors.Is(first, context.DeadlineExceeded) {
+			if err != nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// lan: both peers listen on their port and connect to the peer's private
+// endpoints. Only when both are behind the same public address.
+func (a *attempt) lan(ctx context.Context) error {
+	if a.peer.Public.Addr() != a.self.Public.Addr() || len(a.peer.Private) == 0 {
+		return fmt.Errorf("%w: peer is behind %s, we are behind %s", ErrNotApplicable, a.peer.Public.Addr(), a.self.Public.Addr())
+	}
+	fns := []func(context.Context) error{a.acceptLoop}
+	for _, t := range a.peer.Private {
+		fns = append(fns, func(ctx context.Context) error { return a.dialOffer(ctx, anyAddr(a.port), t) })
+	}
+	return a.firstOf(ctx, fns...)
+}
+
+// direct: both listen; each connects to the other's observed public
+// endpoint from a fresh port, which only works when that endpoint accepts
+// unsolicited connections (a public host, or endpoint-independent filtering).
+func (a *attempt) direct(ctx context.Context) error {
+	return a.firstOf(ctx, a.acceptLoop, func(ctx context.Context) error {
+		return a.dialOffer(ctx, netip.AddrPort{}, a.peer.Public)
+	})
+}
+
+// machsend is the 2009 method and its STUNT #2 variants. The initiator sends
+// one SYN to the responder's mapping from its port and closes the socket
+// (ttl > 0: the SYN carries a low TTL and dies before the responder's NAT),
+// then listens on that port; with hold, the low-TTL connect is instead kept
+// pending with its TTL restored, so the responder's SYN completes a
+// simultaneous open on the same ISN. The responder, a moment later,
+// connects from the port the SYN was sent to, to the initiator's mapping.
+func (a *attempt) machsend(ctx context.Context, ttl int, hold bool) error {
+	t, predicted := a.target()
+	a.rec.Target, a.rec.Predicted = t, predicted
+	if a.role == rendezvous.Responder {
+		a.ln.Close() // the responder only connects
+		a.ln = nil
+		if err := a.waitUntil(ctx, a.r.cfg.Clock.Now().Add(responderDelay)); err != nil {
+			return err
+		}
+		return a.dialOffer(ctx, anyAddr(a.port), t)
+	}
+	s, err := sockopt.NewRawSocket(anyAddr(a.port), ttl)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Connect(t); err != nil {
+		return err
+	}
+	a.emit("syn-sent", fmt.Sprintf("ttl %d hold %v", ttl, hold), t)
+	if !hold {
+		s.Close() // close in SYN_SENT sends nothing
+		a.emit("listen", "", netip.AddrPort{})
+		return a.acceptLoop(ctx)
+	}
+	a.ln.Close() // the holder completes its own connect; it does not listen
+	a.ln = nil
+	if err := a.waitUntil(ctx, a.r.cfg.Clock.Now().Add(holdRestore)); err != nil {
+		return err
+	}
+	if err := s.SetTTL(64); err != nil {
+		return err
+	}
+	if err := s.Wait(ctx); err != nil {
+		return err
+	}
+	c, err := s.Conn()
+	if err != nil {
+		return err
+	}
+	if !a.offer(c) {
+		return ErrAuth
+	}
+	return nil
+}
+
+// p2pnat is Ford, Srisuresh & Kegel's parallel TCP hole punching: both
+// peers listen on their port and, from that same port, keep connecting to
+// each of the peer's endpoints (predicted, public, private), retrying after
+// a refusal or reset, until one connection (dialled, accepted or a
+// simultaneous open) authenticates or the attempt times out.
+func (a *attempt) p2pnat(ctx context.Context) error {
+	targets := append(append([]netip.AddrPort{}, a.peer.Predicted...), a.peer.Public)
+	for _, p := range a.peer.Private {
+		if p != a.peer.Public {
+			targets = append(targets, p)
+		}
+	}
+	fns := []func(context.Context) error{a.acceptLoop}
+	for _, t := range targets {
+		fns = append(fns, func(ctx context.Context) error {
+			for {
+				err := a.dialOffer(ctx, anyAddr(a.port), t)
+				if err == nil || ctx.Err() != nil {
+					return err
+				}
+				if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ECONNRESET) &&
+					!errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH) &&
+					!errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, ErrAuth) {
+					return err
+				}
+				select {
+				case <-a.r.cfg.Clock.After(retryDelay):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		})
+	}
+	t, _ := a.target()
+	a.rec.Target = t
+	return a.firstOf(ctx, fns...)
+}
+
+// sequential is NatTrav's variant: the initiator's doomed connect opens its
+// NAT, then it listens and tells the peer through the rendezvous; only then
+// does the responder connect. The signalling replaces Machsend's timing.
+func (a *attempt) sequential(outer, ctx context.Context) error {
+	t, predicted := a.target()
+	a.rec.Target, a.rec.Predicted = t, predicted
+	listening := a.rec.Attempt + "/listening"
+	if a.role == rendezvous.Responder {
+		a.ln.Close()
+		a.ln = nil
+		if _, err := a.r.cfg.Signal.Ready(ctx, listening, a.self); err != nil {
+			return err
+		}
+		return a.dialOffer(ctx, anyAddr(a.port), t)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	c, err := sockopt.Dial(dctx, anyAddr(a.port), t, 0)
+	cancel()
+	if err == nil {
+		// The "doomed" connect got through (the peer's NAT let it in).
+		a.ln.Close()
+		a.ln = nil
+		if a.offer(c) {
+			return nil
+		}
+	}
+	a.emit("doomed-connect", rendezvous.Outcome(err), t)
+	if _, err := a.r.cfg.Signal.Ready(ctx, listening, a.self); err != nil {
+		return err
+	}
+	a.emit("listen", "", netip.AddrPort{})
+	return a.acceptLoop(ctx)
+}

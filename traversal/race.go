@@ -1,0 +1,385 @@
+package traversal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+)
+
+// Config describes one traversal.
+type Config struct {
+	Signal  Signal
+	Session string
+	// Role is this peer's role in the session (rendezvous.RoleA for the
+	// creator, RoleB for the joiner). A nominates the connection both keep.
+	Role   string
+	Secret []byte
+	Method Method
+	// NAT is what ProbeNAT learned (port prediction, STUNT #2 TTL).
+	NAT NATInfo
+	// Private are the host addresses to offer as LAN candidates (default:
+	// every non-loopback IPv4 address of the host).
+	Private []netip.Addr
+	// AttemptTimeout bounds one punching attempt (default 3 s).
+	AttemptTimeout time.Duration
+	// Grace is how long A waits, once it has a connection, for a better
+	// path still being tried (default 250 ms).
+	Grace time.Duration
+	// RelayAfter starts the relay in auto mode after this long even while
+	// punching continues (default: when every punching attempt has failed).
+	RelayAfter time.Duration
+	Clock      Clock
+	// Events receives every event (may be nil). It is called from several
+	// goroutines; it must not block for long.
+	Events func(Event)
+}
+
+func (c *Config) defaults() {
+	if c.AttemptTimeout <= 0 {
+		c.AttemptTimeout = 3 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 250 * time.Millisecond
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Private == nil {
+		c.Private = hostAddrs()
+	}
+	if c.Method == "" {
+		c.Method = Auto
+	}
+}
+
+// step is one entry of a schedule: attempts of a chain run one after
+// another; chains run in parallel, each starting at its offset.
+type chain struct {
+	at       time.Duration
+	attempts []string // "method/round"
+}
+
+// schedule returns the attempts for a method. Both peers compute the same
+// schedule, so their punch.ready names match.
+func schedule(m Method, relayAfter time.Duration) []chain {
+	rounds := func(m Method, n int) []string {
+		var out []string
+		for i := 0; i < n; i++ {
+			out = append(out, fmt.Sprintf("%s/%d", m, i))
+		}
+		return out
+	}
+	switch m {
+	case Auto:
+		punch := append(rounds(P2PNAT, 1), rounds(Machsend, 2)...)
+		punch = append(punch, rounds(STUNT2Hold, 2)...)
+		punch = append(punch, rounds(STUNT2, 2)...)
+		punch = append(punch, rounds(Sequential, 2)...)
+		cs := []chain{{0, rounds(LAN, 1)}, {0, rounds(Direct, 1)}}
+		if relayAfter > 0 {
+			cs = append(cs, chain{100 * time.Millisecond, punch}, chain{relayAfter, rounds(Relay, 1)})
+		} else {
+			cs = append(cs, chain{100 * time.Millisecond, append(punch, rounds(Relay, 1)...)})
+		}
+		return cs
+	case Machsend, STUNT2, STUNT2Hold, Sequential:
+		return []chain{{0, rounds(m, 2)}} // swap roles once on failure
+	}
+	return []chain{{0, rounds(m, 1)}}
+}
+
+func methodOf(attempt string) Method {
+	for i := range attempt {
+		if attempt[i] == '/' {
+			return Method(attempt[:i])
+		}
+	}
+	return Method(attempt)
+}
+
+// offer is an authenticated connection found by an attempt.
+type offer struct {
+	conn    net.Conn
+	attempt *Attempt
+}
+
+// race runs a schedule and agrees with the peer on one connection.
+type race struct {
+	cfg    *Config
+	start  time.Time
+	offers chan offer
+
+	mu       sync.Mutex
+	attempts []*Attempt
+	running  map[string]Method
+}
+
+func (r *race) emit(e Event) {
+	if r.cfg.Events != nil {
+		if e.Time.IsZero() {
+			e.Time = r.cfg.Clock.Now()
+		}
+		r.cfg.Events(e)
+	}
+}
+
+// Connect establishes one authenticated connection to the session's peer by
+// cfg.Method (auto races every method) and reports how.
+func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
+	cfg.defaults()
+	if cfg.Signal == nil || cfg.Session == "" || len(cfg.Secret) == 0 {
+		return nil, nil, errors.New("traversal: Signal, Session and Secret are required")
+	}
+	if cfg.Role != rendezvous.RoleA && cfg.Role != rendezvous.RoleB {
+		return nil, nil, fmt.Errorf("traversal: role %q (want a or b)", cfg.Role)
+	}
+	r := &race{cfg: &cfg, start: cfg.Clock.Now(), offers: make(chan offer, 64), running: map[string]Method{}}
+	rep := &Report{Start: r.start, NAT: cfg.NAT}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	chains := schedule(cfg.Method, cfg.RelayAfter)
+	for _, ch := range chains {
+		for _, a := range ch.attempts {
+			r.running[a] = methodOf(a)
+		}
+	}
+	allDone := make(chan struct{})
+	for _, ch := range chains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ch.at > 0 {
+				select {
+				case <-cfg.Clock.After(ch.at):
+				case <-ctx.Done():
+					return
+				}
+			}
+			for _, a := range ch.attempts {
+				if ctx.Err() != nil {
+					return
+				}
+				ok := r.run(ctx, a)
+				r.mu.Lock()
+				delete(r.running, a)
+				r.mu.Unlock()
+				if ok && cfg.Method != Auto {
+					return // a single method stops at its first success
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(allDone) }()
+
+	conn, won, err := r.agree(ctx, allDone)
+	cancel()
+	wg.Wait()
+	// Drain offers that arrived late.
+	for {
+		select {
+		case o := <-r.offers:
+			if o.conn != conn {
+				o.conn.Close()
+			}
+			continue
+		default:
+		}
+		break
+	}
+	r.mu.Lock()
+	for _, a := range r.attempts {
+		rep.Attempts = append(rep.Attempts, *a)
+	}
+	r.mu.Unlock()
+	sort.Slice(rep.Attempts, func(i, j int) bool { return rep.Attempts[i].Start.Before(rep.Attempts[j].Start) })
+	if err != nil {
+		return nil, rep, err
+	}
+	rep.Method, rep.Attempt, rep.Path = won.Method, won.Attempt, won.Method.Path()
+	rep.Local, rep.Remote = addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
+	rep.ConnectTime = cfg.Clock.Now().Sub(r.start)
+	r.emit(Event{Kind: "connected", Method: won.Method, Attempt: won.Attempt, Local: rep.Local, Remote: rep.Remote,
+		Detail: fmt.Sprintf("path %s after %s", rep.Path, rep.ConnectTime.Round(time.Millisecond))})
+	return conn, rep, nil
+}
+
+// betterRunning reports whether an attempt of better priority than p is
+// still running or queued.
+func (r *race) betterRunning(p int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.running {
+		if m.priority() < p {
+			return true
+		}
+	}
+	return false
+}
+
+// agree turns offers into the one connection both peers keep: A nominates
+// (the best path, after a grace period for better ones), B follows.
+func (r *race) agree(ctx context.Context, allDone <-chan struct{}) (net.Conn, *Attempt, error) {
+	if r.cfg.Role == rendezvous.RoleA {
+		return r.nominate(ctx, allDone)
+	}
+	return r.follow(ctx, allDone)
+}
+
+func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn, *Attempt, error) {
+	var pending []offer
+	var grace <-chan time.Time
+	done := allDone
+	for {
+		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method.priority())) {
+			best := pending[0]
+			pending = pending[1:]
+			if err := sendNomination(best.conn); err != nil {
+				r.emit(Event{Kind: "nomination-failed", Method: best.attempt.Method, Attempt: best.attempt.Attempt, Detail: err.Error()})
+				best.conn.Close()
+				continue
+			}
+			for _, o := range pending {
+				o.conn.Close()
+			}
+			return best.conn, best.attempt, nil
+		}
+		select {
+		case o := <-r.offers:
+			pending = append(pending, o)
+			sort.SliceStable(pending, func(i, j int) bool {
+				return pending[i].attempt.Method.priority() < pending[j].attempt.Method.priority()
+			})
+			if grace == nil && r.betterRunning(pending[0].attempt.Method.priority()) {
+				grace = r.cfg.Clock.After(r.cfg.Grace)
+			}
+		case <-grace:
+			grace = nil
+			if len(pending) > 0 {
+				best := pending[0]
+				pending = pending[1:]
+				if err := sendNomination(best.conn); err != nil {
+					best.conn.Close()
+					continue
+				}
+				for _, o := range pending {
+					o.conn.Close()
+				}
+				return best.conn, best.attempt, nil
+			}
+		case <-done:
+			done = nil
+			if len(pending) == 0 {
+				select {
+				case o := <-r.offers:
+					pending = append(pending, o)
+					continue
+				default:
+				}
+				return nil, nil, ErrNoPath
+			}
+		case <-ctx.Done():
+			for _, o := range pending {
+				o.conn.Close()
+			}
+			return nil, nil, fmt.Errorf("%w: %v", ErrNoPath, ctx.Err())
+		}
+	}
+}
+
+func sendNomination(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write([]byte{nominate}); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	if _, err := c.Read(b); err != nil {
+		return err
+	}
+	if b[0] != accept {
+		return fmt.Errorf("peer answered nomination with %q", b[0])
+	}
+	return nil
+}
+
+func (r *race) follow(ctx context.Context, allDone <-chan struct{}) (net.Conn, *Attempt, error) {
+	winner := make(chan offer, 1)
+	lost := make(chan struct{}, 64)
+	var mu sync.Mutex
+	var held []offer
+	live := 0
+	decided := false
+	done := allDone
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	closeOthers := func(keep net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		decided = true
+		for _, o := range held {
+			if o.conn != keep {
+				o.conn.Close()
+			}
+		}
+	}
+	for {
+		select {
+		case o := <-r.offers:
+			mu.Lock()
+			if decided {
+				mu.Unlock()
+				o.conn.Close()
+				continue
+			}
+			held = append(held, o)
+			live++
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Wait for A's nomination on this connection (A closes the
+				// ones it does not keep).
+				_ = o.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				b := make([]byte, 1)
+				_, err := o.conn.Read(b)
+				if err == nil && b[0] == nominate {
+					_ = o.conn.SetReadDeadline(time.Time{})
+					if _, err = o.conn.Write([]byte{accept}); err == nil {
+						select {
+						case winner <- o:
+							return
+						default:
+						}
+					}
+				}
+				o.conn.Close()
+				lost <- struct{}{}
+			}()
+		case w := <-winner:
+			closeOthers(w.conn)
+			return w.conn, w.attempt, nil
+		case <-lost:
+			live--
+			if done == nil && live == 0 && len(r.offers) == 0 {
+				return nil, nil, ErrNoPath
+			}
+		case <-done:
+			done = nil
+			if live == 0 && len(r.offers) == 0 {
+				return nil, nil, ErrNoPath
+			}
+		case <-ctx.Done():
+			closeOthers(nil)
+			return nil, nil, fmt.Errorf("%w: %v", ErrNoPath, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package traversal
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Method names a way of establishing the connection.
+type Method string
+
+// The methods. Auto races them all.
+const (
+	Auto       Method = "auto"
+	LAN        Method = "lan"
+	Direct     Method = "direct"
+	Machsend   Method = "machsend"
+	STUNT2     Method = "stunt2"
+	STUNT2Hold Method = "stunt2-hold"
+	P2PNAT     Method = "p2pnat"
+	Sequential Method = "sequential"
+	Relay      Method = "relay"
+)
+
+// Methods lists every single method, in auto's order of preference.
+var Methods = []Method{LAN, Direct, P2PNAT, Machsend, STUNT2Hold, STUNT2, Sequential, Relay}
+
+// ParseMethod validates a method name.
+func ParseMethod(s string) (Method, error) {
+	if Method(s) == Auto {
+		return Auto, nil
+	}
+	for _, m := range Methods {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	names := []string{string(Auto)}
+	for _, m := range Methods {
+		names = append(names, string(m))
+	}
+	return "", fmt.Errorf("unknown method %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+// Path is the kind of path a method gives: what a user is shown.
+func (m Method) Path() string {
+	switch m {
+	case LAN:
+		return "lan"
+	case Direct:
+		return "direct"
+	case Relay:
+		return "relay"
+	}
+	return "punched"
+}
+
+// priority orders paths: LAN over direct over punched over relay.
+func (m Method) priority() int {
+	switch m {
+	case LAN:
+		return 0
+	case Direct:
+		return 1
+	case Relay:
+		return 3
+	}
+	return 2
+}
+
+// Event is one timestamped step of a traversal, for --json streams.
+type Event struct {
+	Time    time.Time      `json:"time"`
+	Kind    string         `json:"kind"`
+	Method  Method         `json:"method,omitempty"`
+	Attempt string         `json:"attempt,omitempty"`
+	Role    string         `json:"role,omitempty"`
+	Local   netip.AddrPort `json:"local,omitzero"`
+	Remote  netip.AddrPort `json:"remote,omitzero"`
+	Detail  string         `json:"detail,omitempty"`
+}
+
+// Attempt is the record of one attempt of one method.
+type Attempt struct {
+	Attempt    string         `json:"attempt"`
+	Method     Method         `json:"method"`
+	Role       string         `json:"role,omitempty"`
+	Start      time.Time      `json:"start"`
+	End        time.Time      `json:"end"`
+	Outcome    string         `json:"outcome"` // connected, timeout, refused, reset, unreachable, auth-failed, not-applicable, canceled, error
+	Error      string         `json:"error,omitempty"`
+	Local      netip.AddrPort `json:"local,omitzero"`
+	Public     netip.AddrPort `json:"public,omitzero"`
+	PeerPublic netip.AddrPort `json:"peer_public,omitzero"`
+	Target     netip.AddrPort `json:"target,omitzero"`
+	Predicted  bool           `json:"predicted,omitempty"`
+}
+
+// Duration is how long the attempt ran.
+func (a Attempt) Duration() time.Duration { return a.End.Sub(a.Start) }
+
+// Report says how a connection was made.
+type Report struct {
+	Method      Method         `json:"method"`
+	Attempt     string         `json:"attempt"`
+	Path        string         `json:"path"`
+	Local       netip.AddrPort `json:"local,omitzero"`
+	Remote      netip.AddrPort `json:"remote,omitzero"`
+	Start       time.Time      `json:"start"`
+	ConnectTime time.Duration  `json:"connect_time_ns"`
+	Attempts    []Attempt      `json:"attempts"`
+	NAT         NATInfo        `json:"nat"`
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// Clock is time as traversal sees it; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
