@@ -39,9 +39,9 @@ type RendezvousSignal struct {
 	Secondary netip.AddrPort // second endpoint (for mapping comparison)
 	Session   string
 
-	mu      sync.Mutex
-	waiters map[string]chan rendezvous.PunchGo
-	early   map[string]rendezvous.PunchGo
+	mu       sync.Mutex
+	waiters  map[string]chan rendezvous.PunchGo
+	early    map[string]rendezvous.PunchGo
 	offset   time.Duration
 	peerGone chan struct{}
 	goneOnce sync.Once
