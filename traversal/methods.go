@@ -159,7 +159,13 @@ func (a *attempt) do(ctx context.Context) error {
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, cfg.AttemptTimeout)
+	timeout := cfg.AttemptTimeout
+	if a.rec.Method == LAN || a.rec.Method == Direct {
+		// A LAN or public peer answers within a round trip; an unreachable
+		// one should not hold up the punching phase.
+		timeout = min(timeout, time.Second)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch a.rec.Method {
 	case LAN:
@@ -349,8 +355,15 @@ func (a *attempt) p2pnat(ctx context.Context) error {
 		}
 	}
 	fns := []func(context.Context) error{a.acceptLoop}
-	for _, t := range targets {
+	for i, t := range targets {
 		fns = append(fns, func(ctx context.Context) error {
+			// Stagger the targets (ICE-style pacing) so the first SYN, to the
+			// best target, takes the NAT's next port, as the peer predicted.
+			select {
+			case <-a.r.cfg.Clock.After(time.Duration(i) * 20 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			for {
 				err := a.dialOffer(ctx, anyAddr(a.port), t)
 				if err == nil || ctx.Err() != nil {

@@ -59,16 +59,18 @@ func (c *Config) defaults() {
 	}
 }
 
-// step is one entry of a schedule: attempts of a chain run one after
-// another; chains run in parallel, each starting at its offset.
+// chain is a list of attempts run one after another. A schedule is a list
+// of phases; the chains of a phase run in parallel, and a phase starts only
+// when the previous one ended without a connection. (Port prediction needs
+// this: a concurrent attempt's connection would take the predicted port.)
 type chain struct {
-	at       time.Duration
-	attempts []string // "method/round"
+	at       time.Duration // offset within its phase
+	attempts []string      // "method/round"
 }
 
-// schedule returns the attempts for a method. Both peers compute the same
-// schedule, so their punch.ready names match.
-func schedule(m Method, relayAfter time.Duration) []chain {
+// schedule returns the phases of attempts for a method. Both peers compute
+// the same schedule, so their punch.ready names match.
+func schedule(m Method, relayAfter time.Duration) [][]chain {
 	rounds := func(m Method, n int) []string {
 		var out []string
 		for i := 0; i < n; i++ {
@@ -82,17 +84,15 @@ func schedule(m Method, relayAfter time.Duration) []chain {
 		punch = append(punch, rounds(STUNT2Hold, 2)...)
 		punch = append(punch, rounds(STUNT2, 2)...)
 		punch = append(punch, rounds(Sequential, 2)...)
-		cs := []chain{{0, rounds(LAN, 1)}, {0, rounds(Direct, 1)}}
+		local := []chain{{0, rounds(LAN, 1)}, {0, rounds(Direct, 1)}}
 		if relayAfter > 0 {
-			cs = append(cs, chain{100 * time.Millisecond, punch}, chain{relayAfter, rounds(Relay, 1)})
-		} else {
-			cs = append(cs, chain{100 * time.Millisecond, append(punch, rounds(Relay, 1)...)})
+			return [][]chain{local, {{0, punch}, {relayAfter, rounds(Relay, 1)}}}
 		}
-		return cs
+		return [][]chain{local, {{0, punch}}, {{0, rounds(Relay, 1)}}}
 	case Machsend, STUNT2, STUNT2Hold, Sequential:
-		return []chain{{0, rounds(m, 2)}} // swap roles once on failure
+		return [][]chain{{{0, rounds(m, 2)}}} // swap roles once on failure
 	}
-	return []chain{{0, rounds(m, 1)}}
+	return [][]chain{{{0, rounds(m, 1)}}}
 }
 
 func methodOf(attempt string) Method {
@@ -146,38 +146,36 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	chains := schedule(cfg.Method, cfg.RelayAfter)
-	for _, ch := range chains {
-		for _, a := range ch.attempts {
-			r.running[a] = methodOf(a)
+	phases := schedule(cfg.Method, cfg.RelayAfter)
+	for _, ph := range phases {
+		for _, ch := range ph {
+			for _, a := range ch.attempts {
+				r.running[a] = methodOf(a)
+			}
 		}
 	}
 	allDone := make(chan struct{})
-	for _, ch := range chains {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if ch.at > 0 {
-				select {
-				case <-cfg.Clock.After(ch.at):
-				case <-ctx.Done():
-					return
-				}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, ph := range phases {
+			var pw sync.WaitGroup
+			for _, ch := range ph {
+				pw.Add(1)
+				go func() {
+					defer pw.Done()
+					r.runChain(ctx, ch)
+				}()
 			}
-			for _, a := range ch.attempts {
-				if ctx.Err() != nil {
-					return
-				}
-				ok := r.run(ctx, a)
-				r.mu.Lock()
-				delete(r.running, a)
-				r.mu.Unlock()
-				if ok && cfg.Method != Auto {
-					return // a single method stops at its first success
-				}
+			pw.Wait()
+			if ctx.Err() != nil || r.anyFound() {
+				break
 			}
-		}()
-	}
+		}
+		r.mu.Lock()
+		clear(r.running)
+		r.mu.Unlock()
+	}()
 	go func() { wg.Wait(); close(allDone) }()
 
 	conn, won, err := r.agree(ctx, allDone)
@@ -210,6 +208,41 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	r.emit(Event{Kind: "connected", Method: won.Method, Attempt: won.Attempt, Local: rep.Local, Remote: rep.Remote,
 		Detail: fmt.Sprintf("path %s after %s", rep.Path, rep.ConnectTime.Round(time.Millisecond))})
 	return conn, rep, nil
+}
+
+// runChain runs a chain's attempts in order until one connects.
+func (r *race) runChain(ctx context.Context, ch chain) {
+	if ch.at > 0 {
+		select {
+		case <-r.cfg.Clock.After(ch.at):
+		case <-ctx.Done():
+			return
+		}
+	}
+	for _, a := range ch.attempts {
+		if ctx.Err() != nil {
+			return
+		}
+		ok := r.run(ctx, a)
+		r.mu.Lock()
+		delete(r.running, a)
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+}
+
+// anyFound reports whether some attempt produced a connection.
+func (r *race) anyFound() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.attempts {
+		if a.Outcome == "connected" {
+			return true
+		}
+	}
+	return false
 }
 
 // betterRunning reports whether an attempt of better priority than p is

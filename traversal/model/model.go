@@ -1,0 +1,295 @@
+// Package model predicts, from two NATs' behaviours, whether each traversal
+// method connects and why. Every rule is written from the knobs of the NAT
+// model (RFC 4787/5382 mapping, allocation and filtering; Guha & Francis's
+// TCP knobs) and from what Linux hosts and conntrack do with the packets each
+// method sends; the experiments compare these predictions with measurements.
+//
+// The model is deliberately a pure function of its inputs: no namespaces, no
+// netfilter, no timing. Where an outcome depends on a race the lab does not
+// control, the rule says so.
+package model
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Knob values (the same spellings as natlab profiles).
+const (
+	EI      = "endpoint-independent"
+	AD      = "address-dependent"
+	APD     = "address-and-port-dependent"
+	CD      = "connection-dependent"
+	Preserv = "preserve"
+	Seq     = "sequential"
+	Random  = "random"
+)
+
+// NAT is one NAT's behaviour as the model needs it. None is a host with a
+// public address (no NAT, no filter).
+type NAT struct {
+	Name             string
+	None             bool
+	Mapping          string
+	Allocation       string
+	Filtering        string
+	UnsolicitedSYN   string // drop, rst, icmp-port-unreachable, icmp-admin-prohibited, delayed-icmp
+	SimultaneousOpen string // accept, drop, rst
+	SequenceTracking string // strict, liberal
+	ICMPTimeExceeded string // translate, drop
+	Hairpinning      bool
+}
+
+// Compose is the NAT a host behind inner, behind outer, sees as one: a
+// mapping is predictable and a SYN admitted only if both allow it.
+func Compose(inner, outer NAT) NAT {
+	switch {
+	case inner.None:
+		return outer
+	case outer.None:
+		return inner
+	}
+	worst := func(a, b string, order ...string) string {
+		ia, ib := index(order, a), index(order, b)
+		if ia > ib {
+			return a
+		}
+		return b
+	}
+	n := NAT{Name: inner.Name + "+" + outer.Name}
+	n.Mapping = worst(inner.Mapping, outer.Mapping, EI, AD, APD, CD)
+	n.Filtering = worst(inner.Filtering, outer.Filtering, EI, AD, APD, CD)
+	switch {
+	case inner.Allocation == Random || outer.Allocation == Random:
+		n.Allocation = Random
+	case inner.Allocation == Seq || outer.Allocation == Seq:
+		n.Allocation = Seq
+	default:
+		n.Allocation = Preserv
+	}
+	n.UnsolicitedSYN = outer.UnsolicitedSYN // the outer NAT sees unsolicited SYNs first
+	n.SimultaneousOpen = worst(inner.SimultaneousOpen, outer.SimultaneousOpen, "accept", "rst", "drop")
+	n.SequenceTracking = worst(inner.SequenceTracking, outer.SequenceTracking, "liberal", "strict")
+	n.ICMPTimeExceeded = worst(inner.ICMPTimeExceeded, outer.ICMPTimeExceeded, "translate", "drop")
+	n.Hairpinning = inner.Hairpinning && outer.Hairpinning
+	return n
+}
+
+func index(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return len(list)
+}
+
+// Prediction is the model's verdict for one method between two NATs.
+type Prediction struct {
+	Success bool   `json:"success"`
+	Reason  string `json:"reason"`
+}
+
+// Topology kinds the model distinguishes.
+const (
+	Separate = "separate" // A and B behind different NATs (two-nat, one-public, double-nat)
+	SameNAT  = "same-nat" // A and B behind one NAT (same-lan, hairpin)
+)
+
+// predictable says whether a peer can tell the other which public endpoint
+// its next connection will come from.
+func predictable(n NAT) (bool, string) {
+	switch {
+	case n.None:
+		return true, "public host"
+	case n.Mapping == EI:
+		return true, "endpoint-independent mapping: the observed mapping is reused"
+	case n.Allocation == Seq:
+		return true, "dependent mapping but sequential allocation: the next port is predicted"
+	}
+	return false, fmt.Sprintf("%s mapping with %s allocation: the port toward the peer cannot be known", n.Mapping, n.Allocation)
+}
+
+// reachable says whether a SYN from anywhere reaches a listening host
+// behind n at its observed mapping.
+func reachable(n NAT) bool { return n.None || n.Filtering == EI }
+
+// rstsStraySYN says whether a SYN sent to a port with no listener behind n
+// comes back as a RST (which moves the sender's NAT entry to CLOSE).
+func rstsStraySYN(n NAT) (bool, string) {
+	switch {
+	case n.None:
+		return true, "the public host's stack answers with RST"
+	case n.Filtering == EI:
+		return true, "endpoint-independent filtering forwards the SYN to the host, whose stack answers with RST"
+	case n.UnsolicitedSYN == "rst":
+		return true, "the NAT answers the unsolicited SYN with RST"
+	}
+	return false, ""
+}
+
+// Predict returns the model's verdict for method between peers A and B.
+func Predict(topology string, a, b NAT, method string) Prediction {
+	if topology == SameNAT {
+		return predictSame(a, method)
+	}
+	switch method {
+	case "lan":
+		return Prediction{false, "peers are behind different public addresses: no shared LAN"}
+	case "direct":
+		return predictDirect(a, b)
+	case "relay":
+		return Prediction{true, "the relay carries any pair"}
+	case "machsend", "sequential", "stunt2", "stunt2-hold":
+		return predictRounds(a, b, method)
+	case "p2pnat":
+		return predictP2P(a, b)
+	case "auto":
+		return predictAuto(Separate, a, b)
+	}
+	return Prediction{false, "unknown method " + method}
+}
+
+func predictAuto(topology string, a, b NAT) Prediction {
+	var tried []string
+	for _, m := range []string{"lan", "direct", "p2pnat", "machsend", "stunt2-hold", "stunt2", "sequential"} {
+		var p Prediction
+		if topology == SameNAT {
+			p = predictSame(a, m)
+		} else {
+			p = Predict(topology, a, b, m)
+		}
+		if p.Success {
+			path := "punched"
+			if m == "lan" || m == "direct" {
+				path = m
+			}
+			return Prediction{true, fmt.Sprintf("path %s: %s succeeds (%s)", path, m, p.Reason)}
+		}
+		tried = append(tried, m)
+	}
+	return Prediction{true, "path relay: no direct or punched method works (" + strings.Join(tried, ", ") + " fail)"}
+}
+
+func predictDirect(a, b NAT) Prediction {
+	switch {
+	case reachable(b):
+		return Prediction{true, fmt.Sprintf("B (%s) accepts unsolicited SYNs at its observed mapping", describe(b))}
+	case reachable(a):
+		return Prediction{true, fmt.Sprintf("A (%s) accepts unsolicited SYNs at its observed mapping", describe(a))}
+	}
+	return Prediction{false, fmt.Sprintf("neither NAT forwards an unsolicited SYN (A filtering %s, B filtering %s)", a.Filtering, b.Filtering)}
+}
+
+func describe(n NAT) string {
+	if n.None {
+		return "public host"
+	}
+	return n.Name
+}
+
+// predictRounds covers the asymmetric methods, which run once with A as
+// initiator and once with B (roles swapped once on failure).
+func predictRounds(a, b NAT, method string) Prediction {
+	r1 := round(a, b, method)
+	if r1.Success {
+		return Prediction{true, "A initiates: " + r1.Reason}
+	}
+	r2 := round(b, a, method)
+	if r2.Success {
+		return Prediction{true, "A's round fails (" + r1.Reason + "); B initiates: " + r2.Reason}
+	}
+	return Prediction{false, "A initiates: " + r1.Reason + "; B initiates: " + r2.Reason}
+}
+
+// round predicts one round with initiator i and responder r.
+func round(i, r NAT, method string) Prediction {
+	if ok, why := predictable(r); !ok {
+		return Prediction{false, "responder: " + why}
+	}
+	if ok, why := predictable(i); !ok {
+		return Prediction{false, "initiator: " + why}
+	}
+	switch method {
+	case "stunt2-hold":
+		// The held connect stays in SYN_SENT; the responder's SYN completes a
+		// simultaneous open on the same ISN, so sequence tracking is no
+		// obstacle. But the low-TTL SYN's ICMP time-exceeded, if it reaches
+		// the host, aborts the pending connect (Linux tcp_v4_err).
+		if i.None {
+			return Prediction{false, "the initiator has no NAT to stop the ICMP time-exceeded, which aborts its held connect"}
+		}
+		if i.ICMPTimeExceeded != "drop" {
+			return Prediction{false, "initiator's NAT translates the ICMP time-exceeded back, which aborts the held connect"}
+		}
+		if i.SimultaneousOpen != "accept" {
+			return Prediction{false, "initiator's NAT does not accept an inbound SYN on an outbound SYN's tuple (simultaneous-open " + i.SimultaneousOpen + ")"}
+		}
+		return Prediction{true, "initiator's NAT drops the ICMP and admits the responder's SYN into the held connect (simultaneous open, same ISN)"}
+	case "machsend", "sequential":
+		if i.None {
+			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
+		}
+		if rst, why := rstsStraySYN(r); rst {
+			return Prediction{false, "the initiator's SYN is answered with RST (" + why + "), so its NAT entry is CLOSE and the responder's SYN is invalid there"}
+		}
+	case "stunt2":
+		if i.None {
+			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
+		}
+		// The low-TTL SYN never reaches the responder's NAT: no RST can close the entry.
+	}
+	if i.SimultaneousOpen != "accept" {
+		return Prediction{false, "initiator's NAT rejects the responder's SYN on its outbound SYN's tuple (simultaneous-open " + i.SimultaneousOpen + ")"}
+	}
+	if i.SequenceTracking != "liberal" {
+		return Prediction{false, "initiator's listener answers with a new ISN; strict sequence tracking drops that SYN-ACK"}
+	}
+	return Prediction{true, "responder's SYN matches the initiator's NAT entry (SYN_SENT2) and the new-ISN SYN-ACK passes a liberal NAT"}
+}
+
+// predictP2P: both sides listen and connect to each other repeatedly from
+// the same port. A SYN gets through if the far NAT forwards unsolicited SYNs
+// to the listener, or once the far peer's own SYN has opened its NAT and
+// that NAT accepts the inbound SYN on the outbound SYN's tuple (retries and
+// SYN retransmissions guarantee such a moment within the attempt).
+func predictP2P(a, b NAT) Prediction {
+	if ok, why := predictable(a); !ok {
+		return Prediction{false, "A: " + why}
+	}
+	if ok, why := predictable(b); !ok {
+		return Prediction{false, "B: " + why}
+	}
+	switch {
+	case reachable(a) || reachable(b):
+		return Prediction{true, "one side forwards unsolicited SYNs to its listener"}
+	case a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept":
+		return Prediction{true, "a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN)"}
+	}
+	return Prediction{false, "neither NAT forwards unsolicited SYNs nor accepts a simultaneous open"}
+}
+
+// predictSame covers two hosts behind one NAT n.
+func predictSame(n NAT, method string) Prediction {
+	switch method {
+	case "lan":
+		return Prediction{true, "same public address: private endpoints connect on the LAN"}
+	case "relay":
+		return Prediction{true, "the relay carries any pair"}
+	case "p2pnat":
+		return Prediction{true, "p2pnat also connects to private endpoints, which are on the same LAN"}
+	case "auto":
+		return Prediction{true, "path lan: same public address"}
+	case "direct", "machsend", "sequential", "stunt2":
+		if n.None {
+			return Prediction{true, "no NAT: public endpoints are the hosts' own"}
+		}
+		if n.Hairpinning {
+			return Prediction{true, "hairpinning sends the SYN to the peer's public endpoint back into the LAN"}
+		}
+		return Prediction{false, "no hairpinning: a SYN to the NAT's own public address from inside is answered by the NAT itself"}
+	case "stunt2-hold":
+		return Prediction{false, "the held connect is answered by the peer's host or the NAT (RST) before the peer's SYN arrives"}
+	}
+	return Prediction{false, "unknown method " + method}
+}
