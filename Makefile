@@ -4,7 +4,7 @@
 GO      ?= go
 DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
 BIN     := bin
-CMDS    := natlab machsend rendezvous
+CMDS    := natlab machsend rendezvous experiment
 
 .PHONY: all deps build test test-unit bench experiment fuzz lint clean-lab
 

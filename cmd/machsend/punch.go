@@ -74,13 +74,13 @@ func openSession(ctx context.Context, server, id string) (*session, error) {
 }
 
 // connect probes the NAT and runs traversal for a session.
-func (s *session) connect(ctx context.Context, method traversal.Method, secret []byte, events func(traversal.Event)) (*traversal.NATInfo, io.ReadWriteCloser, *traversal.Report, error) {
+func (s *session) connect(ctx context.Context, method traversal.Method, secret []byte, attemptTimeout time.Duration, events func(traversal.Event)) (*traversal.NATInfo, io.ReadWriteCloser, *traversal.Report, error) {
 	nat, err := traversal.ProbeNAT(ctx, s.signal, s.server)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("probe NAT: %w", err)
 	}
 	conn, rep, err := traversal.Connect(ctx, traversal.Config{Signal: s.signal, Session: s.id, Role: s.role,
-		Secret: secret, Method: method, NAT: nat, Events: events})
+		Secret: secret, Method: method, NAT: nat, Events: events, AttemptTimeout: attemptTimeout})
 	return &nat, conn, rep, err
 }
 
@@ -102,6 +102,7 @@ func cmdPunch(args []string) error {
 	pings := fs.Int("pings", 3, "round trips to measure over the connection")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	secretEnv := fs.String("secret-env", "MACHSEND_SECRET", "environment variable holding the session secret")
+	attemptTimeout := fs.Duration("attempt-timeout", 0, "bound on one punching attempt (default 3s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,7 +133,7 @@ func cmdPunch(args []string) error {
 	}
 	defer s.client.Close()
 	say("session", map[string]string{"session": s.id, "role": s.role}, "session "+s.id+" (role "+s.role+")")
-	nat, conn, rep, err := s.connect(ctx, method, secret, func(e traversal.Event) { say("event", e, "") })
+	nat, conn, rep, err := s.connect(ctx, method, secret, *attemptTimeout, func(e traversal.Event) { say("event", e, "") })
 	if nat != nil {
 		say("nat", nat, fmt.Sprintf("NAT: public %s, mapping %s, delta %d, hops %d", nat.Public, nat.Mapping, nat.Delta, nat.Hops))
 	}

@@ -1,0 +1,132 @@
+// Command experiment runs NAT-traversal experiment matrices in natlab labs
+// with the real machsend and rendezvous binaries, and turns the trials into
+// CSV summaries, plots and results/REPORT.md.
+//
+//	experiment run [SPEC] [--quick] [--out DIR] [--bin DIR] [--workers N]
+//	experiment report [--out DIR]
+//	experiment check [--out DIR]    fail if any trial disagrees with the model
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/natlab"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: experiment run|report|check [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "report":
+		err = cmdReport(os.Args[2:])
+	case "check":
+		err = cmdCheck(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q (run, report, check)", os.Args[1])
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "experiment: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func binDir() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "bin"
+	}
+	return filepath.Dir(self)
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("experiment run", flag.ContinueOnError)
+	quick := fs.Bool("quick", false, "run experiments/quick.yaml (every knob once) into --out")
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
+	attempt := fs.Duration("attempt-timeout", 2*time.Second, "per punching attempt")
+	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	specPath := "experiments/paper.yaml"
+	if *quick {
+		specPath = "experiments/quick.yaml"
+	}
+	if fs.NArg() > 0 {
+		specPath = fs.Arg(0)
+	}
+	spec, err := experiments.LoadSpec(specPath)
+	if err != nil {
+		return err
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	if *fresh {
+		os.Remove(filepath.Join(*out, experiments.TrialsFile))
+		os.RemoveAll(filepath.Join(*out, "pcaps"))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	info, err := experiments.Run(ctx, spec, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
+		AttemptTimeout: *attempt, Log: os.Stderr})
+	if info != nil {
+		fmt.Fprintf(os.Stderr, "%d trials in %s (%d resumed) -> %s\n", info.Trials, time.Since(start).Round(time.Second), info.Resumed, *out)
+	}
+	if err != nil {
+		return err
+	}
+	return experiments.WriteOutputs(*out)
+}
+
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("experiment report", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return experiments.WriteOutputs(*out)
+}
+
+func cmdCheck(args []string) error {
+	fs := flag.NewFlagSet("experiment check", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	trials, err := experiments.LoadTrials(filepath.Join(*out, experiments.TrialsFile))
+	if err != nil {
+		return err
+	}
+	bad := 0
+	for _, t := range trials {
+		if !t.Agree {
+			bad++
+			fmt.Fprintf(os.Stderr, "DISAGREE %s: measured success=%v (%s), model %v: %s\n", t.ID, t.Success, t.Class, t.Predicted, t.PredictedReason)
+		}
+	}
+	if len(trials) == 0 {
+		return errors.New("no trials")
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
+	}
+	fmt.Fprintf(os.Stderr, "all %d trials agree with the NAT model\n", len(trials))
+	return nil
+}

@@ -1,0 +1,323 @@
+package experiments
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"github.com/machsend/machsend/natlab"
+)
+
+// Capture is the packets seen on one interface of a NAT during a trial.
+type Capture struct {
+	Node    string
+	Iface   string
+	Packets []natlab.CapturedPacket
+}
+
+// WritePcap writes packets to a pcap file (Ethernet link type).
+func WritePcap(path string, pkts []natlab.CapturedPacket) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := pcapgo.NewWriter(f)
+	if err := w.WriteFileHeader(natlab.SnapLen, layers.LinkTypeEthernet); err != nil {
+		f.Close()
+		return err
+	}
+	for _, p := range pkts {
+		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: len(p.Data)}
+		if err := w.WritePacket(ci, p.Data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// ReadPcap reads a pcap file written by WritePcap (or tcpdump).
+func ReadPcap(path string) ([]natlab.CapturedPacket, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("pcap %s: %w", path, err)
+	}
+	var out []natlab.CapturedPacket
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		out = append(out, natlab.CapturedPacket{Time: ci.Timestamp, Data: data})
+	}
+	return out, nil
+}
+
+// seg is a decoded TCP segment or ICMP message as seen on one interface.
+type seg struct {
+	t        time.Time
+	src, dst netip.AddrPort
+	flags    string // "S", "SA", "R", "RA", "A", "F"...
+	seq, ack uint32
+	icmp     string // "" for TCP
+	inner    string // for ICMP errors: the quoted packet's endpoints
+}
+
+func decode(p natlab.CapturedPacket) (seg, bool) {
+	pk := p.Decode()
+	ip, ok := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if !ok {
+		return seg{}, false
+	}
+	s := seg{t: p.Time}
+	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
+	dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
+	if tcp, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
+		s.src, s.dst = netip.AddrPortFrom(src, uint16(tcp.SrcPort)), netip.AddrPortFrom(dst, uint16(tcp.DstPort))
+		for _, f := range []struct {
+			on bool
+			c  string
+		}{{tcp.SYN, "S"}, {tcp.ACK, "A"}, {tcp.RST, "R"}, {tcp.FIN, "F"}} {
+			if f.on {
+				s.flags += f.c
+			}
+		}
+		s.seq, s.ack = tcp.Seq, tcp.Ack
+		return s, true
+	}
+	if ic, ok := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
+		s.src, s.dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+		s.icmp = ic.TypeCode.String()
+		if len(ic.Payload) >= 24 {
+			q := ic.Payload
+			qs, _ := netip.AddrFromSlice(q[12:16])
+			qd, _ := netip.AddrFromSlice(q[16:20])
+			ihl := int(q[0]&0x0f) * 4
+			if len(q) >= ihl+4 {
+				sp := uint16(q[ihl])<<8 | uint16(q[ihl+1])
+				dp := uint16(q[ihl+2])<<8 | uint16(q[ihl+3])
+				s.inner = fmt.Sprintf("%s -> %s", netip.AddrPortFrom(qs, sp), netip.AddrPortFrom(qd, dp))
+			}
+		}
+		return s, true
+	}
+	return seg{}, false
+}
+
+// natView holds one NAT's two sides.
+type natView struct {
+	name     string
+	public   netip.Addr
+	inside   []netip.Prefix
+	wan, lan []seg
+}
+
+func (v *natView) isInside(a netip.Addr) bool {
+	for _, p := range v.inside {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Classify names what happened in a trial in the NAT model's vocabulary,
+// from the packets on both sides of each NAT and the conntrack snapshots:
+// which packet, where, and when (relative to the first packet).
+func Classify(t *Trial, lab *natlab.Lab, caps []Capture) (string, []string) {
+	var views []*natView
+	var t0 time.Time
+	for _, nat := range lab.Topology.NATs() {
+		v := &natView{name: nat, public: lab.Public(nat)}
+		wanIf := ""
+		for _, n := range lab.Topology.Nodes {
+			if n.Name == nat {
+				wanIf = n.WAN
+			}
+		}
+		if n, err := lab.Node(nat); err == nil {
+			for _, ifc := range n.Ifaces {
+				if ifc.Name != wanIf {
+					for _, a := range ifc.Addrs {
+						v.inside = append(v.inside, a.Masked())
+					}
+				}
+			}
+		}
+		for _, c := range caps {
+			if c.Node != nat {
+				continue
+			}
+			for _, p := range c.Packets {
+				s, ok := decode(p)
+				if !ok {
+					continue
+				}
+				if t0.IsZero() || s.t.Before(t0) {
+					t0 = s.t
+				}
+				if c.Iface == wanIf {
+					v.wan = append(v.wan, s)
+				} else {
+					v.lan = append(v.lan, s)
+				}
+			}
+		}
+		views = append(views, v)
+	}
+	at := func(s seg) string { return fmt.Sprintf("t+%.0fms", float64(s.t.Sub(t0).Microseconds())/1000) }
+	var notes []string
+	counts := map[string]int{}
+	note := func(class, format string, args ...any) {
+		counts[class]++
+		if counts[class] <= 3 {
+			notes = append(notes, class+": "+fmt.Sprintf(format, args...))
+		}
+	}
+	rvAddrs := map[netip.Addr]bool{}
+	if rv, err := lab.Node("rv"); err == nil {
+		for _, a := range rv.Addrs() {
+			rvAddrs[a] = true
+		}
+	}
+	for _, v := range views {
+		// Inbound SYNs from a peer (not the rendezvous server's traffic).
+		for _, s := range v.wan {
+			if s.icmp != "" {
+				if strings.HasPrefix(s.icmp, "TimeExceeded") && s.dst.Addr() == v.public && !towardRV(s.inner, rvAddrs) {
+					fwd := false
+					for _, l := range v.lan {
+						if strings.HasPrefix(l.icmp, "TimeExceeded") && l.t.After(s.t.Add(-time.Millisecond)) && l.t.Sub(s.t) < 50*time.Millisecond {
+							fwd = true
+						}
+					}
+					if fwd {
+						note("icmp-translated", "ICMP time-exceeded for %s reached %s at %s and was translated to the host (a held connect is aborted)", s.inner, v.name, at(s))
+					} else {
+						note("icmp-dropped", "ICMP time-exceeded for %s dropped at %s at %s", s.inner, v.name, at(s))
+					}
+				}
+				continue
+			}
+			if s.flags != "S" || s.dst.Addr() != v.public || rvAddrs[s.src.Addr()] {
+				continue
+			}
+			forwarded := false
+			for _, l := range v.lan {
+				if l.flags == "S" && l.src == s.src && l.seq == s.seq {
+					forwarded = true
+					break
+				}
+			}
+			if forwarded {
+				continue
+			}
+			reply := "nothing"
+			class := "syn-dropped"
+			for _, r := range v.wan {
+				if r.t.Before(s.t) || r.t.Sub(s.t) > 200*time.Millisecond {
+					continue
+				}
+				if strings.Contains(r.flags, "R") && r.src == s.dst && r.dst == s.src {
+					reply, class = "RST", "syn-rst"
+					break
+				}
+				if r.icmp != "" && strings.HasPrefix(r.icmp, "DestinationUnreachable") && r.dst.Addr() == s.src.Addr() {
+					reply, class = "ICMP "+r.icmp, "syn-icmp"
+					break
+				}
+			}
+			if class == "syn-dropped" {
+				note(class, "peer's SYN %s -> %s dropped at %s (no mapping admits it) at %s", s.src, s.dst, v.name, at(s))
+			} else {
+				note(class, "%s answered the SYN %s -> %s with %s at %s", v.name, s.src, s.dst, reply, at(s))
+			}
+		}
+		// SYN-ACKs from the host that never left the NAT: strict sequence tracking.
+		for _, l := range v.lan {
+			// Only SYN-ACKs sent by a host behind this NAT to a peer.
+			if l.flags != "SA" || !v.isInside(l.src.Addr()) || rvAddrs[l.dst.Addr()] || v.isInside(l.dst.Addr()) {
+				continue
+			}
+			out := false
+			for _, s := range v.wan {
+				if s.flags == "SA" && s.seq == l.seq && s.dst == l.dst {
+					out = true
+					break
+				}
+			}
+			if !out {
+				note("synack-invalid", "SYN-ACK %s -> %s (ISN %d) invalid at %s: new ISN, dropped (sequence tracking) at %s", l.src, l.dst, l.seq, v.name, at(l))
+			}
+		}
+	}
+	// Port prediction: compare what A aimed at with the mapping B's NAT chose.
+	for _, a := range t.Attempts {
+		if !a.Predicted || a.Outcome == "connected" {
+			continue
+		}
+		actual := mappingTo(t.Conntrack, a.Target.Addr(), a.Public.Addr())
+		if actual != 0 && actual != a.Target.Port() {
+			note("prediction-miss", "%s: predicted port %d, actual %d", a.Attempt, a.Target.Port(), actual)
+		}
+	}
+	for _, a := range t.Attempts {
+		if a.Outcome == "auth-failed" {
+			note("auth-failed", "%s: a connection failed authentication", a.Attempt)
+		}
+	}
+	if t.Success {
+		return "success/" + t.Method, notes
+	}
+	order := []string{"synack-invalid", "icmp-translated", "prediction-miss", "syn-rst", "syn-icmp", "syn-dropped", "auth-failed", "icmp-dropped"}
+	for _, c := range order {
+		if counts[c] > 0 {
+			return c, notes
+		}
+	}
+	var keys []string
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > 0 {
+		return keys[0], notes
+	}
+	return "no-evidence", notes
+}
+
+// towardRV says whether an ICMP error quotes a packet sent to the
+// rendezvous server (NAT probing, not a punching attempt).
+func towardRV(inner string, rv map[netip.Addr]bool) bool {
+	_, dst, ok := strings.Cut(inner, " -> ")
+	if !ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(dst)
+	return err == nil && rv[ap.Addr()]
+}
+
+// mappingTo finds, in any NAT's conntrack, the public port chosen for a
+// connection toward peer (an entry whose original destination is that peer
+// and whose reply destination is on public).
+func mappingTo(ct map[string][]natlab.ConntrackEntry, public, peer netip.Addr) uint16 {
+	for _, ents := range ct {
+		for _, e := range ents {
+			if e.ReplyDst.Addr() == public && e.OrigDst.Addr() == peer {
+				return e.ReplyDst.Port()
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,198 @@
+package experiments
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+)
+
+// TrialsFile is the JSON-lines file of trial records in a results directory.
+const TrialsFile = "trials.jsonl"
+
+// RunInfo describes a run: the exact inputs and environment, written next to
+// the trials so every figure can be traced to what produced it.
+type RunInfo struct {
+	Spec        *Spec     `json:"spec"`
+	CodeVersion string    `json:"code_version"`
+	Kernel      string    `json:"kernel"`
+	GoVersion   string    `json:"go_version"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Trials      int       `json:"trials"`
+	Resumed     int       `json:"resumed"`
+	Workers     int       `json:"workers"`
+	CPUs        int       `json:"cpus"`
+}
+
+func codeVersion() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// LoadTrials reads a trials file; a missing file is no trials.
+func LoadTrials(path string) ([]*Trial, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []*Trial
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<26)
+	for sc.Scan() {
+		var t Trial
+		if err := json.Unmarshal(sc.Bytes(), &t); err != nil {
+			continue // a line cut short by an interrupted run
+		}
+		out = append(out, &t)
+	}
+	return out, sc.Err()
+}
+
+// Run executes every trial of spec not already in opts.Out (so an
+// interrupted run resumes), in parallel labs, appending to trials.jsonl.
+func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
+	cells, err := spec.Cells()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(opts.Out, TrialsFile)
+	done := map[string]bool{}
+	pcapKept := map[string]bool{}
+	prev, err := LoadTrials(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range prev {
+		done[t.ID] = true
+		if t.Success && len(t.Pcaps) > 0 {
+			pcapKept[t.Cell.Key()] = true
+		}
+	}
+	info := &RunInfo{Spec: spec, CodeVersion: codeVersion(), Kernel: kernel(), GoVersion: runtime.Version(),
+		Started: time.Now().UTC(), Resumed: len(prev), CPUs: runtime.NumCPU()}
+	type job struct {
+		cell Cell
+		rep  int
+	}
+	var jobs []job
+	for rep := 0; rep < spec.Repetitions; rep++ {
+		for _, c := range cells {
+			if !done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
+				jobs = append(jobs, job{c, rep})
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	workers := spec.Workers
+	if opts.Workers > 0 {
+		workers = opts.Workers
+	}
+	info.Workers = workers
+	var mu sync.Mutex
+	var firstErr error
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	total := len(jobs)
+	finished := 0
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{id: i, opt: &opts, labs: map[string]*natlab.Lab{}}
+			defer w.close()
+			for j := range ch {
+				mu.Lock()
+				keep := !pcapKept[j.cell.Key()]
+				pcapKept[j.cell.Key()] = true
+				mu.Unlock()
+				tctx, cancel := context.WithTimeout(ctx, spec.Deadline+20*time.Second)
+				t, err := w.runTrial(tctx, spec, j.cell, j.rep, keep)
+				cancel()
+				mu.Lock()
+				finished++
+				if err != nil {
+					if firstErr == nil && ctx.Err() == nil {
+						firstErr = fmt.Errorf("trial %s #%d: %w", j.cell.Key(), j.rep, err)
+					}
+					if !t0ok(t) {
+						pcapKept[j.cell.Key()] = false
+					}
+					mu.Unlock()
+					// A broken lab is rebuilt for the next trial.
+					w.close()
+					w.labs = map[string]*natlab.Lab{}
+					continue
+				}
+				b, _ := json.Marshal(t)
+				_, _ = f.Write(append(b, '\n'))
+				if opts.Log != nil {
+					verdict := "FAIL"
+					if t.Success {
+						verdict = "ok  "
+					}
+					agree := ""
+					if !t.Agree {
+						agree = "  DISAGREES WITH MODEL"
+					}
+					fmt.Fprintf(opts.Log, "[%d/%d] %s %s %s (%s)%s\n", finished, total, verdict, t.ID, t.Class, t.Method, agree)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ch)
+	wg.Wait()
+	info.Finished = time.Now().UTC()
+	all, _ := LoadTrials(path)
+	info.Trials = len(all)
+	b, _ := json.MarshalIndent(info, "", "  ")
+	_ = os.WriteFile(filepath.Join(opts.Out, "run.json"), b, 0o644)
+	if ctx.Err() != nil {
+		return info, ctx.Err()
+	}
+	return info, firstErr
+}
+
+func t0ok(t *Trial) bool { return t != nil }

@@ -1,0 +1,401 @@
+package experiments
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/traversal"
+)
+
+// Options configure a run.
+type Options struct {
+	// Bin is the directory holding the machsend and rendezvous binaries.
+	Bin string
+	// Out is the results directory (trials.jsonl, pcaps/, ...).
+	Out string
+	// Workers overrides the spec's number of parallel labs.
+	Workers int
+	// AttemptTimeout is passed to machsend punch (per attempt).
+	AttemptTimeout time.Duration
+	// Log receives one line per finished trial (may be nil).
+	Log io.Writer
+}
+
+// Trial is the record of one trial: its exact inputs, what happened, the
+// model's prediction, and the evidence kept.
+type Trial struct {
+	ID              string                             `json:"id"`
+	Cell            Cell                               `json:"cell"`
+	Rep             int                                `json:"rep"`
+	Start           time.Time                          `json:"start"`
+	DurationMs      float64                            `json:"duration_ms"`
+	Success         bool                               `json:"success"`
+	Method          string                             `json:"method_won,omitempty"`
+	Path            string                             `json:"path,omitempty"`
+	ConnectMs       float64                            `json:"connect_ms,omitempty"`
+	AttemptsToWin   int                                `json:"attempts_to_success,omitempty"`
+	RTTms           []float64                          `json:"rtt_ms,omitempty"`
+	Attempts        []traversal.Attempt                `json:"attempts"`
+	NATA            *traversal.NATInfo                 `json:"nat_a,omitempty"`
+	NATB            *traversal.NATInfo                 `json:"nat_b,omitempty"`
+	ErrorA          string                             `json:"error_a,omitempty"`
+	ErrorB          string                             `json:"error_b,omitempty"`
+	Predicted       bool                               `json:"predicted"`
+	PredictedReason string                             `json:"predicted_reason"`
+	Agree           bool                               `json:"agree"`
+	Class           string                             `json:"class"`
+	Explanation     []string                           `json:"explanation,omitempty"`
+	Pcaps           []string                           `json:"pcaps,omitempty"`
+	Conntrack       map[string][]natlab.ConntrackEntry `json:"conntrack,omitempty"`
+	ProfileHashes   map[string]string                  `json:"profile_hashes"`
+	Delay           string                             `json:"lab_delay"`
+}
+
+// worker owns one lab per topology and reuses it between trials.
+type worker struct {
+	id   int
+	opt  *Options
+	labs map[string]*natlab.Lab
+}
+
+func (w *worker) close() {
+	for _, l := range w.labs {
+		l.Close()
+	}
+}
+
+func (w *worker) lab(ctx context.Context, c Cell) (*natlab.Lab, error) {
+	profiles := map[string]*natlab.Profile{}
+	for n, name := range c.Profiles {
+		p, err := natlab.LoadProfile(name)
+		if err != nil {
+			return nil, err
+		}
+		profiles[n] = p
+	}
+	if l := w.labs[c.Topology]; l != nil {
+		for n, p := range profiles {
+			if err := l.SetProfile(n, p); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.Reset(); err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	topo, err := natlab.LoadTopology(c.Topology)
+	if err != nil {
+		return nil, err
+	}
+	l, err := natlab.Up(ctx, natlab.Options{Name: fmt.Sprintf("x%d%s", w.id, shortTopo(c.Topology)), Topology: topo, Profiles: profiles})
+	if err != nil {
+		return nil, err
+	}
+	w.labs[c.Topology] = l
+	return l, nil
+}
+
+func shortTopo(t string) string {
+	switch t {
+	case "two-nat":
+		return "t"
+	case "same-lan":
+		return "s"
+	case "one-public":
+		return "o"
+	case "double-nat":
+		return "d"
+	case "hairpin":
+		return "h"
+	}
+	return "u"
+}
+
+// lineReader collects a process's stdout lines.
+type lineReader struct {
+	mu    sync.Mutex
+	lines []string
+	got   chan string
+	done  chan struct{}
+}
+
+func collect(rd io.Reader) *lineReader {
+	lr := &lineReader{got: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(rd)
+		sc.Buffer(make([]byte, 1<<20), 1<<22)
+		for sc.Scan() {
+			lr.mu.Lock()
+			lr.lines = append(lr.lines, sc.Text())
+			lr.mu.Unlock()
+			select {
+			case lr.got <- sc.Text():
+			default:
+			}
+		}
+		close(lr.got)
+		close(lr.done)
+	}()
+	return lr
+}
+
+// all returns every line, once the process's stdout is closed (or 2 s).
+func (r *lineReader) all() []string {
+	select {
+	case <-r.done:
+	case <-time.After(2 * time.Second):
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// punchOutput is what one machsend punch printed.
+type punchOutput struct {
+	Session string
+	Report  *traversal.Report
+	NAT     *traversal.NATInfo
+	RTT     []float64
+	Err     string
+}
+
+func parsePunch(lines []string) punchOutput {
+	var out punchOutput
+	for _, l := range lines {
+		var m struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal([]byte(l), &m) != nil {
+			continue
+		}
+		switch m.Type {
+		case "session":
+			var s map[string]string
+			_ = json.Unmarshal(m.Data, &s)
+			out.Session = s["session"]
+		case "report":
+			out.Report = &traversal.Report{}
+			_ = json.Unmarshal(m.Data, out.Report)
+		case "nat":
+			out.NAT = &traversal.NATInfo{}
+			_ = json.Unmarshal(m.Data, out.NAT)
+		case "pings":
+			var p struct {
+				RTT []float64 `json:"rtt_ms"`
+			}
+			_ = json.Unmarshal(m.Data, &p)
+			out.RTT = p.RTT
+		case "error":
+			var e map[string]string
+			_ = json.Unmarshal(m.Data, &e)
+			out.Err = e["error"]
+		}
+	}
+	return out
+}
+
+// secret is the session secret the trial's two peers share.
+const secret = "experiment-secret-0123456789"
+
+// waitListening polls until a TCP port answers inside a node.
+func waitListening(ctx context.Context, n *natlab.Node, ap netip.AddrPort) error {
+	for i := 0; i < 200; i++ {
+		var err error
+		_ = natlab.Do(n.Handle, func() error {
+			var c net.Conn
+			c, err = net.DialTimeout("tcp4", ap.String(), 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return nil
+		})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("rendezvous did not start listening on %s", ap)
+}
+
+// runTrial runs one trial in the worker's lab.
+func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keepPcap bool) (*Trial, error) {
+	t := &Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
+		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
+	pred, err := Predict(c)
+	if err != nil {
+		return nil, err
+	}
+	t.Predicted, t.PredictedReason = pred.Success, pred.Reason
+	for n, name := range c.Profiles {
+		p, _ := natlab.LoadProfile(name)
+		t.ProfileHashes[n] = p.Hash
+	}
+	lab, err := w.lab(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	// Captures on both sides of every NAT.
+	type capRef struct {
+		node, iface string
+		c           *natlab.Capture
+	}
+	var caps []capRef
+	for _, nat := range lab.Topology.NATs() {
+		n, _ := lab.Node(nat)
+		for _, ifc := range n.Ifaces {
+			cp, err := lab.Capture(nat, ifc.Name, "")
+			if err != nil {
+				return nil, err
+			}
+			caps = append(caps, capRef{nat, ifc.Name, cp})
+		}
+	}
+	rv, err := lab.Node("rv")
+	if err != nil {
+		return nil, err
+	}
+	addrs := rv.Addrs()
+	primary := netip.AddrPortFrom(addrs[0], 3478)
+	rz := exec.Command(filepath.Join(w.opt.Bin, "rendezvous"), "--listen", primary.String(),
+		"--secondary", netip.AddrPortFrom(addrs[1], 3479).String(), "--relay", netip.AddrPortFrom(addrs[0], 3480).String(),
+		"--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000")
+	if _, err := lab.Start("rv", rz); err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, rv, primary); err != nil {
+		return nil, err
+	}
+	deadline := spec.Deadline
+	punch := func(node, session string) (*natlab.Process, *lineReader, error) {
+		args := []string{"punch", "--server", primary.String(), "--method", c.Method, "--json",
+			"--timeout", deadline.String(), "--pings", "3"}
+		if session != "" {
+			args = append(args, "--session", session)
+		}
+		if w.opt.AttemptTimeout > 0 {
+			args = append(args, "--attempt-timeout", w.opt.AttemptTimeout.String())
+		}
+		cmd := exec.Command(filepath.Join(w.opt.Bin, "machsend"), args...)
+		cmd.Env = append(os.Environ(), "MACHSEND_SECRET="+secret)
+		// Our own pipe, not StdoutPipe: the lab reaps the process as soon
+		// as it exits, and Wait would close a StdoutPipe under the reader.
+		r, wr, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		cmd.Stdout = wr
+		p, err := lab.Start(node, cmd)
+		wr.Close()
+		if err != nil {
+			r.Close()
+			return nil, nil, err
+		}
+		lr := collect(r)
+		go func() { <-lr.done; r.Close() }()
+		return p, lr, nil
+	}
+	pa, la, err := punch("a", "")
+	if err != nil {
+		return nil, err
+	}
+	var session string
+	timer := time.NewTimer(5 * time.Second)
+	for session == "" {
+		select {
+		case line, ok := <-la.got:
+			if !ok {
+				timer.Stop()
+				return nil, fmt.Errorf("peer A exited before creating a session: %v", pa.Wait())
+			}
+			session = parsePunch([]string{line}).Session
+		case <-timer.C:
+			pa.Kill()
+			return nil, errors.New("peer A created no session")
+		}
+	}
+	timer.Stop()
+	pb, lb, err := punch("b", session)
+	if err != nil {
+		return nil, err
+	}
+	waitProc := func(p *natlab.Process) {
+		select {
+		case <-p.Done():
+		case <-time.After(deadline + 5*time.Second):
+			p.Kill()
+		}
+	}
+	waitProc(pa)
+	waitProc(pb)
+	oa, ob := parsePunch(la.all()), parsePunch(lb.all())
+	t.DurationMs = float64(time.Since(t.Start).Microseconds()) / 1000
+	t.NATA, t.NATB, t.ErrorA, t.ErrorB = oa.NAT, ob.NAT, oa.Err, ob.Err
+	if oa.Report != nil {
+		t.Attempts = oa.Report.Attempts
+	}
+	if oa.Report != nil && ob.Report != nil && oa.Err == "" && ob.Err == "" && len(oa.RTT) > 0 {
+		t.Success = true
+		t.Method, t.Path = string(oa.Report.Method), oa.Report.Path
+		t.ConnectMs = float64(oa.Report.ConnectTime.Microseconds()) / 1000
+		t.RTTms = oa.RTT
+		for i, a := range oa.Report.Attempts {
+			if a.Outcome == "connected" && a.Attempt == oa.Report.Attempt {
+				t.AttemptsToWin = i + 1
+			}
+		}
+	}
+	t.Agree = t.Success == t.Predicted
+	// Evidence: conntrack of every NAT, packets on both sides of each.
+	t.Conntrack = map[string][]natlab.ConntrackEntry{}
+	for _, nat := range lab.Topology.NATs() {
+		if ents, err := lab.Conntrack(nat); err == nil {
+			t.Conntrack[nat] = ents
+		}
+	}
+	var evidence []Capture
+	for _, cr := range caps {
+		_ = cr.c.Stop()
+		evidence = append(evidence, Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
+	}
+	t.Class, t.Explanation = Classify(t, lab, evidence)
+	if !t.Success || keepPcap {
+		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			for _, e := range evidence {
+				p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap")
+				if err := WritePcap(p, e.Packets); err == nil {
+					rel, _ := filepath.Rel(w.opt.Out, p)
+					t.Pcaps = append(t.Pcaps, rel)
+				}
+			}
+		}
+	}
+	if t.Success && !keepPcap {
+		t.Conntrack = nil
+	}
+	return t, nil
+}
+
+func sanitize(s string) string {
+	r := strings.NewReplacer(" ", "_", "=", "-", "#", "", "/", "-")
+	return r.Replace(s)
+}
