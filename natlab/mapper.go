@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -17,9 +18,10 @@ import (
 // mapper is the userspace helper for the knobs netfilter cannot express alone:
 // endpoint-independent or address-dependent mapping with non-preserving
 // allocation, endpoint-independent and address-dependent filtering, and
-// hairpinning. It follows the NAT's conntrack NEW/DESTROY events and keeps the
-// nft maps of the profile's ruleset in step: an element lives exactly as long
-// as at least one conntrack entry uses the mapping it describes.
+// hairpinning. The ruleset inserts each mapping into its nft maps in the
+// packet path; the mapper follows the NAT's conntrack NEW/DESTROY events and
+// removes an element when the last conntrack entry using that mapping dies,
+// so a mapping lives exactly as long as a real NAT's would.
 type mapper struct {
 	p      *Profile
 	pub    netip.Addr
@@ -48,7 +50,7 @@ func startMapper(ns netns.NsHandle, p *Profile, ifs natIfaces) (*mapper, error) 
 	if err != nil {
 		return nil, fmt.Errorf("mapper: conntrack dial: %w", err)
 	}
-	nc, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	nc, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.AsLasting())
 	if err != nil {
 		ct.Close()
 		return nil, fmt.Errorf("mapper: nftables: %w", err)
@@ -213,21 +215,17 @@ func (m *mapper) handle(ev conntrack.Event) {
 			}
 		}
 	}
-	for _, e := range add {
-		// An element already present (another internal endpoint won the
-		// port) is left alone; the kernel keeps the first.
-		if err := m.nft.SetAddElements(m.sets[e.set], []nftables.SetElement{{Key: []byte(e.key), Val: []byte(e.val)}}); err != nil {
-			m.errs = append(m.errs, fmt.Errorf("mapper: add %s: %w", e.set, err))
-		}
-	}
+	// Elements are inserted by the ruleset itself (chain record), in the
+	// packet path; the helper only tracks references and removes them.
+	_ = add
 	for _, e := range del {
 		if err := m.nft.SetDeleteElements(m.sets[e.set], []nftables.SetElement{{Key: []byte(e.key), Val: []byte(e.val)}}); err != nil {
 			m.errs = append(m.errs, fmt.Errorf("mapper: delete %s: %w", e.set, err))
 		}
 	}
-	if len(add)+len(del) > 0 {
-		if err := m.nft.Flush(); err != nil {
-			// EEXIST on a racing add is expected; anything else is kept.
+	if len(del) > 0 {
+		if err := m.nft.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
+			// ENOENT: the element's safety timeout removed it first.
 			m.errs = append(m.errs, fmt.Errorf("mapper: flush: %w", err))
 		}
 	}

@@ -329,16 +329,16 @@ func (p *Profile) Realisation() []KnobRealisation {
 	add := func(knob, value string, exact bool, how string) {
 		out = append(out, KnobRealisation{knob, value, exact, how})
 	}
-	mem := "the mapper helper records each new mapping from conntrack NEW events into an nft map keyed by %s; later connections from that endpoint are SNATed to the recorded port. Exact after the first mapping's event lands (a few ms); a second connection inside that window gets a fresh port"
+	mem := "a rule right after source NAT records each new mapping in an nft map keyed by %s, in the packet path; later connections from that endpoint are SNATed to the recorded port; the mapper helper removes the entry when the mapping's last conntrack entry dies. Exact except that the mapping's lifetime is bounded by a safety timeout of max(timers)"
 	switch p.Mapping {
 	case EndpointIndependent:
 		if p.PortAllocation == AllocPreserve {
 			add("mapping", p.Mapping, true, "masquerade keeps the source port; while a conntrack entry exists for the source the same port is reused for every destination")
 		} else {
-			add("mapping", p.Mapping, false, fmt.Sprintf(mem, "internal address . port"))
+			add("mapping", p.Mapping, true, fmt.Sprintf(mem, "internal address . port"))
 		}
 	case AddressDependent:
-		add("mapping", p.Mapping, false, fmt.Sprintf(mem, "internal address . port . destination address"))
+		add("mapping", p.Mapping, true, fmt.Sprintf(mem, "internal address . port . destination address"))
 	case AddressPortDependent:
 		add("mapping", p.Mapping, true, "a new allocation for every new conntrack tuple; reused only for the same destination address and port")
 	case ConnectionDependent:
@@ -355,9 +355,9 @@ func (p *Profile) Realisation() []KnobRealisation {
 	}
 	switch p.Filtering {
 	case EndpointIndependent:
-		add("filtering", p.Filtering, false, "the mapper helper installs a DNAT map entry (public port -> internal endpoint) on each mapping's conntrack NEW event and removes it when the mapping's last entry is destroyed; inbound SYNs in the first few ms after the mapping is created are not yet forwarded")
+		add("filtering", p.Filtering, true, "each new mapping is recorded in a DNAT map (public port -> internal endpoint) in the packet path; prerouting forwards any inbound TCP to a recorded port; the mapper removes the entry when the mapping's last conntrack entry dies")
 	case AddressDependent:
-		add("filtering", p.Filtering, false, "as endpoint-independent, keyed by remote address . public port, one entry per destination address the mapping has sent to")
+		add("filtering", p.Filtering, true, "as endpoint-independent, keyed by remote address . public port: one entry per destination address the mapping has sent to")
 	case AddressPortDependent:
 		add("filtering", p.Filtering, true, "conntrack: only packets matching an existing entry's reply tuple are translated inward")
 	case ConnectionDependent:

@@ -63,10 +63,18 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 
 	w("table ip natlab {")
 	w("  # %s: %s", p.Name, p.Description)
-	w("  map eim_map { type ipv4_addr . inet_service : inet_service; }")
-	w("  map adm_map { type ipv4_addr . inet_service . ipv4_addr : inet_service; }")
-	w("  map fwd_map { type inet_service : ipv4_addr . inet_service; }")
-	w("  map adf_map { type ipv4_addr . inet_service : ipv4_addr . inet_service; }")
+	// Mapping state the kernel keeps itself: a rule after source NAT
+	// (record chain) inserts each new mapping in the same packet path, so
+	// there is no window in which a second connection misses it. The mapper
+	// helper removes an element when the mapping's last conntrack entry
+	// dies; the element timeout is only a safety net.
+	life := max(p.EstablishedTimeout, p.TransitoryTimeout)
+	for _, m := range []string{"eim_map { type ipv4_addr . inet_service : inet_service;",
+		"adm_map { type ipv4_addr . inet_service . ipv4_addr : inet_service;",
+		"fwd_map { type inet_service : ipv4_addr . inet_service;",
+		"adf_map { type ipv4_addr . inet_service : ipv4_addr . inet_service;"} {
+		w("  map %s flags dynamic, timeout; timeout %ds; }", m, life)
+	}
 	if p.PortAllocation == AllocSequential {
 		n := seqCount
 		if max := (65535 - seqBase) / p.PortDelta; max < n {
@@ -115,6 +123,31 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	}
 	w("    oifname %s masquerade", wan)
 	w("  }")
+
+	// Record each new mapping as it is made (after source NAT, so tcp sport
+	// is the public port and ct original the internal endpoint).
+	var rec []string
+	intEP := "ct original ip saddr . ct original proto-src"
+	if p.Mapping == EndpointIndependent && p.PortAllocation != AllocPreserve {
+		rec = append(rec, fmt.Sprintf("update @eim_map { %s : tcp sport }", intEP))
+	}
+	if p.Mapping == AddressDependent {
+		rec = append(rec, fmt.Sprintf("update @adm_map { %s . ip daddr : tcp sport }", intEP))
+	}
+	if p.Filtering == EndpointIndependent || p.Hairpinning {
+		rec = append(rec, fmt.Sprintf("update @fwd_map { tcp sport : %s }", intEP))
+	}
+	if p.Filtering == AddressDependent {
+		rec = append(rec, fmt.Sprintf("update @adf_map { ip daddr . tcp sport : %s }", intEP))
+	}
+	if len(rec) > 0 {
+		w("  chain record {")
+		w("    type filter hook postrouting priority srcnat + 10; policy accept;")
+		for _, r := range rec {
+			w("    oifname %s meta l4proto tcp ct state new ct direction original %s", wan, r)
+		}
+		w("  }")
+	}
 
 	// Filtering decisions on forwarded traffic.
 	w("  chain forward {")

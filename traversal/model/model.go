@@ -263,6 +263,13 @@ func predictP2P(a, b NAT) Prediction {
 	switch {
 	case reachable(a) || reachable(b):
 		return Prediction{true, "one side forwards unsolicited SYNs to its listener"}
+	case a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst":
+		// Each peer's first SYN reaches the other NAT before that NAT has an
+		// entry and is answered with RST, which moves the sender's entry to
+		// CLOSE. The other peer's SYN then meets a CLOSE entry: conntrack
+		// calls it invalid, it is delivered to the NAT itself and answered
+		// with RST again. The retries stay in lockstep.
+		return Prediction{false, "both NATs answer an early SYN with RST; each RST closes the other side's entry, so every retry meets a closed entry and is reset again"}
 	case a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept":
 		return Prediction{true, "a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN)"}
 	}
