@@ -33,7 +33,8 @@ type Config struct {
 	// path still being tried (default 250 ms).
 	Grace time.Duration
 	// RelayAfter starts the relay in auto mode after this long even while
-	// punching continues (default: when every punching attempt has failed).
+	// punching continues, as a fallback that is already up when punching
+	// fails (default 3 s; negative: only after every punching attempt).
 	RelayAfter time.Duration
 	Clock      Clock
 	// Events receives every event (may be nil). It is called from several
@@ -56,6 +57,9 @@ func (c *Config) defaults() {
 	}
 	if c.Method == "" {
 		c.Method = Auto
+	}
+	if c.RelayAfter == 0 {
+		c.RelayAfter = 3 * time.Second
 	}
 }
 

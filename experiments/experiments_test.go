@@ -1,0 +1,108 @@
+package experiments_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/natlab/natlabtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(natlabtest.LeakCheck(m.Run)) }
+
+// buildBinaries compiles machsend and rendezvous for the lab.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir, "../cmd/machsend", "../cmd/rendezvous")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// The regression check: every knob once, every method, real binaries in
+// real labs; any cell whose outcome disagrees with the NAT model fails.
+// It also covers traversal's integration in the two-nat, same-lan,
+// one-public and double-nat topologies.
+func TestQuickMatrixAgreesWithModel(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("-short: the quick matrix takes about half a minute")
+	}
+	spec, err := experiments.LoadSpec("quick.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	start := time.Now()
+	info, err := experiments.Run(context.Background(), spec, experiments.Options{Bin: buildBinaries(t), Out: out,
+		AttemptTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials, err := experiments.LoadTrials(filepath.Join(out, experiments.TrialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells, _ := spec.Cells()
+	if len(trials) != len(cells) || info.Trials != len(cells) {
+		t.Fatalf("%d trials for %d cells", len(trials), len(cells))
+	}
+	t.Logf("%d trials in %v", len(trials), time.Since(start))
+	for _, tr := range trials {
+		if !tr.Agree {
+			t.Errorf("%s: measured success=%v (%s: %v), model predicted %v: %s", tr.ID, tr.Success, tr.Class, tr.Explanation, tr.Predicted, tr.PredictedReason)
+		}
+		if tr.Class == "" {
+			t.Errorf("%s: not classified", tr.ID)
+		}
+		if !tr.Success && len(tr.Pcaps) == 0 {
+			t.Errorf("%s: failure kept no captures", tr.ID)
+		}
+	}
+}
+
+func TestSpecCells(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		cells     int
+		wantErr   bool
+	}{
+		{"pairs", "name: x\nmethods: [machsend, relay]\ngroups:\n  - topology: two-nat\n    pairs: [[full-cone, none], [none, none]]\n", 4, false},
+		{"product unordered", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat\n    nats: {nat-a: [full-cone, none, rfc5382], nat-b: [full-cone, none, rfc5382]}\n    unordered: [nat-a, nat-b]\n", 6, false},
+		{"all profiles", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [all]}\n", 14, false},
+		{"unknown profile", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [moon]}\n", 0, true},
+		{"unknown method", "name: x\nmethods: [teleport]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [none]}\n", 0, true},
+		{"not a NAT node", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [none], core: [none]}\n", 0, true},
+		{"pair arity", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat\n    pairs: [[none]]\n", 0, true},
+		{"unknown field", "name: x\ncolour: red\ngroups: []\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := experiments.ParseSpec("t.yaml", []byte(tt.doc))
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cells, _ := s.Cells()
+			if len(cells) != tt.cells {
+				t.Errorf("%d cells, want %d", len(cells), tt.cells)
+			}
+		})
+	}
+	for _, f := range []string{"quick.yaml", "paper.yaml"} {
+		if _, err := experiments.LoadSpec(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

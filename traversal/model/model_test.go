@@ -1,0 +1,91 @@
+package model
+
+import "testing"
+
+var (
+	prc = NAT{Name: "prc", Mapping: EI, Allocation: Preserv, Filtering: APD, UnsolicitedSYN: "drop",
+		SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}
+	with      = func(f func(*NAT)) NAT { n := prc; f(&n); return n }
+	full      = with(func(n *NAT) { n.Filtering = EI; n.UnsolicitedSYN = "rst"; n.Hairpinning = true })
+	rst       = with(func(n *NAT) { n.UnsolicitedSYN = "rst" })
+	strict    = with(func(n *NAT) { n.SequenceTracking = "strict" })
+	noSim     = with(func(n *NAT) { n.SimultaneousOpen = "drop" })
+	symSeq    = with(func(n *NAT) { n.Mapping, n.Allocation = APD, Seq })
+	symRand   = with(func(n *NAT) { n.Mapping, n.Allocation = APD, Random })
+	icmpDrop  = with(func(n *NAT) { n.ICMPTimeExceeded = "drop" })
+	public    = NAT{Name: "public", None: true}
+	linuxDflt = with(func(n *NAT) { n.UnsolicitedSYN = "rst"; n.SequenceTracking = "strict" })
+)
+
+func TestPredict(t *testing.T) {
+	tests := []struct {
+		name   string
+		a, b   NAT
+		method string
+		want   bool
+	}{
+		{"machsend baseline", prc, prc, "machsend", true},
+		{"machsend: RST closes the initiator's entry, both ways", rst, rst, "machsend", false},
+		{"machsend: swap rescues one RST side", rst, prc, "machsend", true},
+		{"machsend: strict on both", strict, strict, "machsend", false},
+		{"machsend: strict on one, swap", strict, prc, "machsend", true},
+		{"machsend: full cone forwards the SYN to a host that RSTs", full, full, "machsend", false},
+		{"machsend: random mapping", symRand, prc, "machsend", false},
+		{"machsend: sequential mapping predicted", symSeq, prc, "machsend", true},
+		{"stunt2: low TTL avoids the RST", rst, rst, "stunt2", true},
+		{"stunt2: strict still drops the new ISN", strict, strict, "stunt2", false},
+		{"hold: ICMP translated aborts", prc, prc, "stunt2-hold", false},
+		{"hold: ICMP dropped", icmpDrop, prc, "stunt2-hold", true},
+		{"hold: public initiator sees the ICMP", public, prc, "stunt2-hold", false},
+		{"hold: same ISN passes strict", with(func(n *NAT) { n.ICMPTimeExceeded = "drop"; n.SequenceTracking = "strict" }), strict, "stunt2-hold", true},
+		{"p2pnat: one side accepts simultaneous open", noSim, prc, "p2pnat", true},
+		{"p2pnat: neither accepts", noSim, noSim, "p2pnat", false},
+		{"p2pnat: both RST in lockstep", linuxDflt, linuxDflt, "p2pnat", false},
+		{"p2pnat: full cone", full, symSeq, "p2pnat", true},
+		{"direct: public peer", prc, public, "direct", true},
+		{"direct: full cone peer", prc, full, "direct", true},
+		{"direct: both filter", prc, rst, "direct", false},
+		{"lan across NATs", prc, prc, "lan", false},
+		{"relay", symRand, symRand, "relay", true},
+		{"auto always connects", symRand, symRand, "auto", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Predict(Separate, tt.a, tt.b, tt.method)
+			if p.Success != tt.want {
+				t.Errorf("got %v (%s), want %v", p.Success, p.Reason, tt.want)
+			}
+			if p.Reason == "" {
+				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+func TestPredictSameNAT(t *testing.T) {
+	tests := []struct {
+		n      NAT
+		method string
+		want   bool
+	}{
+		{prc, "lan", true}, {prc, "direct", false}, {full, "direct", true}, {prc, "p2pnat", true}, {prc, "auto", true},
+	}
+	for _, tt := range tests {
+		if got := Predict(SameNAT, tt.n, tt.n, tt.method); got.Success != tt.want {
+			t.Errorf("%s/%s: got %v (%s)", tt.n.Name, tt.method, got.Success, got.Reason)
+		}
+	}
+	if p := predictAuto(Separate, symRand, symRand); p.Reason[:10] != "path relay" {
+		t.Errorf("auto between random NATs: %s", p.Reason)
+	}
+}
+
+func TestCompose(t *testing.T) {
+	c := Compose(full, symSeq)
+	if c.Mapping != APD || c.Filtering != APD || c.Allocation != Seq || c.Hairpinning {
+		t.Errorf("compose: %+v", c)
+	}
+	if Compose(public, prc).Name != "prc" || Compose(prc, public).Name != "prc" {
+		t.Error("a public layer is transparent")
+	}
+}
