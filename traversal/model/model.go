@@ -204,8 +204,15 @@ func predictRounds(a, b NAT, method string) Prediction {
 
 // round predicts one round with initiator i and responder r.
 func round(i, r NAT, method string) Prediction {
-	if ok, why := predictable(r); !ok {
-		return Prediction{false, "responder: " + why}
+	rPred, rWhy := predictable(r)
+	if !i.None && reachable(i) && method != "stunt2-hold" && !rPred {
+		// The responder's SYN comes from a mapping the initiator's NAT has
+		// no entry for, so it is new there; endpoint-independent filtering
+		// forwards it to the initiator's listener.
+		return Prediction{true, "the responder's SYN arrives from an unknown mapping and the initiator's endpoint-independent filtering forwards it to the listener"}
+	}
+	if !rPred {
+		return Prediction{false, "responder: " + rWhy}
 	}
 	if ok, why := predictable(i); !ok {
 		return Prediction{false, "initiator: " + why}
@@ -254,6 +261,9 @@ func round(i, r NAT, method string) Prediction {
 // that NAT accepts the inbound SYN on the outbound SYN's tuple (retries and
 // SYN retransmissions guarantee such a moment within the attempt).
 func predictP2P(a, b NAT) Prediction {
+	if reachable(a) || reachable(b) {
+		return Prediction{true, "one side forwards unsolicited SYNs to its listener (the other side's SYN reaches it from any mapping)"}
+	}
 	if ok, why := predictable(a); !ok {
 		return Prediction{false, "A: " + why}
 	}

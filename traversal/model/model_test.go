@@ -31,6 +31,8 @@ func TestPredict(t *testing.T) {
 		{"machsend: strict on one, swap", strict, prc, "machsend", true},
 		{"machsend: full cone forwards the SYN to a host that RSTs", full, full, "machsend", false},
 		{"machsend: random mapping", symRand, prc, "machsend", false},
+		{"machsend: random responder reaches a full-cone initiator", symRand, full, "machsend", true},
+		{"p2pnat: random side reaches a full cone", symRand, full, "p2pnat", true},
 		{"machsend: sequential mapping predicted", symSeq, prc, "machsend", true},
 		{"stunt2: low TTL avoids the RST", rst, rst, "stunt2", true},
 		{"stunt2: strict still drops the new ISN", strict, strict, "stunt2", false},

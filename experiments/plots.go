@@ -1,0 +1,246 @@
+package experiments
+
+import (
+	"fmt"
+	"image/color"
+	"path/filepath"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette/moreland"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// save writes a plot as PNG and SVG.
+func save(p *plot.Plot, dir, name string, w, h vg.Length) error {
+	for _, ext := range []string{".png", ".svg"} {
+		if err := p.Save(w, h, filepath.Join(dir, name+ext)); err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// grid is a profile x profile success-rate matrix for one method.
+type grid struct {
+	names []string
+	rate  map[[2]int]float64
+}
+
+func (g grid) Dims() (c, r int)   { return len(g.names), len(g.names) }
+func (g grid) X(c int) float64    { return float64(c) }
+func (g grid) Y(r int) float64    { return float64(r) }
+func (g grid) Z(c, r int) float64 { return g.rate[[2]int{c, r}] }
+
+func writePlots(dir string, trials []*Trial, cells []*CellStats) error {
+	// Heatmaps, one per method, over the two-nat cells.
+	names := map[string]bool{}
+	for _, c := range cells {
+		if c.Cell.Topology == "two-nat" {
+			names[c.Cell.Profiles["nat-a"]], names[c.Cell.Profiles["nat-b"]] = true, true
+		}
+	}
+	var order []string
+	for n := range names {
+		order = append(order, n)
+	}
+	sort.Strings(order)
+	idx := map[string]int{}
+	for i, n := range order {
+		idx[n] = i
+	}
+	if len(order) > 1 {
+		for _, m := range AllMethods {
+			g := grid{names: order, rate: map[[2]int]float64{}}
+			have := false
+			for i := range order {
+				for j := range order {
+					g.rate[[2]int{i, j}] = -1
+				}
+			}
+			for _, c := range cells {
+				if c.Cell.Topology != "two-nat" || c.Cell.Method != m {
+					continue
+				}
+				a, b := idx[c.Cell.Profiles["nat-a"]], idx[c.Cell.Profiles["nat-b"]]
+				g.rate[[2]int{a, b}], g.rate[[2]int{b, a}] = c.Rate(), c.Rate()
+				have = true
+			}
+			if !have {
+				continue
+			}
+			p := plot.New()
+			p.Title.Text = fmt.Sprintf("%s: success rate, NAT-A profile x NAT-B profile (two-nat)", m)
+			pal := moreland.SmoothBlueRed()
+			pal.SetMin(0)
+			pal.SetMax(1)
+			hm := plotter.NewHeatMap(g, pal.Palette(64))
+			hm.Min, hm.Max = 0, 1
+			hm.NaN = color.Gray{Y: 200}
+			hm.Underflow = color.Gray{Y: 230}
+			p.Add(hm)
+			var ticks []plot.Tick
+			for i, n := range order {
+				ticks = append(ticks, plot.Tick{Value: float64(i), Label: n})
+			}
+			p.X.Tick.Marker = plot.ConstantTicks(ticks)
+			p.Y.Tick.Marker = plot.ConstantTicks(ticks)
+			p.X.Tick.Label.Rotation = 1.2
+			p.X.Tick.Label.XAlign = -1
+			p.X.Tick.Label.YAlign = -0.5
+			// Annotate every cell with its rate.
+			var labels plotter.XYLabels
+			for i := range order {
+				for j := range order {
+					if r := g.rate[[2]int{i, j}]; r >= 0 {
+						labels.XYs = append(labels.XYs, plotter.XY{X: float64(i) - 0.3, Y: float64(j) - 0.15})
+						labels.Labels = append(labels.Labels, fmt.Sprintf("%.0f", r*100))
+					}
+				}
+			}
+			if l, err := plotter.NewLabels(labels); err == nil {
+				p.Add(l)
+			}
+			if err := save(p, dir, "heatmap-"+m, 9*vg.Inch, 8*vg.Inch); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Success per method with 95% Wilson intervals (two-nat cells).
+	ms := summariseMethods(trials, "two-nat")
+	if len(ms) > 0 {
+		p := plot.New()
+		p.Title.Text = "Success rate per method over all two-nat profile pairs (95% Wilson)"
+		p.Y.Label.Text = "success rate"
+		p.Y.Min, p.Y.Max = 0, 1
+		var pts plotter.XYs
+		var errs plotter.YErrors
+		var ticks []plot.Tick
+		for i, m := range ms {
+			r := float64(m.Successes) / float64(m.N)
+			pts = append(pts, plotter.XY{X: float64(i), Y: r})
+			errs = append(errs, struct{ Low, High float64 }{r - m.Lo, m.Hi - r})
+			ticks = append(ticks, plot.Tick{Value: float64(i), Label: m.Method})
+		}
+		bars, err := plotter.NewBarChart(yValues(pts), vg.Points(22))
+		if err != nil {
+			return err
+		}
+		bars.Color = color.RGBA{R: 70, G: 120, B: 200, A: 255}
+		p.Add(bars)
+		eb := &plotter.YErrorBars{XYs: pts, YErrors: errs, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(6)}
+		p.Add(eb)
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+		if err := save(p, dir, "success-per-method", 8*vg.Inch, 4*vg.Inch); err != nil {
+			return err
+		}
+
+		// Connect-time CDFs.
+		cdf := plot.New()
+		cdf.Title.Text = "Connect time per method (successful two-nat trials)"
+		cdf.X.Label.Text = "connect time (ms, log scale)"
+		cdf.Y.Label.Text = "fraction of successes"
+		cdf.X.Scale = plot.LogScale{}
+		cdf.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		for i, m := range ms {
+			if len(m.ConnectMs) == 0 {
+				continue
+			}
+			xs := append([]float64(nil), m.ConnectMs...)
+			sort.Float64s(xs)
+			var line plotter.XYs
+			for k, x := range xs {
+				line = append(line, plotter.XY{X: max(x, 1), Y: float64(k+1) / float64(len(xs))})
+			}
+			l, err := plotter.NewLine(line)
+			if err != nil {
+				return err
+			}
+			l.Color = plotColor(i)
+			l.Width = vg.Points(1.5)
+			cdf.Add(l)
+			cdf.Legend.Add(m.Method, l)
+		}
+		cdf.Legend.Top = false
+		cdf.Legend.Left = false
+		if err := save(cdf, dir, "connect-time-cdf", 8*vg.Inch, 5*vg.Inch); err != nil {
+			return err
+		}
+
+		// Attempts to success (auto tries methods in turn; single methods
+		// swap roles once).
+		ap := plot.New()
+		ap.Title.Text = "Attempts until success (successful two-nat trials)"
+		ap.Y.Label.Text = "attempt number of the winning attempt"
+		var aticks []plot.Tick
+		for i, m := range ms {
+			if len(m.Attempts) == 0 {
+				continue
+			}
+			box, err := plotter.NewBoxPlot(vg.Points(20), float64(i), plotter.Values(m.Attempts))
+			if err != nil {
+				return err
+			}
+			ap.Add(box)
+			aticks = append(aticks, plot.Tick{Value: float64(i), Label: m.Method})
+		}
+		ap.X.Tick.Marker = plot.ConstantTicks(aticks)
+		if err := save(ap, dir, "attempts-to-success", 8*vg.Inch, 4*vg.Inch); err != nil {
+			return err
+		}
+	}
+	return writeThroughputPlot(dir)
+}
+
+func yValues(xys plotter.XYs) plotter.Values {
+	v := make(plotter.Values, len(xys))
+	for i, p := range xys {
+		v[i] = p.Y
+	}
+	return v
+}
+
+func plotColor(i int) color.Color {
+	cs := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255},
+		{148, 103, 189, 255}, {140, 86, 75, 255}, {227, 119, 194, 255}, {127, 127, 127, 255}, {188, 189, 34, 255}}
+	return cs[i%len(cs)]
+}
+
+// Throughput is the bulk-transfer figure of one run (written by the
+// throughput measurement).
+type ThroughputResult struct {
+	Bytes int64              `json:"bytes"`
+	MBps  map[string]float64 `json:"mbps"` // path -> MB/s
+	Ratio map[string]float64 `json:"ratio_to_plain"`
+	Notes string             `json:"notes"`
+}
+
+func writeThroughputPlot(dir string) error {
+	var tr ThroughputResult
+	if !readJSON(filepath.Join(filepath.Dir(dir), "throughput.json"), &tr) || len(tr.MBps) == 0 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Throughput over the same lab path (%d MiB)", tr.Bytes>>20)
+	p.Y.Label.Text = "MB/s"
+	var keys []string
+	for k := range tr.MBps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var vals plotter.Values
+	var ticks []plot.Tick
+	for i, k := range keys {
+		vals = append(vals, tr.MBps[k])
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: k})
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(30))
+	if err != nil {
+		return err
+	}
+	p.Add(bars)
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	return save(p, dir, "throughput", 6*vg.Inch, 4*vg.Inch)
+}

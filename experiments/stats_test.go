@@ -1,0 +1,43 @@
+package experiments
+
+import (
+	"math"
+	"testing"
+)
+
+// Reference values from Wilson (1927) / Newcombe (1998), Table I, and R's
+// binom::binom.wilson.
+func TestWilson(t *testing.T) {
+	tests := []struct {
+		name   string
+		k, n   int
+		lo, hi float64
+	}{
+		{"81 of 263", 81, 263, 0.2553, 0.3662},
+		{"15 of 148", 15, 148, 0.0624, 0.1605},
+		{"0 of 20", 0, 20, 0, 0.1611},
+		{"20 of 20", 20, 20, 0.8389, 1},
+		{"5 of 10", 5, 10, 0.2366, 0.7634},
+		{"no trials", 0, 0, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lo, hi := Wilson(tt.k, tt.n, 1.96)
+			if math.Abs(lo-tt.lo) > 5e-4 || math.Abs(hi-tt.hi) > 5e-4 {
+				t.Errorf("Wilson(%d, %d) = [%.4f, %.4f], want [%.4f, %.4f]", tt.k, tt.n, lo, hi, tt.lo, tt.hi)
+			}
+		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	xs := []float64{5, 1, 3, 2, 4}
+	for _, tt := range []struct{ q, want float64 }{{0, 1}, {0.5, 3}, {1, 5}, {0.25, 2}, {0.95, 4.8}} {
+		if got := quantile(xs, tt.q); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+	if !math.IsNaN(quantile(nil, 0.5)) {
+		t.Error("quantile of nothing")
+	}
+}
