@@ -1,0 +1,111 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Frame types inside the secure channel.
+const (
+	frameManifest = 'M' // sender -> receiver: JSON manifest
+	frameRequest  = 'R' // receiver -> sender: JSON request (files and offsets)
+	frameChunk    = 'C' // sender -> receiver: file index, offset, sha256, data
+	frameEnd      = 'E' // sender -> receiver: file index done
+	frameDone     = 'D' // sender -> receiver: everything requested was sent
+	frameAck      = 'K' // receiver -> sender: everything verified and in place
+	frameError    = 'X' // either way: a message, then close
+)
+
+// ErrFrame is wrapped by every malformed-frame error.
+var ErrFrame = errors.New("malformed frame")
+
+// maxControl bounds manifest, request and error frames.
+const maxControl = 256 << 20
+
+// chunkHeader is index (4) + offset (8) + sha256 (32).
+const chunkHeader = 4 + 8 + sha256.Size
+
+// frame is one decoded frame.
+type frame struct {
+	typ     byte
+	payload []byte
+}
+
+// writeFrame writes type, length and payload in one write.
+func writeFrame(w io.Writer, typ byte, payload []byte, buf []byte) ([]byte, error) {
+	need := 5 + len(payload)
+	if cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	buf = buf[:5]
+	buf[0] = typ
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
+	buf = append(buf, payload...)
+	_, err := w.Write(buf)
+	return buf, err
+}
+
+// readFrame reads one frame; chunk frames may be up to maxChunk bytes of
+// data, every other frame up to maxControl. buf is reused when large enough.
+func readFrame(r io.Reader, maxChunk int, buf []byte) (frame, []byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return frame{}, buf, err
+	}
+	n := int(binary.BigEndian.Uint32(h[1:]))
+	limit := maxControl
+	switch h[0] {
+	case frameChunk:
+		limit = chunkHeader + maxChunk
+		if n < chunkHeader {
+			return frame{}, buf, fmt.Errorf("%w: chunk of %d bytes", ErrFrame, n)
+		}
+	case frameManifest, frameRequest, frameError:
+	case frameEnd:
+		limit = 4
+	case frameDone, frameAck:
+		limit = 0
+	default:
+		return frame{}, buf, fmt.Errorf("%w: unknown type %q", ErrFrame, h[0])
+	}
+	if n > limit {
+		return frame{}, buf, fmt.Errorf("%w: %q frame of %d bytes (limit %d)", ErrFrame, h[0], n, limit)
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return frame{}, buf, err
+	}
+	return frame{typ: h[0], payload: buf}, buf, nil
+}
+
+// chunk is a decoded chunk frame.
+type chunk struct {
+	index  uint32
+	offset int64
+	sum    [sha256.Size]byte
+	data   []byte
+}
+
+func parseChunk(p []byte) (chunk, error) {
+	if len(p) < chunkHeader {
+		return chunk{}, fmt.Errorf("%w: short chunk", ErrFrame)
+	}
+	c := chunk{index: binary.BigEndian.Uint32(p[0:4]), offset: int64(binary.BigEndian.Uint64(p[4:12])), data: p[chunkHeader:]}
+	if c.offset < 0 {
+		return chunk{}, fmt.Errorf("%w: negative offset", ErrFrame)
+	}
+	copy(c.sum[:], p[12:chunkHeader])
+	return c, nil
+}
+
+func appendChunkHeader(b []byte, index uint32, offset int64, sum [sha256.Size]byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, index)
+	b = binary.BigEndian.AppendUint64(b, uint64(offset))
+	return append(b, sum[:]...)
+}

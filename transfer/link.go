@@ -1,0 +1,89 @@
+package transfer
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// LinkScheme starts every machsend link.
+const LinkScheme = "machsend://"
+
+// SecretLen is the link secret's length in bytes (256 bits).
+const SecretLen = 32
+
+// ErrLink is wrapped by every link parsing error.
+var ErrLink = errors.New("malformed machsend link")
+
+// Link names the rendezvous server and session, and carries the secret that
+// authenticates the peers. The secret is the part after '#': it is never sent
+// to the server.
+//
+//	machsend://192.0.2.2:3478/0123456789abcdef0123456789abcdef#<base64url secret>
+type Link struct {
+	Server  netip.AddrPort
+	Session string
+	Secret  []byte
+}
+
+// NewSecret returns a fresh random link secret.
+func NewSecret() []byte {
+	b := make([]byte, SecretLen)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return b
+}
+
+// String renders the link.
+func (l Link) String() string {
+	return fmt.Sprintf("%s%s/%s#%s", LinkScheme, l.Server, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+}
+
+// ParseLink parses and validates a link.
+func ParseLink(s string) (Link, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > 512 {
+		return Link{}, fmt.Errorf("%w: too long", ErrLink)
+	}
+	rest, ok := strings.CutPrefix(s, LinkScheme)
+	if !ok {
+		return Link{}, fmt.Errorf("%w: it must start with %s", ErrLink, LinkScheme)
+	}
+	body, frag, ok := strings.Cut(rest, "#")
+	if !ok || frag == "" {
+		return Link{}, fmt.Errorf("%w: the secret after '#' is missing (was the link cut short?)", ErrLink)
+	}
+	server, session, ok := strings.Cut(body, "/")
+	if !ok {
+		return Link{}, fmt.Errorf("%w: want %sSERVER/SESSION#SECRET", ErrLink, LinkScheme)
+	}
+	ap, err := netip.ParseAddrPort(server)
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return Link{}, fmt.Errorf("%w: server %q is not IPv4:port", ErrLink, server)
+	}
+	if len(session) != 32 {
+		return Link{}, fmt.Errorf("%w: session id must be 32 hex digits", ErrLink)
+	}
+	if _, err := hex.DecodeString(session); err != nil {
+		return Link{}, fmt.Errorf("%w: session id must be 32 hex digits", ErrLink)
+	}
+	secret, err := base64.RawURLEncoding.DecodeString(frag)
+	if err != nil || len(secret) < 16 {
+		return Link{}, fmt.Errorf("%w: secret must be at least 128 bits of base64url", ErrLink)
+	}
+	return Link{Server: ap, Session: strings.ToLower(session), Secret: secret}, nil
+}
+
+// ParseLinkServer parses a rendezvous server endpoint (IPv4:port).
+func ParseLinkServer(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("server %q: want IPv4:port", s)
+	}
+	return ap, nil
+}

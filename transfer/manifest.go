@@ -1,0 +1,246 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits on a manifest from the wire.
+const (
+	MaxFiles     = 1_000_000
+	MaxFileSize  = int64(1) << 46 // 64 TiB
+	MaxPathLen   = 4096
+	MaxNameLen   = 255
+	DefaultChunk = 1 << 20
+	MinChunk     = 64 << 10
+	MaxChunk     = 16 << 20
+)
+
+// ErrManifest is wrapped by every manifest validation error.
+var ErrManifest = errors.New("invalid manifest")
+
+// Entry is one file or directory being shared.
+type Entry struct {
+	// Path is slash-separated and relative: "photos/2009/a.jpg".
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Mode   uint32 `json:"mode"`
+	Dir    bool   `json:"dir,omitempty"`
+	SHA256 string `json:"sha256,omitempty"` // whole-file hash, hex
+}
+
+// Manifest lists what a sender shares.
+type Manifest struct {
+	Version   int     `json:"version"`
+	ChunkSize int     `json:"chunk_size"`
+	Files     []Entry `json:"files"`
+}
+
+// Total is the number of file bytes in the manifest.
+func (m *Manifest) Total() int64 {
+	var t int64
+	for _, e := range m.Files {
+		t += e.Size
+	}
+	return t
+}
+
+// CleanPath validates a path from the wire and returns it in canonical form:
+// relative, slash-separated, no "." or ".." elements, no empty elements, no
+// control characters or backslashes, valid UTF-8, bounded lengths.
+func CleanPath(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("empty path")
+	case len(p) > MaxPathLen:
+		return "", fmt.Errorf("path longer than %d bytes", MaxPathLen)
+	case !utf8.ValidString(p):
+		return "", errors.New("path is not valid UTF-8")
+	case strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("absolute path %q", p)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f || r == '\\' || (r >= 0x80 && r < 0xa0) {
+			return "", fmt.Errorf("path %q has a control character or backslash", p)
+		}
+	}
+	for _, el := range strings.Split(p, "/") {
+		switch {
+		case el == "" || el == "." || el == "..":
+			return "", fmt.Errorf("path %q has an empty, '.' or '..' element", p)
+		case len(el) > MaxNameLen:
+			return "", fmt.Errorf("path element longer than %d bytes", MaxNameLen)
+		case len(el) >= 2 && el[1] == ':':
+			return "", fmt.Errorf("path %q looks like a drive letter", p)
+		}
+	}
+	return p, nil
+}
+
+// Validate checks a manifest from the wire: every rule a hostile sender
+// could break (paths, sizes, counts, duplicates, a file where a directory is
+// needed).
+func (m *Manifest) Validate() error {
+	if m.Version != 1 {
+		return fmt.Errorf("%w: version %d", ErrManifest, m.Version)
+	}
+	if m.ChunkSize < MinChunk || m.ChunkSize > MaxChunk {
+		return fmt.Errorf("%w: chunk size %d", ErrManifest, m.ChunkSize)
+	}
+	if len(m.Files) > MaxFiles {
+		return fmt.Errorf("%w: %d entries (at most %d)", ErrManifest, len(m.Files), MaxFiles)
+	}
+	kinds := map[string]bool{} // path -> is dir
+	for i, e := range m.Files {
+		p, err := CleanPath(e.Path)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrManifest, i, err)
+		}
+		if _, dup := kinds[p]; dup {
+			return fmt.Errorf("%w: %q listed twice", ErrManifest, p)
+		}
+		if e.Size < 0 || e.Size > MaxFileSize || (e.Dir && e.Size != 0) {
+			return fmt.Errorf("%w: %q: size %d", ErrManifest, p, e.Size)
+		}
+		if !e.Dir {
+			if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%w: %q: bad sha256", ErrManifest, p)
+			}
+		}
+		kinds[p] = e.Dir
+	}
+	// No entry may sit under a file.
+	for p := range kinds {
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if isDir, ok := kinds[dir]; ok && !isDir {
+				return fmt.Errorf("%w: %q is inside file %q", ErrManifest, p, dir)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseManifest decodes and validates a manifest.
+func ParseManifest(b []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Source is a local file or directory behind a manifest entry.
+type Source struct {
+	Entry
+	Local string // path on disk
+}
+
+// BuildManifest walks the given paths (files and folders; a folder is shared
+// with its own name as the top level) and hashes every file.
+func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest, []Source, error) {
+	var srcs []Source
+	seen := map[string]bool{}
+	for _, root := range paths {
+		root = filepath.Clean(root)
+		st, err := os.Stat(root)
+		if err != nil {
+			return nil, nil, err
+		}
+		base := filepath.Dir(root)
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(base, p)
+			if err != nil {
+				return err
+			}
+			rel = filepath.ToSlash(rel)
+			if seen[rel] {
+				return fmt.Errorf("%s is shared twice (two arguments with the same name?)", rel)
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			switch {
+			case d.IsDir():
+				srcs = append(srcs, Source{Entry{Path: rel, Mode: uint32(info.Mode().Perm()), Dir: true}, p})
+			case info.Mode().IsRegular():
+				srcs = append(srcs, Source{Entry{Path: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm())}, p})
+			default:
+				return nil // symlinks, devices, sockets: not shared
+			}
+			seen[rel] = true
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		_ = st
+	}
+	var total, done int64
+	for _, s := range srcs {
+		total += s.Size
+	}
+	for i := range srcs {
+		if srcs[i].Dir {
+			continue
+		}
+		sum, err := hashFile(srcs[i].Local, func(n int64) {
+			done += n
+			if progress != nil {
+				progress(done, total)
+			}
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		srcs[i].SHA256 = sum
+	}
+	m := &Manifest{Version: 1, ChunkSize: DefaultChunk}
+	for _, s := range srcs {
+		m.Files = append(m.Files, s.Entry)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return m, srcs, nil
+}
+
+func hashFile(p string, progress func(int64)) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			progress(int64(n))
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,477 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Errors callers test for.
+var (
+	ErrExists   = errors.New("destination exists")
+	ErrPeerGone = errors.New("the peer went away")
+	ErrDiskFull = errors.New("disk full")
+	ErrRemote   = errors.New("the peer reported an error")
+)
+
+// Progress is one progress event, for the terminal display and --json.
+type Progress struct {
+	Time      time.Time `json:"time"`
+	Kind      string    `json:"kind"` // manifest, file-start, chunk, file-done, skip, done
+	File      string    `json:"file,omitempty"`
+	FileBytes int64     `json:"file_bytes"`
+	FileSize  int64     `json:"file_size"`
+	// Sent is what crossed the network in this session; Resumed was already
+	// verified before it started (not re-sent, not counted in speed).
+	Sent    int64 `json:"sent"`
+	Resumed int64 `json:"resumed"`
+	Total   int64 `json:"total"`
+}
+
+type request struct {
+	Files []fileRequest `json:"files"`
+}
+
+type fileRequest struct {
+	Index  int   `json:"index"`
+	Offset int64 `json:"offset"`
+}
+
+func sendError(w io.Writer, err error) {
+	_, _ = writeFrame(w, frameError, []byte(err.Error()), nil)
+}
+
+func mapIOErr(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %v", ErrDiskFull, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("%w: %v", ErrPeerGone, err)
+	}
+	return err
+}
+
+// Send serves one receiver over an authenticated stream: the manifest, then
+// every requested file from its requested offset, in chunks, each with its
+// SHA-256. It returns when the receiver has acknowledged everything.
+func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, progress func(Progress)) error {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	w := bufio.NewWriterSize(rw, 256<<10)
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, err := writeFrame(w, frameManifest, mb, nil); err != nil {
+		return mapIOErr(err)
+	}
+	if err := w.Flush(); err != nil {
+		return mapIOErr(err)
+	}
+	f, _, err := readFrame(rw, 0, nil)
+	if err != nil {
+		return mapIOErr(err)
+	}
+	switch f.typ {
+	case frameError:
+		return fmt.Errorf("%w: %s", ErrRemote, f.payload)
+	case frameRequest:
+	default:
+		return fmt.Errorf("%w: expected a request, got %q", ErrFrame, f.typ)
+	}
+	var req request
+	if err := json.Unmarshal(f.payload, &req); err != nil {
+		return fmt.Errorf("%w: request: %v", ErrFrame, err)
+	}
+	var total, resumed int64
+	for _, r := range req.Files {
+		if r.Index < 0 || r.Index >= len(m.Files) || m.Files[r.Index].Dir || r.Offset < 0 ||
+			r.Offset > m.Files[r.Index].Size || r.Offset%int64(m.ChunkSize) != 0 && r.Offset != m.Files[r.Index].Size {
+			err := fmt.Errorf("%w: bad request for entry %d at %d", ErrFrame, r.Index, r.Offset)
+			sendError(rw, err)
+			return err
+		}
+		total += m.Files[r.Index].Size
+		resumed += r.Offset
+	}
+	buf := make([]byte, m.ChunkSize)
+	out := make([]byte, 0, chunkHeader+m.ChunkSize)
+	var fbuf []byte
+	var sent int64
+	for _, r := range req.Files {
+		e := m.Files[r.Index]
+		file, err := os.Open(srcs[r.Index].Local)
+		if err != nil {
+			sendError(rw, fmt.Errorf("sender cannot read %s", e.Path))
+			return err
+		}
+		progress(Progress{Time: time.Now(), Kind: "file-start", File: e.Path, FileBytes: r.Offset, FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
+		off := r.Offset
+		for off < e.Size {
+			if err := ctx.Err(); err != nil {
+				file.Close()
+				return err
+			}
+			n := int(min(int64(m.ChunkSize), e.Size-off))
+			if _, err := file.ReadAt(buf[:n], off); err != nil {
+				file.Close()
+				sendError(rw, fmt.Errorf("sender cannot read %s", e.Path))
+				return fmt.Errorf("read %s: %w", srcs[r.Index].Local, err)
+			}
+			sum := sha256.Sum256(buf[:n])
+			out = appendChunkHeader(out[:0], uint32(r.Index), off, sum)
+			out = append(out, buf[:n]...)
+			if fbuf, err = writeFrame(w, frameChunk, out, fbuf); err != nil {
+				file.Close()
+				return mapIOErr(err)
+			}
+			off += int64(n)
+			sent += int64(n)
+			progress(Progress{Time: time.Now(), Kind: "chunk", File: e.Path, FileBytes: off, FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
+		}
+		file.Close()
+		var idx [4]byte
+		idx[0], idx[1], idx[2], idx[3] = byte(r.Index>>24), byte(r.Index>>16), byte(r.Index>>8), byte(r.Index)
+		if _, err := writeFrame(w, frameEnd, idx[:], nil); err != nil {
+			return mapIOErr(err)
+		}
+	}
+	if _, err := writeFrame(w, frameDone, nil, nil); err != nil {
+		return mapIOErr(err)
+	}
+	if err := w.Flush(); err != nil {
+		return mapIOErr(err)
+	}
+	f, _, err = readFrame(rw, 0, nil)
+	if err != nil {
+		return mapIOErr(err)
+	}
+	switch f.typ {
+	case frameAck:
+		progress(Progress{Time: time.Now(), Kind: "done", Sent: sent, Resumed: resumed, Total: total})
+		return nil
+	case frameError:
+		return fmt.Errorf("%w: %s", ErrRemote, f.payload)
+	}
+	return fmt.Errorf("%w: expected an acknowledgement, got %q", ErrFrame, f.typ)
+}
+
+// ReceiveOptions say where and what to receive.
+type ReceiveOptions struct {
+	Dir string
+	// Select chooses entries (nil: all).
+	Select func(Entry) bool
+	// Overwrite replaces existing different files instead of failing.
+	Overwrite bool
+	// ListOnly returns the manifest without downloading.
+	ListOnly bool
+}
+
+// partState is what a .part's sidecar records: how much of it is verified.
+type partState struct {
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	Chunk    int    `json:"chunk"`
+	Verified int64  `json:"verified"`
+}
+
+// plan is one file to receive.
+type plan struct {
+	index  int
+	entry  Entry
+	offset int64
+	part   *os.File
+	hash   hash.Hash
+	state  partState
+}
+
+// Receive reads the manifest, works out what is already here (complete
+// files, verified parts of .part files), requests the rest and writes it,
+// verifying every chunk and every whole file before renaming it into place.
+func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progress func(Progress)) (*Manifest, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	f, _, err := readFrame(rw, 0, nil)
+	if err != nil {
+		return nil, mapIOErr(err)
+	}
+	if f.typ == frameError {
+		return nil, fmt.Errorf("%w: %s", ErrRemote, f.payload)
+	}
+	if f.typ != frameManifest {
+		return nil, fmt.Errorf("%w: expected a manifest, got %q", ErrFrame, f.typ)
+	}
+	m, err := ParseManifest(f.payload)
+	if err != nil {
+		sendError(rw, errors.New("receiver rejected the manifest"))
+		return nil, err
+	}
+	progress(Progress{Time: time.Now(), Kind: "manifest", Total: m.Total()})
+	if opts.ListOnly {
+		sendError(rw, errors.New("receiver only listed the files"))
+		return m, nil
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return m, err
+	}
+	root, err := os.OpenRoot(opts.Dir)
+	if err != nil {
+		return m, err
+	}
+	defer root.Close()
+	var plans []*plan
+	defer func() {
+		for _, p := range plans {
+			if p.part != nil {
+				p.part.Close()
+			}
+		}
+	}()
+	var req request
+	var total, resumed int64
+	for i, e := range m.Files {
+		if opts.Select != nil && !opts.Select(e) {
+			continue
+		}
+		p, skip, err := preparePlan(root, i, e, m.ChunkSize, opts.Overwrite)
+		if err != nil {
+			sendError(rw, fmt.Errorf("receiver cannot write %s", e.Path))
+			return m, err
+		}
+		if skip {
+			progress(Progress{Time: time.Now(), Kind: "skip", File: e.Path, FileBytes: e.Size, FileSize: e.Size})
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		plans = append(plans, p)
+		req.Files = append(req.Files, fileRequest{Index: i, Offset: p.offset})
+		total += e.Size
+		resumed += p.offset
+	}
+	rb, _ := json.Marshal(req)
+	if _, err := writeFrame(rw, frameRequest, rb, nil); err != nil {
+		return m, mapIOErr(err)
+	}
+	var buf []byte
+	var sent int64
+	cur := 0
+	if len(plans) > 0 {
+		progress(Progress{Time: time.Now(), Kind: "file-start", File: plans[0].entry.Path, FileBytes: plans[0].offset, FileSize: plans[0].entry.Size, Resumed: resumed, Total: total})
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return m, err
+		}
+		var fr frame
+		fr, buf, err = readFrame(rw, m.ChunkSize, buf)
+		if err != nil {
+			return m, mapIOErr(err)
+		}
+		switch fr.typ {
+		case frameError:
+			return m, fmt.Errorf("%w: %s", ErrRemote, fr.payload)
+		case frameChunk:
+			c, err := parseChunk(fr.payload)
+			if err != nil {
+				return m, err
+			}
+			if cur >= len(plans) {
+				return m, fmt.Errorf("%w: chunk after the last requested file", ErrFrame)
+			}
+			p := plans[cur]
+			want := min(int64(m.ChunkSize), p.entry.Size-p.offset)
+			if int(c.index) != p.index || c.offset != p.offset || int64(len(c.data)) != want {
+				return m, fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, p.offset)
+			}
+			if sha256.Sum256(c.data) != c.sum {
+				sendError(rw, errors.New("chunk failed verification"))
+				return m, fmt.Errorf("%w: %s at offset %d: chunk hash mismatch", ErrTampered, p.entry.Path, c.offset)
+			}
+			if _, err := p.part.WriteAt(c.data, c.offset); err != nil {
+				sendError(rw, errors.New("receiver cannot write"))
+				return m, mapIOErr(err)
+			}
+			p.hash.Write(c.data)
+			p.offset += int64(len(c.data))
+			p.state.Verified = p.offset
+			if err := saveState(root, p); err != nil {
+				return m, mapIOErr(err)
+			}
+			sent += int64(len(c.data))
+			progress(Progress{Time: time.Now(), Kind: "chunk", File: p.entry.Path, FileBytes: p.offset, FileSize: p.entry.Size, Sent: sent, Resumed: resumed, Total: total})
+		case frameEnd:
+			if cur >= len(plans) || len(fr.payload) != 4 {
+				return m, fmt.Errorf("%w: unexpected end of file", ErrFrame)
+			}
+			p := plans[cur]
+			if err := finish(root, p, opts.Overwrite); err != nil {
+				sendError(rw, errors.New("file failed verification"))
+				return m, err
+			}
+			progress(Progress{Time: time.Now(), Kind: "file-done", File: p.entry.Path, FileBytes: p.entry.Size, FileSize: p.entry.Size, Sent: sent, Resumed: resumed, Total: total})
+			cur++
+			if cur < len(plans) {
+				progress(Progress{Time: time.Now(), Kind: "file-start", File: plans[cur].entry.Path, FileBytes: plans[cur].offset, FileSize: plans[cur].entry.Size, Sent: sent, Resumed: resumed, Total: total})
+			}
+		case frameDone:
+			if cur != len(plans) {
+				return m, fmt.Errorf("%w: sender finished after %d of %d files", ErrFrame, cur, len(plans))
+			}
+			if _, err := writeFrame(rw, frameAck, nil, nil); err != nil {
+				return m, mapIOErr(err)
+			}
+			progress(Progress{Time: time.Now(), Kind: "done", Sent: sent, Resumed: resumed, Total: total})
+			return m, nil
+		default:
+			return m, fmt.Errorf("%w: unexpected %q frame", ErrFrame, fr.typ)
+		}
+	}
+}
+
+// noSymlinks refuses a path if any existing element of it is a symlink, so a
+// file planted in the destination cannot redirect a write.
+func noSymlinks(root *os.Root, p string) error {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		sub := strings.Join(parts[:i+1], "/")
+		st, err := root.Lstat(sub)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s is a symlink: refusing to write through it", sub)
+		}
+	}
+	return nil
+}
+
+func statePath(p string) string { return p + ".part.json" }
+
+// preparePlan decides what to do with one entry: skip it (already here and
+// identical), resume its .part from the verified offset, or start afresh.
+func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (*plan, bool, error) {
+	if err := noSymlinks(root, e.Path); err != nil {
+		return nil, false, err
+	}
+	if e.Dir {
+		return nil, false, root.MkdirAll(e.Path, 0o755)
+	}
+	if dir := path.Dir(e.Path); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return nil, false, err
+		}
+		if err := noSymlinks(root, dir); err != nil {
+			return nil, false, err
+		}
+	}
+	if st, err := root.Lstat(e.Path); err == nil {
+		if st.Mode().IsRegular() && st.Size() == e.Size {
+			if sum, err := hashRootFile(root, e.Path, e.Size); err == nil && sum == e.SHA256 {
+				return nil, true, nil // already here, identical
+			}
+		}
+		if !overwrite {
+			return nil, false, fmt.Errorf("%w: %s (remove it, choose another -o, or pass --overwrite)", ErrExists, e.Path)
+		}
+	}
+	part, err := root.OpenFile(e.Path+".part", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, err
+	}
+	p := &plan{index: index, entry: e, part: part, hash: sha256.New(),
+		state: partState{SHA256: e.SHA256, Size: e.Size, Chunk: chunk}}
+	var st partState
+	if b, err := root.ReadFile(statePath(e.Path)); err == nil && json.Unmarshal(b, &st) == nil &&
+		st.SHA256 == e.SHA256 && st.Size == e.Size && st.Chunk == chunk && st.Verified >= 0 && st.Verified <= e.Size {
+		// Re-hash the verified prefix (local I/O only, nothing re-sent).
+		n, err := io.Copy(p.hash, io.NewSectionReader(part, 0, st.Verified))
+		if err == nil && n == st.Verified {
+			p.offset = st.Verified
+		} else {
+			p.hash.Reset()
+		}
+	}
+	if err := part.Truncate(p.offset); err != nil {
+		part.Close()
+		return nil, false, err
+	}
+	p.state.Verified = p.offset
+	return p, false, saveState(root, p)
+}
+
+func hashRootFile(root *os.Root, p string, size int64) (string, error) {
+	f, err := root.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, size); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func saveState(root *os.Root, p *plan) error {
+	b, _ := json.Marshal(p.state)
+	f, err := root.OpenFile(statePath(p.entry.Path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
+}
+
+// finish verifies a completed .part against the manifest hash and renames
+// it into place.
+func finish(root *os.Root, p *plan, overwrite bool) error {
+	if p.offset != p.entry.Size {
+		return fmt.Errorf("%w: %s ended at %d of %d bytes", ErrFrame, p.entry.Path, p.offset, p.entry.Size)
+	}
+	if got := hex.EncodeToString(p.hash.Sum(nil)); got != p.entry.SHA256 {
+		return fmt.Errorf("%w: %s: whole-file hash %s, manifest says %s", ErrTampered, p.entry.Path, got, p.entry.SHA256)
+	}
+	if err := p.part.Sync(); err != nil {
+		return mapIOErr(err)
+	}
+	if err := p.part.Chmod(fs.FileMode(p.entry.Mode) & 0o777); err != nil {
+		return err
+	}
+	if err := p.part.Close(); err != nil {
+		return err
+	}
+	p.part = nil
+	if _, err := root.Lstat(p.entry.Path); err == nil && !overwrite {
+		return fmt.Errorf("%w: %s appeared while receiving", ErrExists, p.entry.Path)
+	}
+	if err := noSymlinks(root, p.entry.Path); err != nil {
+		return err
+	}
+	if err := root.Rename(p.entry.Path+".part", p.entry.Path); err != nil {
+		return err
+	}
+	_ = root.Remove(statePath(p.entry.Path))
+	return nil
+}
