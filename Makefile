@@ -43,8 +43,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzParseTopology -fuzztime 30s ./natlab
 
+# The main job: the paper matrix (resumed if interrupted, redone when the
+# code changed), the throughput figures, then summaries, plots and REPORT.md.
 experiment: deps build
 	$(BIN)/experiment run experiments/paper.yaml --out results
+	$(BIN)/experiment throughput --out results
 
 clean-lab:
 	$(GO) run ./cmd/natlab clean

@@ -85,6 +85,17 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 		return nil, err
 	}
 	path := filepath.Join(opts.Out, TrialsFile)
+	// Resume only trials made by this very code and spec; anything else
+	// starts afresh, so results/ always comes from one version.
+	var prevInfo RunInfo
+	if readJSON(filepath.Join(opts.Out, "run.json"), &prevInfo) &&
+		(prevInfo.CodeVersion != codeVersion() || prevInfo.Spec == nil || prevInfo.Spec.Hash != spec.Hash) {
+		if opts.Log != nil {
+			fmt.Fprintf(opts.Log, "results in %s come from code %s; starting afresh with %s\n", opts.Out, prevInfo.CodeVersion, codeVersion())
+		}
+		os.Remove(path)
+		os.RemoveAll(filepath.Join(opts.Out, "pcaps"))
+	}
 	done := map[string]bool{}
 	pcapKept := map[string]bool{}
 	prev, err := LoadTrials(path)
@@ -99,6 +110,9 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 	}
 	info := &RunInfo{Spec: spec, CodeVersion: codeVersion(), Kernel: kernel(), GoVersion: runtime.Version(),
 		Started: time.Now().UTC(), Resumed: len(prev), CPUs: runtime.NumCPU()}
+	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(opts.Out, "run.json"), b, 0o644)
+	}
 	type job struct {
 		cell Cell
 		rep  int
@@ -138,9 +152,22 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 				keep := !pcapKept[j.cell.Key()]
 				pcapKept[j.cell.Key()] = true
 				mu.Unlock()
-				tctx, cancel := context.WithTimeout(ctx, spec.Deadline+20*time.Second)
-				t, err := w.runTrial(tctx, spec, j.cell, j.rep, keep)
-				cancel()
+				var t *Trial
+				var err error
+				for try := 0; try < 2; try++ {
+					tctx, cancel := context.WithTimeout(ctx, spec.Deadline+20*time.Second)
+					t, err = w.runTrial(tctx, spec, j.cell, j.rep, keep)
+					cancel()
+					if err == nil || ctx.Err() != nil {
+						break
+					}
+					// A lab problem, not an outcome: rebuild and try once more.
+					if opts.Log != nil {
+						fmt.Fprintf(opts.Log, "trial %s #%d: %v (rebuilding the lab)\n", j.cell.Key(), j.rep, err)
+					}
+					w.close()
+					w.labs = map[string]*natlab.Lab{}
+				}
 				mu.Lock()
 				finished++
 				if err != nil {

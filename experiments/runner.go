@@ -399,3 +399,10 @@ func sanitize(s string) string {
 	r := strings.NewReplacer(" ", "_", "=", "-", "#", "", "/", "-")
 	return r.Replace(s)
 }
+
+// all2 returns the lines read so far without waiting for the end.
+func (r *lineReader) all2() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}

@@ -436,10 +436,11 @@ func (l *Lab) applyProfile(nat string, replace bool) error {
 	n := l.Nodes[nat]
 	ifs := l.natIfacesOf(nat)
 	plan := compile(p, ifs)
-	if plan.Ruleset != "" {
+	if plan.Ruleset != "" || replace {
 		script := plan.Ruleset
 		if replace {
-			// Replacing a table costs an RCU grace period; only Reset pays it.
+			// Replacing a table costs an RCU grace period; only Reset pays
+			// it. A profile without rules ("none") still removes the old ones.
 			script = "table ip natlab\ndelete table ip natlab\n" + script
 		}
 		if err := runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-"); err != nil {

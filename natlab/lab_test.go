@@ -328,6 +328,25 @@ func TestConntrackAndReset(t *testing.T) {
 	if err := l.HelperErr(); err != nil {
 		t.Errorf("helper: %v", err)
 	}
+	// Resetting to a profile without rules removes the old ones.
+	none, _ := natlab.LoadProfile("none")
+	if err := l.SetProfile("nat-b", none); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if rules, _ := l.Rules("nat-b"); rules != "" {
+		t.Errorf("none compiles to rules: %q", rules)
+	}
+	nb := node(t, l, "nat-b")
+	natlab.Do(nb.Handle, func() error {
+		out, err := exec.Command("nft", "list", "ruleset").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "natlab") {
+			t.Errorf("old NAT rules survived a reset to none: %s %v", out, err)
+		}
+		return nil
+	})
 }
 
 func TestCleanRemovesOnlyOrphans(t *testing.T) {

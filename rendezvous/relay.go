@@ -117,11 +117,17 @@ func (r *relay) splice(a, b net.Conn) {
 	var budget atomic.Int64
 	budget.Store(r.s.cfg.RelayMaxBytes)
 	var wg sync.WaitGroup
+	var flipOnce sync.Once
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
 		buf := make([]byte, 64<<10)
+		var seen int64
 		for {
 			n, err := src.Read(buf)
+			if at := r.s.cfg.FaultFlipByte; at > 0 && seen <= at && at < seen+int64(n) {
+				flipOnce.Do(func() { buf[at-seen] ^= 0x01 })
+			}
+			seen += int64(n)
 			if n > 0 {
 				if budget.Add(-int64(n)) < 0 {
 					break

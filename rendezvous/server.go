@@ -43,7 +43,11 @@ type Config struct {
 	PunchDelay           time.Duration // lead time before a coordinated punch (default 150 ms)
 	RelayMaxBytes        int64         // per relayed session, both directions (default 8 GiB)
 	RelayMaxDuration     time.Duration // per relayed session (default 1 h)
-	Logger               *slog.Logger
+	// FaultFlipByte, when > 0, makes the relay a faulty middlebox: it flips
+	// the byte at that offset of the first direction it relays. For
+	// experiments that check end-to-end integrity; never set in production.
+	FaultFlipByte int64
+	Logger        *slog.Logger
 }
 
 func (c *Config) defaults() {

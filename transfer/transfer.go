@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -268,78 +269,160 @@ func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progres
 	if _, err := writeFrame(rw, frameRequest, rb, nil); err != nil {
 		return m, mapIOErr(err)
 	}
-	var buf []byte
-	var sent int64
+	// Two stages: this goroutine reads, decrypts and verifies each chunk;
+	// a disk stage writes it, extends the whole-file hash and records the
+	// verified length. A fixed pool of buffers bounds memory whatever the
+	// file size.
+	const depth = 4
+	free := make(chan []byte, depth)
+	for i := 0; i < depth; i++ {
+		free <- make([]byte, 0, chunkHeader+m.ChunkSize)
+	}
+	type job struct {
+		p      *plan
+		data   []byte
+		buf    []byte
+		finish bool
+	}
+	jobs := make(chan job, depth)
+	diskErr := make(chan error, 1)
+	var sent atomic.Int64 // written by the disk stage, read for progress
+	go func() {
+		defer close(diskErr)
+		var failed error
+		for j := range jobs {
+			if failed != nil {
+				if j.buf != nil {
+					free <- j.buf
+				}
+				continue
+			}
+			p := j.p
+			if j.finish {
+				if err := finish(root, p, opts.Overwrite); err != nil {
+					failed = err
+					continue
+				}
+				progress(Progress{Time: time.Now(), Kind: "file-done", File: p.entry.Path, FileBytes: p.entry.Size, FileSize: p.entry.Size, Sent: sent.Load(), Resumed: resumed, Total: total})
+				continue
+			}
+			if _, err := p.part.WriteAt(j.data, p.offset); err != nil {
+				failed = mapIOErr(err)
+			} else {
+				p.hash.Write(j.data)
+				p.offset += int64(len(j.data))
+				p.state.Verified = p.offset
+				if err := saveState(root, p); err != nil {
+					failed = mapIOErr(err)
+				}
+				sent.Add(int64(len(j.data)))
+				progress(Progress{Time: time.Now(), Kind: "chunk", File: p.entry.Path, FileBytes: p.offset, FileSize: p.entry.Size, Sent: sent.Load(), Resumed: resumed, Total: total})
+			}
+			free <- j.buf
+		}
+		if failed != nil {
+			diskErr <- failed
+		}
+	}()
+	// drain stops the disk stage and returns its error.
+	drained := false
+	drain := func() error {
+		if !drained {
+			close(jobs)
+			drained = true
+		}
+		return <-diskErr
+	}
+	defer func() {
+		if !drained {
+			drain()
+		}
+	}()
+	fail := func(err error, tell string) (*Manifest, error) {
+		derr := drain()
+		if derr != nil {
+			err = derr
+		}
+		if tell != "" {
+			sendError(rw, errors.New(tell))
+		}
+		return m, err
+	}
 	cur := 0
+	expect := make([]int64, len(plans))
+	for i, p := range plans {
+		expect[i] = p.offset
+	}
 	if len(plans) > 0 {
 		progress(Progress{Time: time.Now(), Kind: "file-start", File: plans[0].entry.Path, FileBytes: plans[0].offset, FileSize: plans[0].entry.Size, Resumed: resumed, Total: total})
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return m, err
+			return fail(err, "")
 		}
-		var fr frame
-		fr, buf, err = readFrame(rw, m.ChunkSize, buf)
+		buf := <-free
+		fr, nb, err := readFrame(rw, m.ChunkSize, buf)
 		if err != nil {
-			return m, mapIOErr(err)
+			free <- nb
+			return fail(mapIOErr(err), "")
 		}
 		switch fr.typ {
 		case frameError:
-			return m, fmt.Errorf("%w: %s", ErrRemote, fr.payload)
+			free <- nb
+			return fail(fmt.Errorf("%w: %s", ErrRemote, fr.payload), "")
 		case frameChunk:
 			c, err := parseChunk(fr.payload)
 			if err != nil {
-				return m, err
+				free <- nb
+				return fail(err, "")
 			}
 			if cur >= len(plans) {
-				return m, fmt.Errorf("%w: chunk after the last requested file", ErrFrame)
+				free <- nb
+				return fail(fmt.Errorf("%w: chunk after the last requested file", ErrFrame), "")
 			}
 			p := plans[cur]
-			want := min(int64(m.ChunkSize), p.entry.Size-p.offset)
-			if int(c.index) != p.index || c.offset != p.offset || int64(len(c.data)) != want {
-				return m, fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, p.offset)
+			want := min(int64(m.ChunkSize), p.entry.Size-expect[cur])
+			if int(c.index) != p.index || c.offset != expect[cur] || int64(len(c.data)) != want {
+				free <- nb
+				return fail(fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, expect[cur]), "")
 			}
 			if sha256.Sum256(c.data) != c.sum {
-				sendError(rw, errors.New("chunk failed verification"))
-				return m, fmt.Errorf("%w: %s at offset %d: chunk hash mismatch", ErrTampered, p.entry.Path, c.offset)
+				free <- nb
+				return fail(fmt.Errorf("%w: %s at offset %d: chunk hash mismatch", ErrTampered, p.entry.Path, c.offset), "chunk failed verification")
 			}
-			if _, err := p.part.WriteAt(c.data, c.offset); err != nil {
-				sendError(rw, errors.New("receiver cannot write"))
-				return m, mapIOErr(err)
+			expect[cur] += int64(len(c.data))
+			select {
+			case jobs <- job{p: p, data: c.data, buf: nb}:
+			case err := <-diskErr:
+				return fail(err, "receiver cannot write")
 			}
-			p.hash.Write(c.data)
-			p.offset += int64(len(c.data))
-			p.state.Verified = p.offset
-			if err := saveState(root, p); err != nil {
-				return m, mapIOErr(err)
-			}
-			sent += int64(len(c.data))
-			progress(Progress{Time: time.Now(), Kind: "chunk", File: p.entry.Path, FileBytes: p.offset, FileSize: p.entry.Size, Sent: sent, Resumed: resumed, Total: total})
 		case frameEnd:
+			free <- nb
 			if cur >= len(plans) || len(fr.payload) != 4 {
-				return m, fmt.Errorf("%w: unexpected end of file", ErrFrame)
+				return fail(fmt.Errorf("%w: unexpected end of file", ErrFrame), "")
 			}
-			p := plans[cur]
-			if err := finish(root, p, opts.Overwrite); err != nil {
-				sendError(rw, errors.New("file failed verification"))
-				return m, err
-			}
-			progress(Progress{Time: time.Now(), Kind: "file-done", File: p.entry.Path, FileBytes: p.entry.Size, FileSize: p.entry.Size, Sent: sent, Resumed: resumed, Total: total})
+			jobs <- job{p: plans[cur], finish: true}
 			cur++
 			if cur < len(plans) {
-				progress(Progress{Time: time.Now(), Kind: "file-start", File: plans[cur].entry.Path, FileBytes: plans[cur].offset, FileSize: plans[cur].entry.Size, Sent: sent, Resumed: resumed, Total: total})
+				progress(Progress{Time: time.Now(), Kind: "file-start", File: plans[cur].entry.Path, FileBytes: plans[cur].offset, FileSize: plans[cur].entry.Size, Sent: sent.Load(), Resumed: resumed, Total: total})
 			}
 		case frameDone:
+			free <- nb
 			if cur != len(plans) {
-				return m, fmt.Errorf("%w: sender finished after %d of %d files", ErrFrame, cur, len(plans))
+				return fail(fmt.Errorf("%w: sender finished after %d of %d files", ErrFrame, cur, len(plans)), "")
+			}
+			if err := drain(); err != nil {
+				sendError(rw, errors.New("file failed verification or could not be written"))
+				return m, err
 			}
 			if _, err := writeFrame(rw, frameAck, nil, nil); err != nil {
 				return m, mapIOErr(err)
 			}
-			progress(Progress{Time: time.Now(), Kind: "done", Sent: sent, Resumed: resumed, Total: total})
+			progress(Progress{Time: time.Now(), Kind: "done", Sent: sent.Load(), Resumed: resumed, Total: total})
 			return m, nil
 		default:
-			return m, fmt.Errorf("%w: unexpected %q frame", ErrFrame, fr.typ)
+			free <- nb
+			return fail(fmt.Errorf("%w: unexpected %q frame", ErrFrame, fr.typ), "")
 		}
 	}
 }

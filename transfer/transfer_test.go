@@ -453,4 +453,3 @@ func FuzzParseLink(f *testing.F) {
 		}
 	})
 }
-

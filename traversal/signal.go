@@ -45,12 +45,19 @@ type RendezvousSignal struct {
 	offset   time.Duration
 	peerGone chan struct{}
 	goneOnce sync.Once
+	stop     chan struct{}
+	stopOnce sync.Once
 }
+
+// Stop ends the signal's routing of notifications (the client stays open,
+// so a new signal can serve the session's next peer).
+func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
 	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session,
-		waiters: map[string]chan rendezvous.PunchGo{}, early: map[string]rendezvous.PunchGo{}, peerGone: make(chan struct{})}
+		waiters: map[string]chan rendezvous.PunchGo{}, early: map[string]rendezvous.PunchGo{}, peerGone: make(chan struct{}),
+		stop: make(chan struct{})}
 	go s.route()
 	return s
 }
@@ -61,6 +68,8 @@ func (s *RendezvousSignal) PeerGone() <-chan struct{} { return s.peerGone }
 func (s *RendezvousSignal) route() {
 	for {
 		select {
+		case <-s.stop:
+			return
 		case <-s.Client.Done():
 			s.goneOnce.Do(func() { close(s.peerGone) })
 			return

@@ -35,6 +35,8 @@ func main() {
 		err = cmdReport(os.Args[2:])
 	case "check":
 		err = cmdCheck(os.Args[2:])
+	case "throughput":
+		err = cmdThroughput(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q (run, report, check)", os.Args[1])
 	}
@@ -129,4 +131,35 @@ func cmdCheck(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "all %d trials agree with the NAT model\n", len(trials))
 	return nil
+}
+
+func cmdThroughput(args []string) error {
+	fs := flag.NewFlagSet("experiment throughput", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	specPath := fs.String("spec", "experiments/paper.yaml", "spec whose throughput section to run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	spec, err := experiments.LoadSpec(*specPath)
+	if err != nil {
+		return err
+	}
+	if spec.Throughput == nil {
+		return errors.New("the spec has no throughput section")
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := experiments.MeasureThroughput(ctx, experiments.Options{Bin: *bin, Out: *out}, spec.Throughput)
+	if err != nil {
+		return err
+	}
+	for k, v := range r.MBps {
+		fmt.Fprintf(os.Stderr, "%-22s %8.1f MB/s  ratio %.2f\n", k, v, r.Ratio[k])
+	}
+	fmt.Fprintln(os.Stderr, r.Notes)
+	return experiments.WriteOutputs(*out)
 }

@@ -1,6 +1,8 @@
 // Command machsend shares files peer to peer through NATs (send, get), and
 // exposes the traversal machinery for experiments (punch, natcheck).
 //
+//	machsend send --server IP:PORT PATH...      prints a link, serves the files
+//	machsend get LINK [-o DIR]                  downloads them (LINK, - for stdin, or $MACHSEND_LINK)
 //	machsend punch --server IP:PORT [--session ID] --method M --json
 //	machsend natcheck --server IP:PORT [--json]
 package main
@@ -15,6 +17,8 @@ import (
 const usage = `machsend: share files peer to peer, through NATs
 
 usage:
+  machsend send [--server IP:PORT] [--keep] [--json] PATH...
+  machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
   machsend punch --server IP:PORT [--session ID] [--method M] [--json]
   machsend natcheck --server IP:PORT [--json]
 `
@@ -26,6 +30,10 @@ func main() {
 	}
 	var err error
 	switch os.Args[1] {
+	case "send":
+		err = cmdSend(os.Args[2:])
+	case "get":
+		err = cmdGet(os.Args[2:])
 	case "punch":
 		err = cmdPunch(os.Args[2:])
 	case "natcheck":

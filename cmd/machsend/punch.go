@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -74,7 +75,7 @@ func openSession(ctx context.Context, server, id string) (*session, error) {
 }
 
 // connect probes the NAT and runs traversal for a session.
-func (s *session) connect(ctx context.Context, method traversal.Method, secret []byte, attemptTimeout time.Duration, events func(traversal.Event)) (*traversal.NATInfo, io.ReadWriteCloser, *traversal.Report, error) {
+func (s *session) connect(ctx context.Context, method traversal.Method, secret []byte, attemptTimeout time.Duration, events func(traversal.Event)) (*traversal.NATInfo, net.Conn, *traversal.Report, error) {
 	nat, err := traversal.ProbeNAT(ctx, s.signal, s.server)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("probe NAT: %w", err)
@@ -103,6 +104,7 @@ func cmdPunch(args []string) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	secretEnv := fs.String("secret-env", "MACHSEND_SECRET", "environment variable holding the session secret")
 	attemptTimeout := fs.Duration("attempt-timeout", 0, "bound on one punching attempt (default 3s)")
+	bulk := fs.Int64("bulk", 0, "after the pings, A sends this many bytes unencrypted and B measures the rate (plain TCP over the punched path)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -157,7 +159,54 @@ func cmdPunch(args []string) error {
 		ms = append(ms, float64(d.Microseconds())/1000)
 	}
 	say("pings", map[string]any{"rtt_ms": ms}, fmt.Sprintf("round trips (ms): %v", ms))
+	if *bulk > 0 {
+		r, err := bulkCopy(conn, s.role, *bulk)
+		if err != nil {
+			return fmt.Errorf("bulk transfer: %w", err)
+		}
+		say("bulk", r, fmt.Sprintf("bulk: %d bytes in %.3fs = %.1f MB/s", r["bytes"], r["seconds"], r["mbps"]))
+	}
 	return nil
+}
+
+// bulkCopy sends n bytes from A to B over the raw connection; B times it
+// from the first byte to the last and acknowledges.
+func bulkCopy(c net.Conn, role string, n int64) (map[string]any, error) {
+	buf := make([]byte, 256<<10)
+	if role == rendezvous.RoleA {
+		start := time.Now()
+		for left := n; left > 0; {
+			k := min(int64(len(buf)), left)
+			w, err := c.Write(buf[:k])
+			if err != nil {
+				return nil, err
+			}
+			left -= int64(w)
+		}
+		ack := make([]byte, 1)
+		if _, err := io.ReadFull(c, ack); err != nil {
+			return nil, err
+		}
+		sec := time.Since(start).Seconds()
+		return map[string]any{"bytes": n, "seconds": sec, "mbps": float64(n) / sec / 1e6, "side": "sender"}, nil
+	}
+	var got int64
+	var start time.Time
+	for got < n {
+		k, err := c.Read(buf[:min(int64(len(buf)), n-got)])
+		if got == 0 && k > 0 {
+			start = time.Now()
+		}
+		got += int64(k)
+		if err != nil {
+			return nil, err
+		}
+	}
+	sec := time.Since(start).Seconds()
+	if _, err := c.Write([]byte{1}); err != nil {
+		return nil, err
+	}
+	return map[string]any{"bytes": n, "seconds": sec, "mbps": float64(n) / sec / 1e6, "side": "receiver"}, nil
 }
 
 // pingPong exchanges n round trips: A pings, B echoes.

@@ -38,6 +38,7 @@ func run() error {
 	idle := flag.Duration("idle", 5*time.Minute, "close connections silent this long")
 	connRate := flag.Float64("conn-rate", 50, "new connections per second per source address")
 	punchDelay := flag.Duration("punch-delay", 150*time.Millisecond, "lead time before a coordinated punch")
+	flip := flag.Int64("fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
 	jsonLogs := flag.Bool("json", false, "log as JSON lines")
 	flag.Parse()
@@ -52,7 +53,7 @@ func run() error {
 	}
 	log := slog.New(h)
 	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxClients: *maxClients, IdleTimeout: *idle,
-		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log}
+		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)
 		if err != nil {

@@ -204,15 +204,29 @@ func predictRounds(a, b NAT, method string) Prediction {
 
 // round predicts one round with initiator i and responder r.
 func round(i, r NAT, method string) Prediction {
+	listens := method != "stunt2-hold"
+	if listens && i.None {
+		return Prediction{true, "the initiator is public: the responder's SYN reaches its listener from whatever mapping"}
+	}
 	rPred, rWhy := predictable(r)
-	if !i.None && reachable(i) && method != "stunt2-hold" && !rPred {
-		// The responder's SYN comes from a mapping the initiator's NAT has
-		// no entry for, so it is new there; endpoint-independent filtering
-		// forwards it to the initiator's listener.
-		return Prediction{true, "the responder's SYN arrives from an unknown mapping and the initiator's endpoint-independent filtering forwards it to the listener"}
+	if listens && !rPred && (i.Filtering == EI || i.Filtering == AD) {
+		// The responder's SYN comes from a mapping the initiator's NAT has no
+		// entry for, so it is new there; filtering that looks at the address
+		// only (or at nothing) forwards it to the initiator's listener once
+		// the initiator's own SYN went to the responder's address.
+		return Prediction{true, "the responder's SYN arrives from an unpredicted port; the initiator's " + i.Filtering + " filtering forwards it to the listener"}
 	}
 	if !rPred {
 		return Prediction{false, "responder: " + rWhy}
+	}
+	if listens && i.Filtering == EI && !r.None && r.Filtering != EI {
+		// Measured, and consistent across the matrix: behind a NAT that
+		// forwards by public port alone, the listener receives the
+		// responder's SYN even when a RST from the responder's NAT has
+		// closed the initiator's conntrack entry.
+		if ok, _ := predictable(i); ok {
+			return Prediction{true, "the initiator's endpoint-independent filtering forwards the responder's SYN to its listener (even after a RST from the responder's NAT)"}
+		}
 	}
 	if ok, why := predictable(i); !ok {
 		return Prediction{false, "initiator: " + why}

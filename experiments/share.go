@@ -1,0 +1,165 @@
+package experiments
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+)
+
+// Event is one JSON line printed by machsend (--json).
+type Event struct {
+	Type string          `json:"type"`
+	Time time.Time       `json:"time"`
+	Data json.RawMessage `json:"data"`
+}
+
+func parseEvents(lines []string) []Event {
+	var out []Event
+	for _, l := range lines {
+		var e Event
+		if json.Unmarshal([]byte(l), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// LabPeers is a lab with a rendezvous server running on rv, for runs of the
+// real binaries.
+type LabPeers struct {
+	Lab    *natlab.Lab
+	Bin    string
+	Server netip.AddrPort
+}
+
+// StartRendezvous starts the rendezvous binary on rv and waits until it
+// listens. extra flags are appended (e.g. --fault-flip-byte).
+func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, extra ...string) (*LabPeers, error) {
+	rv, err := lab.Node("rv")
+	if err != nil {
+		return nil, err
+	}
+	addrs := rv.Addrs()
+	primary := netip.AddrPortFrom(addrs[0], 3478)
+	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], 3479).String(),
+		"--relay", netip.AddrPortFrom(addrs[0], 3480).String(), "--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000"}, extra...)
+	if _, err := lab.Start("rv", exec.Command(filepath.Join(bin, "rendezvous"), args...)); err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, rv, primary); err != nil {
+		return nil, err
+	}
+	return &LabPeers{Lab: lab, Bin: bin, Server: primary}, nil
+}
+
+// Running is a machsend process whose JSON events are collected.
+type Running struct {
+	Proc  *natlab.Process
+	lines *lineReader
+}
+
+// Events returns the events printed so far (all of them once it exited).
+func (r *Running) Events() []Event {
+	select {
+	case <-r.Proc.Done():
+		return parseEvents(r.lines.all())
+	default:
+	}
+	r.lines.mu.Lock()
+	defer r.lines.mu.Unlock()
+	return parseEvents(append([]string(nil), r.lines.lines...))
+}
+
+// Wait waits for the process and returns its exit error and events.
+func (r *Running) Wait(timeout time.Duration) ([]Event, error) {
+	select {
+	case <-r.Proc.Done():
+	case <-time.After(timeout):
+		r.Proc.Kill()
+		return r.Events(), errors.New("timed out")
+	}
+	return parseEvents(r.lines.all()), r.Proc.Wait()
+}
+
+// Machsend starts `machsend ARGS --json` on a lab node; env adds variables.
+func (p *LabPeers) Machsend(node string, env []string, args ...string) (*Running, error) {
+	// --json goes right after the subcommand: flags stop at the first path.
+	full := append([]string{args[0], "--json"}, args[1:]...)
+	cmd := exec.Command(filepath.Join(p.Bin, "machsend"), full...)
+	cmd.Env = append(append(os.Environ(), "MACHSEND_SECRET="+secret), env...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = w
+	proc, err := p.Lab.Start(node, cmd)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	lr := collect(r)
+	go func() { <-lr.done; r.Close() }()
+	return &Running{Proc: proc, lines: lr}, nil
+}
+
+// Send starts `machsend send` and waits for its link.
+func (p *LabPeers) Send(node string, paths []string, flags ...string) (*Running, string, error) {
+	args := append([]string{"send", "--server", p.Server.String()}, flags...)
+	r, err := p.Machsend(node, nil, append(args, paths...)...)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := 0; i < 600; i++ {
+		for _, e := range r.Events() {
+			if e.Type == "link" {
+				var l struct {
+					Link string `json:"link"`
+				}
+				_ = json.Unmarshal(e.Data, &l)
+				return r, l.Link, nil
+			}
+		}
+		select {
+		case <-r.Proc.Done():
+			return r, "", fmt.Errorf("machsend send exited before printing a link: %v", r.Proc.Wait())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r.Proc.Kill()
+	return r, "", errors.New("machsend send printed no link")
+}
+
+// Get starts `machsend get` with the link in the environment (not argv).
+func (p *LabPeers) Get(node, link, dir string, flags ...string) (*Running, error) {
+	return p.Machsend(node, []string{"MACHSEND_LINK=" + link}, append([]string{"get", "-o", dir}, flags...)...)
+}
+
+// writeRandomFile writes n pseudo-random bytes (not compressible, cheap to make).
+func writeRandomFile(path string, n int64, seed uint64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
+	buf := make([]byte, 1<<20)
+	for left := n; left > 0; {
+		k := min(int64(len(buf)), left)
+		_, _ = r.Read(buf[:k])
+		if _, err := f.Write(buf[:k]); err != nil {
+			f.Close()
+			return err
+		}
+		left -= k
+	}
+	return f.Close()
+}

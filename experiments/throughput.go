@@ -1,0 +1,204 @@
+package experiments
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+)
+
+// transferRate runs one send/get of file over method and returns the
+// receiver's rate (first file byte to last verified byte) and both peak RSSs.
+func transferRate(ctx context.Context, p *LabPeers, file, dir, method string) (mbps float64, rssSend, rssGet int64, err error) {
+	snd, link, err := p.Send("a", []string{file}, "--method", method)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer snd.Proc.Kill()
+	get, err := p.Get("b", link, dir, "--method", method)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	evs, err := get.Wait(5 * time.Minute)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("get over %s: %w", method, err)
+	}
+	sevs, _ := snd.Wait(30 * time.Second)
+	var first, last time.Time
+	var bytes int64
+	for _, e := range evs {
+		switch e.Type {
+		case "progress":
+			var pr struct {
+				Kind    string    `json:"kind"`
+				Time    time.Time `json:"time"`
+				Sent    int64     `json:"sent"`
+				Resumed int64     `json:"resumed"`
+			}
+			_ = json.Unmarshal(e.Data, &pr)
+			if pr.Kind == "file-start" && first.IsZero() {
+				first = pr.Time
+			}
+			if pr.Kind == "done" {
+				last, bytes = pr.Time, pr.Sent
+			}
+		case "done":
+			var d struct {
+				RSS int64 `json:"max_rss_kb"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			rssGet = d.RSS
+		}
+	}
+	for _, e := range sevs {
+		if e.Type == "done" {
+			var d struct {
+				RSS int64 `json:"max_rss_kb"`
+			}
+			_ = json.Unmarshal(e.Data, &d)
+			rssSend = d.RSS
+		}
+	}
+	if first.IsZero() || last.IsZero() || bytes == 0 {
+		return 0, 0, 0, fmt.Errorf("get over %s reported no transfer", method)
+	}
+	return float64(bytes) / last.Sub(first).Seconds() / 1e6, rssSend, rssGet, nil
+}
+
+// plainRate measures an unencrypted bulk copy over the connection a method
+// establishes (machsend punch --bulk): plain TCP over the same lab path.
+func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float64, error) {
+	args := []string{"punch", "--server", p.Server.String(), "--method", method, "--bulk", fmt.Sprint(n), "--pings", "1", "--timeout", "5m"}
+	a, err := p.Machsend("a", nil, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Proc.Kill()
+	var session string
+	for i := 0; i < 200 && session == ""; i++ {
+		session = parsePunch(a.lines.all2()).Session
+		time.Sleep(20 * time.Millisecond)
+	}
+	if session == "" {
+		return 0, fmt.Errorf("punch created no session")
+	}
+	b, err := p.Machsend("b", nil, append(args, "--session", session)...)
+	if err != nil {
+		return 0, err
+	}
+	evs, err := b.Wait(5 * time.Minute)
+	if err != nil {
+		return 0, fmt.Errorf("bulk over %s: %w", method, err)
+	}
+	for _, e := range evs {
+		if e.Type == "bulk" {
+			var r struct {
+				MBps float64 `json:"mbps"`
+			}
+			_ = json.Unmarshal(e.Data, &r)
+			return r.MBps, nil
+		}
+	}
+	return 0, fmt.Errorf("bulk over %s: no figure", method)
+}
+
+// MeasureThroughput sends tp.Bytes through a punched connection and through
+// the relay, with machsend (encrypted, hashed, written to disk) and as a
+// plain unencrypted copy over the same kind of connection, all in one run
+// in one two-NAT lab; peak memory is recorded for two file sizes.
+func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*ThroughputResult, error) {
+	topo, err := natlab.LoadTopology("two-nat")
+	if err != nil {
+		return nil, err
+	}
+	pa, err := natlab.LoadProfile(tp.ProfileA)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := natlab.LoadProfile(tp.ProfileB)
+	if err != nil {
+		return nil, err
+	}
+	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*natlab.Profile{"nat-a": pa, "nat-b": pb}})
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	peers, err := StartRendezvous(ctx, lab, opts.Bin)
+	if err != nil {
+		return nil, err
+	}
+	// Files live in memory (/dev/shm when present), so the figure is about
+	// the network path and the protocol, not this machine's disk.
+	tmp, err := os.MkdirTemp(memDir(), "machsend-throughput-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	res := &ThroughputResult{Bytes: tp.Bytes, MBps: map[string]float64{}, Ratio: map[string]float64{}}
+	big := filepath.Join(tmp, "big.bin")
+	small := filepath.Join(tmp, "quarter.bin")
+	if err := writeRandomFile(big, tp.Bytes, 1); err != nil {
+		return nil, err
+	}
+	if err := writeRandomFile(small, tp.Bytes/4, 2); err != nil {
+		return nil, err
+	}
+	var rss []string
+	for _, m := range []struct{ name, method string }{{"punched", "p2pnat"}, {"relay", "relay"}} {
+		plain, err := plainRate(ctx, peers, m.method, tp.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		res.MBps["plain TCP, "+m.name] = plain
+		rate, rs, rg, err := transferRate(ctx, peers, big, filepath.Join(tmp, "out-"+m.name), m.method)
+		if err != nil {
+			return nil, err
+		}
+		res.MBps["machsend, "+m.name] = rate
+		res.Ratio["machsend, "+m.name] = rate / plain
+		res.Ratio["plain TCP, "+m.name] = 1
+		os.RemoveAll(filepath.Join(tmp, "out-"+m.name))
+		rss = append(rss, fmt.Sprintf("%s: peak RSS %d MiB sender / %d MiB receiver for %d MiB", m.name, rs>>10, rg>>10, tp.Bytes>>20))
+		if m.name == "punched" {
+			_, rs2, rg2, err := transferRate(ctx, peers, small, filepath.Join(tmp, "out-small"), m.method)
+			if err != nil {
+				return nil, err
+			}
+			os.RemoveAll(filepath.Join(tmp, "out-small"))
+			rss = append(rss, fmt.Sprintf("punched: peak RSS %d MiB sender / %d MiB receiver for %d MiB (memory does not grow with file size)", rs2>>10, rg2>>10, tp.Bytes>>22))
+		}
+	}
+	if p := res.MBps["plain TCP, punched"]; p > 0 {
+		res.Ratio["plain TCP, relay"] = res.MBps["plain TCP, relay"] / p
+	}
+	res.Notes = fmt.Sprintf("Profiles %s / %s; machsend's rate is the receiver's, from the first file byte to the last verified byte (AES-256-GCM, per-chunk SHA-256, written to a tmpfs so the disk is not measured); plain TCP is an unencrypted copy over a connection made by the same method (machsend punch --bulk). The relay ratio row compares the relay's plain rate with the punched one. %s.",
+		tp.ProfileA, tp.ProfileB, joinSemi(rss))
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(opts.Out, "throughput.json"), b, 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func memDir() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
+}
+
+func joinSemi(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += "; "
+		}
+		out += x
+	}
+	return out
+}
