@@ -34,17 +34,19 @@ type frame struct {
 	payload []byte
 }
 
-// writeFrame writes type, length and payload in one write.
+// writeFrame writes type and length, then the payload (not copied: large
+// payloads go straight to the writer).
 func writeFrame(w io.Writer, typ byte, payload []byte, buf []byte) ([]byte, error) {
-	need := 5 + len(payload)
-	if cap(buf) < need {
-		buf = make([]byte, 0, need)
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:5], uint32(len(payload)))
+	if _, err := w.Write(h[:]); err != nil {
+		return buf, err
 	}
-	buf = buf[:5]
-	buf[0] = typ
-	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
-	buf = append(buf, payload...)
-	_, err := w.Write(buf)
+	if len(payload) == 0 {
+		return buf, nil
+	}
+	_, err := w.Write(payload)
 	return buf, err
 }
 

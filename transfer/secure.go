@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -34,6 +35,7 @@ const (
 // then AES-256-GCM records of up to 64 KiB, each framed by a 4-byte length.
 type SecureConn struct {
 	conn net.Conn
+	br   *bufio.Reader
 	send *noise.CipherState
 	recv *noise.CipherState
 
@@ -73,7 +75,7 @@ func Secure(conn net.Conn, secret []byte, session string, initiator bool) (sc *S
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	defer conn.SetDeadline(time.Time{})
-	s := &SecureConn{conn: conn}
+	s := &SecureConn{conn: conn, br: bufio.NewReaderSize(conn, 256<<10)}
 	if initiator {
 		msg, _, _, err := hs.WriteMessage(nil, nil)
 		if err != nil {
@@ -82,7 +84,7 @@ func Secure(conn net.Conn, secret []byte, session string, initiator bool) (sc *S
 		if err := writeRecord(conn, msg); err != nil {
 			return nil, err
 		}
-		in, err := readRecord(conn, nil)
+		in, err := readRecord(s.br, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrWrongSecret, err)
 		}
@@ -92,7 +94,7 @@ func Secure(conn net.Conn, secret []byte, session string, initiator bool) (sc *S
 		}
 		s.send, s.recv = c1, c2
 	} else {
-		in, err := readRecord(conn, nil)
+		in, err := readRecord(s.br, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrWrongSecret, err)
 		}
@@ -171,7 +173,7 @@ func (s *SecureConn) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	if len(s.rbuf) == 0 {
-		raw, err := readRecord(s.conn, s.rraw)
+		raw, err := readRecord(s.br, s.rraw)
 		if err != nil {
 			return 0, err
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -108,46 +109,87 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 		total += m.Files[r.Index].Size
 		resumed += r.Offset
 	}
-	buf := make([]byte, m.ChunkSize)
-	out := make([]byte, 0, chunkHeader+m.ChunkSize)
+	// A reader stage reads and hashes chunks while this goroutine encrypts
+	// and sends the previous ones; a fixed pool of buffers bounds memory.
+	const depth = 4
+	type piece struct {
+		index int
+		off   int64
+		n     int
+		sum   [sha256.Size]byte
+		buf   []byte
+		end   bool
+		err   error
+	}
+	free := make(chan []byte, depth)
+	for i := 0; i < depth; i++ {
+		free <- make([]byte, chunkHeader+m.ChunkSize)
+	}
+	pieces := make(chan piece, depth)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(pieces)
+		for _, r := range req.Files {
+			e := m.Files[r.Index]
+			file, err := os.Open(srcs[r.Index].Local)
+			if err != nil {
+				pieces <- piece{err: fmt.Errorf("open %s: %w", srcs[r.Index].Local, err)}
+				return
+			}
+			for off := r.Offset; off < e.Size; {
+				var buf []byte
+				select {
+				case buf = <-free:
+				case <-rctx.Done():
+					file.Close()
+					return
+				}
+				n := int(min(int64(m.ChunkSize), e.Size-off))
+				data := buf[chunkHeader : chunkHeader+n]
+				if _, err := file.ReadAt(data, off); err != nil {
+					file.Close()
+					pieces <- piece{err: fmt.Errorf("read %s: %w", srcs[r.Index].Local, err)}
+					return
+				}
+				pieces <- piece{index: r.Index, off: off, n: n, sum: sha256.Sum256(data), buf: buf}
+				off += int64(n)
+			}
+			file.Close()
+			pieces <- piece{index: r.Index, end: true}
+		}
+	}()
 	var fbuf []byte
 	var sent int64
-	for _, r := range req.Files {
-		e := m.Files[r.Index]
-		file, err := os.Open(srcs[r.Index].Local)
-		if err != nil {
-			sendError(rw, fmt.Errorf("sender cannot read %s", e.Path))
-			return err
+	started := map[int]bool{}
+	for pc := range pieces {
+		if pc.err != nil {
+			sendError(rw, errors.New("sender cannot read a file"))
+			return pc.err
 		}
-		progress(Progress{Time: time.Now(), Kind: "file-start", File: e.Path, FileBytes: r.Offset, FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
-		off := r.Offset
-		for off < e.Size {
-			if err := ctx.Err(); err != nil {
-				file.Close()
-				return err
-			}
-			n := int(min(int64(m.ChunkSize), e.Size-off))
-			if _, err := file.ReadAt(buf[:n], off); err != nil {
-				file.Close()
-				sendError(rw, fmt.Errorf("sender cannot read %s", e.Path))
-				return fmt.Errorf("read %s: %w", srcs[r.Index].Local, err)
-			}
-			sum := sha256.Sum256(buf[:n])
-			out = appendChunkHeader(out[:0], uint32(r.Index), off, sum)
-			out = append(out, buf[:n]...)
-			if fbuf, err = writeFrame(w, frameChunk, out, fbuf); err != nil {
-				file.Close()
+		e := m.Files[pc.index]
+		if !started[pc.index] {
+			started[pc.index] = true
+			progress(Progress{Time: time.Now(), Kind: "file-start", File: e.Path, FileBytes: pc.off, FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
+		}
+		if pc.end {
+			var idx [4]byte
+			binary.BigEndian.PutUint32(idx[:], uint32(pc.index))
+			if _, err := writeFrame(w, frameEnd, idx[:], nil); err != nil {
 				return mapIOErr(err)
 			}
-			off += int64(n)
-			sent += int64(n)
-			progress(Progress{Time: time.Now(), Kind: "chunk", File: e.Path, FileBytes: off, FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
+			continue
 		}
-		file.Close()
-		var idx [4]byte
-		idx[0], idx[1], idx[2], idx[3] = byte(r.Index>>24), byte(r.Index>>16), byte(r.Index>>8), byte(r.Index)
-		if _, err := writeFrame(w, frameEnd, idx[:], nil); err != nil {
+		hdr := appendChunkHeader(pc.buf[:0], uint32(pc.index), pc.off, pc.sum)
+		var err error
+		if fbuf, err = writeFrame(w, frameChunk, pc.buf[:len(hdr)+pc.n], fbuf); err != nil {
 			return mapIOErr(err)
+		}
+		free <- pc.buf
+		sent += int64(pc.n)
+		progress(Progress{Time: time.Now(), Kind: "chunk", File: e.Path, FileBytes: pc.off + int64(pc.n), FileSize: e.Size, Sent: sent, Resumed: resumed, Total: total})
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 	if _, err := writeFrame(w, frameDone, nil, nil); err != nil {
