@@ -48,6 +48,8 @@ fuzz:
 experiment: deps build
 	$(BIN)/experiment run experiments/paper.yaml --out results
 	$(BIN)/experiment throughput --out results
+	$(BIN)/experiment load --out results
+	$(BIN)/experiment report --out results
 
 clean-lab:
 	$(GO) run ./cmd/natlab clean

@@ -106,3 +106,16 @@ func TestSpecCells(t *testing.T) {
 		}
 	}
 }
+
+// A small run of the rendezvous load test (the full one, 10,000 clients and
+// 1,000 sessions/s, is part of make experiment).
+func TestRendezvousLoadSmall(t *testing.T) {
+	bin := buildBinaries(t)
+	r, err := experiments.RunLoad(context.Background(), bin, 500, 250, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Failed != 0 || r.Sessions != 250 || r.Clients != 500 {
+		t.Errorf("load: %+v", r)
+	}
+}

@@ -40,6 +40,9 @@ func Summarise(trials []*Trial) []*CellStats {
 	by := map[string]*CellStats{}
 	var order []string
 	for _, t := range trials {
+		if t.LabError != "" {
+			continue
+		}
 		k := t.Cell.Key()
 		cs := by[k]
 		if cs == nil {
@@ -82,7 +85,7 @@ type MethodStats struct {
 func summariseMethods(trials []*Trial, topology string) []*MethodStats {
 	by := map[string]*MethodStats{}
 	for _, t := range trials {
-		if topology != "" && t.Cell.Topology != topology {
+		if t.LabError != "" || (topology != "" && t.Cell.Topology != topology) {
 			continue
 		}
 		m := by[t.Cell.Method]

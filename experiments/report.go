@@ -26,7 +26,16 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 		p("- matrix `%s` (sha256 %s): %s", info.Spec.Name, short(info.Spec.Hash), info.Spec.Description)
 		p("- %d repetitions per cell, per-trial deadline %s, %d parallel labs on %d CPUs", info.Spec.Repetitions, info.Spec.Deadline, info.Workers, info.CPUs)
 	}
+	labErrors := 0
+	for _, t := range trials {
+		if t.LabError != "" {
+			labErrors++
+		}
+	}
 	p("- %d trials in %d cells; code `%s`, kernel `%s`, %s", len(trials), len(cells), info.CodeVersion, info.Kernel, info.GoVersion)
+	if labErrors > 0 {
+		p("- %d trials could not be run (twice) because of a lab problem; they are recorded with `lab_error` in trials.jsonl and left out of every figure", labErrors)
+	}
 	if !info.Started.IsZero() && !info.Finished.IsZero() {
 		p("- run took %s (%s to %s)", info.Finished.Sub(info.Started).Round(1e9), info.Started.Format("2006-01-02 15:04"), info.Finished.Format("15:04 MST"))
 	}

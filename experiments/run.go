@@ -136,7 +136,6 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 	}
 	info.Workers = workers
 	var mu sync.Mutex
-	var firstErr error
 	ch := make(chan job)
 	var wg sync.WaitGroup
 	total := len(jobs)
@@ -171,17 +170,16 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 				mu.Lock()
 				finished++
 				if err != nil {
-					if firstErr == nil && ctx.Err() == nil {
-						firstErr = fmt.Errorf("trial %s #%d: %w", j.cell.Key(), j.rep, err)
+					if ctx.Err() != nil {
+						mu.Unlock()
+						continue
 					}
-					if !t0ok(t) {
-						pcapKept[j.cell.Key()] = false
-					}
-					mu.Unlock()
-					// A broken lab is rebuilt for the next trial.
+					// Twice unable to run: recorded as a lab error, not an outcome.
+					pcapKept[j.cell.Key()] = false
+					t = &Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
+						LabError: err.Error(), Class: "lab-error", Agree: true}
 					w.close()
 					w.labs = map[string]*natlab.Lab{}
-					continue
 				}
 				b, _ := json.Marshal(t)
 				_, _ = f.Write(append(b, '\n'))
@@ -219,7 +217,5 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 	if ctx.Err() != nil {
 		return info, ctx.Err()
 	}
-	return info, firstErr
+	return info, nil
 }
-
-func t0ok(t *Trial) bool { return t != nil }

@@ -61,7 +61,10 @@ type Trial struct {
 	Pcaps           []string                           `json:"pcaps,omitempty"`
 	Conntrack       map[string][]natlab.ConntrackEntry `json:"conntrack,omitempty"`
 	ProfileHashes   map[string]string                  `json:"profile_hashes"`
-	Delay           string                             `json:"lab_delay"`
+	// LabError is set when the trial could not be run (twice): it is not an
+	// outcome and is left out of every statistic.
+	LabError string `json:"lab_error,omitempty"`
+	Delay    string `json:"lab_delay"`
 }
 
 // worker owns one lab per topology and reuses it between trials.

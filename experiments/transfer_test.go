@@ -328,4 +328,3 @@ func TestFlippedByteDetected(t *testing.T) {
 		t.Error("corrupted transfer renamed into place")
 	}
 }
-

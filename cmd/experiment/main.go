@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +38,8 @@ func main() {
 		err = cmdCheck(os.Args[2:])
 	case "throughput":
 		err = cmdThroughput(os.Args[2:])
+	case "load":
+		err = cmdLoad(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q (run, report, check)", os.Args[1])
 	}
@@ -162,4 +165,28 @@ func cmdThroughput(args []string) error {
 	}
 	fmt.Fprintln(os.Stderr, r.Notes)
 	return experiments.WriteOutputs(*out)
+}
+
+func cmdLoad(args []string) error {
+	fs := flag.NewFlagSet("experiment load", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the rendezvous binary")
+	clients := fs.Int("clients", 10000, "concurrently registered clients")
+	sessions := fs.Int("sessions", 5000, "sessions to coordinate")
+	rate := fs.Float64("rate", 1000, "sessions per second")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := experiments.RunLoad(ctx, *bin, *clients, *sessions, *rate)
+	if err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	fmt.Fprintf(os.Stderr, "%s\n", b)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
 }
