@@ -27,8 +27,7 @@ build:
 
 # Unit tests plus the privileged integration tests (run as root), wrapped in
 # a leak check of the root namespace and the lab namespaces.
-test: deps
-	$(GO) vet ./...
+test: deps lint
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
 	$(GO) run ./internal/leakcheck -- $(GO) test -count=1 -timeout 14m ./...
@@ -39,9 +38,18 @@ test-unit:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./natlab/...
 
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzParseTopology -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzServerMessage -fuzztime 30s ./rendezvous
+	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 30s ./rendezvous
+	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s ./transfer
+	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 30s ./transfer
+	$(GO) test -run '^$$' -fuzz FuzzParseLink -fuzztime 30s ./transfer
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.

@@ -26,7 +26,6 @@ type arrow struct {
 	t        time.Time
 	from, to int
 	label    string
-	lost     bool
 }
 
 // ladderLanes are the columns of a two-NAT ladder.
@@ -155,7 +154,7 @@ func writeLadders(out string, trials []*Trial) ([]Ladder, error) {
 		if t.Cell.Topology != "two-nat" || len(t.Pcaps) == 0 {
 			continue
 		}
-		key := t.Class
+		var key string
 		if t.Success {
 			key = "success/" + t.Cell.Method
 		} else {

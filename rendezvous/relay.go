@@ -2,13 +2,12 @@ package rendezvous
 
 import (
 	"bufio"
-	"context"
 	"errors"
+	"github.com/machsend/machsend/internal/sockopt"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -165,25 +164,5 @@ func (r *relay) close() {
 	}
 }
 
-// Outcome names what a connection attempt came to, in the vocabulary the
-// reports and experiments use.
-func Outcome(err error) string {
-	var ne net.Error
-	switch {
-	case err == nil:
-		return "connected"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "unreachable"
-	case errors.Is(err, syscall.EADDRINUSE), errors.Is(err, syscall.EADDRNOTAVAIL):
-		return "address-in-use"
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	}
-	return "error"
-}
+// Outcome names what a connection attempt came to (see sockopt.Outcome).
+func Outcome(err error) string { return sockopt.Outcome(err) }

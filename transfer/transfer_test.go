@@ -103,7 +103,10 @@ func tree(t testing.TB, root string, big int) []string {
 
 func sameTree(t *testing.T, src, dst string) {
 	t.Helper()
-	filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+	filepath.Walk(src, func(p string, info os.FileInfo, werr error) error {
+		if werr != nil {
+			t.Fatal(werr)
+		}
 		rel, _ := filepath.Rel(filepath.Dir(src), p)
 		got, err := os.Stat(filepath.Join(dst, rel))
 		if err != nil {

@@ -81,7 +81,7 @@ func (s *RendezvousSignal) route() {
 					continue
 				}
 				s.mu.Lock()
-				s.offset = time.UnixMilli(g.ServerTime).Sub(time.Now())
+				s.offset = time.Until(time.UnixMilli(g.ServerTime))
 				if w := s.waiters[g.Attempt]; w != nil {
 					delete(s.waiters, g.Attempt)
 					w <- g

@@ -9,31 +9,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/natlab"
 	"golang.org/x/sys/unix"
 )
 
-// reuse sets SO_REUSEADDR and SO_REUSEPORT, as hole punching does, so a
-// listener and connecting sockets can share one local port.
+// reuse sets SO_REUSEADDR and SO_REUSEPORT (and IP_TTL), as hole punching does.
 func reuse(ttl int) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-				return
-			}
-			if ttl > 0 {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}
+	return sockopt.Control(ttl)
 }
 
 // listen opens a listener inside a node's namespace.
@@ -75,22 +58,7 @@ func dial(n *natlab.Node, laddr, raddr netip.AddrPort, timeout time.Duration, tt
 	return res
 }
 
-func classify(err error) string {
-	var ne net.Error
-	switch {
-	case err == nil:
-		return "connected"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "unreachable"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	}
-	return err.Error()
-}
+func classify(err error) string { return sockopt.Outcome(err) }
 
 // synThenClose sends one SYN from laddr to raddr and closes the socket while
 // it is still in SYN_SENT (which sends nothing more): Machsend's "open a
