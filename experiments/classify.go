@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -134,24 +135,23 @@ func (v *natView) isInside(a netip.Addr) bool {
 
 // Classify names what happened in a trial in the NAT model's vocabulary,
 // from the packets on both sides of each NAT and the conntrack snapshots:
-// which packet, where, and when (relative to the first packet).
-func Classify(t *Trial, lab *natlab.Lab, caps []Capture) (string, []string) {
+// which packet, where, and when (relative to the first packet). It needs
+// only the topology (addresses), so it runs on recorded pcaps as well as on
+// a live trial's captures.
+func Classify(t *Trial, topo *natlab.Topology, caps []Capture) (string, []string) {
 	var views []*natView
 	var t0 time.Time
-	for _, nat := range lab.Topology.NATs() {
-		v := &natView{name: nat, public: lab.Public(nat)}
-		wanIf := ""
-		for _, n := range lab.Topology.Nodes {
-			if n.Name == nat {
-				wanIf = n.WAN
-			}
+	for _, nat := range topo.NATs() {
+		spec := topo.Node(nat)
+		addrs := topo.Addresses(nat)
+		v := &natView{name: nat}
+		if ps := addrs[spec.WAN]; len(ps) > 0 {
+			v.public = ps[0].Addr()
 		}
-		if n, err := lab.Node(nat); err == nil {
-			for _, ifc := range n.Ifaces {
-				if ifc.Name != wanIf {
-					for _, a := range ifc.Addrs {
-						v.inside = append(v.inside, a.Masked())
-					}
+		for nw, ps := range addrs {
+			if nw != spec.WAN {
+				for _, p := range ps {
+					v.inside = append(v.inside, p.Masked())
 				}
 			}
 		}
@@ -167,7 +167,7 @@ func Classify(t *Trial, lab *natlab.Lab, caps []Capture) (string, []string) {
 				if t0.IsZero() || s.t.Before(t0) {
 					t0 = s.t
 				}
-				if c.Iface == wanIf {
+				if c.Iface == spec.WAN {
 					v.wan = append(v.wan, s)
 				} else {
 					v.lan = append(v.lan, s)
@@ -186,9 +186,9 @@ func Classify(t *Trial, lab *natlab.Lab, caps []Capture) (string, []string) {
 		}
 	}
 	rvAddrs := map[netip.Addr]bool{}
-	if rv, err := lab.Node("rv"); err == nil {
-		for _, a := range rv.Addrs() {
-			rvAddrs[a] = true
+	for _, ps := range topo.Addresses("rv") {
+		for _, p := range ps {
+			rvAddrs[p.Addr()] = true
 		}
 	}
 	for _, v := range views {
@@ -280,6 +280,15 @@ func Classify(t *Trial, lab *natlab.Lab, caps []Capture) (string, []string) {
 	if t.Success {
 		return "success/" + t.Method, notes
 	}
+	applicable := len(t.Attempts) == 0
+	for _, a := range t.Attempts {
+		if a.Outcome != "not-applicable" {
+			applicable = true
+		}
+	}
+	if !applicable {
+		return "not-applicable", notes
+	}
 	order := []string{"synack-invalid", "icmp-translated", "prediction-miss", "syn-rst", "syn-icmp", "syn-dropped", "auth-failed", "icmp-dropped"}
 	for _, c := range order {
 		if counts[c] > 0 {
@@ -306,6 +315,31 @@ func towardRV(inner string, rv map[netip.Addr]bool) bool {
 	}
 	ap, err := netip.ParseAddrPort(dst)
 	return err == nil && rv[ap.Addr()]
+}
+
+// ClassifyDir classifies a trial from the pcaps recorded in dir (files
+// named NODE-IFACE.pcap, as the runner keeps them).
+func ClassifyDir(t *Trial, dir string) (string, []string, error) {
+	topo, err := natlab.LoadTopology(t.Cell.Topology)
+	if err != nil {
+		return "", nil, err
+	}
+	var caps []Capture
+	for _, nat := range topo.NATs() {
+		for nw := range topo.Addresses(nat) {
+			path := filepath.Join(dir, nat+"-"+nw+".pcap")
+			pk, err := ReadPcap(path)
+			if err != nil {
+				continue
+			}
+			caps = append(caps, Capture{Node: nat, Iface: nw, Packets: pk})
+		}
+	}
+	if len(caps) == 0 {
+		return "", nil, fmt.Errorf("no pcaps in %s", dir)
+	}
+	class, notes := Classify(t, topo, caps)
+	return class, notes, nil
 }
 
 // mappingTo finds, in any NAT's conntrack, the public port chosen for a

@@ -379,7 +379,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		_ = cr.c.Stop()
 		evidence = append(evidence, Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
 	}
-	t.Class, t.Explanation = Classify(t, lab, evidence)
+	t.Class, t.Explanation = Classify(t, lab.Topology, evidence)
 	if !t.Success || keepPcap {
 		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
 		if err := os.MkdirAll(dir, 0o755); err == nil {

@@ -272,3 +272,19 @@ func (t *Topology) node(name string) *NodeSpec {
 	}
 	return nil
 }
+
+// Addresses returns a node's addresses on each of its networks (prefixes
+// carry the network's length), computed from the topology alone.
+func (t *Topology) Addresses(node string) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
+	for i := range t.Networks {
+		nw := &t.Networks[i]
+		for j := range nw.Members[node] {
+			out[nw.Name] = append(out[nw.Name], nw.addr(node, j))
+		}
+	}
+	return out
+}
+
+// Node returns a node's spec by name (nil if there is none).
+func (t *Topology) Node(name string) *NodeSpec { return t.node(name) }
