@@ -221,6 +221,9 @@ type ReceiveOptions struct {
 	Overwrite bool
 	// ListOnly returns the manifest without downloading.
 	ListOnly bool
+	// OnManifest, if set, sees the validated manifest before anything is
+	// requested (to show the user what is shared).
+	OnManifest func(*Manifest)
 }
 
 // partState is what a .part's sidecar records: how much of it is verified.
@@ -264,6 +267,9 @@ func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progres
 		return nil, err
 	}
 	progress(Progress{Time: time.Now(), Kind: "manifest", Total: m.Total()})
+	if opts.OnManifest != nil {
+		opts.OnManifest(m)
+	}
 	if opts.ListOnly {
 		sendError(rw, errors.New("receiver only listed the files"))
 		return m, nil

@@ -316,8 +316,7 @@ func cmdGet(args []string) error {
 			return false
 		}
 	}
-	m, err := transfer.Receive(ctx, sc, opts, d.progress)
-	if m != nil && (*list || d.json != nil) {
+	opts.OnManifest = func(m *transfer.Manifest) {
 		var lines []string
 		for _, e := range m.Files {
 			if e.Dir {
@@ -328,6 +327,7 @@ func cmdGet(args []string) error {
 		}
 		d.say("manifest", m, fmt.Sprintf("%d entries, %s in total:\n%s", len(m.Files), human(m.Total()), strings.Join(lines, "\n")))
 	}
+	_, err = transfer.Receive(ctx, sc, opts, d.progress)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,9 @@ type Hub struct {
 	// Observed maps a local port to the "public" endpoint reported for it;
 	// by default every port is observed as 127.0.0.1:port (no NAT).
 	Observed func(local netip.AddrPort) netip.AddrPort
+	// ObservedFor, when set, overrides Observed per role ("a" or "b"): a
+	// peer that lies about its candidates.
+	ObservedFor func(role string, local netip.AddrPort) netip.AddrPort
 	// RelayOff makes Relay fail.
 	RelayOff bool
 
@@ -52,6 +55,9 @@ type nopCloser struct{}
 func (nopCloser) Close() error { return nil }
 
 func (s *Signal) observed(local netip.AddrPort) netip.AddrPort {
+	if s.hub.ObservedFor != nil {
+		return s.hub.ObservedFor(s.role, local)
+	}
 	if s.hub.Observed != nil {
 		return s.hub.Observed(local)
 	}

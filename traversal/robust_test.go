@@ -1,0 +1,161 @@
+package traversal_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/traversal/traversaltest"
+)
+
+// instantClock lets every wait elapse at once.
+type instantClock struct{}
+
+func (instantClock) Now() time.Time { return time.Now() }
+func (instantClock) After(time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	c <- time.Now()
+	return c
+}
+
+func pairWith(t *testing.T, hub *traversaltest.Hub, method traversal.Method, clock traversal.Clock, events func(traversal.Event)) (result, result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var ra, rb result
+	run := func(role string, out *result) {
+		defer wg.Done()
+		cfg := traversal.Config{Signal: hub.Signal(role), Session: "s1", Role: role, Secret: []byte("secret"),
+			Method: method, Private: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, AttemptTimeout: 2 * time.Second, Clock: clock}
+		if role == rendezvous.RoleA {
+			cfg.Events = events
+		}
+		out.conn, out.rep, out.err = traversal.Connect(ctx, cfg)
+	}
+	wg.Add(2)
+	go run(rendezvous.RoleA, &ra)
+	go run(rendezvous.RoleB, &rb)
+	wg.Wait()
+	return ra, rb
+}
+
+// The engine waits only through its Clock: with one that never makes it
+// wait, the Machsend method's 100 ms responder delay and the coordinated
+// start vanish from the connect time.
+func TestInjectedClock(t *testing.T) {
+	ra, rb := pairWith(t, traversaltest.NewHub(500*time.Millisecond), traversal.Machsend, instantClock{}, nil)
+	if ra.err != nil || rb.err != nil {
+		t.Fatal(ra.err, rb.err)
+	}
+	defer ra.conn.Close()
+	defer rb.conn.Close()
+	if ra.rep.ConnectTime > 400*time.Millisecond {
+		t.Errorf("connect took %v: a wait bypassed the injected clock (the hub's start is 500 ms ahead)", ra.rep.ConnectTime)
+	}
+}
+
+// A peer that lies about its candidates points A at a stranger; the stray
+// connection fails authentication, is dropped, and the race goes on to the
+// real path.
+func TestStrayConnectionRejected(t *testing.T) {
+	rogue, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
+	var strays int
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := rogue.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			strays++
+			mu.Unlock()
+			// A role byte, a nonce and a MAC that cannot be right.
+			c.Write([]byte("b0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	rogueAP := netip.MustParseAddrPort(rogue.Addr().String())
+	hub := traversaltest.NewHub(20 * time.Millisecond)
+	hub.ObservedFor = func(role string, l netip.AddrPort) netip.AddrPort {
+		if role == rendezvous.RoleB {
+			return rogueAP // B "claims" the rogue's endpoint
+		}
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), l.Port())
+	}
+	ra, rb := pairWith(t, hub, traversal.Direct, nil, nil)
+	if ra.err != nil || rb.err != nil {
+		t.Fatalf("the real path was not found: %v / %v", ra.err, rb.err)
+	}
+	defer ra.conn.Close()
+	defer rb.conn.Close()
+	exchange(t, ra.conn, rb.conn)
+	mu.Lock()
+	defer mu.Unlock()
+	if strays == 0 {
+		t.Fatal("A never reached the rogue endpoint")
+	}
+	// exchange above proved A and B hold one connection: not the stray one.
+}
+
+// The server vanishing mid-punch ends the wait promptly with an error.
+func TestServerVanishesMidPunch(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rendezvous.NewServer(rendezvous.Config{})
+	go srv.Serve(ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := rendezvous.Dial(ctx, ln.Addr().String(), rendezvous.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := rendezvous.Dial(ctx, ln.Addr().String(), rendezvous.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cr, err := a.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	server := netip.MustParseAddrPort(ln.Addr().String())
+	sig := traversal.NewRendezvousSignal(a, server, netip.AddrPort{}, cr.Session)
+	done := make(chan error, 1)
+	go func() {
+		_, err := sig.Ready(ctx, "machsend/0", rendezvous.Candidates{Public: server})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	srv.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Ready succeeded without a server")
+		}
+		if !errors.Is(err, traversal.ErrPeerGone) && !errors.Is(err, rendezvous.ErrClosed) {
+			t.Logf("error: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Ready hung after the server vanished")
+	}
+}
