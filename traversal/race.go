@@ -275,7 +275,24 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 	var pending []offer
 	var grace <-chan time.Time
 	done := allDone
+	sortPending := func() {
+		sort.SliceStable(pending, func(i, j int) bool {
+			return pending[i].attempt.Method.priority() < pending[j].attempt.Method.priority()
+		})
+	}
 	for {
+		// Take every offer already queued before choosing, so a better
+		// path that finished at the same moment is not passed over.
+	drain:
+		for {
+			select {
+			case o := <-r.offers:
+				pending = append(pending, o)
+			default:
+				break drain
+			}
+		}
+		sortPending()
 		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method.priority())) {
 			best := pending[0]
 			pending = pending[1:]
@@ -292,9 +309,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 		select {
 		case o := <-r.offers:
 			pending = append(pending, o)
-			sort.SliceStable(pending, func(i, j int) bool {
-				return pending[i].attempt.Method.priority() < pending[j].attempt.Method.priority()
-			})
+			sortPending()
 			if grace == nil && r.betterRunning(pending[0].attempt.Method.priority()) {
 				grace = r.cfg.Clock.After(r.cfg.Grace)
 			}
