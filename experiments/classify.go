@@ -1,7 +1,9 @@
 package experiments
 
 import (
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,13 +24,21 @@ type Capture struct {
 	Packets []natlab.CapturedPacket
 }
 
-// WritePcap writes packets to a pcap file (Ethernet link type).
+// WritePcap writes packets to a pcap file (Ethernet link type); a path
+// ending in .gz is gzip-compressed (Wireshark reads it as is; for tcpdump,
+// zcat FILE | tcpdump -r -).
 func WritePcap(path string, pkts []natlab.CapturedPacket) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	w := pcapgo.NewWriter(f)
+	var out io.Writer = f
+	var gz *gzip.Writer
+	if strings.HasSuffix(path, ".gz") {
+		gz = gzip.NewWriter(f)
+		out = gz
+	}
+	w := pcapgo.NewWriter(out)
 	if err := w.WriteFileHeader(natlab.SnapLen, layers.LinkTypeEthernet); err != nil {
 		f.Close()
 		return err
@@ -40,17 +50,32 @@ func WritePcap(path string, pkts []natlab.CapturedPacket) error {
 			return err
 		}
 	}
+	if gz != nil {
+		if err := gz.Close(); err != nil {
+			f.Close()
+			return err
+		}
+	}
 	return f.Close()
 }
 
-// ReadPcap reads a pcap file written by WritePcap (or tcpdump).
+// ReadPcap reads a pcap file written by WritePcap (or tcpdump), gzipped or not.
 func ReadPcap(path string) ([]natlab.CapturedPacket, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	r, err := pcapgo.NewReader(f)
+	var in io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("pcap %s: %w", path, err)
+		}
+		defer gz.Close()
+		in = gz
+	}
+	r, err := pcapgo.NewReader(in)
 	if err != nil {
 		return nil, fmt.Errorf("pcap %s: %w", path, err)
 	}
@@ -327,10 +352,12 @@ func ClassifyDir(t *Trial, dir string) (string, []string, error) {
 	var caps []Capture
 	for _, nat := range topo.NATs() {
 		for nw := range topo.Addresses(nat) {
-			path := filepath.Join(dir, nat+"-"+nw+".pcap")
-			pk, err := ReadPcap(path)
+			base := filepath.Join(dir, nat+"-"+nw+".pcap")
+			pk, err := ReadPcap(base + ".gz")
 			if err != nil {
-				continue
+				if pk, err = ReadPcap(base); err != nil {
+					continue
+				}
 			}
 			caps = append(caps, Capture{Node: nat, Iface: nw, Packets: pk})
 		}

@@ -42,11 +42,10 @@ func drawLadder(out string, t *Trial, path string) error {
 	}
 	var arrows []arrow
 	for _, rel := range t.Pcaps {
-		base := filepath.Base(rel)
-		node, iface, _ := strings.Cut(strings.TrimSuffix(base, ".pcap"), "-lan")
-		lan := iface != "" || strings.Contains(base, "-lan")
+		base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(rel), ".gz"), ".pcap")
+		node, _, lan := strings.Cut(base, "-lan")
 		if !lan {
-			node, _, _ = strings.Cut(strings.TrimSuffix(base, ".pcap"), "-wan")
+			node, _, _ = strings.Cut(base, "-wan")
 		}
 		side := map[string]int{"nat-a": 1, "nat-b": 3}[node]
 		host := map[string]int{"nat-a": 0, "nat-b": 4}[node]

@@ -384,7 +384,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			for _, e := range evidence {
-				p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap")
+				p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap.gz")
 				if err := WritePcap(p, e.Packets); err == nil {
 					rel, _ := filepath.Rel(w.opt.Out, p)
 					t.Pcaps = append(t.Pcaps, rel)
