@@ -65,15 +65,16 @@ func cmdRun(args []string) error {
 	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
 	attempt := fs.Duration("attempt-timeout", 2*time.Second, "per punching attempt")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
 	specPath := "experiments/paper.yaml"
 	if *quick {
 		specPath = "experiments/quick.yaml"
 	}
-	if fs.NArg() > 0 {
-		specPath = fs.Arg(0)
+	if len(pos) > 0 {
+		specPath = pos[0]
 	}
 	spec, err := experiments.LoadSpec(specPath)
 	if err != nil {
@@ -189,4 +190,20 @@ func cmdLoad(args []string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("run SPEC --out DIR" as well as "run --out DIR SPEC").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
