@@ -365,6 +365,9 @@ func ClassifyDir(t *Trial, dir string) (string, []string, error) {
 	if len(caps) == 0 {
 		return "", nil, fmt.Errorf("no pcaps in %s", dir)
 	}
+	if ct, err := readConntrack(filepath.Join(dir, conntrackFile)); err == nil {
+		t.Conntrack = ct
+	}
 	class, notes := Classify(t, topo, caps)
 	return class, notes, nil
 }

@@ -162,11 +162,21 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 	if len(dis) > 0 {
 		p("Every cell with at least one disagreeing trial, with what was measured:")
 		p("")
-		p("| cell | measured | model | outcome classes | model's reason |")
-		p("|---|---:|---|---|---|")
+		p("| cell | measured | model | kind | outcome classes | model's reason |")
+		p("|---|---:|---|---|---|---|")
+		races, wrong := 0, 0
 		for _, c := range dis {
-			p("| %s | %d/%d | %v | %s | %s |", c.Cell.Key(), c.Successes, c.N, c.Predicted, classesString(c.Classes), c.PredictedReason)
+			kind := "race: timing decides"
+			if c.Successes == 0 || c.Successes == c.N {
+				kind = "**rule wrong**"
+				wrong++
+			} else {
+				races++
+			}
+			p("| %s | %d/%d | %v | %s | %s | %s |", c.Cell.Key(), c.Successes, c.N, c.Predicted, kind, classesString(c.Classes), c.PredictedReason)
 		}
+		p("")
+		p("%d of these cells are races (both outcomes measured) and %d are cells where every trial went against the model.", races, wrong)
 		p("")
 		p("What they mean: a cell whose measured rate is strictly between 0 and 100%% is decided by a race the lab does not control (no delay emulation: which SYN reaches the other NAT first is scheduling jitter); the model predicts the deterministic outcome and such cells are timing-dependent, not wrong rules. A cell at 0%% or 100%% against the model is a rule the model gets wrong; the classes column says which packet made the difference (see `trials.jsonl` for each trial's explanation and `pcaps/` for the evidence).")
 		p("")

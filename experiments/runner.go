@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,30 +38,35 @@ type Options struct {
 // Trial is the record of one trial: its exact inputs, what happened, the
 // model's prediction, and the evidence kept.
 type Trial struct {
-	ID              string                             `json:"id"`
-	Cell            Cell                               `json:"cell"`
-	Rep             int                                `json:"rep"`
-	Start           time.Time                          `json:"start"`
-	DurationMs      float64                            `json:"duration_ms"`
-	Success         bool                               `json:"success"`
-	Method          string                             `json:"method_won,omitempty"`
-	Path            string                             `json:"path,omitempty"`
-	ConnectMs       float64                            `json:"connect_ms,omitempty"`
-	AttemptsToWin   int                                `json:"attempts_to_success,omitempty"`
-	RTTms           []float64                          `json:"rtt_ms,omitempty"`
-	Attempts        []traversal.Attempt                `json:"attempts"`
-	NATA            *traversal.NATInfo                 `json:"nat_a,omitempty"`
-	NATB            *traversal.NATInfo                 `json:"nat_b,omitempty"`
-	ErrorA          string                             `json:"error_a,omitempty"`
-	ErrorB          string                             `json:"error_b,omitempty"`
-	Predicted       bool                               `json:"predicted"`
-	PredictedReason string                             `json:"predicted_reason"`
-	Agree           bool                               `json:"agree"`
-	Class           string                             `json:"class"`
-	Explanation     []string                           `json:"explanation,omitempty"`
-	Pcaps           []string                           `json:"pcaps,omitempty"`
-	Conntrack       map[string][]natlab.ConntrackEntry `json:"conntrack,omitempty"`
-	ProfileHashes   map[string]string                  `json:"profile_hashes"`
+	ID              string              `json:"id"`
+	Cell            Cell                `json:"cell"`
+	Rep             int                 `json:"rep"`
+	Start           time.Time           `json:"start"`
+	DurationMs      float64             `json:"duration_ms"`
+	Success         bool                `json:"success"`
+	Method          string              `json:"method_won,omitempty"`
+	Path            string              `json:"path,omitempty"`
+	ConnectMs       float64             `json:"connect_ms,omitempty"`
+	AttemptsToWin   int                 `json:"attempts_to_success,omitempty"`
+	RTTms           []float64           `json:"rtt_ms,omitempty"`
+	Attempts        []traversal.Attempt `json:"attempts"`
+	NATA            *traversal.NATInfo  `json:"nat_a,omitempty"`
+	NATB            *traversal.NATInfo  `json:"nat_b,omitempty"`
+	ErrorA          string              `json:"error_a,omitempty"`
+	ErrorB          string              `json:"error_b,omitempty"`
+	Predicted       bool                `json:"predicted"`
+	PredictedReason string              `json:"predicted_reason"`
+	Agree           bool                `json:"agree"`
+	Class           string              `json:"class"`
+	Explanation     []string            `json:"explanation,omitempty"`
+	Pcaps           []string            `json:"pcaps,omitempty"`
+	// Conntrack is every NAT's conntrack table at the end of the trial. It
+	// is kept with the captures (Evidence/conntrack.json.gz), not inline.
+	Conntrack map[string][]natlab.ConntrackEntry `json:"-"`
+	// Evidence is the folder (relative to the results) holding the trial's
+	// captures and conntrack snapshot, for failures and one success per cell.
+	Evidence      string            `json:"evidence,omitempty"`
+	ProfileHashes map[string]string `json:"profile_hashes"`
 	// LabError is set when the trial could not be run (twice): it is not an
 	// outcome and is left out of every statistic.
 	LabError string `json:"lab_error,omitempty"`
@@ -383,6 +389,8 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 	if !t.Success || keepPcap {
 		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
 		if err := os.MkdirAll(dir, 0o755); err == nil {
+			t.Evidence, _ = filepath.Rel(w.opt.Out, dir)
+			_ = writeConntrack(filepath.Join(dir, conntrackFile), t.Conntrack)
 			for _, e := range evidence {
 				p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap.gz")
 				if err := WritePcap(p, e.Packets); err == nil {
@@ -392,10 +400,45 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 			}
 		}
 	}
-	if t.Success && !keepPcap {
-		t.Conntrack = nil
-	}
 	return t, nil
+}
+
+// conntrackFile holds a trial's conntrack snapshots next to its captures.
+const conntrackFile = "conntrack.json.gz"
+
+func writeConntrack(path string, ct map[string][]natlab.ConntrackEntry) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	gz := gzip.NewWriter(f)
+	enc := json.NewEncoder(gz)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(ct); err != nil {
+		f.Close()
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readConntrack reads a conntrack snapshot written by writeConntrack.
+func readConntrack(path string) (map[string][]natlab.ConntrackEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	defer gz.Close()
+	var ct map[string][]natlab.ConntrackEntry
+	return ct, json.NewDecoder(gz).Decode(&ct)
 }
 
 func sanitize(s string) string {

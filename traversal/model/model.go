@@ -278,6 +278,24 @@ func predictP2P(a, b NAT) Prediction {
 	if reachable(a) || reachable(b) {
 		return Prediction{true, "one side forwards unsolicited SYNs to its listener (the other side's SYN reaches it from any mapping)"}
 	}
+	aPred, _ := predictable(a)
+	bPred, _ := predictable(b)
+	if (a.Filtering == AD && !bPred) || (b.Filtering == AD && !aPred) {
+		// Each side also aims at the other's observed public endpoint, so an
+		// address-dependent NAT has sent to the peer's address and admits
+		// the peer's SYN from whatever port it comes.
+		return Prediction{true, "an address-dependent filter admits the peer's SYN from its unpredicted port, once its own SYN went to the peer's address"}
+	}
+	for _, x := range [][2]NAT{{a, b}, {b, a}} {
+		s, o := x[0], x[1]
+		if s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && (o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited") {
+			// s's NAT resets the peer's first SYN, closing the peer's entry;
+			// the peer's NAT then rejects s's SYN, s's host retries with a
+			// new ISN on the same tuple, and s's strict NAT, still tracking
+			// the first ISN, drops the SYN-ACK of the simultaneous open.
+			return Prediction{false, s.Name + " resets the early SYN, " + o.Name + " rejects the reply with ICMP, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}
+		}
+	}
 	if ok, why := predictable(a); !ok {
 		return Prediction{false, "A: " + why}
 	}

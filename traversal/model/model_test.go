@@ -46,6 +46,8 @@ func TestPredict(t *testing.T) {
 		{"p2pnat: neither accepts", noSim, noSim, "p2pnat", false},
 		{"p2pnat: both RST in lockstep", linuxDflt, linuxDflt, "p2pnat", false},
 		{"p2pnat: full cone", full, symSeq, "p2pnat", true},
+		{"p2pnat: restricted cone admits a random peer", with(func(n *NAT) { n.Filtering = AD }), symRand, "p2pnat", true},
+		{"p2pnat: strict RST side against an ICMP side", linuxDflt, with(func(n *NAT) { n.UnsolicitedSYN = "icmp-port-unreachable" }), "p2pnat", false},
 		{"direct: public peer", prc, public, "direct", true},
 		{"direct: full cone peer", prc, full, "direct", true},
 		{"direct: both filter", prc, rst, "direct", false},
