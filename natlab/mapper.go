@@ -196,13 +196,14 @@ func (m *mapper) handle(ev conntrack.Event) {
 	id := ev.Flow.ID
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var add, del []elemKey
+	// Elements are inserted by the ruleset itself (chain record), in the
+	// packet path; the helper only tracks references and removes elements.
+	var del []elemKey
 	for _, e := range els {
 		switch ev.Type {
 		case conntrack.EventNew:
 			if m.refs[e] == nil {
 				m.refs[e] = map[uint32]bool{}
-				add = append(add, e)
 			}
 			m.refs[e][id] = true
 		case conntrack.EventDestroy:
@@ -215,9 +216,6 @@ func (m *mapper) handle(ev conntrack.Event) {
 			}
 		}
 	}
-	// Elements are inserted by the ruleset itself (chain record), in the
-	// packet path; the helper only tracks references and removes them.
-	_ = add
 	for _, e := range del {
 		if err := m.nft.SetDeleteElements(m.sets[e.set], []nftables.SetElement{{Key: []byte(e.key), Val: []byte(e.val)}}); err != nil {
 			m.errs = append(m.errs, fmt.Errorf("mapper: delete %s: %w", e.set, err))

@@ -18,28 +18,27 @@ import (
 
 // Knob values, named after RFC 4787 / RFC 5382 and Guha & Francis (IMC 2005).
 const (
-	EndpointIndependent   = "endpoint-independent"
-	AddressDependent      = "address-dependent"
-	AddressPortDependent  = "address-and-port-dependent"
-	ConnectionDependent   = "connection-dependent"
-	AllocPreserve         = "preserve"
-	AllocSequential       = "sequential"
-	AllocRandom           = "random"
-	SynDrop               = "drop"
-	SynRST                = "rst"
-	SynICMPPort           = "icmp-port-unreachable"
-	SynICMPAdmin          = "icmp-admin-prohibited"
-	SynDelayedICMP        = "delayed-icmp"
-	SimAccept             = "accept"
-	SimDrop               = "drop"
-	SimRST                = "rst"
-	SeqStrict             = "strict"
-	SeqLiberal            = "liberal"
-	ICMPTranslate         = "translate"
-	ICMPDrop              = "drop"
-	defaultTransitory     = 120
-	defaultEstablished    = 7440
-	delayedICMPHoldSecond = 6
+	EndpointIndependent  = "endpoint-independent"
+	AddressDependent     = "address-dependent"
+	AddressPortDependent = "address-and-port-dependent"
+	ConnectionDependent  = "connection-dependent"
+	AllocPreserve        = "preserve"
+	AllocSequential      = "sequential"
+	AllocRandom          = "random"
+	SynDrop              = "drop"
+	SynRST               = "rst"
+	SynICMPPort          = "icmp-port-unreachable"
+	SynICMPAdmin         = "icmp-admin-prohibited"
+	SynDelayedICMP       = "delayed-icmp"
+	SimAccept            = "accept"
+	SimDrop              = "drop"
+	SimRST               = "rst"
+	SeqStrict            = "strict"
+	SeqLiberal           = "liberal"
+	ICMPTranslate        = "translate"
+	ICMPDrop             = "drop"
+	defaultTransitory    = 120
+	defaultEstablished   = 7440
 )
 
 // ErrProfile is wrapped by every profile parsing or validation error.

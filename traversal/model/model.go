@@ -219,13 +219,14 @@ func round(i, r NAT, method string) Prediction {
 	if !rPred {
 		return Prediction{false, "responder: " + rWhy}
 	}
-	if listens && i.Filtering == EI && !r.None && r.Filtering != EI {
-		// Measured, and consistent across the matrix: behind a NAT that
-		// forwards by public port alone, the listener receives the
-		// responder's SYN even when a RST from the responder's NAT has
-		// closed the initiator's conntrack entry.
+	if listens && i.Filtering == EI {
+		// A SYN arriving for a conntrack entry that a RST has closed makes
+		// conntrack drop the entry and look the SYN up again as new (the
+		// kernel reopens closed connections); endpoint-independent
+		// filtering then forwards it to the listener. So for such an
+		// initiator a RST from the responder's side does no harm.
 		if ok, _ := predictable(i); ok {
-			return Prediction{true, "the initiator's endpoint-independent filtering forwards the responder's SYN to its listener (even after a RST from the responder's NAT)"}
+			return Prediction{true, "the initiator's endpoint-independent filtering forwards the responder's SYN to its listener (a closed entry is reopened as new)"}
 		}
 	}
 	if ok, why := predictable(i); !ok {

@@ -30,6 +30,7 @@ func TestPredict(t *testing.T) {
 		{"machsend: strict on both", strict, strict, "machsend", false},
 		{"machsend: strict on one, swap", strict, prc, "machsend", true},
 		{"machsend: a full cone initiator forwards the SYN despite a NAT's RST", full, rst, "machsend", true},
+		{"machsend: full cone on both sides", full, full, "machsend", true},
 		{"machsend: restricted cone admits an unpredictable peer's address", with(func(n *NAT) { n.Filtering = AD }), symRand, "machsend", true},
 		{"machsend: public initiator", public, symRand, "machsend", true},
 		{"machsend: random mapping", symRand, prc, "machsend", false},
