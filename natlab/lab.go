@@ -435,6 +435,11 @@ func (l *Lab) applyProfile(nat string, replace bool) error {
 	p := l.Profiles[nat]
 	n := l.Nodes[nat]
 	ifs := l.natIfacesOf(nat)
+	if replace {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		ifs.SeqStart = int(b[0])<<8 | int(b[1])
+	}
 	plan := compile(p, ifs)
 	if plan.Ruleset != "" || replace {
 		script := plan.Ruleset

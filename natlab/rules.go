@@ -23,12 +23,18 @@ type natPlan struct {
 	Mapper bool
 }
 
-// natIfaces describes a NAT node's interfaces.
+// natIfaces describes a NAT node's interfaces (and, for sequential
+// allocation, where the counter starts).
 type natIfaces struct {
 	WAN     string         // outside interface name
 	Public  netip.Addr     // its public address
 	LANs    []string       // inside interface names
 	LANNets []netip.Prefix // inside subnets
+	// SeqStart is the index of the first sequentially allocated port. Each
+	// (re)load starts elsewhere, so a reused lab does not hand out the
+	// ports of the previous trial, whose TIME_WAIT state survives on the
+	// far hosts (a conntrack flush does not clear it).
+	SeqStart int
 }
 
 // compile turns a profile into rules for one NAT node. The ruleset is plain
@@ -82,7 +88,7 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 		}
 		var el []string
 		for i := 0; i < n; i++ {
-			el = append(el, fmt.Sprintf("%d : %d", i, seqBase+i*p.PortDelta))
+			el = append(el, fmt.Sprintf("%d : %d", i, seqBase+((i+ifs.SeqStart)%n)*p.PortDelta))
 		}
 		w("  map seq_map { typeof numgen inc mod %d : tcp sport; elements = { %s } }", n, strings.Join(el, ", "))
 	}
