@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/machsend/machsend/natlab"
 )
 
 // Ladder is a handshake drawn as a sequence diagram from a trial's pcaps.
@@ -17,10 +19,6 @@ type Ladder struct {
 	Trial string
 	File  string // relative to the results directory
 }
-
-// rendezvousPort says whether a port belongs to the rendezvous server
-// (its traffic is left out of ladders).
-func rendezvousPort(p uint16) bool { return p == 3478 || p == 3479 || p == 3480 }
 
 type arrow struct {
 	t        time.Time
@@ -40,6 +38,15 @@ func drawLadder(out string, t *Trial, path string) error {
 	if t.NATB != nil {
 		pub["nat-b"] = t.NATB.Public
 	}
+	// The rendezvous server's traffic (and NAT probing toward it) is left out.
+	rv := map[netip.Addr]bool{}
+	if topo, err := natlab.LoadTopology(t.Cell.Topology); err == nil {
+		for _, ps := range topo.Addresses("rv") {
+			for _, p := range ps {
+				rv[p.Addr()] = true
+			}
+		}
+	}
 	var arrows []arrow
 	for _, rel := range t.Pcaps {
 		base := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(rel), ".gz"), ".pcap")
@@ -58,7 +65,7 @@ func drawLadder(out string, t *Trial, path string) error {
 		}
 		for _, p := range pkts {
 			s, ok := decode(p)
-			if !ok || rendezvousPort(s.src.Port()) || rendezvousPort(s.dst.Port()) {
+			if !ok || rv[s.src.Addr()] || rv[s.dst.Addr()] || towardRV(s.inner, rv) {
 				continue
 			}
 			if s.icmp == "" && !strings.ContainsAny(s.flags, "SRF") {
@@ -67,9 +74,6 @@ func drawLadder(out string, t *Trial, path string) error {
 			label := s.flags
 			if s.icmp != "" {
 				label = "ICMP " + s.icmp
-				if strings.Contains(s.inner, ":3478") || strings.Contains(s.inner, ":3479") {
-					continue
-				}
 			}
 			label = fmt.Sprintf("%s %s→%s", label, s.src, s.dst)
 			a := arrow{t: s.t, label: label}
@@ -120,7 +124,7 @@ func drawLadder(out string, t *Trial, path string) error {
 	for i, a := range arrows {
 		y := top + rowH*i
 		color := "#1f4e99"
-		if strings.HasPrefix(a.label, "R") || strings.Contains(a.label, "RA ") {
+		if flags, _, _ := strings.Cut(a.label, " "); strings.Contains(flags, "R") {
 			color = "#b22"
 		} else if strings.HasPrefix(a.label, "ICMP") {
 			color = "#b70"

@@ -75,9 +75,10 @@ type Trial struct {
 
 // worker owns one lab per topology and reuses it between trials.
 type worker struct {
-	id   int
-	opt  *Options
-	labs map[string]*natlab.Lab
+	id     int
+	opt    *Options
+	labs   map[string]*natlab.Lab
+	trials int // trials run, to rotate the rendezvous ports
 }
 
 func (w *worker) close() {
@@ -283,9 +284,13 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		return nil, err
 	}
 	addrs := rv.Addrs()
-	primary := netip.AddrPortFrom(addrs[0], 3478)
+	// A fresh server port per trial: the previous trials' TIME_WAIT state
+	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
+	w.trials++
+	port := uint16(10000 + (w.trials%2000)*3)
+	primary := netip.AddrPortFrom(addrs[0], port)
 	rz := exec.Command(filepath.Join(w.opt.Bin, "rendezvous"), "--listen", primary.String(),
-		"--secondary", netip.AddrPortFrom(addrs[1], 3479).String(), "--relay", netip.AddrPortFrom(addrs[0], 3480).String(),
+		"--secondary", netip.AddrPortFrom(addrs[1], port+1).String(), "--relay", netip.AddrPortFrom(addrs[0], port+2).String(),
 		"--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000")
 	if _, err := lab.Start("rv", rz); err != nil {
 		return nil, err
@@ -327,7 +332,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		return nil, err
 	}
 	var session string
-	timer := time.NewTimer(5 * time.Second)
+	timer := time.NewTimer(10 * time.Second)
 	for session == "" {
 		select {
 		case line, ok := <-la.got:
