@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -279,28 +278,16 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 			caps = append(caps, capRef{nat, ifc.Name, cp})
 		}
 	}
-	rv, err := lab.Node("rv")
-	if err != nil {
-		return nil, err
-	}
-	addrs := rv.Addrs()
 	// A fresh server port per trial: the previous trials' TIME_WAIT state
 	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
 	w.trials++
-	port := uint16(10000 + (w.trials%2000)*3)
-	primary := netip.AddrPortFrom(addrs[0], port)
-	rz := exec.Command(filepath.Join(w.opt.Bin, "rendezvous"), "--listen", primary.String(),
-		"--secondary", netip.AddrPortFrom(addrs[1], port+1).String(), "--relay", netip.AddrPortFrom(addrs[0], port+2).String(),
-		"--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000")
-	if _, err := lab.Start("rv", rz); err != nil {
-		return nil, err
-	}
-	if err := waitListening(ctx, rv, primary); err != nil {
+	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3))
+	if err != nil {
 		return nil, err
 	}
 	deadline := spec.Deadline
-	punch := func(node, session string) (*natlab.Process, *lineReader, error) {
-		args := []string{"punch", "--server", primary.String(), "--method", c.Method, "--json",
+	punch := func(node, session string) (*Running, error) {
+		args := []string{"punch", "--server", peers.Server.String(), "--method", c.Method,
 			"--timeout", deadline.String(), "--pings", "3"}
 		if session != "" {
 			args = append(args, "--session", session)
@@ -308,29 +295,13 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		if w.opt.AttemptTimeout > 0 {
 			args = append(args, "--attempt-timeout", w.opt.AttemptTimeout.String())
 		}
-		cmd := exec.Command(filepath.Join(w.opt.Bin, "machsend"), args...)
-		cmd.Env = append(os.Environ(), "MACHSEND_SECRET="+secret)
-		// Our own pipe, not StdoutPipe: the lab reaps the process as soon
-		// as it exits, and Wait would close a StdoutPipe under the reader.
-		r, wr, err := os.Pipe()
-		if err != nil {
-			return nil, nil, err
-		}
-		cmd.Stdout = wr
-		p, err := lab.Start(node, cmd)
-		wr.Close()
-		if err != nil {
-			r.Close()
-			return nil, nil, err
-		}
-		lr := collect(r)
-		go func() { <-lr.done; r.Close() }()
-		return p, lr, nil
+		return peers.Machsend(node, nil, args...)
 	}
-	pa, la, err := punch("a", "")
+	ra, err := punch("a", "")
 	if err != nil {
 		return nil, err
 	}
+	pa, la := ra.Proc, ra.lines
 	var session string
 	timer := time.NewTimer(10 * time.Second)
 	for session == "" {
@@ -347,10 +318,11 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		}
 	}
 	timer.Stop()
-	pb, lb, err := punch("b", session)
+	rb, err := punch("b", session)
 	if err != nil {
 		return nil, err
 	}
+	pb, lb := rb.Proc, rb.lines
 	waitProc := func(p *natlab.Process) {
 		select {
 		case <-p.Done():
@@ -451,8 +423,8 @@ func sanitize(s string) string {
 	return r.Replace(s)
 }
 
-// all2 returns the lines read so far without waiting for the end.
-func (r *lineReader) all2() []string {
+// snapshot returns the lines read so far without waiting for the end.
+func (r *lineReader) snapshot() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.lines...)

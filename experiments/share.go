@@ -41,17 +41,21 @@ type LabPeers struct {
 	Server netip.AddrPort
 }
 
-// StartRendezvous starts the rendezvous binary on rv and waits until it
-// listens. extra flags are appended (e.g. --fault-flip-byte).
-func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, extra ...string) (*LabPeers, error) {
+// StartRendezvous starts the rendezvous binary on rv (primary endpoint on
+// port, secondary on port+1, relay on port+2; port 0 means 3478) and waits
+// until it listens. extra flags are appended (e.g. --fault-flip-byte).
+func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint16, extra ...string) (*LabPeers, error) {
 	rv, err := lab.Node("rv")
 	if err != nil {
 		return nil, err
 	}
+	if port == 0 {
+		port = 3478
+	}
 	addrs := rv.Addrs()
-	primary := netip.AddrPortFrom(addrs[0], 3478)
-	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], 3479).String(),
-		"--relay", netip.AddrPortFrom(addrs[0], 3480).String(), "--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000"}, extra...)
+	primary := netip.AddrPortFrom(addrs[0], port)
+	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], port+1).String(),
+		"--relay", netip.AddrPortFrom(addrs[0], port+2).String(), "--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000"}, extra...)
 	if _, err := lab.Start("rv", exec.Command(filepath.Join(bin, "rendezvous"), args...)); err != nil {
 		return nil, err
 	}
@@ -74,9 +78,7 @@ func (r *Running) Events() []Event {
 		return parseEvents(r.lines.all())
 	default:
 	}
-	r.lines.mu.Lock()
-	defer r.lines.mu.Unlock()
-	return parseEvents(append([]string(nil), r.lines.lines...))
+	return parseEvents(r.lines.snapshot())
 }
 
 // Wait waits for the process and returns its exit error and events.

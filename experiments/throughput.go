@@ -80,7 +80,7 @@ func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float6
 	defer a.Proc.Kill()
 	var session string
 	for i := 0; i < 200 && session == ""; i++ {
-		session = parsePunch(a.lines.all2()).Session
+		session = parsePunch(a.lines.snapshot()).Session
 		time.Sleep(20 * time.Millisecond)
 	}
 	if session == "" {
@@ -128,7 +128,7 @@ func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*Thro
 		return nil, err
 	}
 	defer lab.Close()
-	peers, err := StartRendezvous(ctx, lab, opts.Bin)
+	peers, err := StartRendezvous(ctx, lab, opts.Bin, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func buildBin(t *testing.T) string {
 func labPeers(t *testing.T, bin, topology string, extra []string, profiles ...string) *LabPeers {
 	t.Helper()
 	lab := natlabtest.New(t, topology, profiles...)
-	p, err := StartRendezvous(context.Background(), lab, bin, extra...)
+	p, err := StartRendezvous(context.Background(), lab, bin, 0, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,8 +118,6 @@ func TestLoadProfileUnknown(t *testing.T) {
 }
 
 func FuzzParseProfile(f *testing.F) {
-	ps, _ := natlab.BuiltinProfiles()
-	_ = ps
 	f.Add([]byte("name: x\nnat: off\n"))
 	f.Add([]byte("name: a\nmapping: endpoint-independent\nport-allocation: sequential\nport-delta: 3\ntimers:\n  transitory: 1\n"))
 	f.Add([]byte("{name: [1, 2]}"))

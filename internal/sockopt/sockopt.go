@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,19 +58,6 @@ func Listen(ctx context.Context, laddr netip.AddrPort) (*net.TCPListener, error)
 		return nil, err
 	}
 	return ln.(*net.TCPListener), nil
-}
-
-// SetTTL changes IP_TTL on a connected or connecting socket.
-func SetTTL(c syscall.Conn, ttl int) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl) }); err != nil {
-		return err
-	}
-	return serr
 }
 
 // RawSocket is a TCP socket driven by hand, for the punching steps the net
@@ -161,14 +147,6 @@ func (s *RawSocket) Close() error {
 	err := unix.Close(s.fd)
 	s.fd = -1
 	return err
-}
-
-// Deadline is a helper for a context deadline as a time.
-func Deadline(ctx context.Context, d time.Duration) time.Time {
-	if dl, ok := ctx.Deadline(); ok {
-		return dl
-	}
-	return time.Now().Add(d)
 }
 
 // Outcome names what a connection attempt came to, in the vocabulary the
