@@ -58,6 +58,10 @@ type Lab struct {
 	captures map[*Capture]bool
 	closed   bool
 	attached bool // opened by Attach: Close does not tear down
+
+	impairMu sync.Mutex
+	impairs  map[string]map[string]Impairment // node -> network -> impairment
+	engines  map[string]*engine               // node -> delay engine
 }
 
 // Node is one namespace of a lab.
@@ -333,6 +337,11 @@ func (l *Lab) build(ctx context.Context) error {
 		}
 		mark("profile " + nat)
 	}
+	for _, li := range t.Impairments {
+		if err := l.ImpairLink(li); err != nil {
+			return fmt.Errorf("impairment on %s: %w", li.Network, err)
+		}
+	}
 	return nil
 }
 
@@ -564,6 +573,7 @@ func (l *Lab) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	l.stopRunning()
+	l.stopEngines()
 	for _, m := range l.mappers {
 		m.close()
 	}

@@ -35,6 +35,9 @@ type Topology struct {
 	Nodes       []NodeSpec `yaml:"nodes" json:"nodes"`
 	Networks    []NetSpec  `yaml:"networks" json:"networks"`
 	Routes      []Route    `yaml:"routes" json:"routes,omitempty"`
+	// Impairments shape links from the start (delay, jitter, loss,
+	// reordering, rate), each on one direction or both.
+	Impairments []LinkImpairment `yaml:"impairments" json:"impairments,omitempty"`
 	// Source is the file a topology was read from ("" when built in).
 	Source string `yaml:"-" json:"source,omitempty"`
 }
@@ -217,6 +220,20 @@ func (t *Topology) validate() error {
 		if n.Kind == KindNAT && !member[n.Name][n.WAN] {
 			return fmt.Errorf("nat %q: wan %q is not one of its networks", n.Name, n.WAN)
 		}
+	}
+	for i := range t.Impairments {
+		li := &t.Impairments[i]
+		if !seenNet[li.Network] {
+			return fmt.Errorf("impairment %d: unknown network %q", i, li.Network)
+		}
+		if li.From != "" && !member[li.From][li.Network] {
+			return fmt.Errorf("impairment %d: %q is not on network %q", i, li.From, li.Network)
+		}
+		im, err := ParseImpairment(li.Spec)
+		if err != nil {
+			return fmt.Errorf("impairment %d on %s: %v", i, li.Network, err)
+		}
+		li.Imp = im
 	}
 	for _, r := range t.Routes {
 		if nodes[r.Node] == nil || !t.shareNet(r.Node, r.Via) {

@@ -1,0 +1,384 @@
+package natlab
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// The delay datapath. netem is not built into this kernel, so every packet
+// a node sends on an impaired interface is handed to userspace by an
+// NFQUEUE rule (iptables-nft's xt target in the node's mangle POSTROUTING;
+// nft's native queue expression is not built here either). The engine, one
+// per node, reads only metadata (packet id, queue), decides each packet's
+// fate at once (lost, sent at once to overtake, or due at a time drawn from
+// the delay distribution) and sends verdicts when they are due: batched per
+// queue, since packets of one queue leave in arrival order. The last
+// stretch before a due time is waited out in short nanosleeps on a locked
+// thread, because Go's timers may fire up to a millisecond late.
+
+// queueMaxLen bounds packets held per queue (at 40 ms that is ~800k pps).
+const queueMaxLen = 32768
+
+// ImpairStats counts what one impaired direction did.
+type ImpairStats struct {
+	Node      string `json:"node"`
+	Network   string `json:"network"`
+	Spec      string `json:"spec"`
+	Queue     uint16 `json:"queue"`
+	Packets   uint64 `json:"packets"`
+	Dropped   uint64 `json:"dropped"`
+	Reordered uint64 `json:"reordered"`
+	Held      int    `json:"held"`
+}
+
+// dirState is one impaired egress: its queue and the state of its models.
+type dirState struct {
+	network string
+	imp     Impairment
+	queue   uint16
+	rng     *rand.Rand
+	bad     bool      // Gilbert state
+	lastDue time.Time // packets keep their order
+	fifo    []held    // due times non-decreasing
+	stats   ImpairStats
+}
+
+type held struct {
+	id  uint32
+	due time.Time
+}
+
+// fate decides one packet: dropped, sent now, or held until due.
+func (d *dirState) fate(now time.Time) (drop, now_ bool, due time.Time) {
+	im := d.imp
+	if im.Loss > 0 {
+		if im.Burst > 1 {
+			// Gilbert: bad state loses everything; mean burst Burst;
+			// stationary loss Loss.
+			pbg := 1 / im.Burst
+			pgb := im.Loss * pbg / (1 - im.Loss)
+			if d.bad {
+				d.bad = d.rng.Float64() >= pbg
+			} else {
+				d.bad = d.rng.Float64() < pgb
+			}
+			if d.bad {
+				return true, false, time.Time{}
+			}
+		} else if d.rng.Float64() < im.Loss {
+			return true, false, time.Time{}
+		}
+	}
+	if im.Reorder > 0 && d.rng.Float64() < im.Reorder {
+		return false, true, now
+	}
+	delay := im.Delay
+	if im.Jitter > 0 {
+		j := float64(im.Jitter)
+		var x float64
+		switch im.Dist {
+		case DistUniform:
+			x = (d.rng.Float64()*2 - 1) * j
+		case DistPareto:
+			// Pareto with shape 3: sd = xm*sqrt(3)/2, mean = 1.5 xm.
+			xm := 2 * j / math.Sqrt(3)
+			u := 1 - d.rng.Float64()
+			x = xm/math.Cbrt(u) - 1.5*xm
+		default:
+			x = d.rng.NormFloat64() * j
+		}
+		delay += time.Duration(x)
+		if delay < 0 {
+			delay = 0
+		}
+	}
+	due = now.Add(delay)
+	if due.Before(d.lastDue) {
+		due = d.lastDue
+	}
+	d.lastDue = due
+	return false, false, due
+}
+
+// engine runs the impaired directions of one node.
+type engine struct {
+	node string
+	ns   netns.NsHandle
+	q    *nfq
+
+	mu    sync.Mutex
+	dirs  map[uint16]*dirState // by queue
+	kick  chan struct{}
+	done  chan struct{}
+	wg    sync.WaitGroup
+	err   error // why the reader stopped (then every queued packet passes unimpaired or is lost)
+	close sync.Once
+}
+
+func startEngine(node string, ns netns.NsHandle) (*engine, error) {
+	q, err := dialNFQ(ns)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{node: node, ns: ns, q: q, dirs: map[uint16]*dirState{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	e.wg.Add(2)
+	go e.read()
+	go e.release()
+	return e, nil
+}
+
+// set installs or replaces the impairment of one direction. A new direction
+// gets a queue number of its own (random, so that a queue a dying engine
+// still holds is never reused).
+func (e *engine) set(network string, im Impairment, seed uint64) (uint16, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return 0, fmt.Errorf("impairment engine of %s stopped: %w", e.node, e.err)
+	}
+	for _, d := range e.dirs {
+		if d.network == network {
+			d.imp = im
+			d.rng = rand.New(rand.NewPCG(seed, uint64(d.queue)))
+			d.bad = false
+			d.stats.Spec = im.String()
+			return d.queue, nil
+		}
+	}
+	var qn uint16
+	for {
+		qn = uint16(1 + rand.IntN(65000))
+		if e.dirs[qn] == nil {
+			break
+		}
+	}
+	if err := e.q.bind(qn, queueMaxLen); err != nil {
+		return 0, err
+	}
+	e.dirs[qn] = &dirState{network: network, imp: im, queue: qn,
+		rng:   rand.New(rand.NewPCG(seed, uint64(qn))),
+		stats: ImpairStats{Node: e.node, Network: network, Spec: im.String(), Queue: qn}}
+	return qn, nil
+}
+
+// queues returns the queue number of each direction, by network.
+func (e *engine) queues() map[string]uint16 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]uint16{}
+	for q, d := range e.dirs {
+		out[d.network] = q
+	}
+	return out
+}
+
+// stats returns a copy of every direction's counters, by network.
+func (e *engine) stats() []ImpairStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []ImpairStats
+	for _, d := range e.dirs {
+		s := d.stats
+		s.Held = len(d.fifo)
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Network < out[j].Network })
+	return out
+}
+
+func (e *engine) fail(err error) {
+	e.mu.Lock()
+	if e.err == nil {
+		e.err = err
+	}
+	e.mu.Unlock()
+}
+
+// Err returns why the engine stopped working, or nil.
+func (e *engine) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+func (e *engine) read() {
+	defer e.wg.Done()
+	// Blocking reads on a thread of their own.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer unix.Close(e.q.fd)
+	buf := make([]byte, 1<<20)
+	for {
+		if e.q.closed.Load() {
+			return
+		}
+		pkts, err := e.q.recv(buf)
+		if errors.Is(err, errTimeout) {
+			continue
+		}
+		if err != nil {
+			if !e.q.closed.Load() {
+				e.fail(fmt.Errorf("receive: %w", err))
+			}
+			return
+		}
+		if len(pkts) == 0 {
+			continue
+		}
+		now := time.Now()
+		var verdicts []netlink.Message
+		kicked := false
+		e.mu.Lock()
+		for _, p := range pkts {
+			d := e.dirs[p.queue]
+			if d == nil {
+				verdicts = append(verdicts, verdictMsg(p.queue, p.id, nfAccept, false))
+				continue
+			}
+			d.stats.Packets++
+			drop, immediate, due := d.fate(now)
+			switch {
+			case drop:
+				d.stats.Dropped++
+				verdicts = append(verdicts, verdictMsg(p.queue, p.id, nfDrop, false))
+			case immediate:
+				d.stats.Reordered++
+				verdicts = append(verdicts, verdictMsg(p.queue, p.id, nfAccept, false))
+			case !due.After(now) && len(d.fifo) == 0:
+				verdicts = append(verdicts, verdictMsg(p.queue, p.id, nfAccept, false))
+			default:
+				if len(d.fifo) == 0 {
+					kicked = true
+				}
+				d.fifo = append(d.fifo, held{p.id, due})
+			}
+		}
+		e.mu.Unlock()
+		if len(verdicts) > 0 {
+			if err := e.q.send(verdicts); err != nil && !e.q.closed.Load() {
+				e.fail(fmt.Errorf("verdict: %w", err))
+			}
+		}
+		if kicked {
+			select {
+			case e.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// spin is how long before a due time the releaser stops trusting timers.
+const spin = 1500 * time.Microsecond
+
+func (e *engine) release() {
+	defer e.wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		e.mu.Lock()
+		var next time.Time
+		for _, d := range e.dirs {
+			if len(d.fifo) > 0 && (next.IsZero() || d.fifo[0].due.Before(next)) {
+				next = d.fifo[0].due
+			}
+		}
+		e.mu.Unlock()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = time.Until(next)
+		}
+		if wait > spin {
+			timer.Reset(wait - spin)
+			select {
+			case <-e.done:
+				return
+			case <-e.kick:
+				if !timer.Stop() {
+					<-timer.C
+				}
+				continue
+			case <-timer.C:
+				continue
+			}
+		}
+		for {
+			w := time.Until(next)
+			if w <= 0 {
+				break
+			}
+			if w > 120*time.Microsecond {
+				// nanosleep overshoots by some tens of µs: stop short.
+				ts := unix.NsecToTimespec(int64(w - 80*time.Microsecond))
+				_ = unix.Nanosleep(&ts, nil)
+			}
+			// The last stretch: spin.
+		}
+		now := time.Now()
+		var verdicts []netlink.Message
+		e.mu.Lock()
+		for _, d := range e.dirs {
+			n := 0
+			for n < len(d.fifo) && !d.fifo[n].due.After(now) {
+				n++
+			}
+			if n == 0 {
+				continue
+			}
+			verdicts = append(verdicts, verdictMsg(d.queue, d.fifo[n-1].id, nfAccept, true))
+			d.fifo = append(d.fifo[:0], d.fifo[n:]...)
+		}
+		e.mu.Unlock()
+		if len(verdicts) > 0 {
+			if err := e.q.send(verdicts); err != nil && !e.q.closed.Load() {
+				e.fail(fmt.Errorf("verdict: %w", err))
+			}
+		}
+		select {
+		case <-e.done:
+			return
+		default:
+		}
+	}
+}
+
+// stop closes the socket: the kernel unbinds its queues, and packets still
+// held are dropped (the rules bypass a queue with no listener).
+func (e *engine) stop() {
+	e.close.Do(func() {
+		close(e.done)
+		e.q.close()
+		e.wg.Wait()
+	})
+}
+
+// impairRules renders the node's mangle table: one NFQUEUE rule per queued
+// direction. The table belongs to natlab (iptables-nft's "ip mangle").
+func impairRules(dirs map[string]uint16) string {
+	var b strings.Builder
+	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+	var nets []string
+	for n := range dirs {
+		nets = append(nets, n)
+	}
+	sort.Strings(nets)
+	for _, n := range nets {
+		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d --queue-bypass\n", n, dirs[n])
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}

@@ -1,0 +1,233 @@
+package natlab_test
+
+import (
+	"errors"
+	"math"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/measure"
+	"github.com/machsend/machsend/natlab/natlabtest"
+)
+
+func TestParseImpairment(t *testing.T) {
+	ms := time.Millisecond
+	cases := []struct {
+		name string
+		in   string
+		want natlab.Impairment
+		err  bool
+	}{
+		{"none", "none", natlab.Impairment{}, false},
+		{"empty", "", natlab.Impairment{}, false},
+		{"delay", "delay=20ms", natlab.Impairment{Delay: 20 * ms}, false},
+		{"all", "delay=20ms,jitter=2ms dist=pareto loss=0.5% burst=3 reorder=10% rate=50mbit",
+			natlab.Impairment{Delay: 20 * ms, Jitter: 2 * ms, Dist: "pareto", Loss: 0.005, Burst: 3, Reorder: 0.1, Rate: 50_000_000}, false},
+		{"fraction", "loss=0.01", natlab.Impairment{Loss: 0.01}, false},
+		{"negative delay", "delay=-1ms", natlab.Impairment{}, true},
+		{"huge delay", "delay=1h", natlab.Impairment{}, true},
+		{"loss over 100", "loss=150%", natlab.Impairment{}, true},
+		{"unknown key", "latency=3ms", natlab.Impairment{}, true},
+		{"no value", "delay", natlab.Impairment{}, true},
+		{"twice", "delay=1ms delay=2ms", natlab.Impairment{}, true},
+		{"bad dist", "jitter=1ms dist=cauchy", natlab.Impairment{}, true},
+		{"dist without jitter", "dist=uniform", natlab.Impairment{}, true},
+		{"bad rate", "rate=fast", natlab.Impairment{}, true},
+		{"burst below 1", "loss=1% burst=0.5", natlab.Impairment{}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := natlab.ParseImpairment(c.in)
+			if c.err {
+				if !errors.Is(err, natlab.ErrImpairment) {
+					t.Fatalf("ParseImpairment(%q) = %v, %v; want ErrImpairment", c.in, got, err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("ParseImpairment(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
+			}
+			// String round-trips.
+			again, err := natlab.ParseImpairment(got.String())
+			if err != nil || again != got {
+				t.Fatalf("round trip of %q via %q = %+v, %v", c.in, got.String(), again, err)
+			}
+		})
+	}
+}
+
+func FuzzParseImpairment(f *testing.F) {
+	for _, s := range []string{"delay=20ms jitter=2ms", "loss=5% burst=3", "rate=10mbit", "reorder=10% delay=1s", "none"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		im, err := natlab.ParseImpairment(s)
+		if err != nil {
+			return
+		}
+		again, err := natlab.ParseImpairment(im.String())
+		if err != nil {
+			t.Fatalf("String() of a parsed impairment does not parse: %q -> %q: %v", s, im.String(), err)
+		}
+		if again.Delay != im.Delay || again.Jitter != im.Jitter || again.Rate != im.Rate {
+			t.Fatalf("round trip changed %+v into %+v", im, again)
+		}
+	})
+}
+
+// impairLab is a two-NAT lab with a and rv as the ends; wan-a carries the
+// impairment.
+func impairLab(t *testing.T) (*natlab.Lab, *natlab.Node, *natlab.Node) {
+	t.Helper()
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat", "port-restricted-cone")
+	return l, node(t, l, "a"), node(t, l, "rv")
+}
+
+// Measured RTT through the delay queue is within 1 ms of the configured
+// RTT at 10-200 ms (delay on both directions of wan-a, half the RTT each).
+func TestImpairDelay(t *testing.T) {
+	l, a, rv := impairLab(t)
+	base, err := measure.RTT(a.Handle, rv.Handle, netip.MustParseAddrPort("192.0.2.2:7001"), 50, 2*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseMed := measure.Median(base)
+	for i, rtt := range []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond} {
+		t.Run(rtt.String(), func(t *testing.T) {
+			if err := l.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: "delay=" + (rtt / 2).String()}); err != nil {
+				t.Fatal(err)
+			}
+			rtts, err := measure.RTT(a.Handle, rv.Handle, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(7010+i)), 40, 5*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			med := measure.Median(rtts)
+			t.Logf("configured %v: median %v (min %v, max %v; unimpaired %v)", rtt, med, rtts[0], rtts[len(rtts)-1], baseMed)
+			if d := med - rtt; d < 0 || d > time.Millisecond {
+				t.Errorf("median RTT %v, configured %v: off by %v (allowed 0..1 ms)", med, rtt, d)
+			}
+			if len(rtts) != 40 {
+				t.Errorf("%d of 40 echoes came back without loss configured", len(rtts))
+			}
+		})
+	}
+	if err := l.ImpairErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Loss rates fall in the binomial 99% interval; bursty loss keeps its rate
+// and its mean burst length.
+func TestImpairLoss(t *testing.T) {
+	l, a, rv := impairLab(t)
+	cases := []struct {
+		name  string
+		spec  string
+		p     float64
+		burst float64
+	}{
+		{"random 1%", "loss=1%", 0.01, 0},
+		{"random 5%", "loss=5%", 0.05, 0},
+		{"bursty 5% of 4", "loss=5% burst=4", 0.05, 4},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment(c.spec)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 40000
+			s, err := measure.Datagrams(a.Handle, rv.Handle, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(7100+i)), n, 64, 20000, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: loss %.3f%% (%d/%d), mean burst %.2f", c.spec, s.Loss*100, s.Sent-s.Received, s.Sent, s.MeanBurst)
+			if c.burst == 0 {
+				lo, hi := measure.Binomial99(n, c.p)
+				if s.Loss < lo || s.Loss > hi {
+					t.Errorf("loss %.4f outside the 99%% interval [%.4f, %.4f]", s.Loss, lo, hi)
+				}
+				return
+			}
+			// Losses come in bursts: the effective sample is about n/burst
+			// independent events, widened by the burst variance.
+			lo, hi := measure.Binomial99(int(float64(n)/(2*c.burst)), c.p)
+			if s.Loss < lo || s.Loss > hi {
+				t.Errorf("bursty loss %.4f outside [%.4f, %.4f]", s.Loss, lo, hi)
+			}
+			if math.Abs(s.MeanBurst-c.burst) > 0.25*c.burst {
+				t.Errorf("mean burst %.2f, configured %.0f", s.MeanBurst, c.burst)
+			}
+		})
+	}
+}
+
+// Reordering sends the configured fraction at once, overtaking the delayed
+// ones; jitter alone keeps the order.
+func TestImpairReorder(t *testing.T) {
+	l, a, rv := impairLab(t)
+	for i, c := range []struct {
+		name string
+		spec string
+		p    float64
+	}{
+		{"reorder 10%", "delay=10ms reorder=10%", 0.10},
+		{"jitter keeps order", "delay=10ms jitter=3ms", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment(c.spec)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 5000
+			s, err := measure.Datagrams(a.Handle, rv.Handle, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(7200+i)), n, 64, 2000, 300*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frac := float64(s.Overtook) / float64(s.Received)
+			t.Logf("%s: %.2f%% overtook, received %d/%d", c.spec, frac*100, s.Received, s.Sent)
+			if s.Received != n {
+				t.Errorf("lost %d datagrams without loss configured", n-s.Received)
+			}
+			if c.p == 0 {
+				if s.Overtook != 0 {
+					t.Errorf("%d datagrams overtook with jitter alone", s.Overtook)
+				}
+				return
+			}
+			lo, hi := measure.Binomial99(n, c.p)
+			if frac < lo || frac > hi {
+				t.Errorf("overtaking fraction %.4f outside [%.4f, %.4f]", frac, lo, hi)
+			}
+		})
+	}
+}
+
+// Rate limits hold within 5% on the wire.
+func TestImpairRate(t *testing.T) {
+	l, a, rv := impairLab(t)
+	for i, mbit := range []uint64{10, 50, 200} {
+		t.Run(natlab.FormatRate(mbit*1e6), func(t *testing.T) {
+			if err := l.Impair("nat-a", "wan-a", natlab.Impairment{Rate: mbit * 1e6}); err != nil {
+				t.Fatal(err)
+			}
+			bytes := int64(mbit*1e6/8) * 3 // three seconds' worth
+			b, err := measure.TCPBulk(a.Handle, rv.Handle, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(7300+i)), bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ratio := b.Wire / float64(mbit*1e6)
+			t.Logf("%d Mbit/s: wire %.2f Mbit/s (ratio %.3f), goodput %.2f Mbit/s", mbit, b.Wire/1e6, ratio, b.Goodput/1e6)
+			if math.Abs(ratio-1) > 0.05 {
+				t.Errorf("wire rate %.2f Mbit/s against %d configured (ratio %.3f)", b.Wire/1e6, mbit, ratio)
+			}
+		})
+	}
+	if err := l.Impair("nat-a", "wan-a", natlab.Impairment{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Impairments(); len(got) != 0 {
+		t.Errorf("impairments left after removal: %+v", got)
+	}
+}
