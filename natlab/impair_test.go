@@ -231,3 +231,77 @@ func TestImpairRate(t *testing.T) {
 		t.Errorf("impairments left after removal: %+v", got)
 	}
 }
+
+// A topology file's impairments are in force once the lab is up, in each
+// direction as written.
+func TestTopologyImpairments(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat-broadband", "port-restricted-cone")
+	a, rv := node(t, l, "a"), node(t, l, "rv")
+	rtts, err := measure.RTT(a.Handle, rv.Handle, netip.MustParseAddrPort("192.0.2.2:7400"), 60, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a -> rv: lan-a twice (1 ms each way) and wan-a twice (7.5 ms each way).
+	med := measure.Median(rtts)
+	t.Logf("a -> rv: median %v over %d replies; impairments %+v", med, len(rtts), l.Impairments())
+	if med < 16*time.Millisecond || med > 19*time.Millisecond {
+		t.Errorf("median RTT %v, want about 17 ms (1 ms jitter each way)", med)
+	}
+	got := l.Impairments()
+	if len(got) != 8 {
+		t.Fatalf("%d impaired directions, want 8: %+v", len(got), got)
+	}
+	for _, s := range got {
+		if s.Node == "nat-a" && s.Network == "wan-a" && s.Spec != "delay=7.5ms jitter=1ms loss=0.5% rate=10mbit" {
+			t.Errorf("nat-a/wan-a runs %q", s.Spec)
+		}
+	}
+}
+
+// Cross traffic from a host beside A takes the ports a sequential NAT would
+// have given A next: what breaks port prediction.
+func TestCrossTraffic(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat-cross", "nat-a=symmetric-sequential", "nat-b=port-restricted-cone")
+	a, rv := node(t, l, "a"), node(t, l, "rv")
+	ln := listenOn(t, rv, netip.MustParseAddrPort("192.0.2.2:7500"))
+	observed := make(chan netip.AddrPort, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			observed <- netip.MustParseAddrPort(c.RemoteAddr().String())
+			c.Close()
+		}
+	}()
+	port := func() uint16 {
+		t.Helper()
+		c, err := dialFrom(t, a, netip.MustParseAddrPort("192.0.2.2:7500"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		return (<-observed).Port()
+	}
+	p1 := port()
+	p2 := port()
+	quiet := int(p2) - int(p1)
+	cross, err := l.CrossTraffic("c", "rv", netip.MustParseAddrPort("192.0.2.3:7501"), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	p3 := port()
+	st := cross.Stop()
+	busy := int(p3) - int(p2)
+	t.Logf("quiet step %d, step with cross traffic %d (%d/%d cross connections)", quiet, busy, st.Connected, st.Attempted)
+	if quiet != 1 {
+		t.Fatalf("quiet allocation step %d, want 1 (symmetric-sequential)", quiet)
+	}
+	if st.Connected < 10 || busy < int(st.Connected)/2 {
+		t.Errorf("cross traffic made %d connections but A's port moved only %d", st.Connected, busy)
+	}
+}

@@ -307,6 +307,9 @@ func (l *Lab) build(ctx context.Context) error {
 			return fmt.Errorf("network %s: %w", t.Networks[i].Name, err)
 		}
 	}
+	if err := l.pinNeighbours(); err != nil {
+		return err
+	}
 	mark("networks")
 	for _, n := range t.Nodes {
 		if n.Gateway == "" {
@@ -409,6 +412,51 @@ func (l *Lab) buildNetwork(nw *NetSpec, handles map[string]netns.NsHandle) error
 			return fmt.Errorf("%s up: %w", m, err)
 		}
 		n.Ifaces = append(n.Ifaces, iface)
+	}
+	return nil
+}
+
+// pinNeighbours installs a permanent neighbour entry on every member of
+// every network for every other member's addresses. The kernel's neighbour
+// table is shared by all namespaces and capped by the root namespace's
+// gc_thresh3 (1024 here, a sysctl natlab must not touch); dozens of labs in
+// parallel overflow it ("neighbor table overflow"), and hosts then fail
+// with "no route to host". Permanent entries are exempt from the cap.
+func (l *Lab) pinNeighbours() error {
+	for _, nw := range l.Topology.Networks {
+		type end struct {
+			n     *Node
+			idx   int
+			mac   net.HardwareAddr
+			addrs []netip.Prefix
+		}
+		var ends []end
+		for m := range nw.Members {
+			n := l.Nodes[m]
+			link, err := n.nl.LinkByName(nw.Name)
+			if err != nil {
+				return fmt.Errorf("neighbours on %s/%s: %w", m, nw.Name, err)
+			}
+			var addrs []netip.Prefix
+			for i := range nw.Members[m] {
+				addrs = append(addrs, nw.addr(m, i))
+			}
+			ends = append(ends, end{n, link.Attrs().Index, link.Attrs().HardwareAddr, addrs})
+		}
+		for _, e := range ends {
+			for _, o := range ends {
+				if o.n == e.n {
+					continue
+				}
+				for _, a := range o.addrs {
+					err := e.n.nl.NeighSet(&netlink.Neigh{LinkIndex: e.idx, Family: netlink.FAMILY_V4,
+						State: netlink.NUD_PERMANENT, IP: net.IP(addrBytes(a.Addr())), HardwareAddr: o.mac})
+					if err != nil {
+						return fmt.Errorf("neighbour %s on %s/%s: %w", a.Addr(), e.n.Name, nw.Name, err)
+					}
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -170,6 +170,9 @@ func removeLab(lab string, namespaces []string) error {
 	if err := os.Remove(recordPath(lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove record: %w", err))
 	}
+	if err := os.Remove(controlPath(lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove control socket: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

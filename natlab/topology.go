@@ -150,6 +150,15 @@ func labSafe(p netip.Prefix) bool {
 	return false
 }
 
+// Validate checks a topology built or changed in code (ParseTopology
+// validates what it reads).
+func (t *Topology) Validate() error {
+	if err := t.validate(); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrTopology, t.Name, err)
+	}
+	return nil
+}
+
 func (t *Topology) validate() error {
 	if !validName(t.Name) {
 		return fmt.Errorf("name %q: use lower-case letters, digits and '-'", t.Name)

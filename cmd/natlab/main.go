@@ -9,6 +9,7 @@
 //	natlab capture LAB NODE IFACE -w FILE [--duration D]
 //	natlab conntrack LAB NODE [--json]       conntrack snapshot of a node
 //	natlab rules LAB NODE                    the nftables ruleset of a NAT node
+//	natlab impair LAB [NODE NETWORK SPEC]    set (or list) a link direction's impairment
 //	natlab check PROFILE... | --all [--json] verify realised profiles by probing
 //	natlab down LAB                          remove a lab
 //	natlab clean                             remove leftovers of crashed runs
@@ -40,17 +41,22 @@ const usage = `natlab: NAT laboratories from network namespaces and netfilter
 usage:
   natlab profiles [--json]
   natlab topologies [--json]
-  natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=PROFILE ...] [--foreground]
+  natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=PROFILE ...]
+            [--impair NETWORK[:FROM]=SPEC ...] [--foreground]
   natlab ls [--json]
   natlab exec LAB NODE -- CMD [ARG...]
   natlab capture LAB NODE IFACE -w FILE [--duration D]
   natlab conntrack LAB NODE [--json]
   natlab rules LAB NODE
+  natlab impair LAB [NODE NETWORK SPEC] [--json]
   natlab check PROFILE... | --all [--json] [--parallel N]
   natlab down LAB
   natlab clean
 
 PROFILE and TOPOLOGY are built-in names or paths to YAML files.
+SPEC is an impairment of the packets NODE sends on NETWORK, for example
+"delay=20ms jitter=2ms dist=normal loss=0.5% burst=3 reorder=1% rate=50mbit",
+or "none" to remove it.
 `
 
 func main() {
@@ -96,6 +102,8 @@ func run(cmd string, args []string, out io.Writer) error {
 		return cmdConntrack(args, out)
 	case "rules":
 		return cmdRules(args, out)
+	case "impair":
+		return cmdImpair(args, out)
 	case "check":
 		return cmdCheck(args, out)
 	case "down":
@@ -226,8 +234,9 @@ func upOptions(args []string) (natlab.Options, bool, error) {
 	name := fs.String("name", "", "lab name (1-8 lower-case letters/digits; default random)")
 	profile := fs.String("profile", "linux-default", "profile for every NAT not named by --nat")
 	fg := fs.Bool("foreground", false, "hold the lab in this process until interrupted")
-	var nats multiFlag
+	var nats, impairs multiFlag
 	fs.Var(&nats, "nat", "NODE=PROFILE for one NAT node (repeatable)")
+	fs.Var(&impairs, "impair", "NETWORK[:FROM]=SPEC: impair a link, one direction with :FROM (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return natlab.Options{}, false, err
@@ -254,6 +263,19 @@ func upOptions(args []string) (natlab.Options, bool, error) {
 			return o, false, err
 		}
 		o.Profiles[node] = p
+	}
+	for _, s := range impairs {
+		link, spec, ok := strings.Cut(s, "=")
+		if !ok {
+			return o, false, fmt.Errorf("--impair %q: want NETWORK[:FROM]=SPEC", s)
+		}
+		nw, from, _ := strings.Cut(link, ":")
+		t := *o.Topology
+		t.Impairments = append(append([]natlab.LinkImpairment(nil), t.Impairments...), natlab.LinkImpairment{Network: nw, From: from, Spec: spec})
+		if err := t.Validate(); err != nil {
+			return o, false, fmt.Errorf("--impair %q: %w", s, err)
+		}
+		o.Topology = &t
 	}
 	return o, *fg, nil
 }
@@ -326,6 +348,11 @@ func hold(o natlab.Options, out io.Writer) error {
 	if err := lab.UpdateRecord(desc); err != nil {
 		return err
 	}
+	stopControl, err := lab.ServeControl()
+	if err != nil {
+		return err
+	}
+	defer stopControl()
 	fmt.Fprintf(out, "%s\n", desc)
 	if f, ok := out.(*os.File); ok && f == os.Stdout {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
@@ -335,6 +362,37 @@ func hold(o natlab.Options, out io.Writer) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// cmdImpair changes (or lists) impairments of a lab held by natlab up.
+func cmdImpair(args []string, out io.Writer) error {
+	fs := newFlags("impair")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	req := natlab.ControlRequest{Op: "list"}
+	switch len(pos) {
+	case 1:
+	case 4:
+		req = natlab.ControlRequest{Op: "impair", Node: pos[1], Network: pos[2], Spec: pos[3]}
+	default:
+		return fmt.Errorf("impair: want LAB [NODE NETWORK SPEC]")
+	}
+	rep, err := natlab.Control(pos[0], req)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(out, rep.Impairments)
+	}
+	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNETWORK\tIMPAIRMENT\tPACKETS\tDROPPED\tREORDERED\tHELD")
+	for _, s := range rep.Impairments {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.Node, s.Network, s.Spec, s.Packets, s.Dropped, s.Reordered, s.Held)
+	}
+	return tw.Flush()
 }
 
 func cmdLs(args []string, out io.Writer) error {
