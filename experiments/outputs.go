@@ -186,7 +186,9 @@ func WriteOutputs(out string) error {
 	if len(trials) == 0 {
 		return fmt.Errorf("no trials in %s", out)
 	}
-	cells := Summarise(trials)
+	all := trials
+	trials, impaired := splitImpaired(all)
+	cells := Summarise(all)
 	if err := writeCellsCSV(filepath.Join(out, "cells.csv"), cells); err != nil {
 		return err
 	}
@@ -208,7 +210,7 @@ func WriteOutputs(out string) error {
 	if p, err := LoadPopulation("experiments/population.yaml"); err == nil {
 		pop = p
 	}
-	return writeReport(out, trials, cells, pop, ladders)
+	return writeReport(out, trials, impaired, Summarise(trials), pop, ladders)
 }
 
 func writeCellsCSV(path string, cells []*CellStats) error {

@@ -11,7 +11,7 @@ import (
 
 // writeReport writes REPORT.md: what was run, the tables, the pictures, the
 // disagreements with the model, and what they mean.
-func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Population, ladders []Ladder) error {
+func writeReport(out string, trials, impaired []*Trial, cells []*CellStats, pop *Population, ladders []Ladder) error {
 	var info RunInfo
 	readJSON(filepath.Join(out, "run.json"), &info)
 	var b strings.Builder
@@ -32,7 +32,7 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 			labErrors++
 		}
 	}
-	p("- %d trials in %d cells; code `%s`, kernel `%s`, %s", len(trials), len(cells), info.CodeVersion, info.Kernel, info.GoVersion)
+	p("- %d trials in %d cells without impairments, %d more under impairment cases (below); code `%s`, kernel `%s`, %s", len(trials), len(cells), len(impaired), info.CodeVersion, info.Kernel, info.GoVersion)
 	if labErrors > 0 {
 		p("- %d trials could not be run (twice) because of a lab problem; they are recorded with `lab_error` in trials.jsonl and left out of every figure", labErrors)
 	}
@@ -40,8 +40,8 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 		p("- run took %s (%s to %s)", info.Finished.Sub(info.Started).Round(1e9), info.Started.Format("2006-01-02 15:04"), info.Finished.Format("15:04 MST"))
 	}
 	p("- every trial runs the real `rendezvous` and `machsend punch` binaries inside a fresh-state natlab lab (netfilter NATs in network namespaces); a trial succeeds when both peers report the same authenticated connection and three round trips cross it")
-	p("- lab delay: none. No delay is emulated, so which peer's SYN reaches the other NAT first is decided by scheduling jitter; results that depend on that race are marked as such by the model")
-	p("- profile hashes, inputs, attempts, timings, classification and evidence of every trial are in `trials.jsonl`; per-cell figures in `cells.csv`, per-method in `methods.csv`; captures (both sides of each NAT) and conntrack snapshots are kept for every failure and one success per cell under `pcaps/`")
+	p("- lab delay in the main matrix: none. No delay is emulated there, so which peer's SYN reaches the other NAT first is decided by scheduling jitter; results that depend on that race are marked as such by the model")
+	p("- profile hashes, inputs, attempts, timings, classification and evidence of every trial are in `trials.jsonl`; per-cell figures in `cells.csv`, per-method in `methods.csv`; captures (both sides of each NAT) and conntrack snapshots are kept under `pcaps/` for the first trial of each outcome class per topology, method and impairment case (every trial is captured and classified; one exemplar per class is kept, so the repository stays small)")
 	p("")
 
 	ms := summariseMethods(trials, "two-nat")
@@ -90,8 +90,8 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 	}
 	sort.Strings(profs)
 	rate := func(a, b, m string) (string, *CellStats) {
-		for _, k := range []string{Cell{"two-nat", map[string]string{"nat-a": a, "nat-b": b}, m}.Key(),
-			Cell{"two-nat", map[string]string{"nat-a": b, "nat-b": a}, m}.Key()} {
+		for _, k := range []string{Cell{Topology: "two-nat", Profiles: map[string]string{"nat-a": a, "nat-b": b}, Method: m}.Key(),
+			Cell{Topology: "two-nat", Profiles: map[string]string{"nat-a": b, "nat-b": a}, Method: m}.Key()} {
 			if c := cellBy[k]; c != nil {
 				return fmt.Sprintf("%.0f%%", 100*c.Rate()), c
 			}
@@ -196,6 +196,10 @@ func writeReport(out string, trials []*Trial, cells []*CellStats, pop *Populatio
 			}
 		}
 		p("")
+	}
+
+	if err := writeImpairmentSection(p, filepath.Join(out, "plots"), trials, impaired); err != nil {
+		return err
 	}
 
 	var tr ThroughputResult

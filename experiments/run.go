@@ -74,6 +74,32 @@ func LoadTrials(path string) ([]*Trial, error) {
 	return out, sc.Err()
 }
 
+// evidenceSet remembers which outcome classes already have their captures
+// kept: one exemplar per topology, method, case and class.
+type evidenceSet struct {
+	mu   sync.Mutex
+	kept map[string]bool
+}
+
+func evidenceKey(t *Trial) string {
+	return strings.Join([]string{t.Cell.Topology, t.Cell.Method, t.Cell.Case, t.Class, fmt.Sprint(t.Success)}, "|")
+}
+
+// claim reports whether t is the first of its kind (and so keeps its pcaps).
+func (e *evidenceSet) claim(t *Trial) bool {
+	if e == nil {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := evidenceKey(t)
+	if e.kept[k] {
+		return false
+	}
+	e.kept[k] = true
+	return true
+}
+
 // Run executes every trial of spec not already in opts.Out (so an
 // interrupted run resumes), in parallel labs, appending to trials.jsonl.
 func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
@@ -97,15 +123,15 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 		os.RemoveAll(filepath.Join(opts.Out, "pcaps"))
 	}
 	done := map[string]bool{}
-	pcapKept := map[string]bool{}
+	opts.evidence = &evidenceSet{kept: map[string]bool{}}
 	prev, err := LoadTrials(path)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range prev {
 		done[t.ID] = true
-		if t.Success && len(t.Pcaps) > 0 {
-			pcapKept[t.Cell.Key()] = true
+		if len(t.Pcaps) > 0 {
+			opts.evidence.kept[evidenceKey(t)] = true
 		}
 	}
 	info := &RunInfo{Spec: spec, CodeVersion: codeVersion(), Kernel: kernel(), GoVersion: runtime.Version(),
@@ -118,9 +144,17 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 		rep  int
 	}
 	var jobs []job
-	for rep := 0; rep < spec.Repetitions; rep++ {
+	maxReps := spec.Repetitions
+	for _, c := range cells {
+		maxReps = max(maxReps, c.Reps)
+	}
+	for rep := 0; rep < maxReps; rep++ {
 		for _, c := range cells {
-			if !done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
+			reps := spec.Repetitions
+			if c.Reps > 0 {
+				reps = c.Reps
+			}
+			if rep < reps && !done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
 				jobs = append(jobs, job{c, rep})
 			}
 		}
@@ -144,18 +178,14 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &worker{id: i, opt: &opts, labs: map[string]*natlab.Lab{}}
+			w := &worker{id: i, opt: &opts, labs: map[string]*natlab.Lab{}, cases: map[*natlab.Lab]string{}}
 			defer w.close()
 			for j := range ch {
-				mu.Lock()
-				keep := !pcapKept[j.cell.Key()]
-				pcapKept[j.cell.Key()] = true
-				mu.Unlock()
 				var t *Trial
 				var err error
 				for try := 0; try < 2; try++ {
 					tctx, cancel := context.WithTimeout(ctx, spec.Deadline+20*time.Second)
-					t, err = w.runTrial(tctx, spec, j.cell, j.rep, keep)
+					t, err = w.runTrial(tctx, spec, j.cell, j.rep)
 					cancel()
 					if err == nil || ctx.Err() != nil {
 						break
@@ -166,6 +196,7 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 					}
 					w.close()
 					w.labs = map[string]*natlab.Lab{}
+					w.cases = map[*natlab.Lab]string{}
 				}
 				mu.Lock()
 				finished++
@@ -175,11 +206,11 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 						continue
 					}
 					// Twice unable to run: recorded as a lab error, not an outcome.
-					pcapKept[j.cell.Key()] = false
 					t = &Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
 						LabError: err.Error(), Class: "lab-error", Agree: true}
 					w.close()
 					w.labs = map[string]*natlab.Lab{}
+					w.cases = map[*natlab.Lab]string{}
 				}
 				b, _ := json.Marshal(t)
 				_, _ = f.Write(append(b, '\n'))

@@ -32,6 +32,8 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Log receives one line per finished trial (may be nil).
 	Log io.Writer
+
+	evidence *evidenceSet // which trials keep their captures (nil: all)
 }
 
 // Trial is the record of one trial: its exact inputs, what happened, the
@@ -69,7 +71,13 @@ type Trial struct {
 	// LabError is set when the trial could not be run (twice): it is not an
 	// outcome and is left out of every statistic.
 	LabError string `json:"lab_error,omitempty"`
-	Delay    string `json:"lab_delay"`
+	// Delay states the network conditions of the trial (the impairment
+	// case, or that none was emulated).
+	Delay string `json:"lab_delay"`
+	// Impairments is what the lab's impaired links did during the trial.
+	Impairments []natlab.ImpairStats `json:"impairments,omitempty"`
+	// Cross counts the cross-traffic connections made during the trial.
+	Cross *natlab.CrossStats `json:"cross,omitempty"`
 }
 
 // worker owns one lab per topology and reuses it between trials.
@@ -78,6 +86,9 @@ type worker struct {
 	opt    *Options
 	labs   map[string]*natlab.Lab
 	trials int // trials run, to rotate the rendezvous ports
+	// cases remembers the impairment case each lab runs, so it is only
+	// set again when it changes (a rebuilt lab starts with none).
+	cases map[*natlab.Lab]string
 }
 
 func (w *worker) close() {
@@ -130,6 +141,10 @@ func shortTopo(t string) string {
 		return "d"
 	case "hairpin":
 		return "h"
+	case "two-nat-cross":
+		return "c"
+	case "two-nat-broadband":
+		return "b"
 	}
 	return "u"
 }
@@ -246,9 +261,16 @@ func waitListening(ctx context.Context, n *natlab.Node, ap netip.AddrPort) error
 }
 
 // runTrial runs one trial in the worker's lab.
-func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keepPcap bool) (*Trial, error) {
+func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Trial, error) {
 	t := &Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
 		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
+	var ic *ImpairCase
+	if c.Case != "" {
+		if ic = spec.Impairments[c.Case]; ic == nil {
+			return nil, fmt.Errorf("unknown impairment case %q", c.Case)
+		}
+		t.Delay = c.Case + ": " + ic.String()
+	}
 	pred, err := Predict(c)
 	if err != nil {
 		return nil, err
@@ -261,6 +283,16 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 	lab, err := w.lab(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
+	}
+	if w.cases[lab] != c.Case {
+		if err := ic.apply(lab); err != nil {
+			return nil, fmt.Errorf("impairment case %s: %w", c.Case, err)
+		}
+		w.cases[lab] = c.Case
+	}
+	before := map[string]natlab.ImpairStats{}
+	for _, s := range lab.Impairments() {
+		before[s.Node+"/"+s.Network] = s
 	}
 	// Captures on both sides of every NAT.
 	type capRef struct {
@@ -297,13 +329,33 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		}
 		return peers.Machsend(node, nil, args...)
 	}
+	if ic != nil && ic.Cross > 0 {
+		// Cross traffic to rv's second address, a port apart from the
+		// server's; it runs from before A starts until both peers end.
+		host := crossHost(lab.Topology)
+		rvn, err := lab.Node("rv")
+		if err != nil {
+			return nil, err
+		}
+		addrs := rvn.Addrs()
+		target := netip.AddrPortFrom(addrs[len(addrs)-1], peers.Server.Port()+2)
+		cross, err := lab.CrossTraffic(host, "rv", target, ic.Cross)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			st := cross.Stop()
+			t.Cross = &st
+		}()
+		time.Sleep(200 * time.Millisecond)
+	}
 	ra, err := punch("a", "")
 	if err != nil {
 		return nil, err
 	}
 	pa, la := ra.Proc, ra.lines
 	var session string
-	timer := time.NewTimer(10 * time.Second)
+	timer := time.NewTimer(max(10*time.Second, deadline))
 	for session == "" {
 		select {
 		case line, ok := <-la.got:
@@ -350,6 +402,18 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		}
 	}
 	t.Agree = t.Success == t.Predicted
+	if c.Case != "" {
+		if err := lab.ImpairErr(); err != nil {
+			return nil, err
+		}
+		for _, s := range lab.Impairments() {
+			b := before[s.Node+"/"+s.Network]
+			s.Packets -= b.Packets
+			s.Dropped -= b.Dropped
+			s.Reordered -= b.Reordered
+			t.Impairments = append(t.Impairments, s)
+		}
+	}
 	// Evidence: conntrack of every NAT, packets on both sides of each.
 	t.Conntrack = map[string][]natlab.ConntrackEntry{}
 	for _, nat := range lab.Topology.NATs() {
@@ -363,7 +427,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int, keep
 		evidence = append(evidence, Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
 	}
 	t.Class, t.Explanation = Classify(t, lab.Topology, evidence)
-	if !t.Success || keepPcap {
+	if w.opt.evidence.claim(t) {
 		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			t.Evidence, _ = filepath.Rel(w.opt.Out, dir)

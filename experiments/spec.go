@@ -31,6 +31,10 @@ type Spec struct {
 	Groups      []Group       `yaml:"groups" json:"groups"`
 	// Throughput, when set, measures transfer speed on one cell.
 	Throughput *Throughput `yaml:"throughput" json:"throughput,omitempty"`
+	// Impairments names the network conditions groups can run under
+	// (the impairment axis); "none" is always there and means the lab as
+	// built, with no delay, loss or cross traffic.
+	Impairments map[string]*ImpairCase `yaml:"impairments" json:"impairments,omitempty"`
 	Hash       string      `yaml:"-" json:"hash"`
 }
 
@@ -47,6 +51,11 @@ type Group struct {
 	// (A/B roles are symmetric for every method: the asymmetric ones swap).
 	Unordered []string `yaml:"unordered" json:"unordered,omitempty"`
 	Methods   []string `yaml:"methods" json:"methods,omitempty"`
+	// Cases lists the impairment cases (keys of Spec.Impairments, or
+	// "none") every cell of the group runs under; empty means none only.
+	Cases []string `yaml:"cases" json:"cases,omitempty"`
+	// Repetitions overrides the spec's for this group's impaired cases.
+	Repetitions int `yaml:"repetitions" json:"repetitions,omitempty"`
 }
 
 // Throughput asks for a bulk-transfer measurement in a two-NAT lab.
@@ -61,6 +70,10 @@ type Cell struct {
 	Topology string            `json:"topology"`
 	Profiles map[string]string `json:"profiles"` // NAT node -> profile
 	Method   string            `json:"method"`
+	// Case is the impairment case ("" = none).
+	Case string `json:"case,omitempty"`
+	// Reps is how many repetitions the cell runs (0: the spec's).
+	Reps int `json:"-"`
 }
 
 // Key names a cell uniquely and stably.
@@ -76,6 +89,9 @@ func (c Cell) Key() string {
 		fmt.Fprintf(&b, " %s=%s", n, c.Profiles[n])
 	}
 	b.WriteString(" " + c.Method)
+	if c.Case != "" {
+		b.WriteString(" @" + c.Case)
+	}
 	return b.String()
 }
 
@@ -110,6 +126,15 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 	if len(s.Groups) == 0 {
 		return nil, fmt.Errorf("%w: %s: no groups", ErrSpec, file)
 	}
+	for name, ic := range s.Impairments {
+		if name == "none" || !validCaseName(name) {
+			return nil, fmt.Errorf("%w: %s: impairment case %q: use lower-case letters, digits and '-' (and not \"none\")", ErrSpec, file, name)
+		}
+		if err := ic.validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s: impairment case %s: %v", ErrSpec, file, name, err)
+		}
+		ic.Name = name
+	}
 	if _, err := s.Cells(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrSpec, file, err)
 	}
@@ -139,6 +164,30 @@ func (s *Spec) Cells() ([]Cell, error) {
 	var out []Cell
 	seen := map[string]bool{}
 	for gi, g := range s.Groups {
+		cases := g.Cases
+		if len(cases) == 0 {
+			cases = []string{"none"}
+		}
+		for _, cs := range cases {
+			if cs == "none" {
+				continue
+			}
+			ic := s.Impairments[cs]
+			if ic == nil {
+				return nil, fmt.Errorf("group %d: unknown impairment case %q", gi, cs)
+			}
+			if ic.Cross > 0 {
+				topo, err := natlab.LoadTopology(g.Topology)
+				if err != nil {
+					return nil, fmt.Errorf("group %d: %w", gi, err)
+				}
+				if crossHost(topo) == "" {
+					return nil, fmt.Errorf("group %d: case %s needs cross traffic but %s has no host with role cross", gi, cs, g.Topology)
+				}
+			}
+		}
+		first := len(out)
+		gseen := map[string]bool{} // this group's cells, before cases
 		topo, err := natlab.LoadTopology(g.Topology)
 		if err != nil {
 			return nil, fmt.Errorf("group %d: %w", gi, err)
@@ -166,12 +215,13 @@ func (s *Spec) Cells() ([]Cell, error) {
 						}
 						c.Profiles[nats[i]] = p
 					}
-					if !seen[c.Key()] {
-						seen[c.Key()] = true
+					if !gseen[c.Key()] {
+						gseen[c.Key()] = true
 						out = append(out, c)
 					}
 				}
 			}
+			out = expandCases(out, first, cases, g.Repetitions, seen)
 			continue
 		}
 		lists := make([][]string, len(nats))
@@ -209,8 +259,8 @@ func (s *Spec) Cells() ([]Cell, error) {
 					for k, v := range cur {
 						c.Profiles[k] = v
 					}
-					if !seen[c.Key()] {
-						seen[c.Key()] = true
+					if !gseen[c.Key()] {
+						gseen[c.Key()] = true
 						out = append(out, c)
 					}
 				}
@@ -222,8 +272,43 @@ func (s *Spec) Cells() ([]Cell, error) {
 			}
 		}
 		rec(0, map[string]string{})
+		out = expandCases(out, first, cases, g.Repetitions, seen)
 	}
 	return out, nil
+}
+
+// expandCases turns the unimpaired cells out[first:] of a group into one
+// cell per case ("none" keeps the cell as it is, with the key it always had).
+func expandCases(out []Cell, first int, cases []string, reps int, seen map[string]bool) []Cell {
+	base := append([]Cell(nil), out[first:]...)
+	out = out[:first]
+	for _, c := range base {
+		for _, cs := range cases {
+			cc := c
+			cc.Profiles = c.Profiles
+			if cs != "none" {
+				cc.Case = cs
+				cc.Reps = reps
+			}
+			if !seen[cc.Key()] {
+				seen[cc.Key()] = true
+				out = append(out, cc)
+			}
+		}
+	}
+	return out
+}
+
+func validCaseName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func index(list []string, s string) int {

@@ -120,8 +120,13 @@ func cmdCheck(args []string) error {
 	if err != nil {
 		return err
 	}
-	bad := 0
+	bad, impaired := 0, 0
 	for _, t := range trials {
+		if t.Cell.Case != "" {
+			// The model assumes an idle, loss-free path.
+			impaired++
+			continue
+		}
 		if !t.Agree {
 			bad++
 			fmt.Fprintf(os.Stderr, "DISAGREE %s: measured success=%v (%s), model %v: %s\n", t.ID, t.Success, t.Class, t.Predicted, t.PredictedReason)
@@ -133,7 +138,7 @@ func cmdCheck(args []string) error {
 	if bad > 0 {
 		return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
 	}
-	fmt.Fprintf(os.Stderr, "all %d trials agree with the NAT model\n", len(trials))
+	fmt.Fprintf(os.Stderr, "all %d unimpaired trials agree with the NAT model (%d impaired trials not checked: the model assumes an idle, loss-free path)\n", len(trials)-impaired, impaired)
 	return nil
 }
 

@@ -1,0 +1,295 @@
+package experiments
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// splitImpaired separates trials run under an impairment case from the
+// main (unimpaired) matrix.
+func splitImpaired(trials []*Trial) (main, impaired []*Trial) {
+	for _, t := range trials {
+		if t.Cell.Case != "" {
+			impaired = append(impaired, t)
+		} else {
+			main = append(main, t)
+		}
+	}
+	return main, impaired
+}
+
+// caseGroup is one topology's impairment axis: the cases run and the
+// unimpaired trials of the same cells (the baseline).
+type caseGroup struct {
+	topology string
+	cases    []string // "none" first, then in order of first appearance
+	byCase   map[string][]*Trial
+	desc     map[string]string
+	pairs    []string
+}
+
+func caseGroups(main, impaired []*Trial) []*caseGroup {
+	groups := map[string]*caseGroup{}
+	var order []string
+	base := map[string]bool{} // keys of unimpaired cells that have impaired variants
+	for _, t := range impaired {
+		if t.LabError != "" {
+			continue
+		}
+		g := groups[t.Cell.Topology]
+		if g == nil {
+			g = &caseGroup{topology: t.Cell.Topology, cases: []string{"none"}, byCase: map[string][]*Trial{},
+				desc: map[string]string{"none": "no delay, no loss, no cross traffic"}}
+			groups[t.Cell.Topology] = g
+			order = append(order, t.Cell.Topology)
+		}
+		if _, ok := g.byCase[t.Cell.Case]; !ok {
+			g.cases = append(g.cases, t.Cell.Case)
+		}
+		g.byCase[t.Cell.Case] = append(g.byCase[t.Cell.Case], t)
+		g.desc[t.Cell.Case] = strings.TrimPrefix(t.Delay, t.Cell.Case+": ")
+		c := t.Cell
+		c.Case = ""
+		base[c.Key()] = true
+		pair := profilesString(c)
+		if index(g.pairs, pair) < 0 {
+			g.pairs = append(g.pairs, pair)
+		}
+	}
+	for _, t := range main {
+		if t.LabError == "" && base[t.Cell.Key()] {
+			g := groups[t.Cell.Topology]
+			g.byCase["none"] = append(g.byCase["none"], t)
+		}
+	}
+	var out []*caseGroup
+	for _, k := range order {
+		out = append(out, groups[k])
+	}
+	return out
+}
+
+// caseStat is one method under one case.
+type caseStat struct {
+	n, ok     int
+	medianMs  float64
+	lo, hi    float64
+	p2pRTTms  float64
+	dropped   uint64
+	delivered uint64
+}
+
+func statOf(trials []*Trial, method string) caseStat {
+	var s caseStat
+	var ms, rtts []float64
+	for _, t := range trials {
+		if t.Cell.Method != method {
+			continue
+		}
+		s.n++
+		if t.Success {
+			s.ok++
+			ms = append(ms, t.ConnectMs)
+			rtts = append(rtts, t.RTTms...)
+		}
+		for _, im := range t.Impairments {
+			s.dropped += im.Dropped
+			s.delivered += im.Packets
+		}
+	}
+	s.lo, s.hi = Wilson(s.ok, s.n, 1.96)
+	s.medianMs = quantile(ms, 0.5)
+	s.p2pRTTms = quantile(rtts, 0.5)
+	return s
+}
+
+func (s caseStat) rate() float64 {
+	if s.n == 0 {
+		return math.NaN()
+	}
+	return float64(s.ok) / float64(s.n)
+}
+
+// writeImpairmentSection renders the "Under impairments" part of REPORT.md
+// and its plots (into dir).
+func writeImpairmentSection(p func(string, ...any), dir string, main, impaired []*Trial) error {
+	groups := caseGroups(main, impaired)
+	if len(groups) == 0 {
+		return nil
+	}
+	p("## Under impairments")
+	p("")
+	p("The same profile pairs, run again with network conditions emulated on the core links by natlab's delay queue (NFQUEUE with held verdicts, since this kernel has no netem) and tbf: the round trip between the peers is spread over both directions of both WAN links, jitter and loss are per peer-to-peer trip, cross traffic is a third host behind NAT-A opening connections to the core. The `none` column is the unimpaired matrix's trials of the same cells. The NAT model assumes an idle, loss-free path, so impaired trials are not counted in its agreement figures. Calibration of the datapath: `IMPAIRMENT.md`.")
+	p("")
+	for _, g := range groups {
+		p("### %s", g.topology)
+		p("")
+		p("Pairs (%d): %s.", len(g.pairs), strings.Join(g.pairs, "; "))
+		p("")
+		for _, cs := range g.cases {
+			p("- `%s`: %s (%d trials)", cs, g.desc[cs], len(g.byCase[cs]))
+		}
+		p("")
+		var methods []string
+		for _, m := range AllMethods {
+			for _, t := range g.byCase[g.cases[len(g.cases)-1]] {
+				if t.Cell.Method == m {
+					methods = append(methods, m)
+					break
+				}
+			}
+		}
+		head := "| method |"
+		sep := "|---|"
+		for _, cs := range g.cases {
+			head += " " + cs + " |"
+			sep += "---:|"
+		}
+		p("Success rate (trials), then median connect time of the successes:")
+		p("")
+		p("%s", head)
+		p("%s", sep)
+		stats := map[string]map[string]caseStat{}
+		for _, m := range methods {
+			row := "| " + m + " |"
+			stats[m] = map[string]caseStat{}
+			for _, cs := range g.cases {
+				s := statOf(g.byCase[cs], m)
+				stats[m][cs] = s
+				if s.n == 0 {
+					row += " - |"
+					continue
+				}
+				row += fmt.Sprintf(" %.0f%% (%d), %s |", 100*s.rate(), s.n, msOrDash(s.medianMs))
+			}
+			p("%s", row)
+		}
+		p("")
+		// Peer-to-peer RTT over the punched path, measured by machsend.
+		row := "| measured peer RTT (median over successful trials' pings) |"
+		for _, cs := range g.cases {
+			var rtts []float64
+			for _, t := range g.byCase[cs] {
+				if t.Success && t.Method != "relay" {
+					rtts = append(rtts, t.RTTms...)
+				}
+			}
+			row += " " + msOrDash(quantile(rtts, 0.5)) + " |"
+		}
+		p("| |%s", strings.Repeat(" |", len(g.cases)))
+		p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
+		p("%s", row)
+		var dropped, pkts uint64
+		for _, cs := range g.cases {
+			for _, t := range g.byCase[cs] {
+				for _, im := range t.Impairments {
+					dropped += im.Dropped
+					pkts += im.Packets
+				}
+			}
+		}
+		p("")
+		if pkts > 0 {
+			p("The delay queue handled %d packets in these trials and dropped %d (%.2f%%) as configured.", pkts, dropped, 100*float64(dropped)/float64(pkts))
+			p("")
+		}
+		// Per pair: which pairs move.
+		p("Per pair and case, success of p2pnat / sequential / auto:")
+		p("")
+		p("%s", "| pair |"+strings.Join(g.cases, " |")+" |")
+		p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
+		for _, pair := range g.pairs {
+			row := "| " + pair + " |"
+			for _, cs := range g.cases {
+				var parts []string
+				for _, m := range []string{"p2pnat", "sequential", "auto"} {
+					var sel []*Trial
+					for _, t := range g.byCase[cs] {
+						if profilesString(t.Cell) == pair {
+							sel = append(sel, t)
+						}
+					}
+					s := statOf(sel, m)
+					if s.n == 0 {
+						parts = append(parts, "-")
+					} else {
+						parts = append(parts, fmt.Sprintf("%.0f%%", 100*s.rate()))
+					}
+				}
+				row += " " + strings.Join(parts, " / ") + " |"
+			}
+			p("%s", row)
+		}
+		p("")
+		name := "impairment-" + g.topology
+		if err := plotCases(dir, name, g, methods, stats); err != nil {
+			return err
+		}
+		p("![success under impairments](plots/%s-success.png)", name)
+		p("")
+		p("![connect time under impairments](plots/%s-connect.png)", name)
+		p("")
+	}
+	return nil
+}
+
+// plotCases draws grouped bars per method: success rate and median connect
+// time under each case.
+func plotCases(dir, name string, g *caseGroup, methods []string, stats map[string]map[string]caseStat) error {
+	for _, kind := range []string{"success", "connect"} {
+		pl := plot.New()
+		if kind == "success" {
+			pl.Title.Text = fmt.Sprintf("Success rate per method under each impairment case (%s)", g.topology)
+			pl.Y.Label.Text = "success rate"
+			pl.Y.Min, pl.Y.Max = 0, 1.05
+		} else {
+			pl.Title.Text = fmt.Sprintf("Median connect time per method under each impairment case (%s)", g.topology)
+			pl.Y.Label.Text = "median connect time (ms, log scale)"
+			pl.Y.Scale = plot.LogScale{}
+			pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		}
+		w := vg.Points(8)
+		for ci, cs := range g.cases {
+			var vals plotter.Values
+			for _, m := range methods {
+				s := stats[m][cs]
+				v := s.rate()
+				if kind == "connect" {
+					v = s.medianMs
+				}
+				if math.IsNaN(v) {
+					v = 0
+				}
+				if kind == "connect" {
+					v = max(v, 1)
+				}
+				vals = append(vals, v)
+			}
+			bars, err := plotter.NewBarChart(vals, w)
+			if err != nil {
+				return err
+			}
+			bars.Color = plotColor(ci)
+			bars.LineStyle.Width = 0
+			bars.Offset = vg.Length(float64(ci)-float64(len(g.cases)-1)/2) * w
+			pl.Add(bars)
+			pl.Legend.Add(cs, bars)
+		}
+		pl.Legend.Top = true
+		pl.NominalX(methods...)
+		if err := save(pl, dir, name+"-"+kind, 10*vg.Inch, 4.5*vg.Inch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ = color.Black
+var _ = sort.Strings
