@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzParseLink -fuzztime 30s ./transfer
+	$(GO) test -run '^$$' -fuzz FuzzParseImpairment -fuzztime 30s ./natlab
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.
@@ -57,6 +58,7 @@ experiment: deps build
 	$(BIN)/experiment run experiments/paper.yaml --out results
 	$(BIN)/experiment throughput --out results
 	$(BIN)/experiment load --out results
+	$(BIN)/experiment calibrate --out results
 	$(BIN)/experiment report --out results
 
 clean-lab:

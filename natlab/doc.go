@@ -20,6 +20,16 @@
 // with Start, captures with Capture, conntrack snapshots with Conntrack, and
 // Reset returns a lab to its fresh state between trials.
 //
+// Impairments (impair.go) make links behave like real networks: delay,
+// jitter, loss (random or in bursts), reordering and rate on one direction
+// of a link. netem is not built into this kernel, so everything but rate is
+// done in userspace: an NFQUEUE rule per impaired direction and one engine
+// per node (impair_engine.go, speaking nfnetlink_queue directly in
+// nfqueue.go) that holds each packet's verdict until it is due. A lab made
+// by `natlab up` serves a control socket (control.go) so its impairments
+// can be changed while it runs; CrossTraffic makes a host open connections
+// through its NAT during a trial.
+//
 // Namespace work follows containernetworking/plugins: Do runs a function on a
 // fresh OS thread locked into the namespace; netlink configuration uses
 // per-namespace handles (netlink.NewHandleAt) and never switches threads.

@@ -5,6 +5,8 @@
 //	experiment run [SPEC] [--quick] [--out DIR] [--bin DIR] [--workers N]
 //	experiment report [--out DIR]
 //	experiment check [--out DIR]    fail if any trial disagrees with the model
+//	experiment throughput|load [--out DIR]
+//	experiment calibrate [--out DIR] measure the impairment datapath (IMPAIRMENT.md)
 package main
 
 import (
@@ -40,8 +42,10 @@ func main() {
 		err = cmdThroughput(os.Args[2:])
 	case "load":
 		err = cmdLoad(os.Args[2:])
+	case "calibrate":
+		err = cmdCalibrate(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (run, report, check)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (run, report, check, throughput, load, calibrate)", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "experiment: %v\n", err)
@@ -139,6 +143,26 @@ func cmdCheck(args []string) error {
 		return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
 	}
 	fmt.Fprintf(os.Stderr, "all %d unimpaired trials agree with the NAT model (%d impaired trials not checked: the model assumes an idle, loss-free path)\n", len(trials)-impaired, impaired)
+	return nil
+}
+
+func cmdCalibrate(args []string) error {
+	fs := flag.NewFlagSet("experiment calibrate", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := experiments.Calibrate(ctx, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "delay queue at %.0f ms RTT: %.0f pps (unimpaired %.0f), TCP %.0f Mbit/s (unimpaired %.0f)\n",
+		c.Ceiling.RTTms, c.Ceiling.QueuedPPS, c.Ceiling.BaselinePPS, c.Ceiling.TCPQueuedMbps, c.Ceiling.TCPBaselineMbps)
 	return nil
 }
 
