@@ -2,9 +2,7 @@ package experiments
 
 import (
 	"fmt"
-	"image/color"
 	"math"
-	"sort"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -290,6 +288,3 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 	}
 	return nil
 }
-
-var _ = color.Black
-var _ = sort.Strings

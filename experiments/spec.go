@@ -35,7 +35,7 @@ type Spec struct {
 	// (the impairment axis); "none" is always there and means the lab as
 	// built, with no delay, loss or cross traffic.
 	Impairments map[string]*ImpairCase `yaml:"impairments" json:"impairments,omitempty"`
-	Hash       string      `yaml:"-" json:"hash"`
+	Hash        string                 `yaml:"-" json:"hash"`
 }
 
 // Group is one topology with the profiles its NAT nodes take.
