@@ -26,11 +26,13 @@ build:
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # Unit tests plus the privileged integration tests (run as root), wrapped in
-# a leak check of the root namespace and the lab namespaces.
+# a leak check of the root namespace and the lab namespaces. Packages run one
+# at a time (-p 1): the impairment tests measure delays to a fraction of a
+# millisecond, and the experiments package loads both CPUs.
 test: deps lint
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
-	$(GO) run ./internal/leakcheck -- $(GO) test -count=1 -timeout 14m ./...
+	$(GO) run ./internal/leakcheck -- $(GO) test -p 1 -count=1 -timeout 14m ./...
 
 test-unit:
 	$(GO) test -count=1 -short ./...
