@@ -1,15 +1,20 @@
 package natlab_test
 
 import (
+	"context"
 	"errors"
 	"math"
+	"net"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/measure"
 	"github.com/machsend/machsend/natlab/natlabtest"
+	"go.uber.org/goleak"
 )
 
 func TestParseImpairment(t *testing.T) {
@@ -303,5 +308,95 @@ func TestCrossTraffic(t *testing.T) {
 	}
 	if st.Connected < 10 || busy < int(st.Connected)/2 {
 		t.Errorf("cross traffic made %d connections but A's port moved only %d", st.Connected, busy)
+	}
+}
+
+// Impairment engines and cross traffic stop with the lab: no goroutine
+// outlives Close.
+func TestImpairEngineStops(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	ignore := goleak.IgnoreCurrent()
+	topo, err := natlab.LoadTopology("two-nat-cross")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := natlab.LoadProfile("port-restricted-cone")
+	l, err := natlab.Up(context.Background(), natlab.Options{Topology: topo, Default: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, rv := node(t, l, "a"), node(t, l, "rv")
+	if err := l.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: "delay=5ms loss=1%"}); err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	cross, err := l.CrossTraffic("c", "rv", netip.MustParseAddrPort("192.0.2.3:7601"), 50)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	if _, err := measure.RTT(a.Handle, rv.Handle, netip.MustParseAddrPort("192.0.2.2:7600"), 20, time.Millisecond); err != nil {
+		t.Error(err)
+	}
+	cross.Stop()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goleak.VerifyNone(t, ignore)
+}
+
+// The control socket of a held lab: impairments change and list; a bad
+// request gets an error answer and the socket keeps serving.
+func TestControlSocket(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat", "port-restricted-cone")
+	stop, err := l.ServeControl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	cases := []struct {
+		name    string
+		req     natlab.ControlRequest
+		wantErr string
+		want    int // impaired directions after the request
+	}{
+		{"set", natlab.ControlRequest{Op: "impair", Node: "core", Network: "wan-b", Spec: "delay=5ms"}, "", 1},
+		{"list", natlab.ControlRequest{Op: "list"}, "", 1},
+		{"bad spec", natlab.ControlRequest{Op: "impair", Node: "core", Network: "wan-b", Spec: "delay=soon"}, "delay", 1},
+		{"not on network", natlab.ControlRequest{Op: "impair", Node: "a", Network: "wan-b", Spec: "delay=1ms"}, "not on network", 1},
+		{"unknown op", natlab.ControlRequest{Op: "reboot"}, "unknown op", 1},
+		{"remove", natlab.ControlRequest{Op: "impair", Node: "core", Network: "wan-b", Spec: "none"}, "", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rep, err := natlab.Control(l.Name, c.req)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, c.wantErr)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if rep == nil || len(rep.Impairments) != c.want {
+				t.Fatalf("reply %+v, want %d impaired directions", rep, c.want)
+			}
+		})
+	}
+	// Garbage on the socket: an error answer, and the next request works.
+	c, err := net.Dial("unix", filepath.Join(natlab.RecordDir, l.Name+".ctl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write([]byte("{not json\n"))
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := c.Read(buf)
+	c.Close()
+	if !strings.Contains(string(buf[:n]), "bad request") {
+		t.Errorf("garbage got %q", buf[:n])
+	}
+	if _, err := natlab.Control(l.Name, natlab.ControlRequest{Op: "list"}); err != nil {
+		t.Errorf("after garbage: %v", err)
 	}
 }
