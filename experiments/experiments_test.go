@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,5 +200,50 @@ groups:
 	}
 	if busy.Success {
 		t.Errorf("sequential prediction succeeded under %d cross connections", busy.Cross.Connected)
+	}
+}
+
+// natcheck behind every built-in profile and behind layered NATs: every
+// knob it reports agrees with the configuration, every measured profile
+// passes natlab check and has the original's traversal matrix, and a run
+// is quick and leaves no socket open.
+func TestNATCheck(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("-short: natcheck behind every profile takes about a minute")
+	}
+	rows, err := experiments.RunNATCheck(context.Background(), buildBinaries(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree, counted := experiments.NATCheckSummary(rows)
+	t.Logf("%d of %d observed knobs agree", agree, counted)
+	for _, r := range rows {
+		t.Run(r.Case, func(t *testing.T) {
+			if r.Err != "" {
+				t.Fatal(r.Err)
+			}
+			for _, k := range r.Knobs {
+				if !k.Agree {
+					t.Errorf("%s: detected %s, configured %s", k.Knob, k.Detected, k.Configured)
+				}
+			}
+			if !r.CheckOK {
+				t.Errorf("natlab check of the measured profile: %s\n%s", r.CheckErr, r.Profile)
+			}
+			if r.ModelSame != r.ModelAll {
+				t.Errorf("model matrix: %d of %d cells as the original: %v", r.ModelSame, r.ModelAll, r.ModelDiff)
+			}
+			if r.Duration > 30*time.Second || r.LeftOpen != 0 || r.Probes > 100 {
+				t.Errorf("took %v with %d probe connections, %d sockets left open", r.Duration, r.Probes, r.LeftOpen)
+			}
+			layered := strings.HasPrefix(r.Layered, "yes")
+			switch {
+			case r.Topology == "double-nat" && !layered && !strings.HasPrefix(r.Layered, "cannot tell"):
+				t.Errorf("double NAT reported as %q", r.Layered)
+			case r.Topology != "double-nat" && layered:
+				t.Errorf("single NAT reported as layered: %q", r.Layered)
+			}
+		})
 	}
 }

@@ -41,6 +41,19 @@ const (
 	defaultEstablished   = 7440
 )
 
+// UnknownValue is what a profile says for a knob nobody could observe.
+const UnknownValue = "unknown"
+
+// UnknownDefaults are the values a knob given as unknown is built with:
+// those of the Linux NAT (linux-default), the most common home-router
+// system, and RFC 5382's timers.
+var UnknownDefaults = map[string]string{
+	"mapping": EndpointIndependent, "port-allocation": AllocPreserve, "port-delta": "1", "filtering": AddressPortDependent,
+	"unsolicited-syn": SynRST, "simultaneous-open": SimAccept, "sequence-tracking": SeqStrict,
+	"icmp-time-exceeded": ICMPTranslate, "hairpinning": "off",
+	"timers.transitory": strconv.Itoa(defaultTransitory), "timers.established": strconv.Itoa(defaultEstablished),
+}
+
 // ErrProfile is wrapped by every profile parsing or validation error.
 var ErrProfile = errors.New("invalid profile")
 
@@ -75,6 +88,10 @@ type Profile struct {
 	// the SHA-256 of its bytes, recorded with every experiment result.
 	Source string `json:"source"`
 	Hash   string `json:"hash"`
+	// Unknown lists the knobs the profile gives as "unknown" (a measured
+	// profile: natcheck could not observe them). They are built with the
+	// values in UnknownDefaults and natlab check does not check them.
+	Unknown []string `json:"unknown,omitempty"`
 }
 
 var knobValues = map[string][]string{
@@ -187,6 +204,14 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 			return nil, errAt(v, knob, "want a single value")
 		}
 		val := v.Value
+		if val == UnknownValue {
+			def, ok := UnknownDefaults[knob]
+			if !ok {
+				return nil, errAt(v, knob, "cannot be unknown")
+			}
+			p.Unknown = append(p.Unknown, knob)
+			val = def
+		}
 		if allowed, ok := knobValues[knob]; ok {
 			if !contains(allowed, val) {
 				return nil, errAt(v, knob, "invalid value %q (want one of: %s)", val, strings.Join(allowed, ", "))
@@ -257,7 +282,7 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 	if p.PortAllocation == AllocSequential && p.PortDelta == 0 {
 		p.PortDelta = 1
 	}
-	if p.PortAllocation != AllocSequential && seen["port-delta"] {
+	if p.PortAllocation != AllocSequential && seen["port-delta"] && !contains(p.Unknown, "port-delta") {
 		return nil, errAt(line("port-delta"), "port-delta", "only meaningful with port-allocation: sequential")
 	}
 	if p.PortAllocation == AllocPreserve && p.Mapping != EndpointIndependent {
@@ -273,6 +298,10 @@ func parseTimers(p *Profile, v *yaml.Node, errAt func(*yaml.Node, string, string
 	}
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := v.Content[i], v.Content[i+1]
+		if def, ok := UnknownDefaults["timers."+k.Value]; ok && val.Value == UnknownValue {
+			p.Unknown = append(p.Unknown, "timers."+k.Value)
+			val = &yaml.Node{Kind: yaml.ScalarNode, Value: def, Line: val.Line}
+		}
 		n, err := strconv.Atoi(val.Value)
 		if err != nil || n < 1 || n > 864000 {
 			return errAt(val, "timers."+k.Value, "%q: want seconds, 1..864000", val.Value)

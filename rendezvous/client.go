@@ -147,6 +147,20 @@ func (c *Client) ConnectBack(ctx context.Context, p ConnectBackParams) (ConnectB
 	return r, err
 }
 
+// Sink asks for a sink (see probe.go).
+func (c *Client) Sink(ctx context.Context) (SinkResult, error) {
+	var r SinkResult
+	err := c.call(ctx, MethodSink, struct{}{}, &r)
+	return r, err
+}
+
+// ProbeDial asks the server to send one SYN to this client's address.
+func (c *Client) ProbeDial(ctx context.Context, p ProbeDialParams) (ProbeDialResult, error) {
+	var r ProbeDialResult
+	err := c.call(ctx, MethodProbeDial, p, &r)
+	return r, err
+}
+
 // Relay asks for a relay slot in a session.
 func (c *Client) Relay(ctx context.Context, session string) (RelayResult, error) {
 	var r RelayResult

@@ -27,6 +27,8 @@ const (
 	MethodConnectBack = "probe.connectback"
 	MethodRelay       = "relay.open"
 	MethodPing        = "ping"
+	MethodSink        = "probe.sink"
+	MethodProbeDial   = "probe.dial"
 )
 
 // Notifications (server to client, on the same connection).
@@ -83,6 +85,9 @@ type HelloResult struct {
 	Secondary  netip.AddrPort `json:"secondary"`
 	ServerTime int64          `json:"server_time_ms"`
 	Relay      bool           `json:"relay"`
+	// Alternate is another endpoint on the primary address (another port),
+	// to tell address-dependent from address-and-port-dependent mapping.
+	Alternate netip.AddrPort `json:"alternate,omitzero"`
 }
 
 // CreateResult names a new session.
@@ -152,6 +157,39 @@ type ConnectBackParams struct {
 type ConnectBackResult struct {
 	From    netip.AddrPort `json:"from"`
 	Outcome string         `json:"outcome"` // connected, refused, timeout, unreachable, error
+}
+
+// SinkResult names a sink: a server port that swallows SYNs unanswered.
+type SinkResult struct {
+	Sink string         `json:"sink"`
+	Addr netip.AddrPort `json:"addr"`
+	// Sniffing says the server sees the source of SYNs reaching its sinks
+	// (so a probe.dial from the sink needs no target port).
+	Sniffing bool `json:"sniffing"`
+}
+
+// ProbeDialParams ask the server to send one SYN to the caller's own
+// address: from another port, another address, or a sink's port.
+type ProbeDialParams struct {
+	// Target is the caller's endpoint to dial; with From "sink" and a
+	// sniffing server, an invalid target means "where the SYN came from".
+	Target netip.AddrPort `json:"target,omitzero"`
+	// From is "other-port", "other-address" or "sink".
+	From string `json:"from"`
+	Sink string `json:"sink,omitempty"`
+	// DelayMs waits before dialing (transitory-timer probes), at most 15 s.
+	DelayMs   int `json:"delay_ms,omitempty"`
+	TimeoutMs int `json:"timeout_ms,omitempty"`
+}
+
+// ProbeDialResult is what the SYN met: connected, rst,
+// icmp-port-unreachable, icmp-admin-prohibited, icmp-unreachable,
+// icmp-time-exceeded, timeout, no-syn-seen or error.
+type ProbeDialResult struct {
+	Outcome  string         `json:"outcome"`
+	ICMPFrom netip.Addr     `json:"icmp_from,omitzero"`
+	From     netip.AddrPort `json:"from,omitzero"`
+	Target   netip.AddrPort `json:"target,omitzero"`
 }
 
 // RelayResult tells a peer where to connect for the relay and with what token.

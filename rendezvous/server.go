@@ -29,6 +29,9 @@ type Config struct {
 	// RelayAddr is where the relay accepts spliced connections; invalid
 	// disables the relay.
 	RelayAddr netip.AddrPort
+	// Alternate is a further listening endpoint on the primary address
+	// (another port), reported to clients for mapping classification.
+	Alternate netip.AddrPort
 
 	MaxMessage           int           // bytes per JSON-RPC message (default 16 KiB)
 	MaxClients           int           // concurrent connections (default 100000)
@@ -95,6 +98,7 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	relay *relay
+	probe *prober
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -137,6 +141,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, clients: map[*client]struct{}{},
 		perIP: map[netip.Addr]*rate.Limiter{}}
 	s.relay = newRelay(s)
+	s.probe = newProber()
 	return s
 }
 
@@ -196,6 +201,7 @@ func (s *Server) Close() error {
 		c.conn.Close()
 	}
 	s.relay.close()
+	s.probe.close()
 	return nil
 }
 
@@ -258,6 +264,7 @@ func (discardLogger) Printf(string, ...any) {}
 
 // drop forgets a disconnected client and tells its peers.
 func (s *Server) drop(c *client) {
+	s.probe.dropClient(c)
 	s.mu.Lock()
 	delete(s.clients, c)
 	type note struct {
@@ -298,6 +305,7 @@ func (s *Server) janitor(stop chan struct{}) {
 		case <-stop:
 			return
 		case now := <-t.C:
+			s.probe.expire(now)
 			s.mu.Lock()
 			for id, ss := range s.sessions {
 				if now.After(ss.expires) {
@@ -361,7 +369,15 @@ func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, erro
 			return nil, rpcErr(jsonrpc2.CodeInvalidRequest, "protocol version %d not supported (want %d)", p.Version, Version)
 		}
 		return HelloResult{Observed: c.remote, Secondary: s.cfg.Secondary, ServerTime: time.Now().UnixMilli(),
-			Relay: s.cfg.RelayAddr.IsValid()}, nil
+			Relay: s.cfg.RelayAddr.IsValid(), Alternate: s.cfg.Alternate}, nil
+	case MethodSink:
+		return c.openSink()
+	case MethodProbeDial:
+		var p ProbeDialParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.probeDial(ctx, p)
 	case MethodCreate:
 		return c.create()
 	case MethodJoin:

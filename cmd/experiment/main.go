@@ -7,6 +7,7 @@
 //	experiment check [--out DIR]    fail if any trial disagrees with the model
 //	experiment throughput|load [--out DIR]
 //	experiment calibrate [--out DIR] measure the impairment datapath (IMPAIRMENT.md)
+//	experiment natcheck [--out DIR]  natcheck behind every profile (NATCHECK.md)
 package main
 
 import (
@@ -44,8 +45,10 @@ func main() {
 		err = cmdLoad(os.Args[2:])
 	case "calibrate":
 		err = cmdCalibrate(os.Args[2:])
+	case "natcheck":
+		err = cmdNATCheck(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (run, report, check, throughput, load, calibrate)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (run, report, check, throughput, load, calibrate, natcheck)", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "experiment: %v\n", err)
@@ -143,6 +146,31 @@ func cmdCheck(args []string) error {
 		return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
 	}
 	fmt.Fprintf(os.Stderr, "all %d unimpaired trials agree with the NAT model (%d impaired trials not checked: the model assumes an idle, loss-free path)\n", len(trials)-impaired, impaired)
+	return nil
+}
+
+func cmdNATCheck(args []string) error {
+	fs := flag.NewFlagSet("experiment natcheck", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	parallel := fs.Int("parallel", 4, "labs at a time")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := natlab.Preflight(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rows, err := experiments.RunNATCheck(ctx, *bin, *parallel)
+	if err != nil {
+		return err
+	}
+	if err := experiments.WriteNATCheck(*out, rows); err != nil {
+		return err
+	}
+	agree, counted := experiments.NATCheckSummary(rows)
+	fmt.Fprintf(os.Stderr, "natcheck: %d of %d observed knobs agree with the configuration\n", agree, counted)
 	return nil
 }
 

@@ -4,7 +4,7 @@
 //	machsend send --server IP:PORT PATH...      prints a link, serves the files
 //	machsend get LINK [-o DIR]                  downloads them (LINK, - for stdin, or $MACHSEND_LINK)
 //	machsend punch --server IP:PORT [--session ID] --method M --json
-//	machsend natcheck --server IP:PORT [--json]
+//	machsend natcheck --server IP:PORT [--json] [--profile FILE] [--quick]
 package main
 
 import (
@@ -20,7 +20,7 @@ usage:
   machsend send [--server IP:PORT] [--keep] [--json] PATH...
   machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
   machsend punch --server IP:PORT [--session ID] [--method M] [--json]
-  machsend natcheck --server IP:PORT [--json]
+  machsend natcheck --server IP:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]
 `
 
 func main() {

@@ -9,16 +9,20 @@ import (
 	"os"
 	"time"
 
-	"github.com/machsend/machsend/rendezvous"
-	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/natcheck"
 )
 
-// cmdNATCheck classifies the NAT this host is behind, as the rendezvous
-// server sees it, and tests its filtering with connect-backs.
+// cmdNATCheck characterises the NAT this host is behind (package natcheck)
+// and prints it as a table with a verdict, as JSON, or as a natlab profile.
 func cmdNATCheck(args []string) error {
 	fs := flag.NewFlagSet("machsend natcheck", flag.ContinueOnError)
 	server := fs.String("server", "", "rendezvous server IP:PORT (required)")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := fs.Bool("json", false, "print the result as one JSON event")
+	profile := fs.String("profile", "", "also write the result as a natlab profile (YAML) to this file")
+	name := fs.String("name", "my-router", "name of the written profile")
+	maxTrans := fs.Duration("max-transitory", 10*time.Second, "longest transitory timer to measure (the probe takes this long)")
+	timeout := fs.Duration("probe-timeout", 1500*time.Millisecond, "how long one probe waits for an answer")
+	quick := fs.Bool("quick", false, "only mapping and port allocation")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,44 +31,54 @@ func cmdNATCheck(args []string) error {
 	}
 	ap, err := netip.ParseAddrPort(*server)
 	if err != nil {
-		return fmt.Errorf("server %q: want IP:PORT", *server)
+		return fmt.Errorf("natcheck: --server %q: want IP:PORT", *server)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if *maxTrans < time.Second || *maxTrans > 5*time.Minute {
+		return fmt.Errorf("natcheck: --max-transitory %v outside 1s..5m", *maxTrans)
+	}
+	if *timeout < 100*time.Millisecond || *timeout > 5*time.Second {
+		return fmt.Errorf("natcheck: --probe-timeout %v outside 100ms..5s", *timeout)
+	}
+	if *profile != "" && !validProfileName(*name) {
+		return fmt.Errorf("natcheck: --name %q: use lower-case letters, digits and '-' (at most 40)", *name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *maxTrans+40*time.Second)
 	defer cancel()
-	c, err := rendezvous.Dial(ctx, *server, rendezvous.DialOptions{})
+	r, err := natcheck.Run(ctx, natcheck.Options{Server: ap, MaxTransitory: *maxTrans, ProbeTimeout: *timeout, Quick: *quick})
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	h, err := c.Hello(ctx, nil, false)
-	if err != nil {
-		return err
-	}
-	sig := traversal.NewRendezvousSignal(c, ap, h.Secondary, "")
-	info, err := traversal.ProbeNAT(ctx, sig, ap)
-	if err != nil {
-		return err
-	}
-	// Filtering: can the server reach the mapping of our control connection
-	// from another port / another address? (Needs a listener on that port.)
-	filtering := map[string]string{}
-	for _, from := range []string{"other-port", "other-address"} {
-		r, err := c.ConnectBack(ctx, rendezvous.ConnectBackParams{Target: h.Observed, From: from, TimeoutMs: 1500})
-		if err != nil {
-			filtering[from] = "error: " + err.Error()
-			continue
+	if *profile != "" {
+		if err := os.WriteFile(*profile, []byte(r.Profile(*name)), 0o644); err != nil {
+			return fmt.Errorf("natcheck: write profile: %w", err)
 		}
-		filtering[from] = r.Outcome
 	}
 	if *asJSON {
-		out := newJSONOut(os.Stdout)
-		out.write("natcheck", map[string]any{"nat": info, "observed": h.Observed, "connect_back": filtering})
+		newJSONOut(os.Stdout).write("natcheck", map[string]any{"result": r, "verdicts": r.Verdicts()})
 		return nil
 	}
-	fmt.Printf("public address: %s (observed %s)\nmapping: %s  preserving ports: %v  delta: %d\nhops to server: %d  (STUNT #2 TTL %d)\nconnect-back to our mapping: %v\n",
-		info.Public, h.Observed, info.Mapping, info.Preserving, info.Delta, info.Hops, info.TTL, filtering)
-	for _, o := range info.Observations {
-		fmt.Println("  ", o)
+	if err := r.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if !*quick {
+		r.WriteVerdict(os.Stdout)
+	}
+	if *profile != "" {
+		fmt.Printf("\nProfile written to %s: natlab up two-nat --nat nat-a=%s\n", *profile, *profile)
 	}
 	return nil
+}
+
+// validProfileName is natlab's rule for profile names (repeated here so that
+// machsend does not link the lab).
+func validProfileName(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

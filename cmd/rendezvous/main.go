@@ -2,7 +2,7 @@
 // rendezvous): it coordinates hole punching between peers, serves NAT
 // probing on a second endpoint and, unless disabled, relays.
 //
-//	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480
+//	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480 [--alternate 192.0.2.2:3481]
 package main
 
 import (
@@ -31,6 +31,7 @@ func run() error {
 	listen := flag.String("listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
 	secondary := flag.String("secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
 	relayAddr := flag.String("relay", "", "relay endpoint (empty: relay disabled)")
+	alternate := flag.String("alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
 	relayBytes := flag.Int64("relay-max-bytes", 8<<30, "bytes a relayed session may carry")
 	relayTime := flag.Duration("relay-max-duration", time.Hour, "how long a relayed session may last")
 	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once")
@@ -72,10 +73,15 @@ func run() error {
 			return err
 		}
 	}
+	if *alternate != "" {
+		if cfg.Alternate, err = parse("alternate", *alternate); err != nil {
+			return err
+		}
+	}
 	srv := rendezvous.NewServer(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	serve := func(addr string, relay bool) error {
 		ln, err := net.Listen("tcp4", addr)
 		if err != nil {
@@ -96,6 +102,11 @@ func run() error {
 	}
 	if *secondary != "" {
 		if err := serve(*secondary, false); err != nil {
+			return err
+		}
+	}
+	if *alternate != "" {
+		if err := serve(*alternate, false); err != nil {
 			return err
 		}
 	}

@@ -188,6 +188,17 @@ func Run(ctx context.Context, lab *natlab.Lab, nat string, p *natlab.Profile) (*
 	if err := lab.HelperErr(); err != nil {
 		pr.add("helper", "no errors", "errors", false, "%v", err)
 	}
+	// Knobs the profile gives as unknown are built with defaults and not
+	// checked: a measured profile says what was observed, nothing more.
+	for i := range pr.rep.Results {
+		x := &pr.rep.Results[i]
+		for _, u := range p.Unknown {
+			if x.Knob == u || strings.HasPrefix(x.Knob, u+" ") {
+				x.Evidence = fmt.Sprintf("not checked: unknown in the profile, built as %s (observed %s)", natlab.UnknownDefaults[u], x.Observed)
+				x.Configured, x.OK = natlab.UnknownValue, true
+			}
+		}
+	}
 	pr.rep.Duration = time.Since(start)
 	return pr.rep, nil
 }
