@@ -134,10 +134,11 @@ func TestTransferTreeEveryPath(t *testing.T) {
 	tests := []struct {
 		name, topology, method, path string
 		profiles                     []string
+		expect                       string // the expected path get announces
 	}{
-		{"punched", "two-nat", "p2pnat", "punched", []string{"port-restricted-cone"}},
-		{"lan", "same-lan", "lan", "lan", []string{"linux-default"}},
-		{"relay", "two-nat", "relay", "relay", []string{"symmetric-random"}},
+		{"punched", "two-nat", "p2pnat", "punched", []string{"port-restricted-cone"}, "both NATs look endpoint-independent: a direct connection by hole punching is expected"},
+		{"lan", "same-lan", "lan", "lan", []string{"linux-default"}, ""},
+		{"relay", "two-nat", "relay", "relay", []string{"symmetric-random"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +156,22 @@ func TestTransferTreeEveryPath(t *testing.T) {
 			waitOK(t, snd, "send", time.Minute)
 			if got := pathOf(evs); got != tt.path {
 				t.Errorf("path %q, want %q", got, tt.path)
+			}
+			// Both sides announced their NAT, and get the path to expect.
+			var nat, expect string
+			for _, e := range evs {
+				var te struct{ Kind, Detail string }
+				if e.Type == "event" && json.Unmarshal(e.Data, &te) == nil {
+					switch te.Kind {
+					case "nat":
+						nat = te.Detail
+					case "expect":
+						expect = te.Detail
+					}
+				}
+			}
+			if nat == "" || (tt.expect != "" && expect != tt.expect) {
+				t.Errorf("get announced NAT %q and expected path %q; want a NAT and %q", nat, expect, tt.expect)
 			}
 			got := treeHashes(t, filepath.Join(dst, "share"))
 			for k, v := range want {

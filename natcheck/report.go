@@ -3,7 +3,6 @@ package natcheck
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -157,35 +156,4 @@ func (r *Result) WriteVerdict(w io.Writer) {
 		fmt.Fprintf(w, "  (knobs not measured were assumed: %s)\n", strings.Join(vs[0].Assumed, ", "))
 	}
 	fmt.Fprintln(w, "  The relay works against every peer.")
-}
-
-// Describe says in a sentence what kind of NAT a cheap check (mapping and
-// allocation) found, for send and get.
-func Describe(mapping, allocation string, delta int) string {
-	switch {
-	case mapping == "none" || mapping == "off":
-		return "no NAT (public address)"
-	case mapping == model.EI:
-		return "NAT with endpoint-independent mapping"
-	case allocation == model.Seq && delta != 0:
-		return "symmetric NAT, sequential ports (step " + strconv.Itoa(delta) + ")"
-	case allocation == model.Seq || allocation == model.Random || mapping != "":
-		return "symmetric NAT, unpredictable ports"
-	}
-	return "unknown NAT"
-}
-
-// Expect says which path to expect between two sides described by cheap
-// checks (mapping, predictable).
-func Expect(aMapping string, aPredictable bool, bMapping string, bPredictable bool) string {
-	easy := func(m string) bool { return m == "none" || m == model.EI }
-	switch {
-	case easy(aMapping) && easy(bMapping):
-		return "both NATs look endpoint-independent: a direct connection by hole punching is expected"
-	case (easy(aMapping) || aPredictable) && (easy(bMapping) || bPredictable):
-		return "one side allocates ports per destination, predictably: hole punching with port prediction is expected"
-	case easy(aMapping) || easy(bMapping):
-		return "one side's ports are unpredictable: hole punching works only if the other side admits unknown peers; the relay is likely"
-	}
-	return "both sides' ports are unpredictable: the relay is expected"
 }

@@ -118,6 +118,9 @@ type Candidates struct {
 	// TTL is the hop count that takes a SYN past the peer's own NATs but not
 	// to the other peer (STUNT #2); 0 when unknown.
 	TTL int `json:"ttl,omitempty"`
+	// Mapping is the peer's NAT mapping class from its cheap check (none,
+	// endpoint-independent, endpoint-dependent), for the expected path.
+	Mapping string `json:"mapping,omitempty"`
 }
 
 // ReadyParams say a peer is ready for one punching attempt.

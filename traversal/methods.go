@@ -13,6 +13,7 @@ import (
 
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/traversal/model"
 )
 
 // Timing constants of the punching methods.
@@ -144,7 +145,7 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 	a.closer = closer
 	a.rec.Public = pub
-	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL}
+	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL, Mapping: cfg.NAT.Mapping}
 	for _, ip := range cfg.Private {
 		a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
 	}
@@ -155,6 +156,11 @@ func (a *attempt) do(ctx context.Context) error {
 	a.peer, a.role = g.Peer, g.Role
 	a.rec.Role, a.rec.PeerPublic = g.Role, g.Peer.Public
 	a.start = time.UnixMilli(g.StartAt).Add(-cfg.Signal.ServerOffset())
+	a.r.expectOnce.Do(func() {
+		if g.Peer.Mapping != "" {
+			a.emit("expect", model.Expect(a.self.Mapping, len(a.self.Predicted) > 0, g.Peer.Mapping, len(g.Peer.Predicted) > 0), g.Peer.Public)
+		}
+	})
 	a.emit("attempt-start", fmt.Sprintf("peer public %s predicted %v private %v", g.Peer.Public, g.Peer.Predicted, g.Peer.Private), g.Peer.Public)
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err

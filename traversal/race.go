@@ -117,6 +117,9 @@ type offer struct {
 // race runs a schedule and agrees with the peer on one connection.
 type race struct {
 	cfg    *Config
+	// expectOnce emits the expected path once, when the first attempt
+	// learns the peer's NAT class.
+	expectOnce sync.Once
 	start  time.Time
 	offers chan offer
 

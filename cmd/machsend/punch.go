@@ -15,6 +15,7 @@ import (
 
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/traversal/model"
 )
 
 // jsonOut writes one JSON object per line, safely from several goroutines.
@@ -79,6 +80,9 @@ func (s *session) connect(ctx context.Context, method traversal.Method, secret [
 	nat, err := traversal.ProbeNAT(ctx, s.signal, s.server)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("probe NAT: %w", err)
+	}
+	if events != nil {
+		events(traversal.Event{Time: time.Now(), Kind: "nat", Detail: model.Describe(nat.Mapping, nat.Preserving, nat.Delta)})
 	}
 	conn, rep, err := traversal.Connect(ctx, traversal.Config{Signal: s.signal, Session: s.id, Role: s.role,
 		Secret: secret, Method: method, NAT: nat, Events: events, AttemptTimeout: attemptTimeout})

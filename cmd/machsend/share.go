@@ -125,6 +125,13 @@ func connectPeer(ctx context.Context, s *session, method traversal.Method, secre
 	_, conn, rep, err := s.connect(ctx, method, secret, 0, func(e traversal.Event) {
 		if d.json != nil {
 			d.json.write("event", e)
+			return
+		}
+		switch e.Kind {
+		case "nat":
+			d.say("nat", nil, "this side: "+e.Detail)
+		case "expect":
+			d.say("expect", nil, "expected path: "+e.Detail)
 		}
 	})
 	if err != nil {
