@@ -53,6 +53,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzParseLink -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzParseImpairment -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzParseSYN -fuzztime 30s ./rendezvous
+	$(GO) test -run '^$$' -fuzz FuzzParseErrQueue -fuzztime 30s ./internal/sockopt
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.
@@ -61,6 +63,7 @@ experiment: deps build
 	$(BIN)/experiment throughput --out results
 	$(BIN)/experiment load --out results
 	$(BIN)/experiment calibrate --out results
+	$(BIN)/experiment natcheck --out results
 	$(BIN)/experiment report --out results
 
 clean-lab:

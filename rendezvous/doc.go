@@ -10,8 +10,14 @@
 // peers send their candidates (private endpoints, observed mapping,
 // predicted ports) with punch.ready; when both have, the server picks the
 // roles (A initiates even rounds, B odd ones) and a start time and notifies
-// both with punch.go. It also serves NAT probing (a second listening endpoint
-// for mapping comparison; probe.connectback to test filtering) and, unless
+// both with punch.go. It also serves NAT probing for natcheck (probe.go): a
+// second listening endpoint and an alternate port for mapping comparison,
+// probe.connectback and probe.dial to send one SYN to the caller's own
+// address from another port, another address or a sink (a port that
+// swallows SYNs, so the caller's mapping stays half-open), with what came
+// back told apart through the socket's error queue (RST, ICMP type and
+// code, silence), and, with CAP_NET_RAW, the source of SYNs reaching its
+// sinks. A probe only ever targets the caller's own observed address. Unless
 // disabled, a relay that splices the two peers' connections when no direct
 // path works; the relay only ever carries the peers' ciphertext.
 //
