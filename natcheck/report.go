@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/machsend/machsend/traversal/model"
+	"gopkg.in/yaml.v3"
 )
 
 // WriteTable prints the result for a person: one knob a line, with evidence.
@@ -30,7 +31,7 @@ func (r *Result) Profile(name string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Measured by machsend natcheck against %s.\n", r.Server)
 	fmt.Fprintf(&b, "name: %s\n", name)
-	fmt.Fprintf(&b, "description: Measured by machsend natcheck (%s seen as %s; layered NAT: %s).\n", r.Local, r.Public, yamlSafe(r.Layered))
+	fmt.Fprintf(&b, "description: %s\n", yamlString(fmt.Sprintf("Measured by machsend natcheck (%s seen as %s; layered NAT: %s).", r.Local, r.Public, r.Layered)))
 	b.WriteString("device-class: The NAT in front of the host that ran natcheck.\n")
 	if r.Get("nat") == "off" {
 		b.WriteString("nat: off\n")
@@ -58,6 +59,15 @@ func orUnknown(s string) string {
 }
 
 func yamlSafe(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// yamlString renders s as one YAML scalar, quoted as needed.
+func yamlString(s string) string {
+	b, err := yaml.Marshal(yamlSafe(s))
+	if err != nil {
+		return `""`
+	}
+	return strings.TrimSpace(string(b))
+}
 
 // Peer is a kind of NAT a peer may be behind, for the verdict.
 type Peer struct {

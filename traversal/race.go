@@ -116,12 +116,12 @@ type offer struct {
 
 // race runs a schedule and agrees with the peer on one connection.
 type race struct {
-	cfg    *Config
+	cfg *Config
 	// expectOnce emits the expected path once, when the first attempt
 	// learns the peer's NAT class.
 	expectOnce sync.Once
-	start  time.Time
-	offers chan offer
+	start      time.Time
+	offers     chan offer
 
 	mu       sync.Mutex
 	attempts []*Attempt

@@ -1,0 +1,40 @@
+package model
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestExpect(t *testing.T) {
+	cases := []struct {
+		name   string
+		a      string
+		aPred  bool
+		b      string
+		bPred  bool
+		substr string
+	}{
+		{"both public", MappingNone, false, MappingNone, false, "public addresses"},
+		{"both EIM", EI, false, EI, false, "endpoint-independent: a direct connection"},
+		{"EIM and predictable", EI, false, MappingDependent, true, "port prediction"},
+		{"EIM and random", EI, false, MappingDependent, false, "unpredictable"},
+		{"both random", MappingDependent, false, MappingDependent, false, "relay is expected"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Expect(c.a, c.aPred, c.b, c.bPred); !strings.Contains(got, c.substr) {
+				t.Errorf("Expect = %q, want it to mention %q", got, c.substr)
+			}
+		})
+	}
+	for _, d := range []struct {
+		m    string
+		p    bool
+		dl   int
+		want string
+	}{{MappingNone, true, 0, "no NAT"}, {EI, true, 0, "ports preserved"}, {MappingDependent, false, 2, "step 2"}, {MappingDependent, false, 0, "unpredictable"}} {
+		if got := Describe(d.m, d.p, d.dl); !strings.Contains(got, d.want) {
+			t.Errorf("Describe(%s, %v, %d) = %q", d.m, d.p, d.dl, got)
+		}
+	}
+}
