@@ -356,16 +356,20 @@ func (c *checker) mappedListener(ctx context.Context) (*net.TCPListener, netip.A
 		ln.Close()
 		return nil, netip.AddrPort{}, nil, err
 	}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	return ln, m, func() { cl.Close(); ln.Close() }, nil
+}
+
+// acceptAndClose answers a probe's listener until it is closed: a
+// connection that arrives is what the probe wanted to know.
+func acceptAndClose(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conn.Close()
+	}
 }
 
 func (c *checker) dial(ctx context.Context, p rendezvous.ProbeDialParams) string {
@@ -523,15 +527,7 @@ func (c *checker) closeThenListen(ctx context.Context, delay time.Duration) (str
 		return "", "", fmt.Errorf("listen on %s: %w", p, err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	o := c.dial(ctx, rendezvous.ProbeDialParams{Target: target, From: "sink", Sink: sink.Sink, DelayMs: int(delay.Milliseconds())})
 	switch o {
 	case sockopt.ProbeConnected:
