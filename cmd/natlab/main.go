@@ -3,7 +3,7 @@
 //
 //	natlab profiles [--json]                 built-in NAT profiles
 //	natlab topologies [--json]               built-in topologies
-//	natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=P ...] [--foreground]
+//	natlab up [TOPOLOGY] [--name N] [--profile P] [--nat NODE=P ...] [--nat-a P] [--nat-b P] [--foreground]
 //	natlab ls                                running labs
 //	natlab exec LAB NODE -- CMD [ARG...]     run a command on a lab node
 //	natlab capture LAB NODE IFACE -w FILE [--duration D]
@@ -41,7 +41,7 @@ const usage = `natlab: NAT laboratories from network namespaces and netfilter
 usage:
   natlab profiles [--json]
   natlab topologies [--json]
-  natlab up TOPOLOGY [--name N] [--profile P] [--nat NODE=PROFILE ...]
+  natlab up [TOPOLOGY] [--name N] [--profile P] [--nat NODE=PROFILE ...] [--nat-a P] [--nat-b P]
             [--impair NETWORK[:FROM]=SPEC ...] [--foreground]
   natlab ls [--json]
   natlab exec LAB NODE -- CMD [ARG...]
@@ -236,13 +236,24 @@ func upOptions(args []string) (natlab.Options, bool, error) {
 	fg := fs.Bool("foreground", false, "hold the lab in this process until interrupted")
 	var nats, impairs multiFlag
 	fs.Var(&nats, "nat", "NODE=PROFILE for one NAT node (repeatable)")
+	natA := fs.String("nat-a", "", "profile for NAT node nat-a (same as --nat nat-a=PROFILE)")
+	natB := fs.String("nat-b", "", "profile for NAT node nat-b (same as --nat nat-b=PROFILE)")
 	fs.Var(&impairs, "impair", "NETWORK[:FROM]=SPEC: impair a link, one direction with :FROM (repeatable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return natlab.Options{}, false, err
 	}
-	if len(pos) != 1 {
-		return natlab.Options{}, false, fmt.Errorf("up: want exactly one TOPOLOGY (see natlab topologies)")
+	if len(pos) > 1 {
+		return natlab.Options{}, false, fmt.Errorf("up: want at most one TOPOLOGY (see natlab topologies; default two-nat)")
+	}
+	if len(pos) == 0 {
+		pos = []string{"two-nat"}
+	}
+	if *natA != "" {
+		nats = append(nats, "nat-a="+*natA)
+	}
+	if *natB != "" {
+		nats = append(nats, "nat-b="+*natB)
 	}
 	topo, err := natlab.LoadTopology(pos[0])
 	if err != nil {
