@@ -249,9 +249,8 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 			pl.Y.Min, pl.Y.Max = 0, 1.05
 		} else {
 			pl.Title.Text = fmt.Sprintf("Median connect time per method under each impairment case (%s)", g.topology)
-			pl.Y.Label.Text = "median connect time (ms, log scale)"
-			pl.Y.Scale = plot.LogScale{}
-			pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+			pl.Y.Label.Text = "median connect time of successes (s)"
+			pl.Y.Min = 0
 		}
 		w := vg.Points(8)
 		for ci, cs := range g.cases {
@@ -260,13 +259,10 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 				s := stats[m][cs]
 				v := s.rate()
 				if kind == "connect" {
-					v = s.medianMs
+					v = s.medianMs / 1000
 				}
 				if math.IsNaN(v) {
 					v = 0
-				}
-				if kind == "connect" {
-					v = max(v, 1)
 				}
 				vals = append(vals, v)
 			}

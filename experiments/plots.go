@@ -12,8 +12,14 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// save writes a plot as PNG and SVG.
-func save(p *plot.Plot, dir, name string, w, h vg.Length) error {
+// save writes a plot as PNG and SVG. gonum/plot panics on data it cannot
+// draw (a zero on a log axis); that becomes an error, not a crash.
+func save(p *plot.Plot, dir, name string, w, h vg.Length) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("plot %s: %v", name, r)
+		}
+	}()
 	for _, ext := range []string{".png", ".svg"} {
 		if err := p.Save(w, h, filepath.Join(dir, name+ext)); err != nil {
 			return fmt.Errorf("plot %s: %w", name, err)
