@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -23,9 +23,12 @@ import (
 // per node, reads only metadata (packet id, queue), decides each packet's
 // fate at once (lost, sent at once to overtake, or due at a time drawn from
 // the delay distribution) and sends verdicts when they are due: batched per
-// queue, since packets of one queue leave in arrival order. The last
-// stretch before a due time is waited out in short nanosleeps on a locked
-// thread, because Go's timers may fire up to a millisecond late.
+// queue, since packets of one queue leave in arrival order. No thread is
+// locked and nothing spins: the release timer is a timerfd (a kernel hrtimer)
+// read through the Go netpoller, because Go's own timers may fire up to a
+// millisecond late, and the socket is read through the netpoller too, so
+// that dozens of engines in one process (an experiment runs 40 labs) park
+// goroutines instead of blocking threads.
 
 // queueMaxLen bounds packets held per queue (at 40 ms that is ~800k pps).
 const queueMaxLen = 32768
@@ -119,8 +122,9 @@ type engine struct {
 
 	mu    sync.Mutex
 	dirs  map[uint16]*dirState // by queue
-	kick  chan struct{}
-	done  chan struct{}
+	tfd   int                  // release timer (timerfd)
+	tf    *os.File             // tfd under the netpoller
+	armed time.Time            // when the timer fires next (zero: disarmed)
 	wg    sync.WaitGroup
 	err   error // why the reader stopped (then every queued packet passes unimpaired or is lost)
 	close sync.Once
@@ -131,8 +135,12 @@ func startEngine(node string, ns netns.NsHandle) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{node: node, ns: ns, q: q, dirs: map[uint16]*dirState{},
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("impairment timer: %w", err)
+	}
+	e := &engine{node: node, ns: ns, q: q, dirs: map[uint16]*dirState{}, tfd: tfd, tf: os.NewFile(uintptr(tfd), "impair-timer")}
 	e.wg.Add(2)
 	go e.read()
 	go e.release()
@@ -215,10 +223,6 @@ func (e *engine) Err() error {
 
 func (e *engine) read() {
 	defer e.wg.Done()
-	// Blocking reads on a thread of their own.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer unix.Close(e.q.fd)
 	buf := make([]byte, 1<<20)
 	for {
 		if e.q.closed.Load() {
@@ -239,7 +243,7 @@ func (e *engine) read() {
 		}
 		now := time.Now()
 		var verdicts []netlink.Message
-		kicked := false
+		var earliest time.Time
 		e.mu.Lock()
 		for _, p := range pkts {
 			d := e.dirs[p.queue]
@@ -259,99 +263,75 @@ func (e *engine) read() {
 			case !due.After(now) && len(d.fifo) == 0:
 				verdicts = append(verdicts, verdictMsg(p.queue, p.id, nfAccept, false))
 			default:
-				if len(d.fifo) == 0 {
-					kicked = true
+				if len(d.fifo) == 0 && (earliest.IsZero() || due.Before(earliest)) {
+					earliest = due
 				}
 				d.fifo = append(d.fifo, held{p.id, due})
 			}
+		}
+		if !earliest.IsZero() && (e.armed.IsZero() || earliest.Before(e.armed)) {
+			e.arm(earliest)
 		}
 		e.mu.Unlock()
 		if len(verdicts) > 0 {
 			if err := e.q.send(verdicts); err != nil && !e.q.closed.Load() {
 				e.fail(fmt.Errorf("verdict: %w", err))
-			}
-		}
-		if kicked {
-			select {
-			case e.kick <- struct{}{}:
-			default:
 			}
 		}
 	}
 }
 
-// spin is how long before a due time the releaser stops trusting timers.
-const spin = 1500 * time.Microsecond
+// arm sets the release timer to fire at due (e.mu is held). The timer is
+// a timerfd read through the Go netpoller, so waiting parks a goroutine,
+// not a thread, and the wake-up comes from a kernel hrtimer, not from Go's
+// timer heap (which may fire a millisecond late).
+func (e *engine) arm(due time.Time) {
+	e.armed = due
+	var now unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	at := now.Nano() + int64(time.Until(due))
+	if at <= now.Nano() {
+		at = now.Nano() + 1
+	}
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(at)}
+	_ = unix.TimerfdSettime(e.tfd, unix.TFD_TIMER_ABSTIME, &spec, nil)
+}
 
+// release sends verdicts when they are due: for each queue, one batch
+// verdict for the held packets whose time has come.
 func (e *engine) release() {
 	defer e.wg.Done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	buf := make([]byte, 8)
 	for {
-		e.mu.Lock()
-		var next time.Time
-		for _, d := range e.dirs {
-			if len(d.fifo) > 0 && (next.IsZero() || d.fifo[0].due.Before(next)) {
-				next = d.fifo[0].due
-			}
-		}
-		e.mu.Unlock()
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = time.Until(next)
-		}
-		if wait > spin {
-			timer.Reset(wait - spin)
-			select {
-			case <-e.done:
-				return
-			case <-e.kick:
-				if !timer.Stop() {
-					<-timer.C
-				}
-				continue
-			case <-timer.C:
-				continue
-			}
-		}
-		for {
-			w := time.Until(next)
-			if w <= 0 {
-				break
-			}
-			if w > 120*time.Microsecond {
-				// nanosleep overshoots by some tens of µs: stop short.
-				ts := unix.NsecToTimespec(int64(w - 80*time.Microsecond))
-				_ = unix.Nanosleep(&ts, nil)
-			}
-			// The last stretch: spin.
+		if _, err := e.tf.Read(buf); err != nil {
+			return // closed by stop
 		}
 		now := time.Now()
 		var verdicts []netlink.Message
 		e.mu.Lock()
+		var next time.Time
 		for _, d := range e.dirs {
 			n := 0
 			for n < len(d.fifo) && !d.fifo[n].due.After(now) {
 				n++
 			}
-			if n == 0 {
-				continue
+			if n > 0 {
+				verdicts = append(verdicts, verdictMsg(d.queue, d.fifo[n-1].id, nfAccept, true))
+				d.fifo = append(d.fifo[:0], d.fifo[n:]...)
 			}
-			verdicts = append(verdicts, verdictMsg(d.queue, d.fifo[n-1].id, nfAccept, true))
-			d.fifo = append(d.fifo[:0], d.fifo[n:]...)
+			if len(d.fifo) > 0 && (next.IsZero() || d.fifo[0].due.Before(next)) {
+				next = d.fifo[0].due
+			}
+		}
+		e.armed = time.Time{}
+		if !next.IsZero() {
+			e.arm(next)
 		}
 		e.mu.Unlock()
 		if len(verdicts) > 0 {
 			if err := e.q.send(verdicts); err != nil && !e.q.closed.Load() {
 				e.fail(fmt.Errorf("verdict: %w", err))
 			}
-		}
-		select {
-		case <-e.done:
-			return
-		default:
 		}
 	}
 }
@@ -360,8 +340,8 @@ func (e *engine) release() {
 // held are dropped (the rules bypass a queue with no listener).
 func (e *engine) stop() {
 	e.close.Do(func() {
-		close(e.done)
 		e.q.close()
+		e.tf.Close()
 		e.wg.Wait()
 	})
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -58,6 +60,8 @@ var errBadPacket = errors.New("malformed nfqueue packet message")
 // acknowledgements of configuration messages back to their senders.
 type nfq struct {
 	fd int
+	f  *os.File        // fd under the Go netpoller: reads park goroutines, not threads
+	rc syscall.RawConn // reads and writes through the poller
 
 	mu      sync.Mutex
 	seq     uint32
@@ -68,7 +72,7 @@ type nfq struct {
 func dialNFQ(ns netns.NsHandle) (*nfq, error) {
 	q := &nfq{fd: -1, pending: map[uint32]chan error{}}
 	err := Do(ns, func() error {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, netlinkNetfilter)
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, netlinkNetfilter)
 		if err != nil {
 			return err
 		}
@@ -81,12 +85,16 @@ func dialNFQ(ns netns.NsHandle) (*nfq, error) {
 		}
 		return nil, fmt.Errorf("nfqueue: socket: %w", err)
 	}
-	// Never fail on a full receive buffer (the queue is the buffer), and
-	// wake the reader now and then so that close is noticed.
+	// Never fail on a full receive buffer: the queue is the buffer.
 	_ = unix.SetsockoptInt(q.fd, unix.SOL_NETLINK, unix.NETLINK_NO_ENOBUFS, 1)
 	_ = unix.SetsockoptInt(q.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
-	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
-	_ = unix.SetsockoptTimeval(q.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	q.f = os.NewFile(uintptr(q.fd), "nfqueue")
+	rc, err := q.f.SyscallConn()
+	if err != nil {
+		q.f.Close()
+		return nil, fmt.Errorf("nfqueue: %w", err)
+	}
+	q.rc = rc
 	return q, nil
 }
 
@@ -124,7 +132,16 @@ func (q *nfq) send(msgs []netlink.Message) error {
 	if q.closed.Load() {
 		return net.ErrClosed
 	}
-	return unix.Sendto(q.fd, encode(msgs), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	b := encode(msgs)
+	var serr error
+	err := q.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // config sends one configuration message and waits for its acknowledgement,
@@ -161,16 +178,24 @@ func (q *nfq) config(queue uint16, attrs []netlink.Attribute) error {
 	}
 }
 
-// recv reads one datagram and returns the packets in it; acknowledgements
-// go to the config call waiting for them. It returns errTimeout when
-// nothing arrived within the socket's receive timeout.
+// recv waits for one datagram (parked in the netpoller) and returns the
+// packets in it; acknowledgements go to the config call waiting for them.
+// It returns errTimeout for a read that brought nothing (EINTR, ENOBUFS).
 func (q *nfq) recv(buf []byte) ([]queued, error) {
-	n, _, err := unix.Recvfrom(q.fd, buf, 0)
+	var n int
+	var rerr error
+	err := q.rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+		return rerr != unix.EAGAIN
+	})
 	if err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
+		return nil, err
+	}
+	if rerr != nil {
+		if errors.Is(rerr, unix.EINTR) || errors.Is(rerr, unix.ENOBUFS) {
 			return nil, errTimeout
 		}
-		return nil, err
+		return nil, rerr
 	}
 	var out []queued
 	b := buf[:n]
@@ -292,9 +317,13 @@ func verdictMsg(queue uint16, id uint32, verdict uint32, batch bool) netlink.Mes
 	}
 }
 
-// close marks the socket closed; the read loop closes the descriptor when
-// it notices (within the receive timeout), so no read races a reused fd.
-func (q *nfq) close() { q.closed.Store(true) }
+// close closes the socket; a read parked in the poller returns at once.
+func (q *nfq) close() {
+	if q.closed.Swap(true) {
+		return
+	}
+	q.f.Close()
+}
 
 // errTimeout is recv's "nothing this time".
 var errTimeout = errors.New("nfqueue: receive timeout")
