@@ -124,7 +124,7 @@ func writeImpairmentSection(p func(string, ...any), dir string, main, impaired [
 	}
 	p("## Under impairments")
 	p("")
-	p("The same profile pairs, run again with network conditions emulated on the core links by natlab's delay queue (NFQUEUE with held verdicts, since this kernel has no netem) and tbf: the round trip between the peers is spread over both directions of both WAN links, jitter and loss are per peer-to-peer trip, cross traffic is a third host behind NAT-A opening connections to the core. The `none` column is the unimpaired matrix's trials of the same cells. The NAT model assumes an idle, loss-free path, so impaired trials are not counted in its agreement figures. Calibration of the datapath: `IMPAIRMENT.md`.")
+	p("The same profile pairs, run again with network conditions emulated on the core links by natlab's delay queue (NFQUEUE with held verdicts, since this kernel has no netem) and tbf: the round trip between the peers is spread over both directions of both WAN links, jitter and loss are per peer-to-peer trip, cross traffic is a third host behind NAT-A opening connections to the core. Impaired cells run after the main matrix with fewer labs at once (the spec's `impaired_workers`, default 8), because this process releases every delayed packet and a saturated CPU would add its own delay. The `none` column is the unimpaired matrix's trials of the same cells. The NAT model assumes an idle, loss-free path, so impaired trials are not counted in its agreement figures. Calibration of the datapath: `IMPAIRMENT.md`.")
 	p("")
 	for _, g := range groups {
 		p("### %s", g.topology)

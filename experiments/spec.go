@@ -27,8 +27,11 @@ type Spec struct {
 	Repetitions int           `yaml:"repetitions" json:"repetitions"`
 	Deadline    time.Duration `yaml:"deadline" json:"deadline"`
 	Workers     int           `yaml:"workers" json:"workers"`
-	Methods     []string      `yaml:"methods" json:"methods"`
-	Groups      []Group       `yaml:"groups" json:"groups"`
+	// ImpairedWorkers bounds the labs running impaired cells at once (they
+	// run after the others; default 8): the delay queue's timing needs CPU.
+	ImpairedWorkers int      `yaml:"impaired_workers" json:"impaired_workers,omitempty"`
+	Methods         []string `yaml:"methods" json:"methods"`
+	Groups          []Group  `yaml:"groups" json:"groups"`
 	// Throughput, when set, measures transfer speed on one cell.
 	Throughput *Throughput `yaml:"throughput" json:"throughput,omitempty"`
 	// Impairments names the network conditions groups can run under
@@ -122,6 +125,9 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 	}
 	if s.Workers <= 0 {
 		s.Workers = 8
+	}
+	if s.ImpairedWorkers <= 0 {
+		s.ImpairedWorkers = 8
 	}
 	if len(s.Groups) == 0 {
 		return nil, fmt.Errorf("%w: %s: no groups", ErrSpec, file)
