@@ -96,7 +96,6 @@ type checker struct {
 	hello  rendezvous.HelloResult
 	ctrl   *rendezvous.Client
 	probes atomic.Int64
-	sniff  bool
 	res    *Result
 }
 
