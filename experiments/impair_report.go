@@ -246,13 +246,14 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 		if kind == "success" {
 			pl.Title.Text = fmt.Sprintf("Success rate per method under each impairment case (%s)", g.topology)
 			pl.Y.Label.Text = "success rate"
-			pl.Y.Min, pl.Y.Max = 0, 1.05
+			pl.Y.Min = 0
 		} else {
 			pl.Title.Text = fmt.Sprintf("Median connect time per method under each impairment case (%s)", g.topology)
 			pl.Y.Label.Text = "median connect time of successes (s)"
 			pl.Y.Min = 0
 		}
 		w := vg.Points(8)
+		top := 0.0
 		for ci, cs := range g.cases {
 			var vals plotter.Values
 			for _, m := range methods {
@@ -265,6 +266,7 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 					v = 0
 				}
 				vals = append(vals, v)
+				top = max(top, v)
 			}
 			bars, err := plotter.NewBarChart(vals, w)
 			if err != nil {
@@ -276,6 +278,8 @@ func plotCases(dir, name string, g *caseGroup, methods []string, stats map[strin
 			pl.Add(bars)
 			pl.Legend.Add(cs, bars)
 		}
+		// Headroom above the tallest bar for the legend.
+		pl.Y.Max = max(top, 0.1) * 1.6
 		pl.Legend.Top = true
 		pl.NominalX(methods...)
 		if err := save(pl, dir, name+"-"+kind, 10*vg.Inch, 4.5*vg.Inch); err != nil {
