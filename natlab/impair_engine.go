@@ -117,7 +117,6 @@ func (d *dirState) fate(now time.Time) (drop, now_ bool, due time.Time) {
 // engine runs the impaired directions of one node.
 type engine struct {
 	node string
-	ns   netns.NsHandle
 	q    *nfq
 
 	mu    sync.Mutex
@@ -140,7 +139,7 @@ func startEngine(node string, ns netns.NsHandle) (*engine, error) {
 		q.close()
 		return nil, fmt.Errorf("impairment timer: %w", err)
 	}
-	e := &engine{node: node, ns: ns, q: q, dirs: map[uint16]*dirState{}, tfd: tfd, tf: os.NewFile(uintptr(tfd), "impair-timer")}
+	e := &engine{node: node, q: q, dirs: map[uint16]*dirState{}, tfd: tfd, tf: os.NewFile(uintptr(tfd), "impair-timer")}
 	e.wg.Add(2)
 	go e.read()
 	go e.release()
@@ -149,36 +148,40 @@ func startEngine(node string, ns netns.NsHandle) (*engine, error) {
 
 // set installs or replaces the impairment of one direction. A new direction
 // gets a queue number of its own (random, so that a queue a dying engine
-// still holds is never reused).
-func (e *engine) set(network string, im Impairment, seed uint64) (uint16, error) {
+// still holds is never reused). The queue is bound without holding e.mu:
+// the bind waits for an acknowledgement that only the reader delivers, and
+// the reader takes e.mu for every batch of packets.
+func (e *engine) set(network string, im Impairment, seed uint64) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.err != nil {
-		return 0, fmt.Errorf("impairment engine of %s stopped: %w", e.node, e.err)
+		e.mu.Unlock()
+		return fmt.Errorf("impairment engine of %s stopped: %w", e.node, e.err)
 	}
 	for _, d := range e.dirs {
 		if d.network == network {
 			d.imp = im
 			d.rng = rand.New(rand.NewPCG(seed, uint64(d.queue)))
 			d.bad = false
-			d.stats.Spec = im.String()
-			return d.queue, nil
+			e.mu.Unlock()
+			return nil
 		}
 	}
 	var qn uint16
-	for {
+	for qn == 0 || e.dirs[qn] != nil {
 		qn = uint16(1 + rand.IntN(65000))
-		if e.dirs[qn] == nil {
-			break
-		}
 	}
+	e.mu.Unlock()
+	// Packets can reach the queue as soon as it is bound; until the
+	// direction is added below, the reader passes them unimpaired.
 	if err := e.q.bind(qn, queueMaxLen); err != nil {
-		return 0, err
+		return err
 	}
+	e.mu.Lock()
 	e.dirs[qn] = &dirState{network: network, imp: im, queue: qn,
 		rng:   rand.New(rand.NewPCG(seed, uint64(qn))),
-		stats: ImpairStats{Node: e.node, Network: network, Spec: im.String(), Queue: qn}}
-	return qn, nil
+		stats: ImpairStats{Node: e.node, Network: network, Queue: qn}}
+	e.mu.Unlock()
+	return nil
 }
 
 // queues returns the queue number of each direction, by network.

@@ -38,13 +38,13 @@ func (l *Lab) Impair(node, network string, im Impairment) error {
 		l.engines = map[string]*engine{}
 	}
 	old := l.impairs[node][network]
-	if old.Rate != im.Rate && (im.Rate > 0 || old.Rate > 0) {
+	if old.Rate != im.Rate {
 		if err := l.Shape(node, network, im.Rate); err != nil {
 			return err
 		}
 	}
 	e := l.engines[node]
-	if im.queued() || old.queued() {
+	if im.queued() {
 		if e == nil {
 			if e, err = startEngine(node, n.Handle); err != nil {
 				return err
@@ -53,7 +53,7 @@ func (l *Lab) Impair(node, network string, im Impairment) error {
 		}
 		h := fnv.New64a()
 		fmt.Fprintf(h, "%s/%s/%s", l.Name, node, network)
-		if _, err := e.set(network, im, h.Sum64()); err != nil {
+		if err := e.set(network, im, h.Sum64()); err != nil {
 			return err
 		}
 	}
@@ -64,7 +64,9 @@ func (l *Lab) Impair(node, network string, im Impairment) error {
 	if im.Zero() {
 		delete(l.impairs[node], network)
 	}
-	if e != nil {
+	if im.queued() != old.queued() {
+		// The node's NFQUEUE rules (one per direction that needs the queue)
+		// change only when a direction starts or stops needing it.
 		dirs := map[string]uint16{}
 		for nw, q := range e.queues() {
 			if l.impairs[node][nw].queued() {

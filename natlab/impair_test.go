@@ -400,3 +400,35 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("after garbage: %v", err)
 	}
 }
+
+// A new direction can be added while packets are held on another one of the
+// same node: binding its queue waits for an acknowledgement the engine's
+// reader delivers, which must not wait for the engine's lock meanwhile.
+func TestImpairWhileBusy(t *testing.T) {
+	l, a, rv := impairLab(t)
+	if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment("delay=100ms")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := measure.Datagrams(a.Handle, rv.Handle, netip.MustParseAddrPort("192.0.2.2:7700"), 6000, 64, 4000, 300*time.Millisecond)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	for i, nw := range []string{"lan-a", "lan-a", "lan-a"} {
+		start := time.Now()
+		spec := []string{"delay=1ms", "delay=2ms loss=1%", "none"}[i]
+		if err := l.Impair("nat-a", nw, natlab.MustParseImpairment(spec)); err != nil {
+			t.Fatalf("%s on %s under load: %v", spec, nw, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("setting %s under load took %v", spec, d)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ImpairErr(); err != nil {
+		t.Fatal(err)
+	}
+}
