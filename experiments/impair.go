@@ -155,7 +155,7 @@ func (ic *ImpairCase) links(core map[string]string, lans []string) ([]natlab.Lin
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, natlab.LinkImpairment{Network: nw, Spec: parsed.String(), Imp: parsed})
+		out = append(out, natlab.LinkImpairment{Network: nw, Spec: parsed.String()})
 	}
 	if ic.LANDelay > 0 {
 		for _, nw := range lans {

@@ -76,17 +76,13 @@ func caseGroups(main, impaired []*Trial) []*caseGroup {
 
 // caseStat is one method under one case.
 type caseStat struct {
-	n, ok     int
-	medianMs  float64
-	lo, hi    float64
-	p2pRTTms  float64
-	dropped   uint64
-	delivered uint64
+	n, ok    int
+	medianMs float64
 }
 
 func statOf(trials []*Trial, method string) caseStat {
 	var s caseStat
-	var ms, rtts []float64
+	var ms []float64
 	for _, t := range trials {
 		if t.Cell.Method != method {
 			continue
@@ -95,16 +91,9 @@ func statOf(trials []*Trial, method string) caseStat {
 		if t.Success {
 			s.ok++
 			ms = append(ms, t.ConnectMs)
-			rtts = append(rtts, t.RTTms...)
-		}
-		for _, im := range t.Impairments {
-			s.dropped += im.Dropped
-			s.delivered += im.Packets
 		}
 	}
-	s.lo, s.hi = Wilson(s.ok, s.n, 1.96)
 	s.medianMs = quantile(ms, 0.5)
-	s.p2pRTTms = quantile(rtts, 0.5)
 	return s
 }
 

@@ -438,59 +438,62 @@ func (c *checker) unsolicited(ctx context.Context) {
 	c.res.set("unsolicited-syn", v, ev, target, o)
 }
 
-// halfOpen sends one SYN from a fresh port into a new sink and returns the
-// socket (still in SYN_SENT unless closeIt), the sink, and the mapping to
-// dial back (zero when the server sniffs it).
-func (c *checker) halfOpen(ctx context.Context, closeIt bool) (*sockopt.RawSocket, rendezvous.SinkResult, netip.AddrPort, netip.AddrPort, error) {
-	var none netip.AddrPort
+// halfOpen is one SYN from a fresh local port into a new sink.
+type halfOpen struct {
+	s     *sockopt.RawSocket // in SYN_SENT; the caller closes it (close sends nothing)
+	sink  rendezvous.SinkResult
+	local netip.AddrPort // the SYN's local port (0.0.0.0:port)
+	// target is the mapping to dial back; zero when the server sniffs it.
+	target netip.AddrPort
+}
+
+// openHalf sends one SYN from a fresh port into a new sink.
+func (c *checker) openHalf(ctx context.Context) (*halfOpen, error) {
 	sink, err := c.ctrl.Sink(ctx)
 	if err != nil {
-		return nil, sink, none, none, err
+		return nil, err
 	}
 	ln, p, err := freshPort(ctx)
 	if err != nil {
-		return nil, sink, none, none, err
+		return nil, err
 	}
 	ln.Close()
-	var target netip.AddrPort
+	h := &halfOpen{sink: sink, local: p}
 	if !sink.Sniffing {
 		if c.res.Get("mapping") != "endpoint-independent" {
-			return nil, sink, none, none, errors.New("the server cannot see where the SYN came from (no CAP_NET_RAW) and the mapping is not endpoint-independent")
+			return nil, errors.New("the server cannot see where the SYN came from (no CAP_NET_RAW) and the mapping is not endpoint-independent")
 		}
 		m, cl, err := c.observe(ctx, p, c.o.Server)
 		if err != nil {
-			return nil, sink, none, none, err
+			return nil, err
 		}
 		defer cl.Close()
-		target = m
+		h.target = m
 	}
-	s, err := sockopt.NewRawSocket(p, 0)
-	if err != nil {
-		return nil, sink, none, none, err
+	if h.s, err = sockopt.NewRawSocket(p, 0); err != nil {
+		return nil, err
 	}
 	c.probes.Add(1)
-	if err := s.Connect(sink.Addr); err != nil {
-		s.Close()
-		return nil, sink, none, none, err
+	if err := h.s.Connect(sink.Addr); err != nil {
+		h.s.Close()
+		return nil, err
 	}
-	// Let the SYN leave before anything else happens on the port.
+	// connect sent the SYN; give the server's sniffer a moment to see it
+	// before anything asks it where the SYN came from.
 	time.Sleep(50 * time.Millisecond)
-	if closeIt {
-		s.Close() // in SYN_SENT: sends nothing
-		s = nil
-	}
-	return s, sink, target, p, nil
+	return h, nil
 }
 
 // simultaneousOpen: SYN into a sink, then the sink's port SYNs back.
 func (c *checker) simultaneousOpen(ctx context.Context) string {
-	s, sink, target, _, err := c.halfOpen(ctx, false)
+	h, err := c.openHalf(ctx)
 	if err != nil {
 		c.res.set("simultaneous-open", Unknown, "%v", err)
 		return Unknown
 	}
-	defer s.Close()
-	o := c.dial(ctx, rendezvous.ProbeDialParams{Target: target, From: "sink", Sink: sink.Sink})
+	defer h.s.Close()
+	sink := h.sink
+	o := c.dial(ctx, rendezvous.ProbeDialParams{Target: h.target, From: "sink", Sink: sink.Sink})
 	v := map[string]string{sockopt.ProbeConnected: "accept", sockopt.ProbeRST: "rst", sockopt.ProbeTimeout: "drop"}[o]
 	if v == "" {
 		c.res.set("simultaneous-open", Unknown, "SYN from sink %s back to the half-open mapping: %s", sink.Addr, o)
@@ -517,17 +520,18 @@ func (c *checker) sequence(ctx context.Context) string {
 // says whether the listener's SYN-ACK got through: "liberal" or "strict",
 // with the outcome the server saw.
 func (c *checker) closeThenListen(ctx context.Context, delay time.Duration) (string, string, error) {
-	_, sink, target, p, err := c.halfOpen(ctx, true)
+	h, err := c.openHalf(ctx)
 	if err != nil {
 		return "", "", err
 	}
-	ln, err := sockopt.Listen(ctx, p)
+	h.s.Close() // in SYN_SENT: sends nothing, so the mapping stays half-open
+	ln, err := sockopt.Listen(ctx, h.local)
 	if err != nil {
-		return "", "", fmt.Errorf("listen on %s: %w", p, err)
+		return "", "", fmt.Errorf("listen on %s: %w", h.local, err)
 	}
 	defer ln.Close()
 	go acceptAndClose(ln)
-	o := c.dial(ctx, rendezvous.ProbeDialParams{Target: target, From: "sink", Sink: sink.Sink, DelayMs: int(delay.Milliseconds())})
+	o := c.dial(ctx, rendezvous.ProbeDialParams{Target: h.target, From: "sink", Sink: h.sink.Sink, DelayMs: int(delay.Milliseconds())})
 	switch o {
 	case sockopt.ProbeConnected:
 		return "liberal", o, nil

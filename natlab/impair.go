@@ -216,8 +216,7 @@ type LinkImpairment struct {
 	Network string `yaml:"network" json:"network"`
 	From    string `yaml:"from" json:"from,omitempty"`
 	// Spec is the impairment in ParseImpairment's syntax.
-	Spec string     `yaml:"spec" json:"spec"`
-	Imp  Impairment `yaml:"-" json:"-"`
+	Spec string `yaml:"spec" json:"spec"`
 }
 
 // MustParseImpairment is ParseImpairment for literals in code; it panics on

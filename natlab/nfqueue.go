@@ -46,9 +46,6 @@ const (
 
 	nfDrop   = 0
 	nfAccept = 1
-
-	netlinkNetfilter = 12
-	afInet           = 2
 )
 
 // errBadPacket is returned for a queue message the engine cannot read.
@@ -72,7 +69,7 @@ type nfq struct {
 func dialNFQ(ns netns.NsHandle) (*nfq, error) {
 	q := &nfq{fd: -1, pending: map[uint32]chan error{}}
 	err := Do(ns, func() error {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, netlinkNetfilter)
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
 		if err != nil {
 			return err
 		}
@@ -236,7 +233,7 @@ func (q *nfq) recv(buf []byte) ([]queued, error) {
 // fail-open when it is full (a full queue is a lab limit, so packets pass
 // undelayed rather than vanish).
 func (q *nfq) bind(queue uint16, maxLen uint32) error {
-	cmd := []byte{nfqnlCfgCmdBind, 0, 0, afInet}
+	cmd := []byte{nfqnlCfgCmdBind, 0, 0, unix.AF_INET}
 	if err := q.config(queue, []netlink.Attribute{{Type: nfqaCfgCmd, Data: cmd}}); err != nil {
 		return fmt.Errorf("nfqueue: bind queue %d: %w", queue, err)
 	}

@@ -238,11 +238,9 @@ func (t *Topology) validate() error {
 		if li.From != "" && !member[li.From][li.Network] {
 			return fmt.Errorf("impairment %d: %q is not on network %q", i, li.From, li.Network)
 		}
-		im, err := ParseImpairment(li.Spec)
-		if err != nil {
+		if _, err := ParseImpairment(li.Spec); err != nil {
 			return fmt.Errorf("impairment %d on %s: %v", i, li.Network, err)
 		}
-		li.Imp = im
 	}
 	for _, r := range t.Routes {
 		if nodes[r.Node] == nil || !t.shareNet(r.Node, r.Via) {

@@ -69,8 +69,7 @@ func TestSinkProbes(t *testing.T) {
 	c := dial(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	h, err := c.Hello(ctx, nil, false)
-	if err != nil {
+	if _, err := c.Hello(ctx, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	sink, err := c.Sink(ctx)
@@ -143,7 +142,6 @@ func TestSinkProbes(t *testing.T) {
 			}
 		})
 	}
-	_ = h
 	// Per-client limit, and sinks go with their client.
 	c2 := dial(t, addr)
 	if _, err := c2.Hello(ctx, nil, false); err != nil {
