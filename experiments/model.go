@@ -12,7 +12,7 @@ func modelNAT(p *natlab.Profile) model.NAT {
 	}
 	return model.NAT{Name: p.Name, Mapping: p.Mapping, Allocation: p.PortAllocation, Filtering: p.Filtering,
 		UnsolicitedSYN: p.UnsolicitedSYN, SimultaneousOpen: p.SimultaneousOpen, SequenceTracking: p.SequenceTracking,
-		ICMPTimeExceeded: p.ICMPTimeExceeded, Hairpinning: p.Hairpinning}
+		ICMPTimeExceeded: p.ICMPTimeExceeded, OutboundSYNACK: p.OutboundSYNACK, Hairpinning: p.Hairpinning}
 }
 
 // Predict is the NAT model's verdict for a cell: which NATs stand between

@@ -148,7 +148,7 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 }
 
 // AllMethods is what "all" stands for in a spec.
-var AllMethods = []string{"lan", "direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "relay", "auto"}
+var AllMethods = []string{"lan", "direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "stunt1", "natblaster", "relay", "auto"}
 
 func expandMethods(ms []string) []string {
 	if len(ms) == 1 && ms[0] == "all" {

@@ -112,6 +112,12 @@ func (r *Result) ModelNAT() (model.NAT, []string) {
 	n := model.NAT{Name: "measured", Mapping: get("mapping"), Allocation: get("port-allocation"), Filtering: get("filtering"),
 		UnsolicitedSYN: get("unsolicited-syn"), SimultaneousOpen: get("simultaneous-open"), SequenceTracking: get("sequence-tracking"),
 		ICMPTimeExceeded: get("icmp-time-exceeded"), Hairpinning: get("hairpinning") == "on"}
+	// natcheck does not inject SYN-ACKs (it needs no privileges); natlab's
+	// rule: strict sequence tracking implies the outbound SYN-ACK is dropped.
+	n.OutboundSYNACK = "translate"
+	if n.SequenceTracking == "strict" {
+		n.OutboundSYNACK = "drop"
+	}
 	return n, assumed
 }
 

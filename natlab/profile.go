@@ -37,6 +37,8 @@ const (
 	SeqLiberal           = "liberal"
 	ICMPTranslate        = "translate"
 	ICMPDrop             = "drop"
+	SYNACKTranslate      = "translate"
+	SYNACKDrop           = "drop"
 	defaultTransitory    = 120
 	defaultEstablished   = 7440
 )
@@ -50,7 +52,7 @@ const UnknownValue = "unknown"
 var UnknownDefaults = map[string]string{
 	"mapping": EndpointIndependent, "port-allocation": AllocPreserve, "port-delta": "1", "filtering": AddressPortDependent,
 	"unsolicited-syn": SynRST, "simultaneous-open": SimAccept, "sequence-tracking": SeqStrict,
-	"icmp-time-exceeded": ICMPTranslate, "hairpinning": "off",
+	"icmp-time-exceeded": ICMPTranslate, "outbound-synack": SYNACKDrop, "hairpinning": "off",
 	"timers.transitory": strconv.Itoa(defaultTransitory), "timers.established": strconv.Itoa(defaultEstablished),
 }
 
@@ -78,6 +80,12 @@ type Profile struct {
 	SimultaneousOpen string `json:"simultaneous_open"`
 	SequenceTracking string `json:"sequence_tracking"`
 	ICMPTimeExceeded string `json:"icmp_time_exceeded"`
+	// OutboundSYNACK is what the NAT does with a SYN-ACK from inside on a
+	// tuple whose SYN also went out and no SYN came in (NATBlaster's
+	// injected SYN-ACK): translate it on the SYN's mapping, or drop it.
+	// Optional in profile files: strict sequence tracking implies drop,
+	// liberal implies translate.
+	OutboundSYNACK string `json:"outbound_synack"`
 	// TransitoryTimeout is the idle timeout of a mapping whose connection is not
 	// yet established (conntrack SYN_SENT / SYN_RECV), in seconds.
 	TransitoryTimeout int `json:"transitory_timeout"`
@@ -102,6 +110,7 @@ var knobValues = map[string][]string{
 	"simultaneous-open":  {SimAccept, SimDrop, SimRST},
 	"sequence-tracking":  {SeqStrict, SeqLiberal},
 	"icmp-time-exceeded": {ICMPTranslate, ICMPDrop},
+	"outbound-synack":    {SYNACKTranslate, SYNACKDrop},
 	"hairpinning":        {"on", "off"},
 	"nat":                {"on", "off"},
 }
@@ -109,7 +118,7 @@ var knobValues = map[string][]string{
 // knobOrder is the order knobs are listed in tables and checks.
 var knobOrder = []string{"name", "description", "device-class", "nat", "mapping", "port-allocation",
 	"port-delta", "filtering", "unsolicited-syn", "simultaneous-open", "sequence-tracking",
-	"icmp-time-exceeded", "timers", "hairpinning"}
+	"icmp-time-exceeded", "outbound-synack", "timers", "hairpinning"}
 
 //go:embed profiles/*.yaml
 var builtinProfiles embed.FS
@@ -249,6 +258,8 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 			p.SequenceTracking = val
 		case "icmp-time-exceeded":
 			p.ICMPTimeExceeded = val
+		case "outbound-synack":
+			p.OutboundSYNACK = val
 		case "hairpinning":
 			p.Hairpinning = val == "on"
 		default:
@@ -281,6 +292,14 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 	}
 	if p.PortAllocation == AllocSequential && p.PortDelta == 0 {
 		p.PortDelta = 1
+	}
+	if p.OutboundSYNACK == "" {
+		// A NAT that tracks TCP state strictly finds an outbound SYN-ACK
+		// after an outbound SYN invalid; one that does not, translates it.
+		p.OutboundSYNACK = SYNACKTranslate
+		if p.SequenceTracking == SeqStrict {
+			p.OutboundSYNACK = SYNACKDrop
+		}
 	}
 	if p.PortAllocation != AllocSequential && seen["port-delta"] && !contains(p.Unknown, "port-delta") {
 		return nil, errAt(line("port-delta"), "port-delta", "only meaningful with port-allocation: sequential")
@@ -420,6 +439,12 @@ func (p *Profile) Realisation() []KnobRealisation {
 		add("icmp-time-exceeded", p.ICMPTimeExceeded, true, "conntrack RELATED: the ICMP is translated back to the internal host")
 	case ICMPDrop:
 		add("icmp-time-exceeded", p.ICMPTimeExceeded, true, "forward chain drops inbound ICMP time-exceeded")
+	}
+	switch p.OutboundSYNACK {
+	case SYNACKTranslate:
+		add("outbound-synack", p.OutboundSYNACK, true, "conntrack calls a SYN-ACK after an outbound SYN invalid; a forward rule rewrites it statelessly to the public endpoint the SYN's mapping got (recorded per 4-tuple in the packet path)")
+	case SYNACKDrop:
+		add("outbound-synack", p.OutboundSYNACK, true, "conntrack calls a SYN-ACK after an outbound SYN invalid and the forward chain drops invalid packets")
 	}
 	add("timers", fmt.Sprintf("transitory %ds, established %ds", p.TransitoryTimeout, p.EstablishedTimeout), true,
 		"per-namespace nf_conntrack_tcp_timeout_{syn_sent,syn_recv} and _established; mappings live exactly as long as their conntrack entries")

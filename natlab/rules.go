@@ -81,6 +81,11 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 		"adf_map { type ipv4_addr . inet_service : ipv4_addr . inet_service;"} {
 		w("  map %s flags dynamic, timeout; timeout %ds; }", m, life)
 	}
+	if p.OutboundSYNACK == SYNACKTranslate {
+		// The public port each outbound SYN got, per 4-tuple, for
+		// translating an outbound SYN-ACK that conntrack calls invalid.
+		w("  map syn_map { type ipv4_addr . inet_service . ipv4_addr . inet_service : inet_service; flags dynamic, timeout; timeout %ds; }", p.TransitoryTimeout)
+	}
 	if p.PortAllocation == AllocSequential {
 		n := seqCount
 		if max := (65535 - seqBase) / p.PortDelta; max < n {
@@ -146,6 +151,9 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	if p.Filtering == AddressDependent {
 		rec = append(rec, fmt.Sprintf("update @adf_map { ip daddr . tcp sport : %s }", intEP))
 	}
+	if p.OutboundSYNACK == SYNACKTranslate {
+		rec = append(rec, fmt.Sprintf("tcp flags & (fin | syn | rst | ack) == syn update @syn_map { %s . ip daddr . tcp dport : tcp sport }", intEP))
+	}
 	if len(rec) > 0 {
 		w("  chain record {")
 		w("    type filter hook postrouting priority srcnat + 10; policy accept;")
@@ -159,6 +167,11 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("  chain forward {")
 	w("    type filter hook forward priority filter; policy accept;")
 	w("    # Lab decision (DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
+	if p.OutboundSYNACK == SYNACKTranslate {
+		w("    # outbound-synack translate: a SYN-ACK after our own SYN (invalid to conntrack) is")
+		w("    # rewritten statelessly to the public endpoint its SYN's mapping got.")
+		w("    iifname != %s ct state invalid tcp flags & (fin | syn | rst | ack) == syn | ack tcp sport set ip saddr . tcp sport . ip daddr . tcp dport map @syn_map ip saddr set %s accept", wan, pub)
+	}
 	w("    ct state invalid drop")
 	w("    # Nothing from the WAN reaches an inside address unless a mapping admits it")
 	w("    # (conntrack reply direction, or a DNAT the filtering behaviour installed).")

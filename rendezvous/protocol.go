@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
+
+	"github.com/machsend/machsend/internal/rawtcp"
 )
 
 // Protocol version spoken by this package.
@@ -121,6 +123,12 @@ type Candidates struct {
 	// Mapping is the peer's NAT mapping class from its cheap check (none,
 	// endpoint-independent, endpoint-dependent), for the expected path.
 	Mapping string `json:"mapping,omitempty"`
+	// SYN describes this peer's own low-TTL SYN (STUNT #1, NATBlaster) once
+	// captured: its ISN and options, and where it was sent.
+	SYN *rawtcp.SYN `json:"syn,omitempty"`
+	// Forge asks the server to forge the SYN-ACKs of this exchange (STUNT
+	// #1); it acts only when both peers ask and it was started with Forge.
+	Forge bool `json:"forge,omitempty"`
 }
 
 // ReadyParams say a peer is ready for one punching attempt.
@@ -139,6 +147,10 @@ type PunchGo struct {
 	Peer       Candidates `json:"peer"`
 	StartAt    int64      `json:"start_at_ms"`
 	ServerTime int64      `json:"server_time_ms"`
+	// Forged is how many SYN-ACKs the server forged for this exchange
+	// (STUNT #1: one to each peer); ForgeError says why it forged none.
+	Forged     int    `json:"forged,omitempty"`
+	ForgeError string `json:"forge_error,omitempty"`
 }
 
 // PeerEvent tells a peer that the other peer joined or left.

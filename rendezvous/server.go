@@ -50,7 +50,12 @@ type Config struct {
 	// the byte at that offset of the first direction it relays. For
 	// experiments that check end-to-end integrity; never set in production.
 	FaultFlipByte int64
-	Logger        *slog.Logger
+	// Forge lets the server forge SYN-ACKs for STUNT #1, spoofed from one
+	// peer's public endpoint to the other's. It only ever works inside a
+	// natlab namespace (rawtcp refuses elsewhere) and only toward the two
+	// peers' own observed addresses.
+	Forge  bool
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -95,10 +100,11 @@ func (c *Config) defaults() {
 // holds sessions, exchanges candidates, coordinates punches, serves NAT
 // probing and, when enabled, relays.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	relay *relay
-	probe *prober
+	cfg    Config
+	log    *slog.Logger
+	relay  *relay
+	probe  *prober
+	forger forger
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -201,6 +207,9 @@ func (s *Server) Close() error {
 		c.conn.Close()
 	}
 	s.relay.close()
+	if s.forger.inj != nil {
+		s.forger.inj.Close()
+	}
 	s.probe.close()
 	return nil
 }
@@ -528,10 +537,18 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 	}
 	s.Stats.Punches.Add(1)
 	s.log.Info("punch", "session", p.Session[:8], "attempt", p.Attempt, "a", both[RoleA].Candidates.Public, "b", both[RoleB].Candidates.Public)
+	forged, ferr := 0, ""
+	if ca, cb := both[RoleA].Candidates, both[RoleB].Candidates; ca.Forge && cb.Forge && ca.SYN != nil && cb.SYN != nil {
+		var err error
+		if forged, err = s.forge(a.remote.Addr(), b.remote.Addr(), *ca.SYN, *cb.SYN); err != nil {
+			ferr = err.Error()
+			s.log.Info("forge", "session", p.Session[:8], "attempt", p.Attempt, "err", err)
+		}
+	}
 	_ = a.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
-		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli()})
+		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
 	_ = b.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
-		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli()})
+		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
 	return struct{}{}, nil
 }
 

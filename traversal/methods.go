@@ -188,6 +188,10 @@ func (a *attempt) do(ctx context.Context) error {
 		return a.p2pnat(actx)
 	case Sequential:
 		return a.sequential(ctx, actx)
+	case STUNT1:
+		return a.stunt1(actx)
+	case NATBlaster:
+		return a.natblaster(actx)
 	}
 	return fmt.Errorf("method %s not implemented", a.rec.Method)
 }

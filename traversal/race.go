@@ -88,6 +88,11 @@ func schedule(m Method, relayAfter time.Duration) [][]chain {
 		punch = append(punch, rounds(STUNT2Hold, 2)...)
 		punch = append(punch, rounds(STUNT2, 2)...)
 		punch = append(punch, rounds(Sequential, 2)...)
+		// The raw-socket methods of 2005 come last: both peers always list
+		// them (so their names match); a peer without raw sockets in a lab
+		// namespace says so in the exchange and both skip them.
+		punch = append(punch, rounds(STUNT1, 1)...)
+		punch = append(punch, rounds(NATBlaster, 1)...)
 		local := []chain{{0, rounds(LAN, 1)}, {0, rounds(Direct, 1)}}
 		if relayAfter > 0 {
 			return [][]chain{local, {{0, punch}, {relayAfter, rounds(Relay, 1)}}}

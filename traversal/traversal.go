@@ -21,11 +21,13 @@ const (
 	STUNT2Hold Method = "stunt2-hold"
 	P2PNAT     Method = "p2pnat"
 	Sequential Method = "sequential"
+	STUNT1     Method = "stunt1"
+	NATBlaster Method = "natblaster"
 	Relay      Method = "relay"
 )
 
 // Methods lists every single method, in auto's order of preference.
-var Methods = []Method{LAN, Direct, P2PNAT, Machsend, STUNT2Hold, STUNT2, Sequential, Relay}
+var Methods = []Method{LAN, Direct, P2PNAT, Machsend, STUNT2Hold, STUNT2, Sequential, STUNT1, NATBlaster, Relay}
 
 // ParseMethod validates a method name.
 func ParseMethod(s string) (Method, error) {
@@ -96,6 +98,9 @@ type Attempt struct {
 	PeerPublic netip.AddrPort `json:"peer_public,omitzero"`
 	Target     netip.AddrPort `json:"target,omitzero"`
 	Predicted  bool           `json:"predicted,omitempty"`
+	// Packets counts the crafted or deliberately sent packets of the raw
+	// methods (low-TTL SYNs, injected SYN-ACKs, birthday SYNs).
+	Packets int `json:"packets,omitempty"`
 }
 
 // Duration is how long the attempt ran.

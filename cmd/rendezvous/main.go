@@ -2,7 +2,7 @@
 // rendezvous): it coordinates hole punching between peers, serves NAT
 // probing on a second endpoint and, unless disabled, relays.
 //
-//	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480 [--alternate 192.0.2.2:3481]
+//	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480 [--alternate 192.0.2.2:3481] [--forge]
 package main
 
 import (
@@ -39,6 +39,7 @@ func run() error {
 	idle := flag.Duration("idle", 5*time.Minute, "close connections silent this long")
 	connRate := flag.Float64("conn-rate", 50, "new connections per second per source address")
 	punchDelay := flag.Duration("punch-delay", 150*time.Millisecond, "lead time before a coordinated punch")
+	forge := flag.Bool("forge", false, "forge STUNT #1 SYN-ACKs for peers that ask (needs CAP_NET_RAW; refused outside a natlab namespace)")
 	flip := flag.Int64("fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
 	jsonLogs := flag.Bool("json", false, "log as JSON lines")
@@ -54,7 +55,7 @@ func run() error {
 	}
 	log := slog.New(h)
 	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxClients: *maxClients, IdleTimeout: *idle,
-		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip}
+		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip, Forge: *forge}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)
 		if err != nil {

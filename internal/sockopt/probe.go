@@ -234,3 +234,6 @@ func (k *Sink) Close() error {
 	k.fd = -1
 	return err
 }
+
+// AttachFilterFD installs a classic BPF socket filter on any socket.
+func AttachFilterFD(fd int, prog []bpf.Instruction) error { return attachFilter(fd, prog) }

@@ -171,3 +171,64 @@ func Outcome(err error) string {
 	}
 	return "error"
 }
+
+// SetSynCount bounds the SYN retransmissions of a pending connect (TCP_SYNCNT).
+func (s *RawSocket) SetSynCount(n int) error {
+	return unix.SetsockoptInt(s.fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, n)
+}
+
+// Err reports, without waiting, whether a pending connect has failed
+// (for example aborted by an ICMP error); nil while it is still pending or
+// once it has completed.
+func (s *RawSocket) Err() error {
+	soerr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if soerr != 0 {
+		return syscall.Errno(soerr)
+	}
+	return nil
+}
+
+// WaitAny waits until one of several pending connects completes and returns
+// its index. Sockets whose connect fails drop out; when all have failed it
+// returns the last failure.
+func WaitAny(ctx context.Context, socks []*RawSocket) (int, error) {
+	live := map[int]bool{}
+	for i := range socks {
+		live[i] = true
+	}
+	var last error = errors.New("no sockets")
+	for len(live) > 0 {
+		var pfd []unix.PollFd
+		var idx []int
+		for i := range live {
+			pfd = append(pfd, unix.PollFd{Fd: int32(socks[i].fd), Events: unix.POLLOUT})
+			idx = append(idx, i)
+		}
+		n, err := unix.Poll(pfd, 50)
+		if err != nil && err != unix.EINTR {
+			return -1, fmt.Errorf("poll: %w", err)
+		}
+		for k := 0; n > 0 && k < len(pfd); k++ {
+			if pfd[k].Revents == 0 {
+				continue
+			}
+			i := idx[k]
+			soerr, err := unix.GetsockoptInt(socks[i].fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil && soerr == 0 {
+				return i, nil
+			}
+			if err == nil {
+				err = syscall.Errno(soerr)
+			}
+			last = err
+			delete(live, i)
+		}
+		if err := ctx.Err(); err != nil {
+			return -1, err
+		}
+	}
+	return -1, last
+}

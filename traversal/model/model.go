@@ -37,7 +37,10 @@ type NAT struct {
 	SimultaneousOpen string // accept, drop, rst
 	SequenceTracking string // strict, liberal
 	ICMPTimeExceeded string // translate, drop
-	Hairpinning      bool
+	// OutboundSYNACK is what the NAT does with a SYN-ACK sent from inside
+	// on a tuple whose SYN also went out (NATBlaster): translate, drop.
+	OutboundSYNACK string
+	Hairpinning    bool
 }
 
 // Compose is the NAT a host behind inner, behind outer, sees as one: a
@@ -71,6 +74,7 @@ func Compose(inner, outer NAT) NAT {
 	n.SimultaneousOpen = worst(inner.SimultaneousOpen, outer.SimultaneousOpen, "accept", "rst", "drop")
 	n.SequenceTracking = worst(inner.SequenceTracking, outer.SequenceTracking, "liberal", "strict")
 	n.ICMPTimeExceeded = worst(inner.ICMPTimeExceeded, outer.ICMPTimeExceeded, "translate", "drop")
+	n.OutboundSYNACK = worst(inner.OutboundSYNACK, outer.OutboundSYNACK, "translate", "drop")
 	n.Hairpinning = inner.Hairpinning && outer.Hairpinning
 	return n
 }
@@ -144,6 +148,10 @@ func Predict(topology string, a, b NAT, method string) Prediction {
 		return predictRounds(a, b, method)
 	case "p2pnat":
 		return predictP2P(a, b)
+	case "stunt1":
+		return predictSTUNT1(a, b)
+	case "natblaster":
+		return predictNATBlaster(a, b)
 	case "auto":
 		return predictAuto(Separate, a, b)
 	}
@@ -152,7 +160,7 @@ func Predict(topology string, a, b NAT, method string) Prediction {
 
 func predictAuto(topology string, a, b NAT) Prediction {
 	var tried []string
-	for _, m := range []string{"lan", "direct", "p2pnat", "machsend", "stunt2-hold", "stunt2", "sequential"} {
+	for _, m := range []string{"lan", "direct", "p2pnat", "machsend", "stunt2-hold", "stunt2", "sequential", "stunt1", "natblaster"} {
 		var p Prediction
 		if topology == SameNAT {
 			p = predictSame(a, m)
@@ -340,6 +348,85 @@ func predictSame(n NAT, method string) Prediction {
 		return Prediction{false, "no hairpinning: a SYN to the NAT's own public address from inside is answered by the NAT itself"}
 	case "stunt2-hold":
 		return Prediction{false, "the held connect is answered by the peer's host or the NAT (RST) before the peer's SYN arrives"}
+	case "stunt1", "natblaster":
+		return Prediction{false, "a low-TTL SYN toward the NAT's own public address does not leave the NAT: it is answered inside (no hairpin punching with raw methods)"}
 	}
 	return Prediction{false, "unknown method " + method}
+}
+
+// holdsLowTTL says whether a host behind n can keep a connect pending after
+// its low-TTL SYN died beyond n: the SYN's ICMP time-exceeded must not
+// reach the host, because Linux aborts a SYN_SENT socket on it
+// (tcp_v4_err). STUNT #1 and NATBlaster both depend on this.
+func holdsLowTTL(n NAT) (bool, string) {
+	switch {
+	case n.None:
+		return false, "no NAT stops the low-TTL SYN's ICMP time-exceeded, which aborts the host's pending connect"
+	case n.ICMPTimeExceeded != "drop":
+		return false, n.Name + " translates the low-TTL SYN's ICMP time-exceeded back, which aborts the pending connect"
+	}
+	return true, ""
+}
+
+// predictSTUNT1: both peers' low-TTL SYNs open their own NATs (and die
+// before the other's); the server forges to each the SYN-ACK its entry
+// expects, from the other peer's public endpoint, with the exact ISNs. So
+// filtering, unsolicited-SYN handling, simultaneous open and sequence
+// tracking do not matter; mapping prediction and ICMP handling do.
+func predictSTUNT1(a, b NAT) Prediction {
+	for _, x := range []struct {
+		side string
+		n    NAT
+	}{{"A", a}, {"B", b}} {
+		if ok, why := predictable(x.n); !ok {
+			return Prediction{false, x.side + ": " + why + " (STUNT #1 aims its SYN and forges at the predicted endpoint; it has no fallback)"}
+		}
+		if ok, why := holdsLowTTL(x.n); !ok {
+			return Prediction{false, x.side + ": " + why}
+		}
+	}
+	return Prediction{true, "both NATs keep their low-TTL SYN's entry and drop its ICMP; each passes the server's forged SYN-ACK as the reply its entry expects (exact ISN, so sequence tracking is no obstacle)"}
+}
+
+// predictNATBlaster: as STUNT #1, but each peer injects the SYN-ACK itself,
+// so each NAT must also translate an outbound SYN-ACK on a tuple whose SYN
+// went out (Linux conntrack calls that invalid). With exactly one
+// unpredictable side, the birthday fallback needs the predictable side to
+// keep many low-TTL SYNs pending on one public port (endpoint-independent
+// mapping, ICMP dropped) and to admit the matching SYN as a simultaneous
+// open; it then succeeds with probability about 99.6%.
+func predictNATBlaster(a, b NAT) Prediction {
+	ap, aWhy := predictable(a)
+	bp, bWhy := predictable(b)
+	switch {
+	case !ap && !bp:
+		return Prediction{false, "both sides unpredictable (A: " + aWhy + "; B: " + bWhy + "): no birthday search without one predictable side"}
+	case !ap || !bp:
+		p, side := a, "A"
+		if !ap {
+			p, side = b, "B"
+		}
+		if !p.None && p.Mapping != EI {
+			return Prediction{false, "birthday fallback: the predictable side " + side + " has " + p.Mapping + " mapping, so its guesses leave from different ports"}
+		}
+		if ok, why := holdsLowTTL(p); !ok {
+			return Prediction{false, "birthday fallback: " + side + ": " + why}
+		}
+		if p.SimultaneousOpen != "accept" {
+			return Prediction{false, "birthday fallback: " + side + "'s NAT does not admit the matching SYN on its guess's entry (simultaneous-open " + p.SimultaneousOpen + ")"}
+		}
+		return Prediction{true, "birthday fallback: " + side + " keeps 600 guesses pending behind one public port and admits the colliding SYN as a simultaneous open (collision probability 99.6%)"}
+	}
+	for _, x := range []struct {
+		side string
+		n    NAT
+	}{{"A", a}, {"B", b}} {
+		if ok, why := holdsLowTTL(x.n); !ok {
+			return Prediction{false, x.side + ": " + why}
+		}
+		if x.n.OutboundSYNACK != "translate" {
+			return Prediction{false, "NAT-" + x.side + " drops the outbound SYN-ACK its host injects after its own SYN"}
+		}
+	}
+	return Prediction{true, "both NATs drop the low-TTL SYN's ICMP, translate the injected outbound SYN-ACK and pass the peer's as the reply their entry expects"}
 }
