@@ -210,8 +210,9 @@ func (a *attempt) rawMethod(ctx context.Context, forge bool) error {
 			ctx := ictx
 			for i := 0; i < synackCopies; i++ {
 				// Our own kernel may already be connected (the peer's SYN-ACK
-				// came first); the peer's still needs ours, so every copy goes.
-				if h.s.Err() != nil || ctx.Err() != nil {
+				// came first, and the socket may be handed over); the peer's
+				// still needs ours, so every copy goes until the attempt ends.
+				if ctx.Err() != nil {
 					return
 				}
 				if err := inj.Send(pkt, t.Addr()); err != nil {

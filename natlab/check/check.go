@@ -173,7 +173,7 @@ func Run(ctx context.Context, lab *natlab.Lab, nat string, p *natlab.Profile) (*
 		pr.acc[ap] = acc
 	}
 	steps := []func(context.Context) error{pr.mapping, pr.filtering, pr.unsolicited, pr.simultaneous,
-		pr.icmp, pr.timers, pr.hairpin}
+		pr.icmp, pr.outboundSYNACK, pr.timers, pr.hairpin}
 	if !p.NAT {
 		steps = []func(context.Context) error{pr.noNAT}
 	}

@@ -3,6 +3,8 @@ package check
 import (
 	"context"
 	"fmt"
+	"github.com/machsend/machsend/internal/rawtcp"
+	"github.com/machsend/machsend/internal/sockopt"
 	"net/netip"
 	"time"
 
@@ -288,6 +290,82 @@ func (pr *prober) icmp(ctx context.Context) error {
 	}
 	pr.add("icmp-time-exceeded", pr.p.ICMPTimeExceeded, obs, obs == pr.p.ICMPTimeExceeded,
 		"SYN a:31051 -> %s:7104 with TTL %d: dial %s; time-exceeded reached a: %v %s (%d frames)", pr.rv1, ttl, r.Outcome, obs == natlab.ICMPTranslate, from, len(c.Packets()))
+	return nil
+}
+
+// outboundSYNACK: NATBlaster's packet. a sends a low-TTL SYN (it dies at the
+// core), then injects the SYN-ACK answering a SYN that never came; rv's
+// capture says whether it left the NAT translated (public address, the
+// SYN's mapped port), not at all, or untranslated.
+func (pr *prober) outboundSYNACK(ctx context.Context) error {
+	c, err := pr.lab.Capture("rv", "pub", "")
+	if err != nil {
+		return err
+	}
+	const lport, rport, ttl = 31091, 7105, 2
+	dst := ap(pr.rv1, rport)
+	var isn uint32
+	err = natlab.Do(pr.a.Handle, func() error {
+		cp, err := rawtcp.NewCapture(lport)
+		if err != nil {
+			return err
+		}
+		defer cp.Close()
+		inj, err := rawtcp.NewInjector()
+		if err != nil {
+			return err
+		}
+		defer inj.Close()
+		s, err := sockopt.NewRawSocket(ap(netip.IPv4Unspecified(), lport), ttl)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := s.Connect(dst); err != nil {
+			return err
+		}
+		deadline := time.After(time.Second)
+		for {
+			select {
+			case seg := <-cp.C:
+				if !seg.Outgoing || !seg.SYN || seg.ACK || seg.Dst != dst {
+					continue
+				}
+				isn = seg.Options.ISN
+				pkt, err := rawtcp.SYNACK(seg.Src, dst, seg.Options, 0x5eed, 0)
+				if err != nil {
+					return err
+				}
+				return inj.Send(pkt, dst.Addr())
+			case <-deadline:
+				return fmt.Errorf("outbound-synack probe: own SYN not captured")
+			}
+		}
+	})
+	time.Sleep(100 * time.Millisecond)
+	if serr := c.Stop(); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	obs, from := natlab.SYNACKDrop, "nothing"
+	for _, p := range c.Packets() {
+		pk := p.Decode()
+		ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		t, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if !ok || ip == nil || !t.SYN || !t.ACK || uint16(t.DstPort) != rport || t.Seq != isn {
+			continue
+		}
+		from = fmt.Sprintf("%s:%d", ip.SrcIP, t.SrcPort)
+		if ip.SrcIP.Equal(pr.pub.AsSlice()) {
+			obs = natlab.SYNACKTranslate
+		} else {
+			obs = "leaked untranslated"
+		}
+	}
+	pr.add("outbound-synack", pr.p.OutboundSYNACK, obs, obs == pr.p.OutboundSYNACK,
+		"a:%d SYN with TTL %d to %s (dies at the core), then an injected SYN-ACK seq %d: rv saw %s", lport, ttl, dst, isn, from)
 	return nil
 }
 
