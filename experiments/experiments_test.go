@@ -247,3 +247,48 @@ func TestNATCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestRawMethodsAgreeWithModel runs STUNT #1 and NATBlaster against pairs
+// covering sequence tracking, ICMP handling, outbound SYN-ACK handling and
+// port allocation (testdata/raw.yaml); every trial must match the model,
+// and the ones the model expects to connect must actually have connected.
+func TestRawMethodsAgreeWithModel(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	spec, err := experiments.LoadSpec("testdata/raw.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := experiments.Run(context.Background(), spec, experiments.Options{Bin: buildBinaries(t), Out: out,
+		AttemptTimeout: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	trials, err := experiments.LoadTrials(filepath.Join(out, experiments.TrialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wins := map[string]int{}
+	for _, tr := range trials {
+		t.Logf("%s: success=%v class=%s predicted=%v", tr.ID, tr.Success, tr.Class, tr.Predicted)
+		if tr.LabError != "" {
+			t.Errorf("%s: lab error: %s", tr.ID, tr.LabError)
+		}
+	}
+	for _, tr := range trials {
+		if !tr.Agree {
+			t.Errorf("%s: measured success=%v (%s), model predicted %v: %s", tr.ID, tr.Success, tr.Class, tr.Predicted, tr.PredictedReason)
+		}
+		if tr.Success {
+			wins[tr.Cell.Method]++
+			if len(tr.Attempts) == 0 || tr.Attempts[0].Packets == 0 {
+				t.Errorf("%s: connected but reported no packets", tr.ID)
+			}
+		} else if len(tr.Attempts) > 0 && tr.Attempts[0].Error == "" {
+			t.Errorf("%s: failed without a reason", tr.ID)
+		}
+	}
+	// eim x eim, strict, synack-drop (stunt1 only), prediction, birthday (natblaster only): 2 repetitions each.
+	if wins["stunt1"] != 8 || wins["natblaster"] != 8 {
+		t.Errorf("connected trials: %v, want 8 for each method", wins)
+	}
+}

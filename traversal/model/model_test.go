@@ -15,6 +15,13 @@ var (
 	icmpDrop  = with(func(n *NAT) { n.ICMPTimeExceeded = "drop" })
 	public    = NAT{Name: "public", None: true}
 	linuxDflt = with(func(n *NAT) { n.UnsolicitedSYN = "rst"; n.SequenceTracking = "strict" })
+	// The raw methods' NATs: ICMP time-exceeded dropped, outbound SYN-ACK translated.
+	icmpDrop2  = func(n NAT) NAT { n.ICMPTimeExceeded = "drop"; n.OutboundSYNACK = "translate"; return n }
+	raw        = icmpDrop2(prc)
+	rawStrict  = with(func(n *NAT) { *n = raw; n.SequenceTracking = "strict" })
+	rawSynDrop = with(func(n *NAT) { *n = raw; n.OutboundSYNACK = "drop" })
+	rawSymSeq  = with(func(n *NAT) { *n = raw; n.Mapping, n.Allocation = APD, Seq })
+	rawSymRand = with(func(n *NAT) { *n = raw; n.Mapping, n.Allocation = APD, Random })
 )
 
 func TestPredict(t *testing.T) {
@@ -55,6 +62,23 @@ func TestPredict(t *testing.T) {
 		{"lan across NATs", prc, prc, "lan", false},
 		{"relay", symRand, symRand, "relay", true},
 		{"auto always connects", symRand, symRand, "auto", true},
+		{"stunt1: ICMP dropped on both sides", raw, raw, "stunt1", true},
+		{"stunt1: B translates ICMP, aborting its pending connect", raw, prc, "stunt1", false},
+		{"stunt1: A translates ICMP", prc, raw, "stunt1", false},
+		{"stunt1: strict tracking is no obstacle (exact ISNs)", rawStrict, raw, "stunt1", true},
+		{"stunt1: outbound SYN-ACK handling does not matter", rawSynDrop, raw, "stunt1", true},
+		{"stunt1: sequential allocation predicted", rawSymSeq, raw, "stunt1", true},
+		{"stunt1: random allocation has no fallback", raw, rawSymRand, "stunt1", false},
+		{"stunt1: public host sees its own ICMP", public, raw, "stunt1", false},
+		{"natblaster: ICMP dropped, SYN-ACK translated", raw, raw, "natblaster", true},
+		{"natblaster: A drops the outbound SYN-ACK", rawSynDrop, raw, "natblaster", false},
+		{"natblaster: strict tracking with translation", rawStrict, raw, "natblaster", true},
+		{"natblaster: A translates ICMP", prc, raw, "natblaster", false},
+		{"natblaster: birthday against a random side", raw, rawSymRand, "natblaster", true},
+		{"natblaster: birthday needs EI mapping on the predictable side", rawSymSeq, rawSymRand, "natblaster", false},
+		{"natblaster: birthday needs simultaneous open", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), rawSymRand, "natblaster", false},
+		{"natblaster: birthday needs ICMP dropped on the predictable side", prc, rawSymRand, "natblaster", false},
+		{"natblaster: both random", rawSymRand, rawSymRand, "natblaster", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +100,7 @@ func TestPredictSameNAT(t *testing.T) {
 		want   bool
 	}{
 		{prc, "lan", true}, {prc, "direct", false}, {full, "direct", true}, {prc, "p2pnat", true}, {prc, "auto", true},
+		{raw, "stunt1", false}, {raw, "natblaster", false},
 	}
 	for _, tt := range tests {
 		if got := Predict(SameNAT, tt.n, tt.n, tt.method); got.Success != tt.want {
