@@ -98,13 +98,13 @@ func writeReport(out string, trials, impaired []*Trial, cells []*CellStats, pop 
 		}
 		return "-", nil
 	}
-	p("| profile | machsend vs port-restricted | machsend vs itself | stunt2 | stunt2-hold | p2pnat | sequential | direct | auto (path) | why (machsend vs port-restricted) |")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+	p("| profile | machsend vs port-restricted | machsend vs itself | stunt2 | stunt2-hold | p2pnat | sequential | stunt1 | natblaster | direct | auto (path) | why (machsend vs port-restricted) |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 	for _, n := range profs {
 		ms1, c1 := rate(n, "port-restricted-cone", "machsend")
 		ms2, _ := rate(n, n, "machsend")
 		row := []string{n, ms1, ms2}
-		for _, m := range []string{"stunt2", "stunt2-hold", "p2pnat", "sequential", "direct"} {
+		for _, m := range []string{"stunt2", "stunt2-hold", "p2pnat", "sequential", "stunt1", "natblaster", "direct"} {
 			r, _ := rate(n, "port-restricted-cone", m)
 			row = append(row, r)
 		}
@@ -123,6 +123,8 @@ func writeReport(out string, trials, impaired []*Trial, cells []*CellStats, pop 
 	p("")
 	p("In plain words: the 2009 method needs (1) both mappings predictable (endpoint-independent, or sequential allocation the peer can predict), (2) the responder's side must stay silent when the initiator's SYN arrives — a RST (from the NAT, or from the host behind an endpoint-independent-filtering NAT) closes the initiator's conntrack entry and the responder's SYN is then invalid there, unless the initiator's own NAT filters endpoint-independently (the SYN then reopens the entry as new and is forwarded) — and (3) the initiator's NAT must accept an inbound SYN on its outbound SYN's tuple and pass the listener's SYN-ACK with a new ISN (liberal sequence tracking). Swapping roles once rescues pairs where only one side breaks (2) or (3). STUNT #2's low TTL removes condition (2); STUNT #2-hold removes the new-ISN problem but, on Linux hosts, dies whenever the ICMP time-exceeded for its low-TTL SYN comes back (the kernel aborts a connect in SYN_SENT on it), so it works only behind NATs that drop that ICMP.")
 	p("")
+
+	writeApproaches(p, trials, cells)
 
 	p("## Success-rate heatmaps (two-NAT, profile x profile)")
 	p("")

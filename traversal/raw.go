@@ -282,10 +282,14 @@ func (a *attempt) diagnose(h *halfOpen, err error, forge bool) error {
 // SYNs from its port to guessed ports of the random side's address, which
 // opens that many entries in its NAT; then, told through the rendezvous,
 // the random side opens birthdayPorts fresh connections to the predictable
-// side's public endpoint. Where a fresh mapping equals a guess, that SYN
-// meets an entry and completes a simultaneous open with the guess's pending
-// connect. Bounded: at most 2 x birthdayPorts SYNs, each retransmitted at
-// most once, within the attempt's timeout.
+// side's public endpoint. Where a fresh mapping equals a guess, the two
+// meet as a simultaneous open: the random side's SYN finds the guess's
+// entry in the predictable side's NAT, or (if that NAT dropped it) the
+// guess's retransmission, at full TTL a second later, finds the fresh
+// mapping's entry in the random side's NAT. Only the first few guesses are
+// aborted by ICMP time-exceeded: routers rate-limit it. Bounded: at most
+// 2 x birthdayPorts SYNs, each retransmitted at most once, within the
+// attempt's timeout.
 func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error {
 	t, _ := a.target()
 	a.rec.Target = t

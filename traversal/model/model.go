@@ -391,31 +391,17 @@ func predictSTUNT1(a, b NAT) Prediction {
 // predictNATBlaster: as STUNT #1, but each peer injects the SYN-ACK itself,
 // so each NAT must also translate an outbound SYN-ACK on a tuple whose SYN
 // went out (Linux conntrack calls that invalid). With exactly one
-// unpredictable side, the birthday fallback needs the predictable side to
-// keep many low-TTL SYNs pending on one public port (endpoint-independent
-// mapping, ICMP dropped) and to admit the matching SYN as a simultaneous
-// open; it then succeeds with probability about 99.6%.
+// unpredictable side it falls back to a birthday search (predictBirthday).
 func predictNATBlaster(a, b NAT) Prediction {
 	ap, aWhy := predictable(a)
 	bp, bWhy := predictable(b)
 	switch {
 	case !ap && !bp:
 		return Prediction{false, "both sides unpredictable (A: " + aWhy + "; B: " + bWhy + "): no birthday search without one predictable side"}
-	case !ap || !bp:
-		p, side := a, "A"
-		if !ap {
-			p, side = b, "B"
-		}
-		if !p.None && p.Mapping != EI {
-			return Prediction{false, "birthday fallback: the predictable side " + side + " has " + p.Mapping + " mapping, so its guesses leave from different ports"}
-		}
-		if ok, why := holdsLowTTL(p); !ok {
-			return Prediction{false, "birthday fallback: " + side + ": " + why}
-		}
-		if p.SimultaneousOpen != "accept" {
-			return Prediction{false, "birthday fallback: " + side + "'s NAT does not admit the matching SYN on its guess's entry (simultaneous-open " + p.SimultaneousOpen + ")"}
-		}
-		return Prediction{true, "birthday fallback: " + side + " keeps 600 guesses pending behind one public port and admits the colliding SYN as a simultaneous open (collision probability 99.6%)"}
+	case !ap:
+		return predictBirthday(b, a, "B", "A")
+	case !bp:
+		return predictBirthday(a, b, "A", "B")
 	}
 	for _, x := range []struct {
 		side string
@@ -429,4 +415,29 @@ func predictNATBlaster(a, b NAT) Prediction {
 		}
 	}
 	return Prediction{true, "both NATs drop the low-TTL SYN's ICMP, translate the injected outbound SYN-ACK and pass the peer's as the reply their entry expects"}
+}
+
+// predictBirthday: the predictable side p keeps 600 low-TTL guesses pending
+// from one port, toward random ports of the random side r, which then opens
+// 600 fresh mappings toward p's endpoint. A guess equal to one of those
+// mappings (probability about 99.6%) meets in one of two places. Either r's
+// SYN reaches p's NAT and finds the guess's entry (p's NAT must accept a
+// simultaneous open); or, when p's NAT silently drops it, the guess's
+// retransmission (full TTL, 1 s later) reaches r's NAT and finds the
+// fresh mapping's entry (r's NAT must accept a simultaneous open). ICMP
+// time-exceeded handling hardly matters here: routers rate-limit it (Linux:
+// a burst of about six per destination, then one per second), so only the
+// first few of the 600 guesses are aborted.
+func predictBirthday(p, r NAT, pSide, rSide string) Prediction {
+	const pre = "birthday fallback: "
+	if !p.None && p.Mapping != EI {
+		return Prediction{false, pre + "the predictable side " + pSide + " has " + p.Mapping + " mapping, so its guesses leave from different ports"}
+	}
+	if p.None || p.SimultaneousOpen == "accept" {
+		return Prediction{true, pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (collision probability 99.6%)"}
+	}
+	if p.SimultaneousOpen == "drop" && p.Filtering != EI && (p.UnsolicitedSYN == "drop" || p.UnsolicitedSYN == "delayed-icmp") && r.SimultaneousOpen == "accept" {
+		return Prediction{true, pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (collision probability 99.6%)"}
+	}
+	return Prediction{false, pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + p.SimultaneousOpen + ") and answers or forwards the others, so no pending pair survives to meet again"}
 }

@@ -76,8 +76,10 @@ func TestPredict(t *testing.T) {
 		{"natblaster: A translates ICMP", prc, raw, "natblaster", false},
 		{"natblaster: birthday against a random side", raw, rawSymRand, "natblaster", true},
 		{"natblaster: birthday needs EI mapping on the predictable side", rawSymSeq, rawSymRand, "natblaster", false},
-		{"natblaster: birthday needs simultaneous open", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), rawSymRand, "natblaster", false},
-		{"natblaster: birthday needs ICMP dropped on the predictable side", prc, rawSymRand, "natblaster", false},
+		{"natblaster: birthday meets at the random side's NAT when the other drops silently", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), rawSymRand, "natblaster", true},
+		{"natblaster: birthday fails when neither NAT accepts a simultaneous open", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), with(func(n *NAT) { *n = rawSymRand; n.SimultaneousOpen = "drop" }), "natblaster", false},
+		{"natblaster: birthday fails when the predictable side resets the colliding SYN", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "rst"; n.UnsolicitedSYN = "rst" }), rawSymRand, "natblaster", false},
+		{"natblaster: birthday survives translated ICMP (routers rate-limit it)", prc, rawSymRand, "natblaster", true},
 		{"natblaster: both random", rawSymRand, rawSymRand, "natblaster", false},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,217 @@
+package experiments
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// approaches2005 are the four TCP traversal approaches Guha & Francis
+// compared in 2005, plus the Machsend 2009 method, in report order.
+var approaches2005 = []string{"stunt1", "stunt2", "natblaster", "p2pnat", "machsend"}
+
+// approachNeeds says, per approach, what the NAT model says it needs.
+var approachNeeds = map[string]string{
+	"stunt1":     "both mappings predictable, both NATs drop the ICMP time-exceeded of the low-TTL SYN (Linux aborts a pending connect on it), and a rendezvous server that can spoof (here: inside the lab). Filtering, RST/ICMP responses, simultaneous-open handling and sequence tracking do not matter: the forged SYN-ACKs carry the exact ISNs.",
+	"stunt2":     "both mappings predictable (or a peer whose filtering admits the unpredicted port), the initiator's NAT accepting an inbound SYN on its outbound SYN's tuple and passing the listener's new-ISN SYN-ACK (liberal sequence tracking); the low TTL keeps the responder's NAT from answering with RST.",
+	"natblaster": "what STUNT #1 needs, without a spoofing server, plus NATs that translate a SYN-ACK sent from inside after their own SYN (conntrack calls it invalid: strict NATs drop it); with exactly one random side, the birthday fallback (600 guesses against 600 fresh mappings) needs the other side endpoint-independent and one of the two NATs accepting the colliding SYN as a simultaneous open; ICMP hardly matters to it, because routers rate-limit time-exceeded messages and only the first few of the 600 pending guesses are aborted.",
+	"p2pnat":     "one side reachable (endpoint-independent filtering) or, with both mappings predictable, a NAT that accepts a simultaneous open; it loses when both NATs reset early SYNs (each RST closes the other side's entry).",
+	"machsend":   "STUNT #2's conditions with a full-TTL SYN: the responder's side must also stay silent when the initiator's SYN arrives (no RST), unless the initiator filters endpoint-independently.",
+}
+
+// pairRates is one unordered two-NAT pair's success rate and median
+// connect time per approach.
+type pairRates struct {
+	a, b  string
+	rate  map[string]float64
+	ms    map[string]float64
+	n     map[string]int
+	win   string // best rate, then fastest median connect
+	alone bool   // the winner is the only approach that connected at all
+}
+
+func approachPairs(cells []*CellStats) []*pairRates {
+	by := map[string]*pairRates{}
+	var keys []string
+	for _, c := range cells {
+		if c.Cell.Topology != "two-nat" || c.Cell.Case != "" || index(approaches2005, c.Cell.Method) < 0 {
+			continue
+		}
+		a, b := c.Cell.Profiles["nat-a"], c.Cell.Profiles["nat-b"]
+		if a > b {
+			a, b = b, a
+		}
+		k := a + " × " + b
+		pr := by[k]
+		if pr == nil {
+			pr = &pairRates{a: a, b: b, rate: map[string]float64{}, ms: map[string]float64{}, n: map[string]int{}}
+			by[k] = pr
+			keys = append(keys, k)
+		}
+		pr.rate[c.Cell.Method] = c.Rate()
+		pr.n[c.Cell.Method] = c.N
+		pr.ms[c.Cell.Method] = quantile(c.ConnectMs, 0.5)
+	}
+	sort.Strings(keys)
+	var out []*pairRates
+	for _, k := range keys {
+		pr := by[k]
+		best, connected := "", 0
+		for _, m := range approaches2005 {
+			if pr.rate[m] > 0 {
+				connected++
+			}
+			switch {
+			case pr.n[m] == 0 || pr.rate[m] == 0:
+			case best == "" || pr.rate[m] > pr.rate[best] || (pr.rate[m] == pr.rate[best] && pr.ms[m] < pr.ms[best]):
+				best = m
+			}
+		}
+		pr.win, pr.alone = best, connected == 1
+		out = append(out, pr)
+	}
+	return out
+}
+
+// failureReasons counts, per method, the reasons its failed attempts gave
+// (the text before the first colon, which names the cause).
+func failureReasons(trials []*Trial, methods []string) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, t := range trials {
+		if t.LabError != "" || t.Success || t.Cell.Case != "" || index(methods, t.Cell.Method) < 0 {
+			continue
+		}
+		for _, a := range t.Attempts {
+			if string(a.Method) != t.Cell.Method {
+				continue
+			}
+			r := a.Error
+			if r == "" {
+				r = a.Outcome
+			}
+			r = strings.TrimPrefix(r, "method not applicable to these candidates: ")
+			if i := strings.Index(r, ": "); i > 0 {
+				r = r[:i]
+			}
+			if out[t.Cell.Method] == nil {
+				out[t.Cell.Method] = map[string]int{}
+			}
+			out[t.Cell.Method][r]++
+		}
+	}
+	return out
+}
+
+// writeApproaches writes the report's comparison of the 2005 approaches and
+// the Machsend method over the whole two-NAT matrix.
+func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats) {
+	pairs := approachPairs(cells)
+	if len(pairs) == 0 {
+		return
+	}
+	p("## The four approaches of 2005 and Machsend, side by side")
+	p("")
+	p("Guha & Francis (IMC 2005) compared STUNT #1, STUNT #2, NATBlaster and P2PNAT; Machsend (2009) is STUNT #2 with a full-TTL SYN. STUNT #1 and NATBlaster need raw sockets: the peers capture their own SYN on an AF_PACKET socket, STUNT #1's server forges both SYN-ACKs (spoofed from each peer's public endpoint), NATBlaster's peers inject them themselves; injection is refused outside a natlab namespace. Every two-NAT profile pair of the main matrix, zero delay:")
+	p("")
+	ms := summariseMethods(trials, "two-nat")
+	stat := map[string]*MethodStats{}
+	for _, m := range ms {
+		stat[m.Method] = m
+	}
+	wins, alone, full := map[string]int{}, map[string]int{}, map[string]int{}
+	for _, pr := range pairs {
+		if pr.win != "" {
+			wins[pr.win]++
+		}
+		if pr.alone {
+			alone[pr.win]++
+		}
+		for _, m := range approaches2005 {
+			if pr.n[m] > 0 && pr.rate[m] == 1 {
+				full[m]++
+			}
+		}
+	}
+	packets := map[string][]float64{}
+	for _, t := range trials {
+		if t.Success && t.Cell.Topology == "two-nat" && t.Cell.Case == "" {
+			for _, a := range t.Attempts {
+				if string(a.Method) == t.Cell.Method && a.Outcome == "connected" && a.Packets > 0 {
+					packets[t.Cell.Method] = append(packets[t.Cell.Method], float64(a.Packets))
+				}
+			}
+		}
+	}
+	p("| approach | success over %d pairs | pairs always connected | pairs where it is best (rate, then speed) | pairs only it connects | median connect | crafted/sent packets (median, A's side) |", len(pairs))
+	p("|---|---:|---:|---:|---:|---:|---:|")
+	for _, m := range approaches2005 {
+		s := stat[m]
+		if s == nil {
+			continue
+		}
+		pk := "-"
+		if v := quantile(packets[m], 0.5); !math.IsNaN(v) {
+			pk = fmt.Sprintf("%.0f", v)
+		}
+		p("| %s | %.1f%% (%d/%d) | %d | %d | %d | %s | %s |", m, 100*float64(s.Successes)/float64(max(s.N, 1)), s.Successes, s.N,
+			full[m], wins[m], alone[m], msOrDash(s.MedianMs), pk)
+	}
+	p("")
+	p("What each approach needs (the NAT model's rules, which the measurements test):")
+	p("")
+	for _, m := range approaches2005 {
+		p("- **%s**: %s", m, approachNeeds[m])
+	}
+	p("")
+	p("Pairs where the approaches differ (success rate per approach; the winner is the best rate, then the fastest median connect):")
+	p("")
+	p("| pair | %s | winner |", strings.Join(approaches2005, " | "))
+	p("|---|%s---|", strings.Repeat("---:|", len(approaches2005)))
+	for _, pr := range pairs {
+		same := true
+		for _, m := range approaches2005[1:] {
+			if pr.rate[m] != pr.rate[approaches2005[0]] {
+				same = false
+			}
+		}
+		if same {
+			continue
+		}
+		row := []string{pr.a + " × " + pr.b}
+		for _, m := range approaches2005 {
+			if pr.n[m] == 0 {
+				row = append(row, "-")
+				continue
+			}
+			row = append(row, fmt.Sprintf("%.0f%%", 100*pr.rate[m]))
+		}
+		w := pr.win
+		if w == "" {
+			w = "none"
+		} else if pr.alone {
+			w += " (alone)"
+		}
+		row = append(row, w)
+		p("| %s |", strings.Join(row, " | "))
+	}
+	p("")
+	reasons := failureReasons(trials, []string{"stunt1", "natblaster"})
+	if len(reasons) > 0 {
+		p("Why the raw-socket approaches failed (each failed attempt's own reason, all topologies, zero delay):")
+		p("")
+		p("| approach | reason | attempts |")
+		p("|---|---|---:|")
+		for _, m := range []string{"stunt1", "natblaster"} {
+			var rs []string
+			for r := range reasons[m] {
+				rs = append(rs, r)
+			}
+			sort.Slice(rs, func(i, j int) bool { return reasons[m][rs[i]] > reasons[m][rs[j]] })
+			for _, r := range rs {
+				p("| %s | %s | %d |", m, r, reasons[m][r])
+			}
+		}
+		p("")
+	}
+}
