@@ -26,7 +26,20 @@
 //   - p2pnat: Ford, Srisuresh & Kegel's parallel punching: both listen and
 //     keep connecting from the same port to every endpoint of the peer.
 //   - sequential: NatTrav's variant, ordered by signalling, not timing.
+//   - stunt1 (raw.go): Guha & Francis's STUNT #1. Both peers send a low-TTL
+//     SYN and capture its ISN (AF_PACKET); the rendezvous server forges to
+//     each the SYN-ACK its NAT expects, spoofed from the other peer's public
+//     endpoint, and each kernel completes its own pending connect.
+//   - natblaster (raw.go): Biggadike et al.'s NATBlaster. As stunt1, but the
+//     peers exchange their ISNs and each injects (IPPROTO_RAW) the SYN-ACK
+//     the other side's NAT expects; with exactly one unpredictable side, a
+//     bounded birthday search (600 guesses against 600 fresh mappings).
 //   - relay: the rendezvous server splices the two connections.
+//
+// The raw methods need CAP_NET_RAW, and internal/rawtcp refuses to inject
+// anywhere but inside a natlab namespace; a peer that cannot use them says
+// so in the exchange and both record the attempt as not applicable. Auto
+// tries them last, after every unprivileged punching method.
 //
 // Port prediction (NATInfo.Predict) offers the next mapping of a NAT that
 // allocates sequentially; every punching method aims at it when present.

@@ -102,7 +102,7 @@ func cmdPunch(args []string) error {
 	fs := flag.NewFlagSet("machsend punch", flag.ContinueOnError)
 	server := fs.String("server", "", "rendezvous server IP:PORT (required)")
 	id := fs.String("session", "", "session to join (default: create one and print its id)")
-	methodName := fs.String("method", "auto", "auto, lan, direct, machsend, stunt2, stunt2-hold, p2pnat, sequential or relay")
+	methodName := fs.String("method", "auto", "auto, lan, direct, machsend, stunt2, stunt2-hold, p2pnat, sequential, stunt1, natblaster (raw sockets, lab only) or relay")
 	asJSON := fs.Bool("json", false, "print events and the report as JSON lines")
 	pings := fs.Int("pings", 3, "round trips to measure over the connection")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
