@@ -116,14 +116,7 @@ func (s *RawSocket) Wait(ctx context.Context) error {
 			return fmt.Errorf("poll: %w", err)
 		}
 		if n > 0 {
-			soerr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			if err != nil {
-				return err
-			}
-			if soerr != 0 {
-				return syscall.Errno(soerr)
-			}
-			return nil
+			return s.Err()
 		}
 		if err := ctx.Err(); err != nil {
 			return err
