@@ -192,8 +192,12 @@ func (a *attempt) rawMethod(ctx context.Context, forge bool) error {
 	}
 	peer := *g.Peer.SYN
 	if forge {
-		if g.ForgeError != "" {
-			return fmt.Errorf("%w: server: %s", ErrNotApplicable, g.ForgeError)
+		if g.Forged == 0 {
+			why := g.ForgeError
+			if why == "" {
+				why = "the server does not know how to forge (an older rendezvous)"
+			}
+			return fmt.Errorf("%w: server forged no SYN-ACKs: %s", ErrNotApplicable, why)
 		}
 		a.emit("forged", fmt.Sprintf("server forged %d SYN-ACKs", g.Forged), t)
 	} else {
