@@ -91,8 +91,16 @@ func failureReasons(trials []*Trial, methods []string) map[string]map[string]int
 				r = a.Outcome
 			}
 			r = strings.TrimPrefix(r, "method not applicable to these candidates: ")
+			peer := strings.HasPrefix(r, "peer: ")
+			r = strings.TrimPrefix(r, "peer: ")
 			if i := strings.Index(r, ": "); i > 0 {
 				r = r[:i]
+			}
+			if strings.HasPrefix(r, "reset by ") {
+				r = "reset by the peer's NAT before the handshake completed"
+			}
+			if peer {
+				r = "the peer could not go on: " + r
 			}
 			if out[t.Cell.Method] == nil {
 				out[t.Cell.Method] = map[string]int{}

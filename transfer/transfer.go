@@ -562,9 +562,15 @@ func hashRootFile(root *os.Root, p string, size int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// saveState replaces the resume state atomically: written beside it, then
+// renamed over it, so a receiver killed at any moment leaves either the old
+// state or the new one, never a truncated file (which would lose the
+// verified prefix and force the whole file to be sent again).
 func saveState(root *os.Root, p *plan) error {
 	b, _ := json.Marshal(p.state)
-	f, err := root.OpenFile(statePath(p.entry.Path), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	final := statePath(p.entry.Path)
+	tmp := final + ".tmp"
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -572,7 +578,11 @@ func saveState(root *os.Root, p *plan) error {
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
 	}
-	return werr
+	if werr != nil {
+		_ = root.Remove(tmp)
+		return werr
+	}
+	return root.Rename(tmp, final)
 }
 
 // finish verifies a completed .part against the manifest hash and renames
