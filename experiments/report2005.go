@@ -97,7 +97,7 @@ func failureReasons(trials []*Trial, methods []string) map[string]map[string]int
 				r = r[:i]
 			}
 			if strings.HasPrefix(r, "reset by ") {
-				r = "reset by the peer's NAT before the handshake completed"
+				r = "reset before the handshake completed"
 			}
 			if peer {
 				r = "the peer could not go on: " + r
