@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"syscall"
@@ -36,17 +37,13 @@ const (
 // BirthdayProbability is the chance that NATBlaster's birthday fallback
 // finds a collision when the random side's NAT picks uniformly among n ports.
 func BirthdayProbability(n int) float64 {
-	p := 1.0
-	for i := 0; i < birthdayPorts; i++ {
-		p *= 1 - float64(birthdayPorts)/float64(n)
-	}
-	return 1 - p
+	return 1 - math.Pow(1-float64(birthdayPorts)/float64(n), birthdayPorts)
 }
 
 // unpredictable says whether candidates come from a NAT whose port toward a
 // new destination cannot be known (dependent mapping, no prediction).
 func unpredictable(c rendezvous.Candidates) bool {
-	return c.Mapping == "endpoint-dependent" && len(c.Predicted) == 0
+	return c.Mapping == MappingDependent && len(c.Predicted) == 0
 }
 
 // halfOpen is one peer's low-TTL SYN: the connecting socket left in SYN_SENT
@@ -256,7 +253,7 @@ func (a *attempt) diagnose(h *halfOpen, err error, forge bool) error {
 	for _, c := range h.cap.Seen() {
 		switch {
 		case c.Outgoing:
-		case c.ICMP && c.ICMPType == 11 && c.Src == h.local:
+		case c.TimeExceeded() && c.Src == h.local:
 			icmp = true
 		case c.SYN && c.ACK && synack == nil:
 			synack = &c
@@ -290,8 +287,9 @@ func (a *attempt) diagnose(h *halfOpen, err error, forge bool) error {
 // meet as a simultaneous open: the random side's SYN finds the guess's
 // entry in the predictable side's NAT, or (if that NAT dropped it) the
 // guess's retransmission, at full TTL a second later, finds the fresh
-// mapping's entry in the random side's NAT. Only the first few guesses are
-// aborted by ICMP time-exceeded: routers rate-limit it. Bounded: at most
+// mapping's entry in the random side's NAT. Behind a NAT that translates
+// ICMP time-exceeded, the guesses that draw one are aborted, but routers
+// rate-limit it (measured: 122 for 603 guesses), so most stay. Bounded: at most
 // 2 x birthdayPorts SYNs, each retransmitted at most once, within the
 // attempt's timeout.
 func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error {

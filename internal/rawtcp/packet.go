@@ -53,6 +53,11 @@ type Segment struct {
 	ICMPFrom netip.Addr
 }
 
+// TimeExceeded says whether s is an ICMP time-exceeded quoting a segment.
+func (s Segment) TimeExceeded() bool {
+	return s.ICMP && s.ICMPType == uint8(layers.ICMPv4TypeTimeExceeded)
+}
+
 // ParseSegment reads an IPv4 packet carrying TCP, or an ICMP error quoting
 // a TCP segment. It never panics; anything else is ErrPacket.
 func ParseSegment(b []byte) (Segment, error) {

@@ -425,9 +425,10 @@ func predictNATBlaster(a, b NAT) Prediction {
 // simultaneous open); or, when p's NAT silently drops it, the guess's
 // retransmission (full TTL, 1 s later) reaches r's NAT and finds the
 // fresh mapping's entry (r's NAT must accept a simultaneous open). ICMP
-// time-exceeded handling hardly matters here: routers rate-limit it (Linux:
-// a burst of about six per destination, then one per second), so only the
-// first few of the 600 guesses are aborted.
+// time-exceeded handling matters little here: the router where the guesses
+// die rate-limits its ICMP (measured in the lab: 122 time-exceeded for 603
+// low-TTL SYNs), so about 480 guesses stay pending even behind a NAT that
+// translates it, and the hit probability only drops to about 98.9%.
 func predictBirthday(p, r NAT, pSide, rSide string) Prediction {
 	const pre = "birthday fallback: "
 	if !p.None && p.Mapping != EI {
