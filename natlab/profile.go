@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/machsend/machsend/internal/names"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -228,7 +230,7 @@ func ParseProfile(file string, data []byte) (*Profile, error) {
 		}
 		switch knob {
 		case "name":
-			if !validName(val) {
+			if !names.Valid(val) {
 				return nil, errAt(v, knob, "%q: use lower-case letters, digits and '-' (at most 40)", val)
 			}
 			p.Name = val
@@ -344,18 +346,6 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 40 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // KnobRealisation says how the kernel realises one knob of a profile.

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/machsend/machsend/internal/names"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -160,13 +162,13 @@ func (t *Topology) Validate() error {
 }
 
 func (t *Topology) validate() error {
-	if !validName(t.Name) {
+	if !names.Valid(t.Name) {
 		return fmt.Errorf("name %q: use lower-case letters, digits and '-'", t.Name)
 	}
 	nodes := map[string]*NodeSpec{}
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		if !validName(n.Name) || len(n.Name) > 12 {
+		if !names.Valid(n.Name) || len(n.Name) > 12 {
 			return fmt.Errorf("node %q: name must be lower-case letters, digits, '-' and at most 12 characters", n.Name)
 		}
 		if nodes[n.Name] != nil {
@@ -182,7 +184,7 @@ func (t *Topology) validate() error {
 	member := map[string]map[string]bool{} // node -> networks
 	seenNet := map[string]bool{}
 	for _, nw := range t.Networks {
-		if !validName(nw.Name) || len(nw.Name) > 12 {
+		if !names.Valid(nw.Name) || len(nw.Name) > 12 {
 			return fmt.Errorf("network %q: name must be lower-case letters, digits, '-' and at most 12 characters", nw.Name)
 		}
 		if seenNet[nw.Name] {

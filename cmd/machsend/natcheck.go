@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/machsend/machsend/internal/names"
+
 	"github.com/machsend/machsend/natcheck"
 )
 
@@ -39,7 +41,7 @@ func cmdNATCheck(args []string) error {
 	if *timeout < 100*time.Millisecond || *timeout > 5*time.Second {
 		return fmt.Errorf("natcheck: --probe-timeout %v outside 100ms..5s", *timeout)
 	}
-	if *profile != "" && !validProfileName(*name) {
+	if *profile != "" && !names.Valid(*name) {
 		return fmt.Errorf("natcheck: --name %q: use lower-case letters, digits and '-' (at most 40)", *name)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *maxTrans+40*time.Second)
@@ -67,18 +69,4 @@ func cmdNATCheck(args []string) error {
 		fmt.Printf("\nProfile written to %s: natlab up two-nat --nat nat-a=%s\n", *profile, *profile)
 	}
 	return nil
-}
-
-// validProfileName is natlab's rule for profile names (repeated here so that
-// machsend does not link the lab).
-func validProfileName(s string) bool {
-	if s == "" || len(s) > 40 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
