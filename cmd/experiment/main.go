@@ -87,15 +87,15 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := natlab.Preflight(); err != nil {
+	ctx, stop, err := labContext()
+	if err != nil {
 		return err
 	}
+	defer stop()
 	if *fresh {
 		os.Remove(filepath.Join(*out, experiments.TrialsFile))
 		os.RemoveAll(filepath.Join(*out, "pcaps"))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	start := time.Now()
 	info, err := experiments.Run(ctx, spec, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
 		AttemptTimeout: *attempt, Log: os.Stderr})
@@ -157,10 +157,10 @@ func cmdNATCheck(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := natlab.Preflight(); err != nil {
+	ctx, stop, err := labContext()
+	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rows, err := experiments.RunNATCheck(ctx, *bin, *parallel)
 	if err != nil {
@@ -180,10 +180,10 @@ func cmdCalibrate(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := natlab.Preflight(); err != nil {
+	ctx, stop, err := labContext()
+	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	c, err := experiments.Calibrate(ctx, *out)
 	if err != nil {
@@ -209,10 +209,10 @@ func cmdThroughput(args []string) error {
 	if spec.Throughput == nil {
 		return errors.New("the spec has no throughput section")
 	}
-	if err := natlab.Preflight(); err != nil {
+	ctx, stop, err := labContext()
+	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := experiments.MeasureThroughput(ctx, experiments.Options{Bin: *bin, Out: *out}, spec.Throughput)
 	if err != nil {
@@ -263,4 +263,14 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// labContext checks that labs can be built here and returns a context that
+// ends on SIGINT or SIGTERM, so a run cleans its labs up when stopped.
+func labContext() (context.Context, context.CancelFunc, error) {
+	if err := natlab.Preflight(); err != nil {
+		return nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx, stop, nil
 }
