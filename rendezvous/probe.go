@@ -53,19 +53,16 @@ type prober struct {
 	sinks  map[string]*sinkEntry
 	byPort map[uint16]*sinkEntry
 	sniff  bool // a raw socket is reading SYNs
-	fd     int
 	done   chan struct{}
 	once   sync.Once
 }
 
 func newProber() *prober {
-	p := &prober{sinks: map[string]*sinkEntry{}, byPort: map[uint16]*sinkEntry{}, fd: -1, done: make(chan struct{})}
+	p := &prober{sinks: map[string]*sinkEntry{}, byPort: map[uint16]*sinkEntry{}, done: make(chan struct{})}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err == nil {
-		tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
-		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-		p.fd, p.sniff = fd, true
-		go p.readSYNs()
+		p.sniff = true
+		go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, p.sawSYN)
 	}
 	return p
 }
@@ -80,30 +77,17 @@ func (p *prober) close() {
 	p.mu.Unlock()
 }
 
-// readSYNs records the source of the first bare SYN reaching each sink.
-func (p *prober) readSYNs() {
-	defer unix.Close(p.fd)
-	buf := make([]byte, 256)
-	for {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		n, _, err := unix.Recvfrom(p.fd, buf, 0)
-		if err != nil {
-			continue
-		}
-		src, dport, isn, ok := ParseSYN(buf[:n])
-		if !ok {
-			continue
-		}
-		p.mu.Lock()
-		if e := p.byPort[dport]; e != nil && !e.seen.IsValid() {
-			e.seen, e.isn = src, isn
-		}
-		p.mu.Unlock()
+// sawSYN records the source of the first bare SYN reaching each sink.
+func (p *prober) sawSYN(b []byte, _ unix.Sockaddr) {
+	src, dport, isn, ok := ParseSYN(b)
+	if !ok {
+		return
 	}
+	p.mu.Lock()
+	if e := p.byPort[dport]; e != nil && !e.seen.IsValid() {
+		e.seen, e.isn = src, isn
+	}
+	p.mu.Unlock()
 }
 
 // ParseSYN reads an IPv4 packet carrying a TCP segment with SYN set and

@@ -23,7 +23,6 @@ type Captured struct {
 // it saw for diagnosis and delivers each packet on C (dropping when full).
 type Capture struct {
 	C    chan Captured
-	fd   int
 	port uint16
 	done chan struct{}
 	once sync.Once
@@ -65,10 +64,8 @@ func NewCapture(p uint16) (*Capture, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	c := &Capture{C: make(chan Captured, 1024), fd: fd, port: p, done: make(chan struct{})}
-	go c.read()
+	c := &Capture{C: make(chan Captured, 1024), port: p, done: make(chan struct{})}
+	go sockopt.ReadPackets(fd, 100*time.Millisecond, 2048, c.done, c.saw)
 	return c, nil
 }
 
@@ -78,40 +75,28 @@ func htons(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
-func (c *Capture) read() {
-	defer unix.Close(c.fd)
-	buf := make([]byte, 2048)
-	for {
-		select {
-		case <-c.done:
-			return
-		default:
-		}
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
-		if err != nil || n <= 0 {
-			continue
-		}
-		s, err := ParseSegment(buf[:n])
-		if err != nil {
-			continue
-		}
-		if s.ICMP && s.Src.Port() != c.port {
-			continue // an error about someone else's segment
-		}
-		out := false
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
-			out = ll.Pkttype == unix.PACKET_OUTGOING
-		}
-		cp := Captured{Segment: s, Outgoing: out, At: time.Now()}
-		c.mu.Lock()
-		if len(c.seen) < 4096 {
-			c.seen = append(c.seen, cp)
-		}
-		c.mu.Unlock()
-		select {
-		case c.C <- cp:
-		default:
-		}
+// saw records and delivers one captured packet.
+func (c *Capture) saw(b []byte, from unix.Sockaddr) {
+	s, err := ParseSegment(b)
+	if err != nil {
+		return
+	}
+	if s.ICMP && s.Src.Port() != c.port {
+		return // an error about someone else's segment
+	}
+	out := false
+	if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+		out = ll.Pkttype == unix.PACKET_OUTGOING
+	}
+	cp := Captured{Segment: s, Outgoing: out, At: time.Now()}
+	c.mu.Lock()
+	if len(c.seen) < 4096 {
+		c.seen = append(c.seen, cp)
+	}
+	c.mu.Unlock()
+	select {
+	case c.C <- cp:
+	default:
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -237,3 +238,25 @@ func (k *Sink) Close() error {
 
 // AttachFilterFD installs a classic BPF socket filter on any socket.
 func AttachFilterFD(fd int, prog []bpf.Instruction) error { return attachFilter(fd, prog) }
+
+// ReadPackets reads datagrams from a raw or packet socket and calls fn for
+// each until done is closed; a receive timeout wakes it every wake to notice
+// done. It closes fd when it returns. fn must not keep b.
+func ReadPackets(fd int, wake time.Duration, size int, done <-chan struct{}, fn func(b []byte, from unix.Sockaddr)) {
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(wake))
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	buf := make([]byte, size)
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		n, from, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil || n <= 0 {
+			continue
+		}
+		fn(buf[:n], from)
+	}
+}
