@@ -269,7 +269,6 @@ func TestRawMethodsAgreeWithModel(t *testing.T) {
 	}
 	wins := map[string]int{}
 	for _, tr := range trials {
-		t.Logf("%s: success=%v class=%s predicted=%v", tr.ID, tr.Success, tr.Class, tr.Predicted)
 		if tr.LabError != "" {
 			t.Errorf("%s: lab error: %s", tr.ID, tr.LabError)
 		}
