@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -46,9 +47,46 @@ func Do(ns netns.NsHandle, fn func() error) error {
 	return <-errc
 }
 
+// nsDirMu serialises this process's set-up of nsDir; another process
+// (iproute2 or a second natlab) doing the same at the same moment can at
+// worst stack one more shared bind mount, which is harmless.
+var nsDirMu sync.Mutex
+
+// ensureNSDir makes nsDir what iproute2 makes it before its first
+// namespace: a shared bind mount of itself. On a fresh host it is a plain
+// directory; namespace files bind-mounted into it then would be hidden the
+// moment anyone runs `ip netns add` (which mounts nsDir over itself), and
+// could neither be unmounted nor removed. Making the mount first, exactly as
+// iproute2 does, lets natlab and `ip netns` share the directory at any time.
+func ensureNSDir() error {
+	nsDirMu.Lock()
+	defer nsDirMu.Unlock()
+	if err := os.MkdirAll(nsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", nsDir, err)
+	}
+	bound := false
+	for {
+		err := unix.Mount("", nsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == nil {
+			return nil
+		}
+		// EINVAL: nsDir is not a mount point yet; make it one, once.
+		if !errors.Is(err, unix.EINVAL) || bound {
+			return fmt.Errorf("make %s a shared mount: %w", nsDir, err)
+		}
+		if err := unix.Mount(nsDir, nsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount %s onto itself: %w", nsDir, err)
+		}
+		bound = true
+	}
+}
+
 // newNamedNS creates a named network namespace without moving any
 // long-lived thread into it.
 func newNamedNS(name string) (netns.NsHandle, error) {
+	if err := ensureNSDir(); err != nil {
+		return netns.None(), err
+	}
 	type res struct {
 		h   netns.NsHandle
 		err error

@@ -2,8 +2,15 @@ package rawtcp_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,5 +101,53 @@ func TestInjectInsideLab(t *testing.T) {
 	}
 	if n := count(wan); n != 0 {
 		t.Errorf("the WAN saw %d injected SYN-ACKs without a SYN before them, want 0", n)
+	}
+}
+
+// A namespace named like a lab is not a lab: the root namespace bind-mounted
+// as /run/netns/nl-… is refused because it carries non-lab addresses.
+func TestInjectionRefusedInDisguisedRoot(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	name := fmt.Sprintf("nl-disguise%d", os.Getpid())
+	path := filepath.Join(rawtcp.NetnsDir, name)
+	// This thread's namespace is the root one (the process's main thread
+	// may sit elsewhere). `ip netns attach NAME ID` bind-mounts
+	// /proc/ID/ns/net, and a thread id names that thread there.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if out, err := exec.Command("ip", "netns", "attach", name, strconv.Itoa(syscall.Gettid())).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns attach: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	err := rawtcp.InLab()
+	if !errors.Is(err, rawtcp.ErrNotLab) {
+		t.Fatalf("InLab() in the root namespace named %s = %v, want ErrNotLab", name, err)
+	}
+	if !strings.Contains(err.Error(), "natlab never creates") {
+		t.Errorf("refused for the wrong reason: %v", err)
+	}
+}
+
+func TestIsLabAddr(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		want bool
+	}{
+		{"198.18.1.2", true}, {"198.19.255.1", true}, {"100.64.0.1", true}, {"203.0.113.9", true},
+		{"198.51.100.1", true}, {"192.0.2.3", true}, {"127.0.0.1", true}, {"::1", true},
+		{"fe80::1", true}, {"2001:db8::1", true}, {"fd00::1", true},
+		{"10.0.0.1", false}, {"172.16.0.1", false}, {"192.168.1.1", false}, {"8.8.8.8", false},
+		{"2a00::1", false}, {"::ffff:10.0.0.1", false},
+	} {
+		if got := rawtcp.IsLabAddr(netip.MustParseAddr(c.addr)); got != c.want {
+			t.Errorf("IsLabAddr(%s) = %v, want %v", c.addr, got, c.want)
+		}
 	}
 }
