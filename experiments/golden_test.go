@@ -1,0 +1,66 @@
+package experiments
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/machsend/machsend/natlab"
+)
+
+var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/model_golden.txt from the current model")
+
+// TestModelGolden pins the model: the prediction and reason for every
+// ordered pair of built-in profiles, every topology kind and every method.
+// The file was generated before the NAT vocabulary was unified (issue 13);
+// a change to it is a change of the model and must be deliberate.
+func TestModelGolden(t *testing.T) {
+	profiles, err := natlab.BuiltinProfiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	line := func(c Cell) {
+		p, err := Predict(c)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Key(), err)
+		}
+		fmt.Fprintf(&b, "%s\t%v\t%s\n", c.Key(), p.Success, p.Reason)
+	}
+	methods := append([]string(nil), AllMethods...)
+	for _, pa := range profiles {
+		for _, m := range methods {
+			line(Cell{Topology: "same-lan", Profiles: map[string]string{"nat": pa.Name}, Method: m})
+			line(Cell{Topology: "one-public", Profiles: map[string]string{"nat-a": pa.Name}, Method: m})
+		}
+		for _, pb := range profiles {
+			for _, m := range methods {
+				line(Cell{Topology: "two-nat", Profiles: map[string]string{"nat-a": pa.Name, "nat-b": pb.Name}, Method: m})
+				line(Cell{Topology: "double-nat", Profiles: map[string]string{"home-a": pa.Name, "cgn": pb.Name, "nat-b": "linux-default"}, Method: m})
+			}
+		}
+	}
+	path := filepath.Join("testdata", "model_golden.txt")
+	if *updateGolden {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, b.Bytes()) {
+		gl, wl := bytes.Split(b.Bytes(), []byte("\n")), bytes.Split(want, []byte("\n"))
+		for i := 0; i < len(gl) && i < len(wl); i++ {
+			if !bytes.Equal(gl[i], wl[i]) {
+				t.Fatalf("model changed at line %d:\n got  %s\n want %s", i+1, gl[i], wl[i])
+			}
+		}
+		t.Fatalf("model changed: %d lines, golden has %d", len(gl), len(wl))
+	}
+}
