@@ -45,7 +45,8 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./nat
+	$(GO) test -run '^$$' -fuzz FuzzRealisation -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzParseTopology -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzServerMessage -fuzztime 30s ./rendezvous
 	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 30s ./rendezvous

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -82,7 +83,7 @@ func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 	if err != nil {
 		return nil, err
 	}
-	def, err := natlab.LoadProfile("port-restricted-cone")
+	def, err := nat.Load("port-restricted-cone")
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package experiments_test
 
 import (
 	"context"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,9 +224,18 @@ func TestNATCheck(t *testing.T) {
 			if r.Err != "" {
 				t.Fatal(r.Err)
 			}
+			reported := map[string]bool{}
 			for _, k := range r.Knobs {
+				reported[k.Knob] = true
 				if !k.Agree {
 					t.Errorf("%s: detected %s, configured %s", k.Knob, k.Detected, k.Configured)
+				}
+			}
+			// natcheck reports every knob of the NAT model behind a NAT:
+			// measured, or unknown with the table's reason.
+			for _, k := range nat.Knobs {
+				if r.Case != "none" && k.Name != "port-delta" && !reported[k.Name] { // the delta only behind sequential allocation
+					t.Errorf("natcheck did not report knob %s", k.Name)
 				}
 			}
 			if !r.CheckOK {

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/machsend/machsend/natlab"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/model_golden.txt from the current model")
@@ -18,7 +17,7 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/model_gol
 // The file was generated before the NAT vocabulary was unified (issue 13);
 // a change to it is a change of the model and must be deliberate.
 func TestModelGolden(t *testing.T) {
-	profiles, err := natlab.BuiltinProfiles()
+	profiles, err := nat.Builtin()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,35 +1,21 @@
 package experiments
 
 import (
-	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/model"
 )
-
-// modelNAT translates a natlab profile into the model's terms.
-func modelNAT(p *natlab.Profile) model.NAT {
-	if !p.NAT {
-		return model.NAT{Name: p.Name, None: true}
-	}
-	return model.NAT{Name: p.Name, Mapping: p.Mapping, Allocation: p.PortAllocation, Filtering: p.Filtering,
-		UnsolicitedSYN: p.UnsolicitedSYN, SimultaneousOpen: p.SimultaneousOpen, SequenceTracking: p.SequenceTracking,
-		ICMPTimeExceeded: p.ICMPTimeExceeded, OutboundSYNACK: p.OutboundSYNACK, Hairpinning: p.Hairpinning}
-}
 
 // Predict is the NAT model's verdict for a cell: which NATs stand between
 // the peers depends on the topology.
 func Predict(c Cell) (model.Prediction, error) {
-	load := func(node string) (model.NAT, error) {
+	load := func(node string) (*nat.Profile, error) {
 		name, ok := c.Profiles[node]
 		if !ok {
-			return model.NAT{None: true}, nil
+			return nat.Public("public"), nil
 		}
-		p, err := natlab.LoadProfile(name)
-		if err != nil {
-			return model.NAT{}, err
-		}
-		return modelNAT(p), nil
+		return nat.Load(name)
 	}
-	var a, b model.NAT
+	var a, b *nat.Profile
 	var err error
 	kind := model.Separate
 	switch c.Topology {
@@ -38,16 +24,16 @@ func Predict(c Cell) (model.Prediction, error) {
 		a, err = load("nat")
 		b = a
 	case "double-nat":
-		var home, cgn model.NAT
+		var home, cgn *nat.Profile
 		if home, err = load("home-a"); err == nil {
 			if cgn, err = load("cgn"); err == nil {
-				a = model.Compose(home, cgn)
+				a = nat.Compose(home, cgn)
 				b, err = load("nat-b")
 			}
 		}
 	case "one-public":
 		a, err = load("nat-a")
-		b = model.NAT{Name: "public", None: true}
+		b = nat.Public("public")
 	default:
 		if a, err = load("nat-a"); err == nil {
 			b, err = load("nat-b")

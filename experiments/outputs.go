@@ -4,13 +4,13 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/machsend/machsend/natlab"
 	"gopkg.in/yaml.v3"
 )
 
@@ -133,7 +133,7 @@ func LoadPopulation(path string) (*Population, error) {
 		return nil, fmt.Errorf("population %s: %w", path, err)
 	}
 	for name := range p.Weights {
-		if _, err := natlab.LoadProfile(name); err != nil {
+		if _, err := nat.Load(name); err != nil {
 			return nil, fmt.Errorf("population %s: %w", path, err)
 		}
 	}

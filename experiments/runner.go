@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"io"
 	"net"
 	"net/netip"
@@ -98,9 +99,9 @@ func (w *worker) close() {
 }
 
 func (w *worker) lab(ctx context.Context, c Cell) (*natlab.Lab, error) {
-	profiles := map[string]*natlab.Profile{}
+	profiles := map[string]*nat.Profile{}
 	for n, name := range c.Profiles {
-		p, err := natlab.LoadProfile(name)
+		p, err := nat.Load(name)
 		if err != nil {
 			return nil, err
 		}
@@ -277,7 +278,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 	}
 	t.Predicted, t.PredictedReason = pred.Success, pred.Reason
 	for n, name := range c.Profiles {
-		p, _ := natlab.LoadProfile(name)
+		p, _ := nat.Load(name)
 		t.ProfileHashes[n] = p.Hash
 	}
 	lab, err := w.lab(ctx, c)

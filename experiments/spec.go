@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"sort"
 	"strings"
@@ -159,7 +160,7 @@ func expandMethods(ms []string) []string {
 
 // Cells expands the matrix, in a stable order.
 func (s *Spec) Cells() ([]Cell, error) {
-	builtin, err := natlab.BuiltinProfiles()
+	builtin, err := nat.Builtin()
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func (s *Spec) Cells() ([]Cell, error) {
 				for _, m := range methods {
 					c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m}
 					for i, p := range tuple {
-						if _, err := natlab.LoadProfile(p); err != nil {
+						if _, err := nat.Load(p); err != nil {
 							return nil, fmt.Errorf("group %d: %w", gi, err)
 						}
 						c.Profiles[nats[i]] = p
@@ -240,7 +241,7 @@ func (s *Spec) Cells() ([]Cell, error) {
 				ps = all
 			}
 			for _, p := range ps {
-				if _, err := natlab.LoadProfile(p); err != nil {
+				if _, err := nat.Load(p); err != nil {
 					return nil, fmt.Errorf("group %d: %w", gi, err)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"time"
@@ -115,15 +116,15 @@ func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*Thro
 	if err != nil {
 		return nil, err
 	}
-	pa, err := natlab.LoadProfile(tp.ProfileA)
+	pa, err := nat.Load(tp.ProfileA)
 	if err != nil {
 		return nil, err
 	}
-	pb, err := natlab.LoadProfile(tp.ProfileB)
+	pb, err := nat.Load(tp.ProfileB)
 	if err != nil {
 		return nil, err
 	}
-	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*natlab.Profile{"nat-a": pa, "nat-b": pb}})
+	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{"nat-a": pa, "nat-b": pb}})
 	if err != nil {
 		return nil, err
 	}

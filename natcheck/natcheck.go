@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/rendezvous"
 )
 
 // Unknown is the value of a knob natcheck could not observe.
-const Unknown = "unknown"
+const Unknown = nat.Unknown
 
 // ErrNoServer is returned when the rendezvous server cannot be reached.
 var ErrNoServer = errors.New("rendezvous server unreachable")
@@ -239,16 +240,20 @@ func orDash(s string) string {
 	return s
 }
 
-// order puts the knobs in natlab's order.
+// order puts the knobs in the order of nat.Knobs and reports every knob
+// natcheck cannot observe as unknown, saying why.
 func order(r *Result) {
-	names := []string{"nat", "mapping", "port-allocation", "port-delta", "filtering", "unsolicited-syn", "simultaneous-open",
-		"sequence-tracking", "icmp-time-exceeded", "timers.transitory", "timers.established", "hairpinning"}
 	var out []Knob
-	for _, n := range names {
+	for _, n := range nat.Knobs {
+		found := false
 		for _, k := range r.Knobs {
-			if k.Name == n {
+			if k.Name == n.Name {
 				out = append(out, k)
+				found = true
 			}
+		}
+		if !found && !n.Observable && r.Get("nat") != "off" {
+			out = append(out, Knob{n.Name, Unknown, "not observable by natcheck: " + n.Unobservable})
 		}
 	}
 	r.Knobs = out

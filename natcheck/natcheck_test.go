@@ -2,6 +2,7 @@ package natcheck_test
 
 import (
 	"context"
+	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/natcheck"
-	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/rendezvous"
 )
 
@@ -44,14 +44,14 @@ func TestProfileParses(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			y := result(c.knobs).Profile("measured")
-			p, err := natlab.ParseProfile("measured.yaml", []byte(y))
+			p, err := nat.Parse("measured.yaml", []byte(y))
 			if err != nil {
 				t.Fatalf("%v\n%s", err, y)
 			}
 			if !slices.Equal(p.Unknown, c.unknown) {
 				t.Errorf("unknown knobs %v, want %v", p.Unknown, c.unknown)
 			}
-			if c.knobs["nat"] == "on" && (p.Mapping != c.knobs["mapping"] || p.Filtering != c.knobs["filtering"]) {
+			if c.knobs["nat"] == "on" && (string(p.Mapping) != c.knobs["mapping"] || string(p.Filtering) != c.knobs["filtering"]) {
 				t.Errorf("profile %+v from\n%s", p, y)
 			}
 		})
@@ -81,7 +81,7 @@ func TestVerdicts(t *testing.T) {
 		}
 	}
 	partial := result(map[string]string{"nat": "on", "mapping": "endpoint-independent"})
-	if _, assumed := partial.ModelNAT(); len(assumed) != 7 {
+	if _, assumed := partial.NAT(); len(assumed) != 7 {
 		t.Errorf("assumed %v for a result with only the mapping", assumed)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/model"
 	"gopkg.in/yaml.v3"
 )
@@ -44,6 +45,11 @@ func (r *Result) Profile(name string) string {
 		case "timers.transitory", "timers.established":
 			continue
 		}
+		if kn, ok := nat.Lookup(k.Name); ok && !kn.Observable && !kn.Required && k.Value == Unknown {
+			// Omitted: natlab then derives it as a profile file without it.
+			fmt.Fprintf(&b, "# %s: %s\n", k.Name, yamlSafe(k.Evidence))
+			continue
+		}
 		fmt.Fprintf(&b, "# %s\n%s: %s\n", yamlSafe(k.Evidence), k.Name, k.Value)
 	}
 	tr, te := r.Get("timers.transitory"), r.Get("timers.established")
@@ -72,53 +78,71 @@ func yamlString(s string) string {
 // Peer is a kind of NAT a peer may be behind, for the verdict.
 type Peer struct {
 	Kind string
-	NAT  model.NAT
+	NAT  *nat.Profile
 }
 
 // Peers are the peer kinds the verdict considers: the classes the NAT
-// literature names.
+// literature names, as the built-in profiles realise them.
 var Peers = []Peer{
-	{"public host", model.NAT{Name: "public", None: true}},
-	{"full cone", model.NAT{Name: "full-cone", Mapping: model.EI, Allocation: model.Preserv, Filtering: model.EI, UnsolicitedSYN: "drop", SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}},
-	{"restricted cone", model.NAT{Name: "restricted-cone", Mapping: model.EI, Allocation: model.Preserv, Filtering: model.AD, UnsolicitedSYN: "drop", SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}},
-	{"port-restricted cone", model.NAT{Name: "port-restricted-cone", Mapping: model.EI, Allocation: model.Preserv, Filtering: model.APD, UnsolicitedSYN: "drop", SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}},
-	{"Linux default", model.NAT{Name: "linux-default", Mapping: model.EI, Allocation: model.Preserv, Filtering: model.APD, UnsolicitedSYN: "rst", SimultaneousOpen: "accept", SequenceTracking: "strict", ICMPTimeExceeded: "translate"}},
-	{"symmetric, sequential", model.NAT{Name: "symmetric-sequential", Mapping: model.APD, Allocation: model.Seq, Filtering: model.APD, UnsolicitedSYN: "drop", SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}},
-	{"symmetric, random", model.NAT{Name: "symmetric-random", Mapping: model.APD, Allocation: model.Random, Filtering: model.APD, UnsolicitedSYN: "drop", SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}},
+	{"public host", nat.Public("public")},
+	{"full cone", nat.MustBuiltin("full-cone")},
+	{"restricted cone", nat.MustBuiltin("restricted-cone")},
+	{"port-restricted cone", nat.MustBuiltin("port-restricted-cone")},
+	{"Linux default", nat.MustBuiltin("linux-default")},
+	{"symmetric, sequential", nat.MustBuiltin("symmetric-sequential")},
+	{"symmetric, random", nat.MustBuiltin("symmetric-random")},
 }
 
-// Defaults are the values the model (and natlab) assume for a knob natcheck
-// could not observe: those of Linux, the most common home-router system.
-var Defaults = map[string]string{
-	"mapping": model.EI, "port-allocation": model.Preserv, "filtering": model.APD, "unsolicited-syn": "rst",
-	"simultaneous-open": "accept", "sequence-tracking": "strict", "icmp-time-exceeded": "translate", "hairpinning": "off",
-}
-
-// ModelNAT is the measured NAT in the model's terms, with the knobs it had
-// to assume.
-func (r *Result) ModelNAT() (model.NAT, []string) {
+// NAT is the measured NAT as a profile, with the knobs it had to assume
+// (each at its nat.Knobs default; outbound-synack, which natcheck cannot
+// observe, follows sequence-tracking as in a profile file that omits it).
+func (r *Result) NAT() (*nat.Profile, []string) {
 	if r.Get("nat") == "off" {
-		return model.NAT{Name: "measured", None: true}, nil
+		return nat.Public("measured"), nil
 	}
+	var b strings.Builder
+	b.WriteString("name: measured\n")
 	var assumed []string
-	get := func(k string) string {
-		v := r.Get(k)
+	nested := map[string][]string{} // timers.x -> timers: {x: ...}
+	for _, k := range nat.Knobs {
+		v := r.Get(k.Name)
 		if v == "" || v == Unknown {
-			assumed = append(assumed, k+"="+Defaults[k])
-			return Defaults[k]
+			if !k.Modelled || !k.Observable || k.Name == "nat" {
+				continue // the profile's own default or derivation applies
+			}
+			// A knob the model needs and natcheck should have measured.
+			v = k.Default
+			assumed = append(assumed, k.Name+"="+v)
 		}
-		return v
+		if name, sub, ok := strings.Cut(k.Name, "."); ok {
+			nested[name] = append(nested[name], fmt.Sprintf("  %s: %s\n", sub, v))
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", k.Name, v)
 	}
-	n := model.NAT{Name: "measured", Mapping: get("mapping"), Allocation: get("port-allocation"), Filtering: get("filtering"),
-		UnsolicitedSYN: get("unsolicited-syn"), SimultaneousOpen: get("simultaneous-open"), SequenceTracking: get("sequence-tracking"),
-		ICMPTimeExceeded: get("icmp-time-exceeded"), Hairpinning: get("hairpinning") == "on"}
-	// natcheck does not inject SYN-ACKs (it needs no privileges); natlab's
-	// rule: strict sequence tracking implies the outbound SYN-ACK is dropped.
-	n.OutboundSYNACK = "translate"
-	if n.SequenceTracking == "strict" {
-		n.OutboundSYNACK = "drop"
+	for name, lines := range nested {
+		b.WriteString(name + ":\n" + strings.Join(lines, ""))
 	}
-	return n, assumed
+	p, err := nat.Parse("measured", []byte(b.String()))
+	if err != nil {
+		// A combination natlab rejects (e.g. preserve with a dependent
+		// mapping): fall back to the defaults and say so.
+		p, _ = nat.Parse("measured", []byte(defaultsDoc()))
+		assumed = append(assumed, "all (measured values inconsistent: "+err.Error()+")")
+	}
+	return p, assumed
+}
+
+// defaultsDoc is a profile with every required knob at its default.
+func defaultsDoc() string {
+	var b strings.Builder
+	b.WriteString("name: measured\n")
+	for _, k := range nat.Knobs {
+		if k.Required {
+			fmt.Fprintf(&b, "%s: %s\n", k.Name, k.Default)
+		}
+	}
+	return b.String()
 }
 
 // Verdict is, per peer kind, which methods the model expects to connect.
@@ -134,7 +158,7 @@ var Methods = []string{"direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", 
 
 // Verdicts runs the model for the measured NAT against every peer kind.
 func (r *Result) Verdicts() []Verdict {
-	me, assumed := r.ModelNAT()
+	me, assumed := r.NAT()
 	var out []Verdict
 	for _, p := range Peers {
 		v := Verdict{Peer: p.Kind, Fails: map[string]string{}, Assumed: assumed}

@@ -2,6 +2,7 @@ package natlab_test
 
 import (
 	"context"
+	"github.com/machsend/machsend/nat"
 	"sort"
 	"testing"
 
@@ -18,7 +19,7 @@ func BenchmarkTwoNATUpDown(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := natlab.LoadProfile("linux-default")
+	p, err := nat.Load("linux-default")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,14 +2,14 @@
 // networking: each lab node is a network namespace named nl-<lab>-<node>,
 // nodes are joined by veth pairs (or a bridge in a switch namespace for
 // networks of three or more), and each NAT node's behaviour comes from a
-// Profile compiled to one nftables ruleset, per-namespace conntrack sysctls
+// nat.Profile compiled to one nftables ruleset, per-namespace conntrack sysctls
 // and, where netfilter cannot express a knob alone, a small userspace helper
 // (the mapper) that follows conntrack events.
 //
-// The vocabulary is that of DESIGN.md: mapping, port allocation, filtering,
+// The vocabulary is package nat's (docs/DESIGN.md): mapping, port allocation, filtering,
 // unsolicited-SYN response, simultaneous open, sequence tracking, ICMP
 // time-exceeded handling, timers and hairpinning (RFC 4787 / RFC 5382, Guha
-// & Francis 2005). Profile.Realisation says for each knob whether the kernel
+// & Francis 2005). Realisation says for each knob whether the kernel
 // realises it exactly or approximately, and how; natlab/check verifies a
 // realised profile by probing it.
 //

@@ -2,6 +2,7 @@ package natlab_test
 
 import (
 	"context"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"strings"
@@ -54,7 +55,7 @@ func TestHelperFreshHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := natlab.LoadProfile("full-cone")
+	p, err := nat.Load("full-cone")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package natlab_test
 import (
 	"context"
 	"errors"
+	"github.com/machsend/machsend/nat"
 	"math"
 	"net"
 	"net/netip"
@@ -320,7 +321,7 @@ func TestImpairEngineStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _ := natlab.LoadProfile("port-restricted-cone")
+	p, _ := nat.Load("port-restricted-cone")
 	l, err := natlab.Up(context.Background(), natlab.Options{Topology: topo, Default: p})
 	if err != nil {
 		t.Fatal(err)

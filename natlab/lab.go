@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"os"
@@ -39,17 +40,17 @@ type Options struct {
 	Name     string
 	Topology *Topology
 	// Profiles gives a profile per NAT node; Default is used for the rest.
-	Profiles map[string]*Profile
-	Default  *Profile
+	Profiles map[string]*nat.Profile
+	Default  *nat.Profile
 }
 
 // Lab is a running topology: namespaces, links, NAT rules and helpers, and
 // the processes and captures started in it. Close removes all of it.
 type Lab struct {
-	Name     string              `json:"lab"`
-	Topology *Topology           `json:"-"`
-	Profiles map[string]*Profile `json:"-"`
-	Nodes    map[string]*Node    `json:"nodes"`
+	Name     string                  `json:"lab"`
+	Topology *Topology               `json:"-"`
+	Profiles map[string]*nat.Profile `json:"-"`
+	Nodes    map[string]*Node        `json:"nodes"`
 
 	switches []string // switch namespaces (bridges for networks of 3+ members)
 	mu       sync.Mutex
@@ -179,17 +180,17 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab name %q: use 1-8 lower-case letters and digits", o.Name)
 	}
 	t := o.Topology
-	l := &Lab{Name: o.Name, Topology: t, Profiles: map[string]*Profile{}, Nodes: map[string]*Node{},
+	l := &Lab{Name: o.Name, Topology: t, Profiles: map[string]*nat.Profile{}, Nodes: map[string]*Node{},
 		procs: map[int]*Process{}, mappers: map[string]*mapper{}, captures: map[*Capture]bool{}}
-	for _, nat := range t.NATs() {
-		p := o.Profiles[nat]
+	for _, node := range t.NATs() {
+		p := o.Profiles[node]
 		if p == nil {
 			p = o.Default
 		}
 		if p == nil {
-			return nil, fmt.Errorf("%w: NAT node %q of topology %s has no profile", ErrProfile, nat, t.Name)
+			return nil, fmt.Errorf("%w: NAT node %q of topology %s has no profile", nat.ErrProfile, node, t.Name)
 		}
-		l.Profiles[nat] = p
+		l.Profiles[node] = p
 	}
 	for nat := range o.Profiles {
 		if n := t.node(nat); n == nil || n.Kind != KindNAT {
@@ -582,7 +583,7 @@ func (l *Lab) Reset() error {
 
 // SetProfile swaps the profile of one NAT node in place (used by workers that
 // reuse a lab across cells of an experiment matrix).
-func (l *Lab) SetProfile(nat string, p *Profile) error {
+func (l *Lab) SetProfile(nat string, p *nat.Profile) error {
 	if _, ok := l.Profiles[nat]; !ok {
 		return fmt.Errorf("%w %q: not a NAT node", ErrNoNode, nat)
 	}
@@ -676,7 +677,7 @@ func Attach(name string) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Topology: topo, Profiles: map[string]*Profile{}, procs: map[int]*Process{},
+	l := &Lab{Topology: topo, Profiles: map[string]*nat.Profile{}, procs: map[int]*Process{},
 		mappers: map[string]*mapper{}, captures: map[*Capture]bool{}, attached: true}
 	if err := json.Unmarshal(rec.Description, l); err != nil {
 		return nil, fmt.Errorf("record of %s: %w", name, err)
@@ -689,7 +690,7 @@ func Attach(name string) (*Lab, error) {
 		}
 		n.Handle = h
 		if n.Profile != "" {
-			if p, err := LoadProfile(n.Profile); err == nil {
+			if p, err := nat.Load(n.Profile); err == nil {
 				l.Profiles[n.Name] = p
 			}
 		}

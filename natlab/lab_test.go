@@ -3,6 +3,7 @@ package natlab_test
 import (
 	"context"
 	"errors"
+	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"os"
@@ -112,7 +113,7 @@ func TestRoutedNoneProfile(t *testing.T) {
 func TestBadInputLeavesNothing(t *testing.T) {
 	natlabtest.RequireRoot(t)
 	topo, _ := natlab.LoadTopology("two-nat")
-	p, _ := natlab.LoadProfile("linux-default")
+	p, _ := nat.Load("linux-default")
 	l := natlabtest.New(t, "two-nat", "linux-default")
 
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -126,9 +127,9 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	}{
 		{"name exists", context.Background(), natlab.Options{Name: l.Name, Topology: topo, Default: p}, natlab.ErrLabExists, "already exists"},
 		{"bad name", context.Background(), natlab.Options{Name: "Bad Name", Topology: topo, Default: p}, nil, "lower-case"},
-		{"no profile", context.Background(), natlab.Options{Name: "noprof", Topology: topo}, natlab.ErrProfile, "has no profile"},
+		{"no profile", context.Background(), natlab.Options{Name: "noprof", Topology: topo}, nat.ErrProfile, "has no profile"},
 		{"profile on non-NAT", context.Background(), natlab.Options{Name: "badnode", Topology: topo, Default: p,
-			Profiles: map[string]*natlab.Profile{"core": p}}, natlab.ErrNoNode, "not a NAT node"},
+			Profiles: map[string]*nat.Profile{"core": p}}, natlab.ErrNoNode, "not a NAT node"},
 		{"interrupted mid-build", cancelled, natlab.Options{Name: "halfway", Topology: topo, Default: p}, context.Canceled, ""},
 	}
 	for _, tt := range tests {
@@ -165,7 +166,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 func TestProcessesDieWithLab(t *testing.T) {
 	natlabtest.RequireRoot(t)
 	topo, _ := natlab.LoadTopology("two-nat")
-	p, _ := natlab.LoadProfile("linux-default")
+	p, _ := nat.Load("linux-default")
 	l, err := natlab.Up(context.Background(), natlab.Options{Topology: topo, Default: p})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func TestConntrackAndReset(t *testing.T) {
 		t.Errorf("helper: %v", err)
 	}
 	// Resetting to a profile without rules removes the old ones.
-	none, _ := natlab.LoadProfile("none")
+	none, _ := nat.Load("none")
 	if err := l.SetProfile("nat-b", none); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +418,7 @@ func TestHelperHoldLab(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	topo, _ := natlab.LoadTopology("two-nat")
-	p, _ := natlab.LoadProfile("full-cone")
+	p, _ := nat.Load("full-cone")
 	if _, err := natlab.Up(context.Background(), natlab.Options{Name: name, Topology: topo, Default: p}); err != nil {
 		t.Fatal(err)
 	}

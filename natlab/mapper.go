@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -23,7 +24,7 @@ import (
 // removes an element when the last conntrack entry using that mapping dies,
 // so a mapping lives exactly as long as a real NAT's would.
 type mapper struct {
-	p      *Profile
+	p      *nat.Profile
 	pub    netip.Addr
 	lans   []netip.Prefix
 	ct     *conntrack.Conn
@@ -45,7 +46,7 @@ type elemKey struct {
 	val string // raw value bytes
 }
 
-func startMapper(ns netns.NsHandle, p *Profile, ifs natIfaces) (*mapper, error) {
+func startMapper(ns netns.NsHandle, p *nat.Profile, ifs natIfaces) (*mapper, error) {
 	ct, err := conntrack.Dial(&netlink.Config{NetNS: int(ns)})
 	if err != nil {
 		return nil, fmt.Errorf("mapper: conntrack dial: %w", err)
@@ -169,17 +170,17 @@ func (m *mapper) elements(f conntrack.Flow) []elemKey {
 	intEP := cat(addrBytes(intIP), port4(intPort))
 	var out []elemKey
 	switch m.p.Mapping {
-	case EndpointIndependent:
-		if m.p.PortAllocation != AllocPreserve {
+	case nat.EndpointIndependent:
+		if m.p.PortAllocation != nat.Preserve {
 			out = append(out, elemKey{"eim_map", string(intEP), string(port2(pubPort))})
 		}
-	case AddressDependent:
+	case nat.AddressDependent:
 		out = append(out, elemKey{"adm_map", string(cat(intEP, addrBytes(remote))), string(port2(pubPort))})
 	}
-	if m.p.Filtering == EndpointIndependent || m.p.Hairpinning {
+	if m.p.Filtering == nat.EndpointIndependent || m.p.Hairpinning {
 		out = append(out, elemKey{"fwd_map", string(port2(pubPort)), string(intEP)})
 	}
-	if m.p.Filtering == AddressDependent {
+	if m.p.Filtering == nat.AddressDependent {
 		out = append(out, elemKey{"adf_map", string(cat(addrBytes(remote), port4(pubPort))), string(intEP)})
 	}
 	return out

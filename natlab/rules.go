@@ -2,6 +2,7 @@ package natlab
 
 import (
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ type natIfaces struct {
 
 // compile turns a profile into rules for one NAT node. The ruleset is plain
 // nft syntax, so `natlab up --print-rules` shows exactly what the kernel runs.
-func compile(p *Profile, ifs natIfaces) natPlan {
+func compile(p *nat.Profile, ifs natIfaces) natPlan {
 	sys := map[string]string{
 		"net/ipv4/ip_forward":                  "1",
 		"net/ipv4/conf/all/send_redirects":     "0",
@@ -49,7 +50,7 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 		return natPlan{Sysctls: sys}
 	}
 	liberal := "0"
-	if p.SequenceTracking == SeqLiberal {
+	if p.SequenceTracking == nat.SeqLiberal {
 		liberal = "1"
 	}
 	sys["net/netfilter/nf_conntrack_tcp_be_liberal"] = liberal
@@ -81,12 +82,12 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 		"adf_map { type ipv4_addr . inet_service : ipv4_addr . inet_service;"} {
 		w("  map %s flags dynamic, timeout; timeout %ds; }", m, life)
 	}
-	if p.OutboundSYNACK == SYNACKTranslate {
+	if p.OutboundSYNACK == nat.Translate {
 		// The public port each outbound SYN got, per 4-tuple, for
 		// translating an outbound SYN-ACK that conntrack calls invalid.
 		w("  map syn_map { type ipv4_addr . inet_service . ipv4_addr . inet_service : inet_service; flags dynamic, timeout; timeout %ds; }", p.TransitoryTimeout)
 	}
-	if p.PortAllocation == AllocSequential {
+	if p.PortAllocation == nat.Sequential {
 		n := seqCount
 		if max := (65535 - seqBase) / p.PortDelta; max < n {
 			n = max
@@ -102,9 +103,9 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("  chain prerouting {")
 	w("    type nat hook prerouting priority dstnat; policy accept;")
 	switch p.Filtering {
-	case EndpointIndependent:
+	case nat.EndpointIndependent:
 		w("    iifname %s meta l4proto tcp dnat ip to tcp dport map @fwd_map", wan)
-	case AddressDependent:
+	case nat.AddressDependent:
 		w("    iifname %s meta l4proto tcp dnat ip to ip saddr . tcp dport map @adf_map", wan)
 	}
 	if p.Hairpinning {
@@ -119,17 +120,17 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 		w("    oifname != %s ip saddr %s ip daddr %s ct status dnat snat ip to %s", wan, lans, lans, pub)
 	}
 	switch p.Mapping {
-	case EndpointIndependent:
-		if p.PortAllocation != AllocPreserve {
+	case nat.EndpointIndependent:
+		if p.PortAllocation != nat.Preserve {
 			w("    oifname %s ip saddr . tcp sport @eim_map snat ip to %s : ip saddr . tcp sport map @eim_map", wan, pub)
 		}
-	case AddressDependent:
+	case nat.AddressDependent:
 		w("    oifname %s ip saddr . tcp sport . ip daddr @adm_map snat ip to %s : ip saddr . tcp sport . ip daddr map @adm_map", wan, pub)
 	}
 	switch p.PortAllocation {
-	case AllocSequential:
+	case nat.Sequential:
 		w("    oifname %s meta l4proto tcp snat ip to %s : numgen inc mod %d map @seq_map", wan, pub, min(seqCount, (65535-seqBase)/p.PortDelta))
-	case AllocRandom:
+	case nat.Random:
 		w("    oifname %s meta l4proto tcp masquerade fully-random", wan)
 	}
 	w("    oifname %s masquerade", wan)
@@ -139,19 +140,19 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	// is the public port and ct original the internal endpoint).
 	var rec []string
 	intEP := "ct original ip saddr . ct original proto-src"
-	if p.Mapping == EndpointIndependent && p.PortAllocation != AllocPreserve {
+	if p.Mapping == nat.EndpointIndependent && p.PortAllocation != nat.Preserve {
 		rec = append(rec, fmt.Sprintf("update @eim_map { %s : tcp sport }", intEP))
 	}
-	if p.Mapping == AddressDependent {
+	if p.Mapping == nat.AddressDependent {
 		rec = append(rec, fmt.Sprintf("update @adm_map { %s . ip daddr : tcp sport }", intEP))
 	}
-	if p.Filtering == EndpointIndependent || p.Hairpinning {
+	if p.Filtering == nat.EndpointIndependent || p.Hairpinning {
 		rec = append(rec, fmt.Sprintf("update @fwd_map { tcp sport : %s }", intEP))
 	}
-	if p.Filtering == AddressDependent {
+	if p.Filtering == nat.AddressDependent {
 		rec = append(rec, fmt.Sprintf("update @adf_map { ip daddr . tcp sport : %s }", intEP))
 	}
-	if p.OutboundSYNACK == SYNACKTranslate {
+	if p.OutboundSYNACK == nat.Translate {
 		rec = append(rec, fmt.Sprintf("tcp flags & (fin | syn | rst | ack) == syn update @syn_map { %s . ip daddr . tcp dport : tcp sport }", intEP))
 	}
 	if len(rec) > 0 {
@@ -167,7 +168,7 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("  chain forward {")
 	w("    type filter hook forward priority filter; policy accept;")
 	w("    # Lab decision (DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
-	if p.OutboundSYNACK == SYNACKTranslate {
+	if p.OutboundSYNACK == nat.Translate {
 		w("    # outbound-synack translate: a SYN-ACK after our own SYN (invalid to conntrack) is")
 		w("    # rewritten statelessly to the public endpoint its SYN's mapping got.")
 		w("    iifname != %s ct state invalid tcp flags & (fin | syn | rst | ack) == syn | ack tcp sport set ip saddr . tcp sport . ip daddr . tcp dport map @syn_map ip saddr set %s accept", wan, pub)
@@ -177,12 +178,12 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("    # (conntrack reply direction, or a DNAT the filtering behaviour installed).")
 	w("    iifname %s ct direction original ct status & dnat == 0 drop", wan)
 	switch p.SimultaneousOpen {
-	case SimDrop:
+	case nat.SimDrop:
 		w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", wan)
-	case SimRST:
+	case nat.SimRST:
 		w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply reject with tcp reset", wan)
 	}
-	if p.ICMPTimeExceeded == ICMPDrop {
+	if p.ICMPTimeExceeded == nat.Drop {
 		w("    iifname %s icmp type time-exceeded drop", wan)
 	}
 	w("  }")
@@ -192,16 +193,16 @@ func compile(p *Profile, ifs natIfaces) natPlan {
 	w("    type filter hook input priority filter; policy accept;")
 	w("    iifname %s ct state established,related accept", wan)
 	switch p.UnsolicitedSYN {
-	case SynDrop, SynDelayedICMP:
+	case nat.SYNDrop, nat.SYNDelayedICMP:
 		w("    iifname %s meta l4proto tcp drop", wan)
-	case SynRST:
+	case nat.SYNRST:
 		w("    iifname %s meta l4proto tcp reject with tcp reset", wan)
-	case SynICMPPort:
+	case nat.SYNICMPPort:
 		w("    iifname %s meta l4proto tcp reject with icmp type port-unreachable", wan)
-	case SynICMPAdmin:
+	case nat.SYNICMPAdmin:
 		w("    iifname %s meta l4proto tcp reject with icmp type admin-prohibited", wan)
 	}
 	w("  }")
 	w("}")
-	return natPlan{Ruleset: b.String(), Sysctls: sys, Mapper: p.needsMapper()}
+	return natPlan{Ruleset: b.String(), Sysctls: sys, Mapper: needsMapper(p)}
 }

@@ -19,7 +19,7 @@ import (
 // Node kinds.
 const (
 	KindHost   = "host"   // an end host (runs programs)
-	KindNAT    = "nat"    // a NAT whose behaviour comes from a Profile
+	KindNAT    = "nat"    // a NAT whose behaviour comes from a nat.Profile (package nat)
 	KindRouter = "router" // forwards, no translation
 )
 

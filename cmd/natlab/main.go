@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"io"
 	"os"
 	"os/exec"
@@ -154,49 +155,50 @@ func cmdProfiles(args []string, out io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	ps, err := natlab.BuiltinProfiles()
+	ps, err := nat.Builtin()
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		type withReal struct {
-			*natlab.Profile
+			*nat.Profile
 			Realisation []natlab.KnobRealisation `json:"realisation"`
 		}
 		var v []withReal
 		for _, p := range ps {
-			v = append(v, withReal{p, p.Realisation()})
+			v = append(v, withReal{p, natlab.Realisation(p)})
 		}
 		return printJSON(out, v)
 	}
+	// One column per knob of the NAT model (nat.Knobs), in its order.
 	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMAPPING\tALLOCATION\tFILTERING\tUNSOLICITED SYN\tSIM-OPEN\tSEQ\tICMP TE\tTIMERS\tHAIRPIN\tAPPROX. KNOBS")
-	short := func(s string) string {
-		return strings.NewReplacer("endpoint-independent", "EI", "address-and-port-dependent", "APD",
-			"address-dependent", "AD", "connection-dependent", "CD").Replace(s)
+	head := []string{"NAME"}
+	for _, k := range nat.Knobs[1:] { // [0] is "nat": a row says "(no NAT)" instead
+		head = append(head, strings.ToUpper(strings.TrimPrefix(k.Name, "timers.")))
 	}
+	fmt.Fprintln(tw, strings.Join(append(head, "APPROX. KNOBS"), "\t"))
+	short := strings.NewReplacer("endpoint-independent", "EI", "address-and-port-dependent", "APD",
+		"address-dependent", "AD", "connection-dependent", "CD").Replace
 	for _, p := range ps {
+		row := []string{p.Name}
 		if !p.NAT {
-			fmt.Fprintf(tw, "%s\t(no NAT)\t\t\t\t\t\t\t\t\t\n", p.Name)
+			fmt.Fprintf(tw, "%s\t(no NAT)\n", p.Name)
 			continue
 		}
-		alloc := p.PortAllocation
-		if alloc == natlab.AllocSequential {
-			alloc = fmt.Sprintf("seq+%d", p.PortDelta)
+		for _, k := range nat.Knobs[1:] {
+			v := short(k.Get(p))
+			if k.Name == "port-delta" && p.PortAllocation != nat.Sequential {
+				v = "-"
+			}
+			row = append(row, v)
 		}
 		var approx []string
-		for _, k := range p.Realisation() {
+		for _, k := range natlab.Realisation(p) {
 			if !k.Exact {
 				approx = append(approx, k.Knob)
 			}
 		}
-		hp := "off"
-		if p.Hairpinning {
-			hp = "on"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%ds\t%s\t%s\n", p.Name, short(p.Mapping), alloc, short(p.Filtering),
-			p.UnsolicitedSYN, p.SimultaneousOpen, p.SequenceTracking, p.ICMPTimeExceeded,
-			p.TransitoryTimeout, p.EstablishedTimeout, hp, strings.Join(approx, ","))
+		fmt.Fprintln(tw, strings.Join(append(row, strings.Join(approx, ",")), "\t"))
 	}
 	return tw.Flush()
 }
@@ -259,17 +261,17 @@ func upOptions(args []string) (natlab.Options, bool, error) {
 	if err != nil {
 		return natlab.Options{}, false, err
 	}
-	def, err := natlab.LoadProfile(*profile)
+	def, err := nat.Load(*profile)
 	if err != nil {
 		return natlab.Options{}, false, err
 	}
-	o := natlab.Options{Name: *name, Topology: topo, Default: def, Profiles: map[string]*natlab.Profile{}}
+	o := natlab.Options{Name: *name, Topology: topo, Default: def, Profiles: map[string]*nat.Profile{}}
 	for _, n := range nats {
 		node, pname, ok := strings.Cut(n, "=")
 		if !ok {
 			return o, false, fmt.Errorf("--nat %q: want NODE=PROFILE", n)
 		}
-		p, err := natlab.LoadProfile(pname)
+		p, err := nat.Load(pname)
 		if err != nil {
 			return o, false, err
 		}
@@ -554,14 +556,14 @@ func cmdCheck(args []string, out io.Writer) error {
 	if err := natlab.Preflight(); err != nil {
 		return err
 	}
-	var ps []*natlab.Profile
+	var ps []*nat.Profile
 	if *all {
-		if ps, err = natlab.BuiltinProfiles(); err != nil {
+		if ps, err = nat.Builtin(); err != nil {
 			return err
 		}
 	}
 	for _, name := range pos {
-		p, err := natlab.LoadProfile(name)
+		p, err := nat.Load(name)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"strings"
@@ -63,7 +64,7 @@ func (r *Report) Err() error {
 }
 
 // Profile brings up a check lab for p, probes it and tears it down.
-func Profile(ctx context.Context, p *natlab.Profile) (*Report, error) {
+func Profile(ctx context.Context, p *nat.Profile) (*Report, error) {
 	topo, err := natlab.LoadTopology(Topology)
 	if err != nil {
 		return nil, err
@@ -78,7 +79,7 @@ func Profile(ctx context.Context, p *natlab.Profile) (*Report, error) {
 
 // All checks every profile, several labs at a time, and returns the reports
 // in the order given.
-func All(ctx context.Context, profiles []*natlab.Profile, parallel int) ([]*Report, error) {
+func All(ctx context.Context, profiles []*nat.Profile, parallel int) ([]*Report, error) {
 	if parallel < 1 {
 		parallel = 1
 	}
@@ -103,7 +104,7 @@ func All(ctx context.Context, profiles []*natlab.Profile, parallel int) ([]*Repo
 type prober struct {
 	lab      *natlab.Lab
 	nat      string
-	p        *natlab.Profile
+	p        *nat.Profile
 	a, b, rv *natlab.Node
 	pub      netip.Addr
 	rv1, rv2 netip.Addr
@@ -114,8 +115,9 @@ type prober struct {
 	rep      *Report
 }
 
-func (pr *prober) add(knob, configured, observed string, ok bool, evidence string, args ...any) {
-	pr.rep.Results = append(pr.rep.Results, Result{knob, configured, observed, ok, fmt.Sprintf(evidence, args...)})
+// configured and observed are knob values (typed or plain strings).
+func (pr *prober) add(knob string, configured, observed any, ok bool, evidence string, args ...any) {
+	pr.rep.Results = append(pr.rep.Results, Result{knob, fmt.Sprint(configured), fmt.Sprint(observed), ok, fmt.Sprintf(evidence, args...)})
 }
 
 // settle is how long probes wait for the NAT's mapper helper to install a
@@ -124,9 +126,9 @@ const settle = 60 * time.Millisecond
 
 // Run probes the NAT node nat of a check-topology lab that should realise p.
 // The lab is left running; it may be broken on purpose by the caller first.
-func Run(ctx context.Context, lab *natlab.Lab, nat string, p *natlab.Profile) (*Report, error) {
+func Run(ctx context.Context, lab *natlab.Lab, node string, p *nat.Profile) (*Report, error) {
 	start := time.Now()
-	pr := &prober{lab: lab, nat: nat, p: p, rep: &Report{Profile: p.Name, Lab: lab.Name},
+	pr := &prober{lab: lab, nat: node, p: p, rep: &Report{Profile: p.Name, Lab: lab.Name},
 		acc: map[netip.AddrPort]*acceptor{}}
 	var err error
 	for _, x := range []struct {
@@ -142,7 +144,7 @@ func Run(ctx context.Context, lab *natlab.Lab, nat string, p *natlab.Profile) (*
 			pr.closers[i]()
 		}
 	}()
-	pr.pub = lab.Public(nat)
+	pr.pub = lab.Public(node)
 	rvAddrs := pr.rv.Addrs()
 	if len(rvAddrs) < 2 {
 		return nil, fmt.Errorf("check: rv needs two public addresses")
@@ -194,8 +196,8 @@ func Run(ctx context.Context, lab *natlab.Lab, nat string, p *natlab.Profile) (*
 		x := &pr.rep.Results[i]
 		for _, u := range p.Unknown {
 			if x.Knob == u || strings.HasPrefix(x.Knob, u+" ") {
-				x.Evidence = fmt.Sprintf("not checked: unknown in the profile, built as %s (observed %s)", natlab.UnknownDefaults[u], x.Observed)
-				x.Configured, x.OK = natlab.UnknownValue, true
+				x.Evidence = fmt.Sprintf("not checked: unknown in the profile, built as %s (observed %s)", knobDefault(u), x.Observed)
+				x.Configured, x.OK = nat.Unknown, true
 			}
 		}
 	}
@@ -223,4 +225,12 @@ func (pr *prober) observe(lport uint16, dst netip.AddrPort, acc *acceptor) (neti
 	}
 	pr.closers = append(pr.closers, func() { r.Conn.Close(); c.Close() })
 	return remoteOf(c), r.Conn, nil
+}
+
+// knobDefault is the value a knob given as unknown is built with.
+func knobDefault(name string) string {
+	if k, ok := nat.Lookup(name); ok {
+		return k.Default
+	}
+	return "?"
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/machsend/machsend/internal/rawtcp"
 	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"time"
 
@@ -31,19 +32,19 @@ func (pr *prober) mapping(ctx context.Context) error {
 	case m[0].Addr() != pr.pub:
 		obs = "not translated to " + pr.pub.String()
 	case m[0] == m[1] && m[0] == m[2]:
-		obs = natlab.EndpointIndependent
+		obs = string(nat.EndpointIndependent)
 	case m[0] == m[1]:
-		obs = natlab.AddressDependent
+		obs = string(nat.AddressDependent)
 	case m[0] != m[1] && m[0] != m[2] && m[1] != m[2]:
-		obs = natlab.AddressPortDependent
+		obs = string(nat.AddressPortDependent)
 	default:
 		obs = "inconsistent"
 	}
 	want := pr.p.Mapping
-	if want == natlab.ConnectionDependent {
-		want = natlab.AddressPortDependent // indistinguishable for TCP; see Realisation
+	if want == nat.ConnectionDependent {
+		want = nat.AddressPortDependent // indistinguishable for TCP; see Realisation
 	}
-	pr.add("mapping", pr.p.Mapping, obs, obs == want,
+	pr.add("mapping", pr.p.Mapping, obs, obs == string(want),
 		"a:%d seen by rv as %s (to %s:7001), %s (to %s:7002), %s (to %s:7001)", lp, m[0], pr.rv1, m[1], pr.rv1, m[2], pr.rv2)
 
 	// Port allocation: four fresh internal ports, one after another.
@@ -71,15 +72,15 @@ func (pr *prober) mapping(ctx context.Context) error {
 	var aobs, want2 string
 	switch {
 	case preserved:
-		aobs = natlab.AllocPreserve
+		aobs = string(nat.Preserve)
 	case seq:
-		aobs = fmt.Sprintf("%s (delta %d)", natlab.AllocSequential, delta)
+		aobs = fmt.Sprintf("%s (delta %d)", nat.Sequential, delta)
 	default:
-		aobs = natlab.AllocRandom
+		aobs = string(nat.Random)
 	}
-	want2 = pr.p.PortAllocation
-	if want2 == natlab.AllocSequential {
-		want2 = fmt.Sprintf("%s (delta %d)", natlab.AllocSequential, pr.p.PortDelta)
+	want2 = string(pr.p.PortAllocation)
+	if want2 == string(nat.Sequential) {
+		want2 = fmt.Sprintf("%s (delta %d)", nat.Sequential, pr.p.PortDelta)
 	}
 	pr.add("port-allocation", want2, aobs, aobs == want2, "internal ports 31011-31014 mapped to %v", ports)
 	return nil
@@ -116,19 +117,19 @@ func (pr *prober) filtering(ctx context.Context) error {
 	var obs string
 	switch {
 	case same && other:
-		obs = natlab.EndpointIndependent
+		obs = string(nat.EndpointIndependent)
 	case same:
-		obs = natlab.AddressDependent
+		obs = string(nat.AddressDependent)
 	case !other:
-		obs = natlab.AddressPortDependent
+		obs = string(nat.AddressPortDependent)
 	default:
 		obs = "inconsistent"
 	}
 	want := pr.p.Filtering
-	if want == natlab.ConnectionDependent {
-		want = natlab.AddressPortDependent
+	if want == nat.ConnectionDependent {
+		want = nat.AddressPortDependent
 	}
-	pr.add("filtering", pr.p.Filtering, obs, obs == want,
+	pr.add("filtering", pr.p.Filtering, obs, obs == string(want),
 		"a:%d mapped to %s after a SYN to %s:7001; SYN from %s:7301 -> %s, from %s:7302 -> %s",
 		q, m, pr.rv1, pr.rv1, sameOut, pr.rv2, otherOut)
 	return nil
@@ -155,24 +156,24 @@ func (pr *prober) unsolicited(ctx context.Context) error {
 			continue
 		}
 		if t, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && t.RST && t.SrcPort == 39999 {
-			obs = natlab.SynRST
+			obs = string(nat.SYNRST)
 		}
 		if ic, ok := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok && ic.TypeCode.Type() == layers.ICMPv4TypeDestinationUnreachable {
 			switch ic.TypeCode.Code() {
 			case layers.ICMPv4CodePort:
-				obs = natlab.SynICMPPort
+				obs = string(nat.SYNICMPPort)
 			case layers.ICMPv4CodeCommAdminProhibited:
-				obs = natlab.SynICMPAdmin
+				obs = string(nat.SYNICMPAdmin)
 			default:
 				obs = "icmp " + ic.TypeCode.String()
 			}
 		}
 	}
 	want := pr.p.UnsolicitedSYN
-	if want == natlab.SynDrop || want == natlab.SynDelayedICMP {
+	if want == nat.SYNDrop || want == nat.SYNDelayedICMP {
 		want = "silent" // delayed-icmp: silent for the 1.5 s window (REQ-4 holds 6 s)
 	}
-	pr.add("unsolicited-syn", pr.p.UnsolicitedSYN, obs, obs == want,
+	pr.add("unsolicited-syn", pr.p.UnsolicitedSYN, obs, obs == string(want),
 		"SYN %s:7303 -> %s:39999: dial %s; %d frames captured on rv", pr.rv1, pr.pub, r.Outcome, len(c.Packets()))
 	return nil
 }
@@ -215,18 +216,18 @@ func (pr *prober) simultaneous(ctx context.Context) error {
 	var obs string
 	switch {
 	case r.Err == nil && a.Err == nil:
-		obs = natlab.SimAccept
+		obs = string(nat.SimAccept)
 	case r.Outcome == "refused" || r.Outcome == "reset":
-		obs = natlab.SimRST
+		obs = string(nat.SimRST)
 	case r.Outcome == "timeout":
-		obs = natlab.SimDrop
+		obs = string(nat.SimDrop)
 	default:
 		obs = "rv " + r.Outcome + ", a " + a.Outcome
 	}
-	pr.add("simultaneous-open", pr.p.SimultaneousOpen, obs, obs == pr.p.SimultaneousOpen,
+	pr.add("simultaneous-open", pr.p.SimultaneousOpen, obs, obs == string(pr.p.SimultaneousOpen),
 		"a:%d SYN -> %s (dropped at rv), mapping %s [%s]; rv SYN %s -> %s: rv %s, a %s",
 		lp, dst, e.ReplyDst, e.State, dst, e.ReplyDst, r.Outcome, a.Outcome)
-	if obs != natlab.SimAccept {
+	if obs != string(nat.SimAccept) {
 		pr.add("sequence-tracking", pr.p.SequenceTracking, "not observable", true,
 			"masked: the NAT does not accept simultaneous open (%s), so no SYN-ACK with a new ISN can be provoked", obs)
 		return nil
@@ -254,9 +255,9 @@ func (pr *prober) sequence(ctx context.Context) error {
 	if r.Conn != nil {
 		r.Conn.Close()
 	}
-	obs := natlab.SeqLiberal
+	obs := nat.SeqLiberal
 	if r.Err != nil {
-		obs = natlab.SeqStrict
+		obs = nat.SeqStrict
 	}
 	pr.add("sequence-tracking", pr.p.SequenceTracking, obs, obs == pr.p.SequenceTracking,
 		"a:%d SYN then close, listen; rv SYN %s -> %s reached a's listener, whose SYN-ACK carries a new ISN: rv %s",
@@ -278,18 +279,18 @@ func (pr *prober) icmp(ctx context.Context) error {
 	if err := c.Stop(); err != nil {
 		return err
 	}
-	obs := natlab.ICMPDrop
+	obs := nat.Drop
 	var from string
 	for _, p := range c.Packets() {
 		pk := p.Decode()
 		ic, ok := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
 		ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		if ok && ip != nil && ic.TypeCode.Type() == layers.ICMPv4TypeTimeExceeded && ip.DstIP.Equal(pr.aAddr.AsSlice()) {
-			obs, from = natlab.ICMPTranslate, ip.SrcIP.String()
+			obs, from = nat.Translate, ip.SrcIP.String()
 		}
 	}
 	pr.add("icmp-time-exceeded", pr.p.ICMPTimeExceeded, obs, obs == pr.p.ICMPTimeExceeded,
-		"SYN a:31051 -> %s:7104 with TTL %d: dial %s; time-exceeded reached a: %v %s (%d frames)", pr.rv1, ttl, r.Outcome, obs == natlab.ICMPTranslate, from, len(c.Packets()))
+		"SYN a:31051 -> %s:7104 with TTL %d: dial %s; time-exceeded reached a: %v %s (%d frames)", pr.rv1, ttl, r.Outcome, obs == nat.Translate, from, len(c.Packets()))
 	return nil
 }
 
@@ -349,7 +350,7 @@ func (pr *prober) outboundSYNACK(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	obs, from := natlab.SYNACKDrop, "nothing"
+	obs, from := nat.Drop, "nothing"
 	for _, p := range c.Packets() {
 		pk := p.Decode()
 		ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
@@ -359,7 +360,7 @@ func (pr *prober) outboundSYNACK(ctx context.Context) error {
 		}
 		from = fmt.Sprintf("%s:%d", ip.SrcIP, t.SrcPort)
 		if ip.SrcIP.Equal(pr.pub.AsSlice()) {
-			obs = natlab.SYNACKTranslate
+			obs = nat.Translate
 		} else {
 			obs = "leaked untranslated"
 		}
@@ -445,7 +446,7 @@ func (pr *prober) hairpin(ctx context.Context) error {
 	if pr.p.Hairpinning {
 		want = "on"
 	}
-	pr.add("hairpinning", want, obs, obs == want,
+	pr.add("hairpinning", want, obs, obs == string(want),
 		"b:%d mapped to %s; a:31072 -> %s: dial %s, b saw %s", lp, mb, mb, r.Outcome, seen)
 	return nil
 }

@@ -6,6 +6,7 @@ package natlabtest
 import (
 	"context"
 	"fmt"
+	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,13 +37,13 @@ func New(tb testing.TB, topology string, profiles ...string) *natlab.Lab {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	o := natlab.Options{Topology: topo, Profiles: map[string]*natlab.Profile{}}
+	o := natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{}}
 	for _, s := range profiles {
 		node, name, per := strings.Cut(s, "=")
 		if !per {
 			name = node
 		}
-		p, err := natlab.LoadProfile(name)
+		p, err := nat.Load(name)
 		if err != nil {
 			tb.Fatal(err)
 		}

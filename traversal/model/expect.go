@@ -1,6 +1,10 @@
 package model
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/machsend/machsend/nat"
+)
 
 // Mapping classes a client sees from the cheap check (traversal.ProbeNAT):
 // no NAT, one mapping for every destination, or one per destination.
@@ -15,9 +19,9 @@ func Describe(mapping string, preserving bool, delta int) string {
 	switch {
 	case mapping == MappingNone:
 		return "no NAT (public address)"
-	case mapping == EI && preserving:
+	case mapping == string(nat.EndpointIndependent) && preserving:
 		return "NAT with endpoint-independent mapping, ports preserved"
-	case mapping == EI:
+	case mapping == string(nat.EndpointIndependent):
 		return "NAT with endpoint-independent mapping"
 	case delta != 0:
 		return "symmetric NAT, sequential ports (step " + strconv.Itoa(delta) + ")"
@@ -31,7 +35,7 @@ func Describe(mapping string, preserving bool, delta int) string {
 // checks: each side's mapping class and whether its next port is
 // predictable (sequential allocation).
 func Expect(aMapping string, aPredictable bool, bMapping string, bPredictable bool) string {
-	easy := func(m string) bool { return m == MappingNone || m == EI }
+	easy := func(m string) bool { return m == MappingNone || m == string(nat.EndpointIndependent) }
 	switch {
 	case aMapping == MappingNone && bMapping == MappingNone:
 		return "both sides have public addresses: a direct connection is expected"

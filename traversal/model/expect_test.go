@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/machsend/machsend/nat"
 	"strings"
 	"testing"
 )
@@ -15,9 +16,9 @@ func TestExpect(t *testing.T) {
 		substr string
 	}{
 		{"both public", MappingNone, false, MappingNone, false, "public addresses"},
-		{"both EIM", EI, false, EI, false, "endpoint-independent: a direct connection"},
-		{"EIM and predictable", EI, false, MappingDependent, true, "port prediction"},
-		{"EIM and random", EI, false, MappingDependent, false, "unpredictable"},
+		{"both EIM", string(nat.EndpointIndependent), false, string(nat.EndpointIndependent), false, "endpoint-independent: a direct connection"},
+		{"EIM and predictable", string(nat.EndpointIndependent), false, MappingDependent, true, "port prediction"},
+		{"EIM and random", string(nat.EndpointIndependent), false, MappingDependent, false, "unpredictable"},
 		{"both random", MappingDependent, false, MappingDependent, false, "relay is expected"},
 	}
 	for _, c := range cases {
@@ -32,7 +33,7 @@ func TestExpect(t *testing.T) {
 		p    bool
 		dl   int
 		want string
-	}{{MappingNone, true, 0, "no NAT"}, {EI, true, 0, "ports preserved"}, {MappingDependent, false, 2, "step 2"}, {MappingDependent, false, 0, "unpredictable"}} {
+	}{{MappingNone, true, 0, "no NAT"}, {string(nat.EndpointIndependent), true, 0, "ports preserved"}, {MappingDependent, false, 2, "step 2"}, {MappingDependent, false, 0, "unpredictable"}} {
 		if got := Describe(d.m, d.p, d.dl); !strings.Contains(got, d.want) {
 			t.Errorf("Describe(%s, %v, %d) = %q", d.m, d.p, d.dl, got)
 		}

@@ -12,81 +12,9 @@ package model
 import (
 	"fmt"
 	"strings"
+
+	"github.com/machsend/machsend/nat"
 )
-
-// Knob values (the same spellings as natlab profiles).
-const (
-	EI      = "endpoint-independent"
-	AD      = "address-dependent"
-	APD     = "address-and-port-dependent"
-	CD      = "connection-dependent"
-	Preserv = "preserve"
-	Seq     = "sequential"
-	Random  = "random"
-)
-
-// NAT is one NAT's behaviour as the model needs it. None is a host with a
-// public address (no NAT, no filter).
-type NAT struct {
-	Name             string
-	None             bool
-	Mapping          string
-	Allocation       string
-	Filtering        string
-	UnsolicitedSYN   string // drop, rst, icmp-port-unreachable, icmp-admin-prohibited, delayed-icmp
-	SimultaneousOpen string // accept, drop, rst
-	SequenceTracking string // strict, liberal
-	ICMPTimeExceeded string // translate, drop
-	// OutboundSYNACK is what the NAT does with a SYN-ACK sent from inside
-	// on a tuple whose SYN also went out (NATBlaster): translate, drop.
-	OutboundSYNACK string
-	Hairpinning    bool
-}
-
-// Compose is the NAT a host behind inner, behind outer, sees as one: a
-// mapping is predictable and a SYN admitted only if both allow it.
-func Compose(inner, outer NAT) NAT {
-	switch {
-	case inner.None:
-		return outer
-	case outer.None:
-		return inner
-	}
-	worst := func(a, b string, order ...string) string {
-		ia, ib := index(order, a), index(order, b)
-		if ia > ib {
-			return a
-		}
-		return b
-	}
-	n := NAT{Name: inner.Name + "+" + outer.Name}
-	n.Mapping = worst(inner.Mapping, outer.Mapping, EI, AD, APD, CD)
-	n.Filtering = worst(inner.Filtering, outer.Filtering, EI, AD, APD, CD)
-	switch {
-	case inner.Allocation == Random || outer.Allocation == Random:
-		n.Allocation = Random
-	case inner.Allocation == Seq || outer.Allocation == Seq:
-		n.Allocation = Seq
-	default:
-		n.Allocation = Preserv
-	}
-	n.UnsolicitedSYN = outer.UnsolicitedSYN // the outer NAT sees unsolicited SYNs first
-	n.SimultaneousOpen = worst(inner.SimultaneousOpen, outer.SimultaneousOpen, "accept", "rst", "drop")
-	n.SequenceTracking = worst(inner.SequenceTracking, outer.SequenceTracking, "liberal", "strict")
-	n.ICMPTimeExceeded = worst(inner.ICMPTimeExceeded, outer.ICMPTimeExceeded, "translate", "drop")
-	n.OutboundSYNACK = worst(inner.OutboundSYNACK, outer.OutboundSYNACK, "translate", "drop")
-	n.Hairpinning = inner.Hairpinning && outer.Hairpinning
-	return n
-}
-
-func index(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return len(list)
-}
 
 // Prediction is the model's verdict for one method between two NATs.
 type Prediction struct {
@@ -102,29 +30,29 @@ const (
 
 // predictable says whether a peer can tell the other which public endpoint
 // its next connection will come from.
-func predictable(n NAT) (bool, string) {
+func predictable(n *nat.Profile) (bool, string) {
 	switch {
-	case n.None:
+	case !n.NAT:
 		return true, "public host"
-	case n.Mapping == EI:
+	case n.Mapping == nat.EndpointIndependent:
 		return true, "endpoint-independent mapping: the observed mapping is reused"
-	case n.Allocation == Seq:
+	case n.PortAllocation == nat.Sequential:
 		return true, "dependent mapping but sequential allocation: the next port is predicted"
 	}
-	return false, fmt.Sprintf("%s mapping with %s allocation: the port toward the peer cannot be known", n.Mapping, n.Allocation)
+	return false, fmt.Sprintf("%s mapping with %s allocation: the port toward the peer cannot be known", n.Mapping, n.PortAllocation)
 }
 
 // reachable says whether a SYN from anywhere reaches a listening host
 // behind n at its observed mapping.
-func reachable(n NAT) bool { return n.None || n.Filtering == EI }
+func reachable(n *nat.Profile) bool { return !n.NAT || n.Filtering == nat.EndpointIndependent }
 
 // rstsStraySYN says whether a SYN sent to a port with no listener behind n
 // comes back as a RST (which moves the sender's NAT entry to CLOSE).
-func rstsStraySYN(n NAT) (bool, string) {
+func rstsStraySYN(n *nat.Profile) (bool, string) {
 	switch {
-	case n.None:
+	case !n.NAT:
 		return true, "the public host's stack answers with RST"
-	case n.Filtering == EI:
+	case n.Filtering == nat.EndpointIndependent:
 		return true, "endpoint-independent filtering forwards the SYN to the host, whose stack answers with RST"
 	case n.UnsolicitedSYN == "rst":
 		return true, "the NAT answers the unsolicited SYN with RST"
@@ -133,7 +61,7 @@ func rstsStraySYN(n NAT) (bool, string) {
 }
 
 // Predict returns the model's verdict for method between peers A and B.
-func Predict(topology string, a, b NAT, method string) Prediction {
+func Predict(topology string, a, b *nat.Profile, method string) Prediction {
 	if topology == SameNAT {
 		return predictSame(a, method)
 	}
@@ -158,7 +86,7 @@ func Predict(topology string, a, b NAT, method string) Prediction {
 	return Prediction{false, "unknown method " + method}
 }
 
-func predictAuto(topology string, a, b NAT) Prediction {
+func predictAuto(topology string, a, b *nat.Profile) Prediction {
 	var tried []string
 	for _, m := range []string{"lan", "direct", "p2pnat", "machsend", "stunt2-hold", "stunt2", "sequential", "stunt1", "natblaster"} {
 		var p Prediction
@@ -179,7 +107,7 @@ func predictAuto(topology string, a, b NAT) Prediction {
 	return Prediction{true, "path relay: no direct or punched method works (" + strings.Join(tried, ", ") + " fail)"}
 }
 
-func predictDirect(a, b NAT) Prediction {
+func predictDirect(a, b *nat.Profile) Prediction {
 	switch {
 	case reachable(b):
 		return Prediction{true, fmt.Sprintf("B (%s) accepts unsolicited SYNs at its observed mapping", describe(b))}
@@ -189,8 +117,8 @@ func predictDirect(a, b NAT) Prediction {
 	return Prediction{false, fmt.Sprintf("neither NAT forwards an unsolicited SYN (A filtering %s, B filtering %s)", a.Filtering, b.Filtering)}
 }
 
-func describe(n NAT) string {
-	if n.None {
+func describe(n *nat.Profile) string {
+	if !n.NAT {
 		return "public host"
 	}
 	return n.Name
@@ -198,7 +126,7 @@ func describe(n NAT) string {
 
 // predictRounds covers the asymmetric methods, which run once with A as
 // initiator and once with B (roles swapped once on failure).
-func predictRounds(a, b NAT, method string) Prediction {
+func predictRounds(a, b *nat.Profile, method string) Prediction {
 	r1 := round(a, b, method)
 	if r1.Success {
 		return Prediction{true, "A initiates: " + r1.Reason}
@@ -211,23 +139,23 @@ func predictRounds(a, b NAT, method string) Prediction {
 }
 
 // round predicts one round with initiator i and responder r.
-func round(i, r NAT, method string) Prediction {
+func round(i, r *nat.Profile, method string) Prediction {
 	listens := method != "stunt2-hold"
-	if listens && i.None {
+	if listens && !i.NAT {
 		return Prediction{true, "the initiator is public: the responder's SYN reaches its listener from whatever mapping"}
 	}
 	rPred, rWhy := predictable(r)
-	if listens && !rPred && (i.Filtering == EI || i.Filtering == AD) {
+	if listens && !rPred && (i.Filtering == nat.EndpointIndependent || i.Filtering == nat.AddressDependent) {
 		// The responder's SYN comes from a mapping the initiator's NAT has no
 		// entry for, so it is new there; filtering that looks at the address
 		// only (or at nothing) forwards it to the initiator's listener once
 		// the initiator's own SYN went to the responder's address.
-		return Prediction{true, "the responder's SYN arrives from an unpredicted port; the initiator's " + i.Filtering + " filtering forwards it to the listener"}
+		return Prediction{true, "the responder's SYN arrives from an unpredicted port; the initiator's " + string(i.Filtering) + " filtering forwards it to the listener"}
 	}
 	if !rPred {
 		return Prediction{false, "responder: " + rWhy}
 	}
-	if listens && i.Filtering == EI {
+	if listens && i.Filtering == nat.EndpointIndependent {
 		// A SYN arriving for a conntrack entry that a RST has closed makes
 		// conntrack drop the entry and look the SYN up again as new (the
 		// kernel reopens closed connections); endpoint-independent
@@ -246,31 +174,31 @@ func round(i, r NAT, method string) Prediction {
 		// simultaneous open on the same ISN, so sequence tracking is no
 		// obstacle. But the low-TTL SYN's ICMP time-exceeded, if it reaches
 		// the host, aborts the pending connect (Linux tcp_v4_err).
-		if i.None {
+		if !i.NAT {
 			return Prediction{false, "the initiator has no NAT to stop the ICMP time-exceeded, which aborts its held connect"}
 		}
 		if i.ICMPTimeExceeded != "drop" {
 			return Prediction{false, "initiator's NAT translates the ICMP time-exceeded back, which aborts the held connect"}
 		}
 		if i.SimultaneousOpen != "accept" {
-			return Prediction{false, "initiator's NAT does not accept an inbound SYN on an outbound SYN's tuple (simultaneous-open " + i.SimultaneousOpen + ")"}
+			return Prediction{false, "initiator's NAT does not accept an inbound SYN on an outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
 		}
 		return Prediction{true, "initiator's NAT drops the ICMP and admits the responder's SYN into the held connect (simultaneous open, same ISN)"}
 	case "machsend", "sequential":
-		if i.None {
+		if !i.NAT {
 			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
 		}
 		if rst, why := rstsStraySYN(r); rst {
 			return Prediction{false, "the initiator's SYN is answered with RST (" + why + "), so its NAT entry is CLOSE and the responder's SYN is invalid there"}
 		}
 	case "stunt2":
-		if i.None {
+		if !i.NAT {
 			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
 		}
 		// The low-TTL SYN never reaches the responder's NAT: no RST can close the entry.
 	}
 	if i.SimultaneousOpen != "accept" {
-		return Prediction{false, "initiator's NAT rejects the responder's SYN on its outbound SYN's tuple (simultaneous-open " + i.SimultaneousOpen + ")"}
+		return Prediction{false, "initiator's NAT rejects the responder's SYN on its outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
 	}
 	if i.SequenceTracking != "liberal" {
 		return Prediction{false, "initiator's listener answers with a new ISN; strict sequence tracking drops that SYN-ACK"}
@@ -283,24 +211,24 @@ func round(i, r NAT, method string) Prediction {
 // to the listener, or once the far peer's own SYN has opened its NAT and
 // that NAT accepts the inbound SYN on the outbound SYN's tuple (retries and
 // SYN retransmissions guarantee such a moment within the attempt).
-func predictP2P(a, b NAT) Prediction {
+func predictP2P(a, b *nat.Profile) Prediction {
 	if reachable(a) || reachable(b) {
 		return Prediction{true, "one side forwards unsolicited SYNs to its listener (the other side's SYN reaches it from any mapping)"}
 	}
 	aPred, _ := predictable(a)
 	bPred, _ := predictable(b)
-	if (a.Filtering == AD && !bPred) || (b.Filtering == AD && !aPred) {
+	if (a.Filtering == nat.AddressDependent && !bPred) || (b.Filtering == nat.AddressDependent && !aPred) {
 		// Each side also aims at the other's observed public endpoint, so an
 		// address-dependent NAT has sent to the peer's address and admits
 		// the peer's SYN from whatever port it comes.
 		return Prediction{true, "an address-dependent filter admits the peer's SYN from its unpredicted port, once its own SYN went to the peer's address"}
 	}
-	for _, x := range [][2]NAT{{a, b}, {b, a}} {
+	for _, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
 		s, o := x[0], x[1]
 		if s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && (o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited") {
 			// s's NAT resets the peer's first SYN, closing the peer's entry;
 			// the peer's NAT then rejects s's SYN, s's host retries with a
-			// new ISN on the same tuple, and s's strict NAT, still tracking
+			// new ISN on the same tuple, and s's strict *nat.Profile, still tracking
 			// the first ISN, drops the SYN-ACK of the simultaneous open.
 			return Prediction{false, s.Name + " resets the early SYN, " + o.Name + " rejects the reply with ICMP, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}
 		}
@@ -328,7 +256,7 @@ func predictP2P(a, b NAT) Prediction {
 }
 
 // predictSame covers two hosts behind one NAT n.
-func predictSame(n NAT, method string) Prediction {
+func predictSame(n *nat.Profile, method string) Prediction {
 	switch method {
 	case "lan":
 		return Prediction{true, "same public address: private endpoints connect on the LAN"}
@@ -339,7 +267,7 @@ func predictSame(n NAT, method string) Prediction {
 	case "auto":
 		return Prediction{true, "path lan: same public address"}
 	case "direct", "machsend", "sequential", "stunt2":
-		if n.None {
+		if !n.NAT {
 			return Prediction{true, "no NAT: public endpoints are the hosts' own"}
 		}
 		if n.Hairpinning {
@@ -358,9 +286,9 @@ func predictSame(n NAT, method string) Prediction {
 // its low-TTL SYN died beyond n: the SYN's ICMP time-exceeded must not
 // reach the host, because Linux aborts a SYN_SENT socket on it
 // (tcp_v4_err). STUNT #1 and NATBlaster both depend on this.
-func holdsLowTTL(n NAT) (bool, string) {
+func holdsLowTTL(n *nat.Profile) (bool, string) {
 	switch {
-	case n.None:
+	case !n.NAT:
 		return false, "no NAT stops the low-TTL SYN's ICMP time-exceeded, which aborts the host's pending connect"
 	case n.ICMPTimeExceeded != "drop":
 		return false, n.Name + " translates the low-TTL SYN's ICMP time-exceeded back, which aborts the pending connect"
@@ -373,10 +301,10 @@ func holdsLowTTL(n NAT) (bool, string) {
 // expects, from the other peer's public endpoint, with the exact ISNs. So
 // filtering, unsolicited-SYN handling, simultaneous open and sequence
 // tracking do not matter; mapping prediction and ICMP handling do.
-func predictSTUNT1(a, b NAT) Prediction {
+func predictSTUNT1(a, b *nat.Profile) Prediction {
 	for _, x := range []struct {
 		side string
-		n    NAT
+		n    *nat.Profile
 	}{{"A", a}, {"B", b}} {
 		if ok, why := predictable(x.n); !ok {
 			return Prediction{false, x.side + ": " + why + " (STUNT #1 aims its SYN and forges at the predicted endpoint; it has no fallback)"}
@@ -392,7 +320,7 @@ func predictSTUNT1(a, b NAT) Prediction {
 // so each NAT must also translate an outbound SYN-ACK on a tuple whose SYN
 // went out (Linux conntrack calls that invalid). With exactly one
 // unpredictable side it falls back to a birthday search (predictBirthday).
-func predictNATBlaster(a, b NAT) Prediction {
+func predictNATBlaster(a, b *nat.Profile) Prediction {
 	ap, aWhy := predictable(a)
 	bp, bWhy := predictable(b)
 	switch {
@@ -405,7 +333,7 @@ func predictNATBlaster(a, b NAT) Prediction {
 	}
 	for _, x := range []struct {
 		side string
-		n    NAT
+		n    *nat.Profile
 	}{{"A", a}, {"B", b}} {
 		if ok, why := holdsLowTTL(x.n); !ok {
 			return Prediction{false, x.side + ": " + why}
@@ -429,16 +357,16 @@ func predictNATBlaster(a, b NAT) Prediction {
 // die rate-limits its ICMP (measured in the lab: 122 time-exceeded for 603
 // low-TTL SYNs), so about 480 guesses stay pending even behind a NAT that
 // translates it, and the hit probability only drops to about 98.9%.
-func predictBirthday(p, r NAT, pSide, rSide string) Prediction {
+func predictBirthday(p, r *nat.Profile, pSide, rSide string) Prediction {
 	const pre = "birthday fallback: "
-	if !p.None && p.Mapping != EI {
-		return Prediction{false, pre + "the predictable side " + pSide + " has " + p.Mapping + " mapping, so its guesses leave from different ports"}
+	if p.NAT && p.Mapping != nat.EndpointIndependent {
+		return Prediction{false, pre + "the predictable side " + pSide + " has " + string(p.Mapping) + " mapping, so its guesses leave from different ports"}
 	}
-	if p.None || p.SimultaneousOpen == "accept" {
+	if !p.NAT || p.SimultaneousOpen == "accept" {
 		return Prediction{true, pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (collision probability 99.6%)"}
 	}
-	if p.SimultaneousOpen == "drop" && p.Filtering != EI && (p.UnsolicitedSYN == "drop" || p.UnsolicitedSYN == "delayed-icmp") && r.SimultaneousOpen == "accept" {
+	if p.SimultaneousOpen == "drop" && p.Filtering != nat.EndpointIndependent && (p.UnsolicitedSYN == "drop" || p.UnsolicitedSYN == "delayed-icmp") && r.SimultaneousOpen == "accept" {
 		return Prediction{true, pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (collision probability 99.6%)"}
 	}
-	return Prediction{false, pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + p.SimultaneousOpen + ") and answers or forwards the others, so no pending pair survives to meet again"}
+	return Prediction{false, pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + string(p.SimultaneousOpen) + ") and answers or forwards the others, so no pending pair survives to meet again"}
 }

@@ -1,33 +1,48 @@
 package model
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/machsend/machsend/nat"
+)
 
 var (
-	prc = NAT{Name: "prc", Mapping: EI, Allocation: Preserv, Filtering: APD, UnsolicitedSYN: "drop",
-		SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate"}
-	with      = func(f func(*NAT)) NAT { n := prc; f(&n); return n }
-	full      = with(func(n *NAT) { n.Filtering = EI; n.UnsolicitedSYN = "rst"; n.Hairpinning = true })
-	rst       = with(func(n *NAT) { n.UnsolicitedSYN = "rst" })
-	strict    = with(func(n *NAT) { n.SequenceTracking = "strict" })
-	noSim     = with(func(n *NAT) { n.SimultaneousOpen = "drop" })
-	symSeq    = with(func(n *NAT) { n.Mapping, n.Allocation = APD, Seq })
-	symRand   = with(func(n *NAT) { n.Mapping, n.Allocation = APD, Random })
-	icmpDrop  = with(func(n *NAT) { n.ICMPTimeExceeded = "drop" })
-	public    = NAT{Name: "public", None: true}
-	linuxDflt = with(func(n *NAT) { n.UnsolicitedSYN = "rst"; n.SequenceTracking = "strict" })
+	prcV = nat.Profile{Name: "prc", NAT: true, Mapping: EI, PortAllocation: Preserv, Filtering: APD, UnsolicitedSYN: "drop",
+		SimultaneousOpen: "accept", SequenceTracking: "liberal", ICMPTimeExceeded: "translate", OutboundSYNACK: "drop"}
+	prc       = &prcV
+	with      = func(f func(*nat.Profile)) *nat.Profile { n := prcV; f(&n); return &n }
+	full      = with(func(n *nat.Profile) { n.Filtering = EI; n.UnsolicitedSYN = "rst"; n.Hairpinning = true })
+	rst       = with(func(n *nat.Profile) { n.UnsolicitedSYN = "rst" })
+	strict    = with(func(n *nat.Profile) { n.SequenceTracking = "strict" })
+	noSim     = with(func(n *nat.Profile) { n.SimultaneousOpen = "drop" })
+	symSeq    = with(func(n *nat.Profile) { n.Mapping, n.PortAllocation = APD, Seq })
+	symRand   = with(func(n *nat.Profile) { n.Mapping, n.PortAllocation = APD, Random })
+	icmpDrop  = with(func(n *nat.Profile) { n.ICMPTimeExceeded = "drop" })
+	public    = nat.Public("public")
+	linuxDflt = with(func(n *nat.Profile) { n.UnsolicitedSYN = "rst"; n.SequenceTracking = "strict" })
 	// The raw methods' NATs: ICMP time-exceeded dropped, outbound SYN-ACK translated.
-	icmpDrop2  = func(n NAT) NAT { n.ICMPTimeExceeded = "drop"; n.OutboundSYNACK = "translate"; return n }
-	raw        = icmpDrop2(prc)
-	rawStrict  = with(func(n *NAT) { *n = raw; n.SequenceTracking = "strict" })
-	rawSynDrop = with(func(n *NAT) { *n = raw; n.OutboundSYNACK = "drop" })
-	rawSymSeq  = with(func(n *NAT) { *n = raw; n.Mapping, n.Allocation = APD, Seq })
-	rawSymRand = with(func(n *NAT) { *n = raw; n.Mapping, n.Allocation = APD, Random })
+	icmpDrop2  = func(n nat.Profile) *nat.Profile { n.ICMPTimeExceeded = "drop"; n.OutboundSYNACK = "translate"; return &n }
+	raw        = icmpDrop2(prcV)
+	rawStrict  = with(func(n *nat.Profile) { *n = *raw; n.SequenceTracking = "strict" })
+	rawSynDrop = with(func(n *nat.Profile) { *n = *raw; n.OutboundSYNACK = "drop" })
+	rawSymSeq  = with(func(n *nat.Profile) { *n = *raw; n.Mapping, n.PortAllocation = APD, Seq })
+	rawSymRand = with(func(n *nat.Profile) { *n = *raw; n.Mapping, n.PortAllocation = APD, Random })
+)
+
+// Short names for the knob values in the tables below.
+const (
+	EI      = nat.EndpointIndependent
+	AD      = nat.AddressDependent
+	APD     = nat.AddressPortDependent
+	Preserv = nat.Preserve
+	Seq     = nat.Sequential
+	Random  = nat.Random
 )
 
 func TestPredict(t *testing.T) {
 	tests := []struct {
 		name   string
-		a, b   NAT
+		a, b   *nat.Profile
 		method string
 		want   bool
 	}{
@@ -38,7 +53,7 @@ func TestPredict(t *testing.T) {
 		{"machsend: strict on one, swap", strict, prc, "machsend", true},
 		{"machsend: a full cone initiator forwards the SYN despite a NAT's RST", full, rst, "machsend", true},
 		{"machsend: full cone on both sides", full, full, "machsend", true},
-		{"machsend: restricted cone admits an unpredictable peer's address", with(func(n *NAT) { n.Filtering = AD }), symRand, "machsend", true},
+		{"machsend: restricted cone admits an unpredictable peer's address", with(func(n *nat.Profile) { n.Filtering = AD }), symRand, "machsend", true},
 		{"machsend: public initiator", public, symRand, "machsend", true},
 		{"machsend: random mapping", symRand, prc, "machsend", false},
 		{"machsend: random responder reaches a full-cone initiator", symRand, full, "machsend", true},
@@ -49,13 +64,13 @@ func TestPredict(t *testing.T) {
 		{"hold: ICMP translated aborts", prc, prc, "stunt2-hold", false},
 		{"hold: ICMP dropped", icmpDrop, prc, "stunt2-hold", true},
 		{"hold: public initiator sees the ICMP", public, prc, "stunt2-hold", false},
-		{"hold: same ISN passes strict", with(func(n *NAT) { n.ICMPTimeExceeded = "drop"; n.SequenceTracking = "strict" }), strict, "stunt2-hold", true},
+		{"hold: same ISN passes strict", with(func(n *nat.Profile) { n.ICMPTimeExceeded = "drop"; n.SequenceTracking = "strict" }), strict, "stunt2-hold", true},
 		{"p2pnat: one side accepts simultaneous open", noSim, prc, "p2pnat", true},
 		{"p2pnat: neither accepts", noSim, noSim, "p2pnat", false},
 		{"p2pnat: both RST in lockstep", linuxDflt, linuxDflt, "p2pnat", false},
 		{"p2pnat: full cone", full, symSeq, "p2pnat", true},
-		{"p2pnat: restricted cone admits a random peer", with(func(n *NAT) { n.Filtering = AD }), symRand, "p2pnat", true},
-		{"p2pnat: strict RST side against an ICMP side", linuxDflt, with(func(n *NAT) { n.UnsolicitedSYN = "icmp-port-unreachable" }), "p2pnat", false},
+		{"p2pnat: restricted cone admits a random peer", with(func(n *nat.Profile) { n.Filtering = AD }), symRand, "p2pnat", true},
+		{"p2pnat: strict RST side against an ICMP side", linuxDflt, with(func(n *nat.Profile) { n.UnsolicitedSYN = "icmp-port-unreachable" }), "p2pnat", false},
 		{"direct: public peer", prc, public, "direct", true},
 		{"direct: full cone peer", prc, full, "direct", true},
 		{"direct: both filter", prc, rst, "direct", false},
@@ -76,9 +91,9 @@ func TestPredict(t *testing.T) {
 		{"natblaster: A translates ICMP", prc, raw, "natblaster", false},
 		{"natblaster: birthday against a random side", raw, rawSymRand, "natblaster", true},
 		{"natblaster: birthday needs EI mapping on the predictable side", rawSymSeq, rawSymRand, "natblaster", false},
-		{"natblaster: birthday meets at the random side's NAT when the other drops silently", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), rawSymRand, "natblaster", true},
-		{"natblaster: birthday fails when neither NAT accepts a simultaneous open", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "drop" }), with(func(n *NAT) { *n = rawSymRand; n.SimultaneousOpen = "drop" }), "natblaster", false},
-		{"natblaster: birthday fails when the predictable side resets the colliding SYN", with(func(n *NAT) { *n = raw; n.SimultaneousOpen = "rst"; n.UnsolicitedSYN = "rst" }), rawSymRand, "natblaster", false},
+		{"natblaster: birthday meets at the random side's NAT when the other drops silently", with(func(n *nat.Profile) { *n = *raw; n.SimultaneousOpen = "drop" }), rawSymRand, "natblaster", true},
+		{"natblaster: birthday fails when neither NAT accepts a simultaneous open", with(func(n *nat.Profile) { *n = *raw; n.SimultaneousOpen = "drop" }), with(func(n *nat.Profile) { *n = *rawSymRand; n.SimultaneousOpen = "drop" }), "natblaster", false},
+		{"natblaster: birthday fails when the predictable side resets the colliding SYN", with(func(n *nat.Profile) { *n = *raw; n.SimultaneousOpen = "rst"; n.UnsolicitedSYN = "rst" }), rawSymRand, "natblaster", false},
 		{"natblaster: birthday survives translated ICMP (routers rate-limit it)", prc, rawSymRand, "natblaster", true},
 		{"natblaster: both random", rawSymRand, rawSymRand, "natblaster", false},
 	}
@@ -97,7 +112,7 @@ func TestPredict(t *testing.T) {
 
 func TestPredictSameNAT(t *testing.T) {
 	tests := []struct {
-		n      NAT
+		n      *nat.Profile
 		method string
 		want   bool
 	}{
@@ -115,11 +130,11 @@ func TestPredictSameNAT(t *testing.T) {
 }
 
 func TestCompose(t *testing.T) {
-	c := Compose(full, symSeq)
-	if c.Mapping != APD || c.Filtering != APD || c.Allocation != Seq || c.Hairpinning {
+	c := nat.Compose(full, symSeq)
+	if c.Mapping != APD || c.Filtering != APD || c.PortAllocation != Seq || c.Hairpinning {
 		t.Errorf("compose: %+v", c)
 	}
-	if Compose(public, prc).Name != "prc" || Compose(prc, public).Name != "prc" {
+	if nat.Compose(public, prc).Name != "prc" || nat.Compose(prc, public).Name != "prc" {
 		t.Error("a public layer is transparent")
 	}
 }
