@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/traversal/method"
 	"os"
 	"sort"
 	"strings"
@@ -149,7 +150,7 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 }
 
 // AllMethods is what "all" stands for in a spec.
-var AllMethods = []string{"lan", "direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "stunt1", "natblaster", "relay", "auto"}
+var AllMethods = method.Names()
 
 func expandMethods(ms []string) []string {
 	if len(ms) == 1 && ms[0] == "all" {

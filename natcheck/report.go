@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/traversal/method"
 	"github.com/machsend/machsend/traversal/model"
 	"gopkg.in/yaml.v3"
 )
@@ -153,8 +154,17 @@ type Verdict struct {
 	Assumed []string          `json:"assumed,omitempty"`
 }
 
-// Methods the verdict covers (the punching methods and the relay).
-var Methods = []string{"direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "relay"}
+// Methods the verdict covers: every method of method.Table a user can run
+// on the Internet (not the LAN, not the raw-socket ones, which are lab-only).
+var Methods = func() []string {
+	var out []string
+	for _, s := range method.Table {
+		if s.Path != method.PathLAN && !s.Raw {
+			out = append(out, string(s.Method))
+		}
+	}
+	return out
+}()
 
 // Verdicts runs the model for the measured NAT against every peer kind.
 func (r *Result) Verdicts() []Verdict {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -122,7 +123,7 @@ func (r *race) run(ctx context.Context, name string) bool {
 
 func (a *attempt) do(ctx context.Context) error {
 	cfg := a.r.cfg
-	if a.rec.Method == Relay {
+	if a.rec.Method == method.Relay {
 		a.emit("attempt-start", "", netip.AddrPort{})
 		c, err := cfg.Signal.Relay(ctx)
 		if err != nil {
@@ -166,34 +167,35 @@ func (a *attempt) do(ctx context.Context) error {
 		return err
 	}
 	timeout := cfg.AttemptTimeout
-	if a.rec.Method == LAN || a.rec.Method == Direct {
+	if p := a.rec.Method.Path(); p == method.PathLAN || p == method.PathDirect {
 		// A LAN or public peer answers within a round trip; an unreachable
 		// one should not hold up the punching phase.
 		timeout = min(timeout, time.Second)
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	switch a.rec.Method {
-	case LAN:
-		return a.lan(actx)
-	case Direct:
-		return a.direct(actx)
-	case Machsend:
-		return a.machsend(actx, 0, false)
-	case STUNT2:
-		return a.machsend(actx, a.lowTTL(), false)
-	case STUNT2Hold:
-		return a.machsend(actx, a.lowTTL(), true)
-	case P2PNAT:
-		return a.p2pnat(actx)
-	case Sequential:
-		return a.sequential(ctx, actx)
-	case STUNT1:
-		return a.stunt1(actx)
-	case NATBlaster:
-		return a.natblaster(actx)
+	run, ok := runners[a.rec.Method]
+	if !ok {
+		return fmt.Errorf("method %s has no run function in traversal's runners", a.rec.Method)
 	}
-	return fmt.Errorf("method %s not implemented", a.rec.Method)
+	return run(a, ctx, actx)
+}
+
+// runners runs each method of method.Table after the attempt is prepared:
+// actx is bounded by the attempt timeout; ctx (the race's) outlives it for
+// methods that keep a socket past the attempt. The relay is run before any
+// preparation, in do. TestEveryMethodRuns fails when a row has no runner.
+var runners = map[Method]func(a *attempt, ctx, actx context.Context) error{
+	method.LAN:        func(a *attempt, _, actx context.Context) error { return a.lan(actx) },
+	method.Direct:     func(a *attempt, _, actx context.Context) error { return a.direct(actx) },
+	method.Machsend:   func(a *attempt, _, actx context.Context) error { return a.machsend(actx, 0, false) },
+	method.STUNT2:     func(a *attempt, _, actx context.Context) error { return a.machsend(actx, a.lowTTL(), false) },
+	method.STUNT2Hold: func(a *attempt, _, actx context.Context) error { return a.machsend(actx, a.lowTTL(), true) },
+	method.P2PNAT:     func(a *attempt, _, actx context.Context) error { return a.p2pnat(actx) },
+	method.Sequential: func(a *attempt, ctx, actx context.Context) error { return a.sequential(ctx, actx) },
+	method.STUNT1:     func(a *attempt, _, actx context.Context) error { return a.stunt1(actx) },
+	method.NATBlaster: func(a *attempt, _, actx context.Context) error { return a.natblaster(actx) },
+	method.Relay:      nil, // run in do, before preparation
 }
 
 func (a *attempt) waitUntil(ctx context.Context, t time.Time) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
 	"sort"
@@ -56,7 +57,7 @@ func (c *Config) defaults() {
 		c.Private = hostAddrs()
 	}
 	if c.Method == "" {
-		c.Method = Auto
+		c.Method = method.Auto
 	}
 	if c.RelayAfter == 0 {
 		c.RelayAfter = 3 * time.Second
@@ -72,8 +73,13 @@ type chain struct {
 	attempts []string      // "method/round"
 }
 
-// schedule returns the phases of attempts for a method. Both peers compute
-// the same schedule, so their punch.ready names match.
+// schedule returns the phases of attempts for a method, from method.Table.
+// Both peers compute the same schedule, so their punch.ready names match.
+// Auto runs the local methods in parallel, then every punching method one
+// after another, and the relay beside them after relayAfter (or after them
+// when relayAfter is 0). The raw-socket methods of 2005 come last in the
+// table: both peers always list them (so their names match); a peer without
+// raw sockets in a lab namespace says so in the exchange and both skip them.
 func schedule(m Method, relayAfter time.Duration) [][]chain {
 	rounds := func(m Method, n int) []string {
 		var out []string
@@ -82,26 +88,26 @@ func schedule(m Method, relayAfter time.Duration) [][]chain {
 		}
 		return out
 	}
-	switch m {
-	case Auto:
-		punch := append(rounds(P2PNAT, 1), rounds(Machsend, 2)...)
-		punch = append(punch, rounds(STUNT2Hold, 2)...)
-		punch = append(punch, rounds(STUNT2, 2)...)
-		punch = append(punch, rounds(Sequential, 2)...)
-		// The raw-socket methods of 2005 come last: both peers always list
-		// them (so their names match); a peer without raw sockets in a lab
-		// namespace says so in the exchange and both skip them.
-		punch = append(punch, rounds(STUNT1, 1)...)
-		punch = append(punch, rounds(NATBlaster, 1)...)
-		local := []chain{{0, rounds(LAN, 1)}, {0, rounds(Direct, 1)}}
-		if relayAfter > 0 {
-			return [][]chain{local, {{0, punch}, {relayAfter, rounds(Relay, 1)}}}
-		}
-		return [][]chain{local, {{0, punch}}, {{0, rounds(Relay, 1)}}}
-	case Machsend, STUNT2, STUNT2Hold, Sequential:
-		return [][]chain{{{0, rounds(m, 2)}}} // swap roles once on failure
+	if m != method.Auto {
+		spec, _ := method.Lookup(m)
+		return [][]chain{{{0, rounds(m, max(spec.Rounds, 1))}}}
 	}
-	return [][]chain{{{0, rounds(m, 1)}}}
+	var local []chain
+	var punch, relay []string
+	for _, s := range method.Table {
+		switch s.Phase {
+		case method.PhaseLocal:
+			local = append(local, chain{0, rounds(s.Method, s.AutoRounds)})
+		case method.PhasePunch:
+			punch = append(punch, rounds(s.Method, s.AutoRounds)...)
+		case method.PhaseRelay:
+			relay = append(relay, rounds(s.Method, s.AutoRounds)...)
+		}
+	}
+	if relayAfter > 0 {
+		return [][]chain{local, {{0, punch}, {relayAfter, relay}}}
+	}
+	return [][]chain{local, {{0, punch}}, {{0, relay}}}
 }
 
 func methodOf(attempt string) Method {
@@ -214,7 +220,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	if err != nil {
 		return nil, rep, err
 	}
-	rep.Method, rep.Attempt, rep.Path = won.Method, won.Attempt, won.Method.Path()
+	rep.Method, rep.Attempt, rep.Path = won.Method, won.Attempt, string(won.Method.Path())
 	rep.Local, rep.Remote = addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
 	rep.ConnectTime = cfg.Clock.Now().Sub(r.start)
 	r.emit(Event{Kind: "connected", Method: won.Method, Attempt: won.Attempt, Local: rep.Local, Remote: rep.Remote,
@@ -263,7 +269,7 @@ func (r *race) betterRunning(p int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, m := range r.running {
-		if m.priority() < p {
+		if m.Priority() < p {
 			return true
 		}
 	}
@@ -285,7 +291,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 	done := allDone
 	sortPending := func() {
 		sort.SliceStable(pending, func(i, j int) bool {
-			return pending[i].attempt.Method.priority() < pending[j].attempt.Method.priority()
+			return pending[i].attempt.Method.Priority() < pending[j].attempt.Method.Priority()
 		})
 	}
 	for {
@@ -301,7 +307,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 			}
 		}
 		sortPending()
-		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method.priority())) {
+		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method.Priority())) {
 			best := pending[0]
 			pending = pending[1:]
 			if err := sendNomination(best.conn); err != nil {
@@ -318,7 +324,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 		case o := <-r.offers:
 			pending = append(pending, o)
 			sortPending()
-			if grace == nil && r.betterRunning(pending[0].attempt.Method.priority()) {
+			if grace == nil && r.betterRunning(pending[0].attempt.Method.Priority()) {
 				grace = r.cfg.Clock.After(r.cfg.Grace)
 			}
 		case <-grace:

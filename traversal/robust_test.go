@@ -3,6 +3,7 @@ package traversal_test
 import (
 	"context"
 	"errors"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -54,7 +55,7 @@ func pairWith(t *testing.T, hub *traversaltest.Hub, method traversal.Method, clo
 // responder delay both sides' SYNs cross on one host, and the initiator's
 // close then resets the simultaneous open, which is why the delay exists.)
 func TestInjectedClock(t *testing.T) {
-	ra, rb := pairWith(t, traversaltest.NewHub(500*time.Millisecond), traversal.P2PNAT, instantClock{}, nil)
+	ra, rb := pairWith(t, traversaltest.NewHub(500*time.Millisecond), method.P2PNAT, instantClock{}, nil)
 	if ra.err != nil || rb.err != nil {
 		t.Fatal(ra.err, rb.err)
 	}
@@ -100,7 +101,7 @@ func TestStrayConnectionRejected(t *testing.T) {
 		hub := traversaltest.NewHub(20 * time.Millisecond)
 		hub.ObservedFor = lie
 		before := strays.Load()
-		ra, rb := pairWith(t, hub, traversal.Direct, nil, nil)
+		ra, rb := pairWith(t, hub, method.Direct, nil, nil)
 		if ra.err == nil || rb.err == nil {
 			t.Fatal("a connection was handed out although only the stray existed")
 		}
@@ -116,7 +117,7 @@ func TestStrayConnectionRejected(t *testing.T) {
 		hub.ObservedFor = lie
 		before := strays.Load()
 		// p2pnat tries the claimed public endpoint first, the private one 20 ms later.
-		ra, rb := pairWith(t, hub, traversal.P2PNAT, nil, nil)
+		ra, rb := pairWith(t, hub, method.P2PNAT, nil, nil)
 		if ra.err != nil || rb.err != nil {
 			t.Fatalf("the real path was not found: %v / %v", ra.err, rb.err)
 		}

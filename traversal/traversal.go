@@ -1,76 +1,15 @@
 package traversal
 
 import (
-	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 )
 
-// Method names a way of establishing the connection.
-type Method string
-
-// The methods. Auto races them all.
-const (
-	Auto       Method = "auto"
-	LAN        Method = "lan"
-	Direct     Method = "direct"
-	Machsend   Method = "machsend"
-	STUNT2     Method = "stunt2"
-	STUNT2Hold Method = "stunt2-hold"
-	P2PNAT     Method = "p2pnat"
-	Sequential Method = "sequential"
-	STUNT1     Method = "stunt1"
-	NATBlaster Method = "natblaster"
-	Relay      Method = "relay"
-)
-
-// Methods lists every single method, in auto's order of preference.
-var Methods = []Method{LAN, Direct, P2PNAT, Machsend, STUNT2Hold, STUNT2, Sequential, STUNT1, NATBlaster, Relay}
-
-// ParseMethod validates a method name.
-func ParseMethod(s string) (Method, error) {
-	if Method(s) == Auto {
-		return Auto, nil
-	}
-	for _, m := range Methods {
-		if string(m) == s {
-			return m, nil
-		}
-	}
-	names := []string{string(Auto)}
-	for _, m := range Methods {
-		names = append(names, string(m))
-	}
-	return "", fmt.Errorf("unknown method %q (want one of %s)", s, strings.Join(names, ", "))
-}
-
-// Path is the kind of path a method gives: what a user is shown.
-func (m Method) Path() string {
-	switch m {
-	case LAN:
-		return "lan"
-	case Direct:
-		return "direct"
-	case Relay:
-		return "relay"
-	}
-	return "punched"
-}
-
-// priority orders paths: LAN over direct over punched over relay.
-func (m Method) priority() int {
-	switch m {
-	case LAN:
-		return 0
-	case Direct:
-		return 1
-	case Relay:
-		return 3
-	}
-	return 2
-}
+// Method names a way of establishing the connection; the methods, their
+// paths and auto's schedule are the rows of method.Table.
+type Method = method.Method
 
 // Event is one timestamped step of a traversal, for --json streams.
 type Event struct {

@@ -3,6 +3,7 @@ package traversal_test
 import (
 	"context"
 	"errors"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -62,14 +63,14 @@ func TestMethodsOnLoopback(t *testing.T) {
 		method traversal.Method
 		path   string
 	}{
-		{traversal.LAN, "lan"},
-		{traversal.Direct, "direct"},
-		{traversal.Machsend, "punched"},
-		{traversal.STUNT2, "punched"},
-		{traversal.P2PNAT, "punched"},
-		{traversal.Sequential, "punched"},
-		{traversal.Relay, "relay"},
-		{traversal.Auto, "lan"},
+		{method.LAN, "lan"},
+		{method.Direct, "direct"},
+		{method.Machsend, "punched"},
+		{method.STUNT2, "punched"},
+		{method.P2PNAT, "punched"},
+		{method.Sequential, "punched"},
+		{method.Relay, "relay"},
+		{method.Auto, "lan"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.method), func(t *testing.T) {
@@ -94,7 +95,7 @@ func TestMethodsOnLoopback(t *testing.T) {
 // STUNT #2-hold needs the peer's SYN to reach the pending socket; on one
 // host the peer's stack answers the held SYN with a RST first.
 func TestHoldRefusedWithoutNAT(t *testing.T) {
-	ra, rb := pair(t, traversaltest.NewHub(20*time.Millisecond), traversal.STUNT2Hold, "s", "s")
+	ra, rb := pair(t, traversaltest.NewHub(20*time.Millisecond), method.STUNT2Hold, "s", "s")
 	if ra.err == nil || rb.err == nil {
 		ra.conn.Close()
 		rb.conn.Close()
@@ -111,7 +112,7 @@ func TestHoldRefusedWithoutNAT(t *testing.T) {
 }
 
 func TestWrongSecretRejected(t *testing.T) {
-	ra, rb := pair(t, traversaltest.NewHub(20*time.Millisecond), traversal.Direct, "right", "wrong")
+	ra, rb := pair(t, traversaltest.NewHub(20*time.Millisecond), method.Direct, "right", "wrong")
 	if ra.err == nil || rb.err == nil {
 		t.Fatal("connected with different secrets")
 	}
@@ -138,17 +139,17 @@ func TestAutoPrefersBetterPaths(t *testing.T) {
 		// but keep the real loopback port reachable.
 		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), l.Port())
 	}
-	ra, rb := pair(t, hub, traversal.Auto, "s", "s")
+	ra, rb := pair(t, hub, method.Auto, "s", "s")
 	if ra.err != nil || rb.err != nil {
 		t.Fatal(ra.err, rb.err)
 	}
 	defer ra.conn.Close()
 	defer rb.conn.Close()
-	if ra.rep.Method != traversal.LAN {
+	if ra.rep.Method != method.LAN {
 		t.Errorf("auto picked %s over LAN", ra.rep.Method)
 	}
 	for _, a := range ra.rep.Attempts {
-		if a.Method == traversal.Relay && a.Outcome == "connected" {
+		if a.Method == method.Relay && a.Outcome == "connected" {
 			t.Errorf("relay ran although better paths existed")
 		}
 	}
@@ -156,11 +157,11 @@ func TestAutoPrefersBetterPaths(t *testing.T) {
 
 func TestParseMethod(t *testing.T) {
 	for _, s := range []string{"auto", "lan", "direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "relay"} {
-		if _, err := traversal.ParseMethod(s); err != nil {
+		if _, err := method.Parse(s); err != nil {
 			t.Errorf("%s: %v", s, err)
 		}
 	}
-	if _, err := traversal.ParseMethod("teleport"); err == nil {
+	if _, err := method.Parse("teleport"); err == nil {
 		t.Error("accepted an unknown method")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -102,7 +103,7 @@ func cmdPunch(args []string) error {
 	fs := flag.NewFlagSet("machsend punch", flag.ContinueOnError)
 	server := fs.String("server", "", "rendezvous server IP:PORT (required)")
 	id := fs.String("session", "", "session to join (default: create one and print its id)")
-	methodName := fs.String("method", "auto", "auto, lan, direct, machsend, stunt2, stunt2-hold, p2pnat, sequential, stunt1, natblaster (raw sockets, lab only) or relay")
+	methodName := fs.String("method", "auto", method.Help())
 	asJSON := fs.Bool("json", false, "print events and the report as JSON lines")
 	pings := fs.Int("pings", 3, "round trips to measure over the connection")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
@@ -115,7 +116,7 @@ func cmdPunch(args []string) error {
 	if *server == "" {
 		return errors.New("punch: --server is required")
 	}
-	method, err := traversal.ParseMethod(*methodName)
+	method, err := method.Parse(*methodName)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"os"
 	"os/signal"
@@ -166,7 +167,7 @@ func cmdSend(args []string) error {
 	server := fs.String("server", "", "rendezvous server IP:PORT (default $MACHSEND_SERVER)")
 	keep := fs.Bool("keep", false, "keep serving further receivers after the first")
 	asJSON := fs.Bool("json", false, "print machine-readable events instead of a progress display")
-	methodName := fs.String("method", "auto", "traversal method (auto races them all)")
+	methodName := fs.String("method", "auto", method.Help())
 	linkFile := fs.String("link-file", "", "also write the link to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -178,7 +179,7 @@ func cmdSend(args []string) error {
 	if err != nil {
 		return err
 	}
-	method, err := traversal.ParseMethod(*methodName)
+	method, err := method.Parse(*methodName)
 	if err != nil {
 		return err
 	}
@@ -268,7 +269,7 @@ func cmdGet(args []string) error {
 	list := fs.Bool("list", false, "only list what is shared")
 	overwrite := fs.Bool("overwrite", false, "replace existing files that differ")
 	asJSON := fs.Bool("json", false, "print machine-readable events instead of a progress display")
-	methodName := fs.String("method", "auto", "traversal method (auto races them all)")
+	methodName := fs.String("method", "auto", method.Help())
 	var only multi
 	fs.Var(&only, "only", "download only entries matching this pattern (path.Match, or a path prefix); repeatable")
 	// Flags may follow the link.
@@ -288,7 +289,7 @@ func cmdGet(args []string) error {
 	if err != nil {
 		return err
 	}
-	method, err := traversal.ParseMethod(*methodName)
+	method, err := method.Parse(*methodName)
 	if err != nil {
 		return err
 	}

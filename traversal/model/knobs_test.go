@@ -1,6 +1,8 @@
 package model
 
 import (
+	"github.com/machsend/machsend/traversal/method"
+	"strings"
 	"testing"
 
 	"github.com/machsend/machsend/nat"
@@ -16,7 +18,7 @@ func TestModelUsesEveryModelledKnob(t *testing.T) {
 		t.Fatal(err)
 	}
 	peers := append(builtin, nat.Public("public"))
-	methods := []string{"lan", "direct", "machsend", "stunt2", "stunt2-hold", "p2pnat", "sequential", "stunt1", "natblaster", "relay", "auto"}
+	methods := method.Names()
 	for _, k := range nat.Knobs {
 		if !k.Modelled {
 			continue
@@ -49,4 +51,17 @@ func changesSomePrediction(k *nat.Knob, builtin, peers []*nat.Profile, methods [
 		}
 	}
 	return false
+}
+
+// Every method of the table has a rule, between separate NATs and behind
+// one NAT: none answers "unknown method".
+func TestEveryMethodHasARule(t *testing.T) {
+	prc := nat.MustBuiltin("port-restricted-cone")
+	for _, m := range method.Names() {
+		for _, kind := range []string{Separate, SameNAT} {
+			if p := Predict(kind, prc, prc, m); strings.HasPrefix(p.Reason, "unknown method") {
+				t.Errorf("%s (%s): %s", m, kind, p.Reason)
+			}
+		}
+	}
 }

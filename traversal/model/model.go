@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/traversal/method"
 )
 
 // Prediction is the model's verdict for one method between two NATs.
@@ -61,34 +62,46 @@ func rstsStraySYN(n *nat.Profile) (bool, string) {
 }
 
 // Predict returns the model's verdict for method between peers A and B.
-func Predict(topology string, a, b *nat.Profile, method string) Prediction {
+func Predict(topology string, a, b *nat.Profile, m string) Prediction {
 	if topology == SameNAT {
-		return predictSame(a, method)
+		return predictSame(a, m)
 	}
-	switch method {
-	case "lan":
-		return Prediction{false, "peers are behind different public addresses: no shared LAN"}
-	case "direct":
-		return predictDirect(a, b)
-	case "relay":
-		return Prediction{true, "the relay carries any pair"}
-	case "machsend", "sequential", "stunt2", "stunt2-hold":
-		return predictRounds(a, b, method)
-	case "p2pnat":
-		return predictP2P(a, b)
-	case "stunt1":
-		return predictSTUNT1(a, b)
-	case "natblaster":
-		return predictNATBlaster(a, b)
-	case "auto":
+	if method.Method(m) == method.Auto {
 		return predictAuto(Separate, a, b)
 	}
-	return Prediction{false, "unknown method " + method}
+	rule, ok := rules[method.Method(m)]
+	if !ok {
+		return Prediction{false, "unknown method " + m}
+	}
+	return rule(a, b)
 }
 
+// rules predicts each method of method.Table between peers behind
+// different NATs. TestEveryMethodHasARule fails when a row has none.
+var rules = map[method.Method]func(a, b *nat.Profile) Prediction{
+	method.LAN: func(a, b *nat.Profile) Prediction {
+		return Prediction{false, "peers are behind different public addresses: no shared LAN"}
+	},
+	method.Direct:     predictDirect,
+	method.Relay:      func(a, b *nat.Profile) Prediction { return Prediction{true, "the relay carries any pair"} },
+	method.Machsend:   func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "machsend") },
+	method.Sequential: func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "sequential") },
+	method.STUNT2:     func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "stunt2") },
+	method.STUNT2Hold: func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "stunt2-hold") },
+	method.P2PNAT:     predictP2P,
+	method.STUNT1:     predictSTUNT1,
+	method.NATBlaster: predictNATBlaster,
+}
+
+// predictAuto tries the methods in auto's order (method.Table) and names
+// the first that connects; the relay connects any pair.
 func predictAuto(topology string, a, b *nat.Profile) Prediction {
 	var tried []string
-	for _, m := range []string{"lan", "direct", "p2pnat", "machsend", "stunt2-hold", "stunt2", "sequential", "stunt1", "natblaster"} {
+	for _, s := range method.Table {
+		if s.Method == method.Relay {
+			continue
+		}
+		m := string(s.Method)
 		var p Prediction
 		if topology == SameNAT {
 			p = predictSame(a, m)
@@ -96,11 +109,7 @@ func predictAuto(topology string, a, b *nat.Profile) Prediction {
 			p = Predict(topology, a, b, m)
 		}
 		if p.Success {
-			path := "punched"
-			if m == "lan" || m == "direct" {
-				path = m
-			}
-			return Prediction{true, fmt.Sprintf("path %s: %s succeeds (%s)", path, m, p.Reason)}
+			return Prediction{true, fmt.Sprintf("path %s: %s succeeds (%s)", s.Path, m, p.Reason)}
 		}
 		tried = append(tried, m)
 	}

@@ -21,7 +21,11 @@ var (
 	public    = nat.Public("public")
 	linuxDflt = with(func(n *nat.Profile) { n.UnsolicitedSYN = "rst"; n.SequenceTracking = "strict" })
 	// The raw methods' NATs: ICMP time-exceeded dropped, outbound SYN-ACK translated.
-	icmpDrop2  = func(n nat.Profile) *nat.Profile { n.ICMPTimeExceeded = "drop"; n.OutboundSYNACK = "translate"; return &n }
+	icmpDrop2 = func(n nat.Profile) *nat.Profile {
+		n.ICMPTimeExceeded = "drop"
+		n.OutboundSYNACK = "translate"
+		return &n
+	}
 	raw        = icmpDrop2(prcV)
 	rawStrict  = with(func(n *nat.Profile) { *n = *raw; n.SequenceTracking = "strict" })
 	rawSynDrop = with(func(n *nat.Profile) { *n = *raw; n.OutboundSYNACK = "drop" })
