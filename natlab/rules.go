@@ -167,7 +167,7 @@ func compile(p *nat.Profile, ifs natIfaces) natPlan {
 	// Filtering decisions on forwarded traffic.
 	w("  chain forward {")
 	w("    type filter hook forward priority filter; policy accept;")
-	w("    # Lab decision (DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
+	w("    # Lab decision (docs/DESIGN.md): packets conntrack calls invalid are dropped, never leaked untranslated.")
 	if p.OutboundSYNACK == nat.Translate {
 		w("    # outbound-synack translate: a SYN-ACK after our own SYN (invalid to conntrack) is")
 		w("    # rewritten statelessly to the public endpoint its SYN's mapping got.")

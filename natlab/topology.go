@@ -141,7 +141,7 @@ func ParseTopology(file string, data []byte) (*Topology, error) {
 	return &t, nil
 }
 
-// labSafe reports whether a prefix lies in the lab's address ranges (DESIGN.md).
+// labSafe reports whether a prefix lies in the lab's address ranges (docs/DESIGN.md).
 func labSafe(p netip.Prefix) bool {
 	for _, s := range []string{"198.18.0.0/15", "100.64.0.0/10", "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"} {
 		r := netip.MustParsePrefix(s)
