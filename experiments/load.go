@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
 	"os"
@@ -152,7 +153,7 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 		swg.Add(1)
 		go func() {
 			defer swg.Done()
-			d, err := coordinate(ctx, a, b, fmt.Sprintf("load/%d", s))
+			d, err := coordinate(ctx, a, b)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -179,7 +180,7 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 
 // coordinate runs one session between a and b and returns the time from
 // the second ready to both notifications.
-func coordinate(ctx context.Context, a, b *rendezvous.Client, attempt string) (time.Duration, error) {
+func coordinate(ctx context.Context, a, b *rendezvous.Client) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cr, err := a.Create(ctx)
@@ -190,6 +191,7 @@ func coordinate(ctx context.Context, a, b *rendezvous.Client, attempt string) (t
 		return 0, err
 	}
 	cand := rendezvous.Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
+	attempt := rendezvous.AttemptID{Method: method.Machsend} // each session is fresh
 	if err := a.Ready(ctx, rendezvous.ReadyParams{Session: cr.Session, Attempt: attempt, Candidates: cand}); err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/machsend/machsend/natlab"
@@ -193,7 +194,7 @@ func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*Thro
 		}
 	}
 	res.Notes = fmt.Sprintf("Profiles %s / %s; machsend's rate is the receiver's, from the first file byte to the last verified byte (AES-256-GCM, per-chunk SHA-256, written to a tmpfs so the disk is not measured); plain TCP is an unencrypted copy over a connection made by the same method (machsend punch --bulk). Unshaped, all four run at memory speed on two CPUs shared by both peers, the relay and the kernel, so machsend's AES-GCM and SHA-256 work is the bottleneck; at 1 Gbit/s the link is. %s.",
-		tp.ProfileA, tp.ProfileB, joinSemi(rss))
+		tp.ProfileA, tp.ProfileB, strings.Join(rss, "; "))
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(opts.Out, "throughput.json"), b, 0o644); err != nil {
 		return nil, err
@@ -206,15 +207,4 @@ func memDir() string {
 		return "/dev/shm"
 	}
 	return ""
-}
-
-func joinSemi(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += "; "
-		}
-		out += x
-	}
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Dependence is how a NAT's mapping or filtering depends on the remote
@@ -205,7 +206,7 @@ func KnobNames() []string {
 func (k *Knob) Check(v string) error {
 	if k.Values != nil {
 		if !slices.Contains(k.Values, v) {
-			return fmt.Errorf("invalid value %q (want one of: %s)", v, joinComma(k.Values))
+			return fmt.Errorf("invalid value %q (want one of: %s)", v, strings.Join(k.Values, ", "))
 		}
 		return nil
 	}
@@ -228,15 +229,4 @@ func (k *Knob) rank(v string) int {
 		return i
 	}
 	return len(k.Values)
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -131,10 +133,60 @@ type Candidates struct {
 	Forge bool `json:"forge,omitempty"`
 }
 
+// AttemptID names one exchange of a punching attempt: the method (a row of
+// method.Table), its round (the initiator is A on even rounds and B on odd
+// ones, so a retried method swaps roles) and, for methods that exchange more
+// than once, the step ("" for the first exchange).
+type AttemptID struct {
+	Method method.Method `json:"method"`
+	Round  int           `json:"round"`
+	Step   string        `json:"step,omitempty"`
+}
+
+// MaxRound bounds an attempt's round: no method runs more than a few.
+const MaxRound = 15
+
+// attemptSteps are the later exchanges methods make within one attempt.
+var attemptSteps = []string{"", "listening", "syn", "guessed"}
+
+// String is the attempt's display name, "method/round[/step]".
+func (a AttemptID) String() string {
+	s := fmt.Sprintf("%s/%d", a.Method, a.Round)
+	if a.Step != "" {
+		s += "/" + a.Step
+	}
+	return s
+}
+
+// WithStep is the same attempt's later exchange named step.
+func (a AttemptID) WithStep(step string) AttemptID { a.Step = step; return a }
+
+// Check validates an attempt from the wire.
+func (a AttemptID) Check() error {
+	if _, ok := method.Lookup(a.Method); !ok {
+		return fmt.Errorf("attempt: unknown method %q", a.Method)
+	}
+	if a.Round < 0 || a.Round > MaxRound {
+		return fmt.Errorf("attempt: round %d outside 0..%d", a.Round, MaxRound)
+	}
+	if !slices.Contains(attemptSteps, a.Step) {
+		return fmt.Errorf("attempt: unknown step %q", a.Step)
+	}
+	return nil
+}
+
+// Initiator is the role that initiates the attempt: A on even rounds.
+func (a AttemptID) Initiator() string {
+	if a.Round%2 == 1 {
+		return RoleB
+	}
+	return RoleA
+}
+
 // ReadyParams say a peer is ready for one punching attempt.
 type ReadyParams struct {
 	Session    string     `json:"session"`
-	Attempt    string     `json:"attempt"` // "method/round", e.g. "machsend/1"
+	Attempt    AttemptID  `json:"attempt"`
 	Candidates Candidates `json:"candidates"`
 }
 
@@ -142,7 +194,7 @@ type ReadyParams struct {
 // candidates, this peer's role, and when to start (server clock, ms).
 type PunchGo struct {
 	Session    string     `json:"session"`
-	Attempt    string     `json:"attempt"`
+	Attempt    AttemptID  `json:"attempt"`
 	Role       string     `json:"role"`
 	Peer       Candidates `json:"peer"`
 	StartAt    int64      `json:"start_at_ms"`

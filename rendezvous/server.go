@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,7 +135,7 @@ type session struct {
 	id      string
 	a, b    *client
 	expires time.Time
-	ready   map[string]map[string]ReadyParams // attempt -> role -> params
+	ready   map[AttemptID]map[string]ReadyParams // attempt -> role -> params
 	relay   map[string]string                 // role -> token
 }
 
@@ -294,7 +292,7 @@ func (s *Server) drop(c *client) {
 			delete(s.sessions, id)
 		} else if ss.b == c {
 			ss.b = nil
-			ss.ready = map[string]map[string]ReadyParams{}
+			ss.ready = map[AttemptID]map[string]ReadyParams{}
 			if ss.a != nil {
 				notes = append(notes, note{ss.a, PeerEvent{id, RoleB}})
 			}
@@ -428,7 +426,7 @@ func (c *client) create() (any, error) {
 		return nil, rpcErr(CodeLimit, "a connection may create at most %d sessions", s.cfg.MaxSessionsPerClient)
 	}
 	ss := &session{id: newID(), a: c, expires: time.Now().Add(s.cfg.SessionTTL),
-		ready: map[string]map[string]ReadyParams{}, relay: map[string]string{}}
+		ready: map[AttemptID]map[string]ReadyParams{}, relay: map[string]string{}}
 	s.sessions[ss.id] = ss
 	c.sessions[ss.id] = RoleA
 	c.created++
@@ -485,20 +483,10 @@ func (c *client) roleIn(id string) (*session, string, error) {
 	return ss, role, nil
 }
 
-// initiatorFor picks the initiating role of an attempt "method/round": A on
-// even rounds, B on odd ones, so a retried method swaps roles.
-func initiatorFor(attempt string) string {
-	_, round, ok := strings.Cut(attempt, "/")
-	if n, err := strconv.Atoi(round); ok && err == nil && n%2 == 1 {
-		return RoleB
-	}
-	return RoleA
-}
-
 func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 	s := c.srv
-	if p.Attempt == "" || len(p.Attempt) > 64 {
-		return nil, errors.New("attempt: want a short method/round name")
+	if err := p.Attempt.Check(); err != nil {
+		return nil, err
 	}
 	if len(p.Candidates.Private) > 16 || len(p.Candidates.Predicted) > 16 {
 		return nil, errors.New("too many candidates")
@@ -528,7 +516,7 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 
 	now := time.Now()
 	start := now.Add(s.cfg.PunchDelay).UnixMilli()
-	init := initiatorFor(p.Attempt)
+	init := p.Attempt.Initiator()
 	roleOf := func(r string) string {
 		if r == init {
 			return Initiator
@@ -536,13 +524,13 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 		return Responder
 	}
 	s.Stats.Punches.Add(1)
-	s.log.Info("punch", "session", p.Session[:8], "attempt", p.Attempt, "a", both[RoleA].Candidates.Public, "b", both[RoleB].Candidates.Public)
+	s.log.Info("punch", "session", p.Session[:8], "attempt", p.Attempt.String(), "a", both[RoleA].Candidates.Public, "b", both[RoleB].Candidates.Public)
 	forged, ferr := 0, ""
 	if ca, cb := both[RoleA].Candidates, both[RoleB].Candidates; ca.Forge && cb.Forge && ca.SYN != nil && cb.SYN != nil {
 		var err error
 		if forged, err = s.forge(a.remote.Addr(), b.remote.Addr(), *ca.SYN, *cb.SYN); err != nil {
 			ferr = err.Error()
-			s.log.Info("forge", "session", p.Session[:8], "attempt", p.Attempt, "err", err)
+			s.log.Info("forge", "session", p.Session[:8], "attempt", p.Attempt.String(), "err", err)
 		}
 	}
 	_ = a.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),

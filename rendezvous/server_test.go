@@ -113,15 +113,16 @@ func TestSessionPunchCoordination(t *testing.T) {
 	candA := Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
 	candB := Candidates{Public: netip.MustParseAddrPort("198.51.100.2:5000"), Predicted: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.2:5001")}}
 	tests := []struct {
-		attempt      string
+		attempt      AttemptID
 		roleA, roleB string
 	}{
-		{"machsend/0", Initiator, Responder},
-		{"machsend/1", Responder, Initiator},
-		{"p2pnat/0", Initiator, Responder},
+		{AttemptID{Method: "machsend", Round: 0}, Initiator, Responder},
+		{AttemptID{Method: "machsend", Round: 1}, Responder, Initiator},
+		{AttemptID{Method: "p2pnat", Round: 0}, Initiator, Responder},
+		{AttemptID{Method: "p2pnat", Round: 0, Step: "listening"}, Initiator, Responder},
 	}
 	for _, tt := range tests {
-		t.Run(tt.attempt, func(t *testing.T) {
+		t.Run(tt.attempt.String(), func(t *testing.T) {
 			if err := a.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: tt.attempt, Candidates: candA}); err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +171,7 @@ func TestSessionErrors(t *testing.T) {
 		{"malformed id", func() error { _, err := c.Join(ctx, "../../etc"); return err }, ErrNoSession},
 		{"full session", func() error { _, err := c.Join(ctx, cr.Session); return err }, ErrSessionFull},
 		{"ready without joining", func() error {
-			return c.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: "x/0"})
+			return c.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: AttemptID{Method: "machsend"}})
 		}, ErrNoSession},
 		{"relay outside session", func() error { _, err := c.Relay(ctx, cr.Session); return err }, ErrNoSession},
 		{"session limit", func() error {
@@ -232,7 +233,7 @@ func TestHostileMessages(t *testing.T) {
 		{"unknown field", `{"jsonrpc":"2.0","id":3,"method":"hello","params":{"version":1,"admin":true}}` + "\n", `"code":-32602`, false},
 		{"missing params", `{"jsonrpc":"2.0","id":4,"method":"session.join"}` + "\n", `"code":-32602`, false},
 		{"wrong version", `{"jsonrpc":"2.0","id":5,"method":"hello","params":{"version":99}}` + "\n", "not supported", false},
-		{"bad candidate", `{"jsonrpc":"2.0","id":6,"method":"punch.ready","params":{"session":"x","attempt":"a/0","candidates":{"public":"not-an-endpoint"}}}` + "\n", `"code":-32602`, false},
+		{"bad candidate", `{"jsonrpc":"2.0","id":6,"method":"punch.ready","params":{"session":"x","attempt":{"method":"machsend","round":0},"candidates":{"public":"not-an-endpoint"}}}` + "\n", `"code":-32602`, false},
 		{"connect-back elsewhere", `{"jsonrpc":"2.0","id":7,"method":"probe.connectback","params":{"target":"192.0.2.99:80","from":"other-port"}}` + "\n", "your own observed address", false},
 		{"garbage", "\x00\x01not json at all\n", "", true},
 		{"oversized", `{"jsonrpc":"2.0","id":8,"method":"hello","params":{"private":["` + strings.Repeat("9", 4000) + `"]}}` + "\n", "", true},
@@ -379,7 +380,7 @@ func FuzzServerMessage(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"method":"hello","params":{"version":1}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"session.create","params":{}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"session.join","params":{"session":"00000000000000000000000000000000"}}`,
-		`{"jsonrpc":"2.0","id":1,"method":"punch.ready","params":{"session":"x","attempt":"machsend/0","candidates":{"public":"1.2.3.4:5"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"punch.ready","params":{"session":"x","attempt":{"method":"machsend","round":0},"candidates":{"public":"1.2.3.4:5"}}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"probe.connectback","params":{"target":"127.0.0.1:1","from":"other-port","timeout_ms":10}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"relay.open","params":{"session":"x"}}`,
 		`[1,2,3]`, `{"id":null}`, "",
@@ -408,7 +409,7 @@ func FuzzServerMessage(f *testing.F) {
 }
 
 func FuzzDecodeParams(f *testing.F) {
-	f.Add([]byte(`{"session":"abc","attempt":"x/1","candidates":{"public":"1.2.3.4:5","predicted":["1.2.3.4:6"]}}`))
+	f.Add([]byte(`{"session":"abc","attempt":{"method":"p2pnat","round":1,"step":"syn"},"candidates":{"public":"1.2.3.4:5","predicted":["1.2.3.4:6"]}}`))
 	f.Add([]byte(`{"target":"1.2.3.4:5","from":"other-port"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		raw := json.RawMessage(b)
@@ -416,9 +417,36 @@ func FuzzDecodeParams(f *testing.F) {
 			req := &jsonrpcRequest{Params: &raw}
 			_ = decodeParams(req.asRequest(), v)
 		}
+		var rp ReadyParams
+		if decodeParams((&jsonrpcRequest{Params: &raw}).asRequest(), &rp) == nil && rp.Attempt.Check() == nil {
+			if rp.Attempt.Round < 0 || rp.Attempt.Round > MaxRound || len(rp.Attempt.String()) > 64 {
+				t.Fatalf("accepted attempt %+v", rp.Attempt)
+			}
+		}
 	})
 }
 
 type jsonrpcRequest struct{ Params *json.RawMessage }
 
 func (r *jsonrpcRequest) asRequest() *jsonrpc2.Request { return &jsonrpc2.Request{Params: r.Params} }
+
+// An attempt from the wire names a method of the table, a bounded round and
+// a known step; anything else is refused before the server holds it.
+func TestAttemptCheck(t *testing.T) {
+	for _, c := range []struct {
+		a  AttemptID
+		ok bool
+	}{
+		{AttemptID{Method: "machsend", Round: 1}, true},
+		{AttemptID{Method: "natblaster", Round: 0, Step: "guessed"}, true},
+		{AttemptID{Method: "auto"}, false},
+		{AttemptID{Method: "x"}, false},
+		{AttemptID{Method: "p2pnat", Round: -1}, false},
+		{AttemptID{Method: "p2pnat", Round: MaxRound + 1}, false},
+		{AttemptID{Method: "p2pnat", Step: "../x"}, false},
+	} {
+		if err := c.a.Check(); (err == nil) != c.ok {
+			t.Errorf("%+v: Check() = %v, want ok=%v", c.a, err, c.ok)
+		}
+	}
+}

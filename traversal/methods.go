@@ -85,9 +85,8 @@ func (a *attempt) offer(c net.Conn) bool {
 }
 
 // run performs one attempt; it reports whether it produced a connection.
-func (r *race) run(ctx context.Context, name string) bool {
-	m := methodOf(name)
-	rec := &Attempt{Attempt: name, Method: m, Start: r.cfg.Clock.Now()}
+func (r *race) run(ctx context.Context, id rendezvous.AttemptID) bool {
+	rec := &Attempt{Attempt: id.String(), ID: id, Method: id.Method, Start: r.cfg.Clock.Now()}
 	r.mu.Lock()
 	r.attempts = append(r.attempts, rec)
 	r.mu.Unlock()
@@ -150,7 +149,7 @@ func (a *attempt) do(ctx context.Context) error {
 	for _, ip := range cfg.Private {
 		a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
 	}
-	g, err := cfg.Signal.Ready(ctx, a.rec.Attempt, a.self)
+	g, err := cfg.Signal.Ready(ctx, a.rec.ID, a.self)
 	if err != nil {
 		return err
 	}
@@ -405,7 +404,7 @@ func (a *attempt) p2pnat(ctx context.Context) error {
 func (a *attempt) sequential(outer, ctx context.Context) error {
 	t, predicted := a.target()
 	a.rec.Target, a.rec.Predicted = t, predicted
-	listening := a.rec.Attempt + "/listening"
+	listening := a.rec.ID.WithStep("listening")
 	if a.role == rendezvous.Responder {
 		a.ln.Close()
 		a.ln = nil

@@ -70,7 +70,7 @@ func (c *Config) defaults() {
 // this: a concurrent attempt's connection would take the predicted port.)
 type chain struct {
 	at       time.Duration // offset within its phase
-	attempts []string      // "method/round"
+	attempts []rendezvous.AttemptID
 }
 
 // schedule returns the phases of attempts for a method, from method.Table.
@@ -81,10 +81,10 @@ type chain struct {
 // table: both peers always list them (so their names match); a peer without
 // raw sockets in a lab namespace says so in the exchange and both skip them.
 func schedule(m Method, relayAfter time.Duration) [][]chain {
-	rounds := func(m Method, n int) []string {
-		var out []string
+	rounds := func(m Method, n int) []rendezvous.AttemptID {
+		var out []rendezvous.AttemptID
 		for i := 0; i < n; i++ {
-			out = append(out, fmt.Sprintf("%s/%d", m, i))
+			out = append(out, rendezvous.AttemptID{Method: m, Round: i})
 		}
 		return out
 	}
@@ -93,7 +93,7 @@ func schedule(m Method, relayAfter time.Duration) [][]chain {
 		return [][]chain{{{0, rounds(m, max(spec.Rounds, 1))}}}
 	}
 	var local []chain
-	var punch, relay []string
+	var punch, relay []rendezvous.AttemptID
 	for _, s := range method.Table {
 		switch s.Phase {
 		case method.PhaseLocal:
@@ -108,15 +108,6 @@ func schedule(m Method, relayAfter time.Duration) [][]chain {
 		return [][]chain{local, {{0, punch}, {relayAfter, relay}}}
 	}
 	return [][]chain{local, {{0, punch}}, {{0, relay}}}
-}
-
-func methodOf(attempt string) Method {
-	for i := range attempt {
-		if attempt[i] == '/' {
-			return Method(attempt[:i])
-		}
-	}
-	return Method(attempt)
 }
 
 // offer is an authenticated connection found by an attempt.
@@ -136,7 +127,7 @@ type race struct {
 
 	mu       sync.Mutex
 	attempts []*Attempt
-	running  map[string]Method
+	running  map[rendezvous.AttemptID]Method
 }
 
 func (r *race) emit(e Event) {
@@ -158,7 +149,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	if cfg.Role != rendezvous.RoleA && cfg.Role != rendezvous.RoleB {
 		return nil, nil, fmt.Errorf("traversal: role %q (want a or b)", cfg.Role)
 	}
-	r := &race{cfg: &cfg, start: cfg.Clock.Now(), offers: make(chan offer, 64), running: map[string]Method{}}
+	r := &race{cfg: &cfg, start: cfg.Clock.Now(), offers: make(chan offer, 64), running: map[rendezvous.AttemptID]Method{}}
 	rep := &Report{Start: r.start, NAT: cfg.NAT}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -168,7 +159,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	for _, ph := range phases {
 		for _, ch := range ph {
 			for _, a := range ch.attempts {
-				r.running[a] = methodOf(a)
+				r.running[a] = a.Method
 			}
 		}
 	}

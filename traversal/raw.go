@@ -106,7 +106,7 @@ func (a *attempt) sendLowTTL(t netip.AddrPort) (*halfOpen, error) {
 func (a *attempt) rawExchange(ctx context.Context, syn rawtcp.SYN, forge bool) (rendezvous.PunchGo, error) {
 	c := a.self
 	c.SYN, c.Forge = &syn, forge
-	g, err := a.r.cfg.Signal.Ready(ctx, a.rec.Attempt+"/syn", c)
+	g, err := a.r.cfg.Signal.Ready(ctx, a.rec.ID.WithStep("syn"), c)
 	if err != nil {
 		return g, err
 	}
@@ -305,7 +305,7 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 			s.Close()
 		}
 	}()
-	guessed := a.rec.Attempt + "/guessed"
+	guessed := a.rec.ID.WithStep("guessed")
 	if !selfRandom {
 		a.emit("birthday", fmt.Sprintf("guessing %d ports of %s (collision probability %.1f%%)", birthdayPorts, t.Addr(), 100*BirthdayProbability(birthdayRange)), t)
 		ports := rand.Perm(birthdayRange)[:birthdayPorts]

@@ -161,7 +161,7 @@ func TestServerVanishesMidPunch(t *testing.T) {
 	sig := traversal.NewRendezvousSignal(a, server, netip.AddrPort{}, cr.Session)
 	done := make(chan error, 1)
 	go func() {
-		_, err := sig.Ready(ctx, "machsend/0", rendezvous.Candidates{Public: server})
+		_, err := sig.Ready(ctx, rendezvous.AttemptID{Method: method.Machsend}, rendezvous.Candidates{Public: server})
 		done <- err
 	}()
 	time.Sleep(100 * time.Millisecond)

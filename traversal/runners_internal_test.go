@@ -28,7 +28,7 @@ func TestScheduleFromTable(t *testing.T) {
 	for _, phase := range schedule(method.Auto, 0) {
 		for _, c := range phase {
 			for _, a := range c.attempts {
-				count[methodOf(a)]++
+				count[a.Method]++
 			}
 		}
 	}

@@ -25,7 +25,7 @@ import (
 type Signal interface {
 	Observe(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error)
 	ObserveSecondary(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error)
-	Ready(ctx context.Context, attempt string, c rendezvous.Candidates) (rendezvous.PunchGo, error)
+	Ready(ctx context.Context, attempt rendezvous.AttemptID, c rendezvous.Candidates) (rendezvous.PunchGo, error)
 	Relay(ctx context.Context) (net.Conn, error)
 	// ServerOffset is server clock minus local clock.
 	ServerOffset() time.Duration
@@ -40,8 +40,8 @@ type RendezvousSignal struct {
 	Session   string
 
 	mu       sync.Mutex
-	waiters  map[string]chan rendezvous.PunchGo
-	early    map[string]rendezvous.PunchGo
+	waiters  map[rendezvous.AttemptID]chan rendezvous.PunchGo
+	early    map[rendezvous.AttemptID]rendezvous.PunchGo
 	offset   time.Duration
 	peerGone chan struct{}
 	goneOnce sync.Once
@@ -56,7 +56,7 @@ func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
 	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session,
-		waiters: map[string]chan rendezvous.PunchGo{}, early: map[string]rendezvous.PunchGo{}, peerGone: make(chan struct{}),
+		waiters: map[rendezvous.AttemptID]chan rendezvous.PunchGo{}, early: map[rendezvous.AttemptID]rendezvous.PunchGo{}, peerGone: make(chan struct{}),
 		stop: make(chan struct{})}
 	go s.route()
 	return s
@@ -121,7 +121,7 @@ func (s *RendezvousSignal) ObserveSecondary(ctx context.Context, local netip.Add
 }
 
 // Ready implements Signal.
-func (s *RendezvousSignal) Ready(ctx context.Context, attempt string, c rendezvous.Candidates) (rendezvous.PunchGo, error) {
+func (s *RendezvousSignal) Ready(ctx context.Context, attempt rendezvous.AttemptID, c rendezvous.Candidates) (rendezvous.PunchGo, error) {
 	ch := make(chan rendezvous.PunchGo, 1)
 	s.mu.Lock()
 	if g, ok := s.early[attempt]; ok {

@@ -1,6 +1,7 @@
 package traversal
 
 import (
+	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
@@ -25,18 +26,20 @@ type Event struct {
 
 // Attempt is the record of one attempt of one method.
 type Attempt struct {
-	Attempt    string         `json:"attempt"`
-	Method     Method         `json:"method"`
-	Role       string         `json:"role,omitempty"`
-	Start      time.Time      `json:"start"`
-	End        time.Time      `json:"end"`
-	Outcome    string         `json:"outcome"` // connected, timeout, refused, reset, unreachable, auth-failed, not-applicable, canceled, error
-	Error      string         `json:"error,omitempty"`
-	Local      netip.AddrPort `json:"local,omitzero"`
-	Public     netip.AddrPort `json:"public,omitzero"`
-	PeerPublic netip.AddrPort `json:"peer_public,omitzero"`
-	Target     netip.AddrPort `json:"target,omitzero"`
-	Predicted  bool           `json:"predicted,omitempty"`
+	// Attempt is ID's display name, "method/round".
+	Attempt    string               `json:"attempt"`
+	ID         rendezvous.AttemptID `json:"-"`
+	Method     Method               `json:"method"`
+	Role       string               `json:"role,omitempty"`
+	Start      time.Time            `json:"start"`
+	End        time.Time            `json:"end"`
+	Outcome    string               `json:"outcome"` // connected, timeout, refused, reset, unreachable, auth-failed, not-applicable, canceled, error
+	Error      string               `json:"error,omitempty"`
+	Local      netip.AddrPort       `json:"local,omitzero"`
+	Public     netip.AddrPort       `json:"public,omitzero"`
+	PeerPublic netip.AddrPort       `json:"peer_public,omitzero"`
+	Target     netip.AddrPort       `json:"target,omitzero"`
+	Predicted  bool                 `json:"predicted,omitempty"`
 	// Packets counts the crafted or deliberately sent packets of the raw
 	// methods (low-TTL SYNs, injected SYN-ACKs, birthday SYNs).
 	Packets int `json:"packets,omitempty"`

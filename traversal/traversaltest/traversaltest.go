@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,16 +27,16 @@ type Hub struct {
 	RelayOff bool
 
 	mu     sync.Mutex
-	ready  map[string]map[string]chan rendezvous.PunchGo
-	params map[string]map[string]rendezvous.Candidates
+	ready  map[rendezvous.AttemptID]map[string]chan rendezvous.PunchGo
+	params map[rendezvous.AttemptID]map[string]rendezvous.Candidates
 	relay  map[string]net.Conn
 	delay  time.Duration
 }
 
 // NewHub makes a hub whose punches start lead after the second peer is ready.
 func NewHub(lead time.Duration) *Hub {
-	return &Hub{ready: map[string]map[string]chan rendezvous.PunchGo{},
-		params: map[string]map[string]rendezvous.Candidates{}, relay: map[string]net.Conn{}, delay: lead}
+	return &Hub{ready: map[rendezvous.AttemptID]map[string]chan rendezvous.PunchGo{},
+		params: map[rendezvous.AttemptID]map[string]rendezvous.Candidates{}, relay: map[string]net.Conn{}, delay: lead}
 }
 
 // Signal returns the signalling endpoint of one role ("a" or "b").
@@ -77,18 +75,8 @@ func (s *Signal) ObserveSecondary(_ context.Context, local netip.AddrPort) (neti
 // ServerOffset implements traversal.Signal.
 func (s *Signal) ServerOffset() time.Duration { return 0 }
 
-func initiator(attempt string) string {
-	parts := strings.Split(attempt, "/")
-	if len(parts) > 1 {
-		if n, err := strconv.Atoi(parts[1]); err == nil && n%2 == 1 {
-			return rendezvous.RoleB
-		}
-	}
-	return rendezvous.RoleA
-}
-
 // Ready implements traversal.Signal.
-func (s *Signal) Ready(ctx context.Context, attempt string, c rendezvous.Candidates) (rendezvous.PunchGo, error) {
+func (s *Signal) Ready(ctx context.Context, attempt rendezvous.AttemptID, c rendezvous.Candidates) (rendezvous.PunchGo, error) {
 	h := s.hub
 	ch := make(chan rendezvous.PunchGo, 1)
 	h.mu.Lock()
@@ -106,7 +94,7 @@ func (s *Signal) Ready(ctx context.Context, attempt string, c rendezvous.Candida
 				other = rendezvous.RoleB
 			}
 			r := rendezvous.Responder
-			if role == initiator(attempt) {
+			if role == attempt.Initiator() {
 				r = rendezvous.Initiator
 			}
 			w <- rendezvous.PunchGo{Attempt: attempt, Role: r, Peer: h.params[attempt][other],
