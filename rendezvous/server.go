@@ -136,7 +136,7 @@ type session struct {
 	a, b    *client
 	expires time.Time
 	ready   map[AttemptID]map[string]ReadyParams // attempt -> role -> params
-	relay   map[string]string                 // role -> token
+	relay   map[string]string                    // role -> token
 }
 
 // NewServer makes a server; call Serve for each listener.
