@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,29 +167,16 @@ func (c *checker) observe(ctx context.Context, local, server netip.AddrPort) (ne
 // freshPort reserves a local port with a reuse listener (kept open by the
 // caller when the probe needs to accept).
 func freshPort(ctx context.Context) (*net.TCPListener, netip.AddrPort, error) {
-	ln, err := sockopt.Listen(ctx, netip.MustParseAddrPort("0.0.0.0:0"))
+	ln, port, err := sockopt.FreePort(ctx)
 	if err != nil {
-		return nil, netip.AddrPort{}, fmt.Errorf("reserve a local port: %w", err)
+		return nil, netip.AddrPort{}, err
 	}
-	ap := ln.Addr().(*net.TCPAddr).AddrPort()
-	return ln, netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port()), nil
-}
-
-func hostAddrs() map[netip.Addr]bool {
-	out := map[netip.Addr]bool{}
-	ifs, _ := net.InterfaceAddrs()
-	for _, a := range ifs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			out[p.Addr()] = true
-		}
-	}
-	return out
+	return ln, netip.AddrPortFrom(netip.IPv4Unspecified(), port), nil
 }
 
 func (c *checker) run(ctx context.Context) error {
 	r := c.res
-	local := hostAddrs()
-	r.Behind = !local[c.hello.Observed.Addr()]
+	r.Behind = !slices.Contains(sockopt.HostIPv4(), c.hello.Observed.Addr())
 	if !r.Behind {
 		r.Local = c.hello.Observed.Addr()
 		r.set("nat", "off", "the server sees %s, an address of this host", c.hello.Observed)

@@ -135,7 +135,7 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 	// Prepare: a local port, its observed mapping, candidates.
 	var err error
-	if a.ln, a.port, err = freePort(ctx); err != nil {
+	if a.ln, a.port, err = sockopt.FreePort(ctx); err != nil {
 		return err
 	}
 	a.rec.Local = anyAddr(a.port)

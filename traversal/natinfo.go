@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"time"
 
@@ -55,23 +54,12 @@ func (n NATInfo) Predict(m netip.AddrPort) []netip.AddrPort {
 // hostAddrs returns the host's non-loopback IPv4 addresses.
 func hostAddrs() []netip.Addr {
 	var out []netip.Addr
-	ifs, _ := net.InterfaceAddrs()
-	for _, a := range ifs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() {
-			out = append(out, p.Addr())
+	for _, a := range sockopt.HostIPv4() {
+		if !a.IsLoopback() {
+			out = append(out, a)
 		}
 	}
 	return out
-}
-
-// freePort reserves an ephemeral port with a reuse listener; the listener is
-// returned so the caller decides whether to keep listening on it.
-func freePort(ctx context.Context) (*net.TCPListener, uint16, error) {
-	ln, err := sockopt.Listen(ctx, netip.MustParseAddrPort("0.0.0.0:0"))
-	if err != nil {
-		return nil, 0, fmt.Errorf("reserve a local port: %w", err)
-	}
-	return ln, addrPortOf(ln.Addr()).Port(), nil
 }
 
 // ProbeNAT classifies the client's NAT: the same local port toward the
@@ -87,7 +75,7 @@ func ProbeNAT(ctx context.Context, sig Signal, server netip.AddrPort) (NATInfo, 
 			c.Close()
 		}
 	}()
-	ln1, p1, err := freePort(ctx)
+	ln1, p1, err := sockopt.FreePort(ctx)
 	if err != nil {
 		return info, err
 	}
@@ -105,7 +93,7 @@ func ProbeNAT(ctx context.Context, sig Signal, server netip.AddrPort) (NATInfo, 
 		closers = append(closers, c)
 		info.Observations = append(info.Observations, fmt.Sprintf("%d->%s (secondary)", p1, m1b))
 	}
-	ln2, p2, err := freePort(ctx)
+	ln2, p2, err := sockopt.FreePort(ctx)
 	if err != nil {
 		return info, err
 	}

@@ -1,0 +1,33 @@
+package sockopt
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// HostIPv4 returns the host's IPv4 addresses (loopback included): what
+// "an address of this host" means when a client compares them with the
+// address a server observed, to tell whether it is behind a NAT.
+func HostIPv4() []netip.Addr {
+	var out []netip.Addr
+	ifs, _ := net.InterfaceAddrs()
+	for _, a := range ifs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// FreePort reserves an ephemeral port with a reuse listener on every IPv4
+// address; the listener is returned so the caller decides whether to keep
+// listening on it.
+func FreePort(ctx context.Context) (*net.TCPListener, uint16, error) {
+	ln, err := Listen(ctx, netip.MustParseAddrPort("0.0.0.0:0"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("reserve a local port: %w", err)
+	}
+	return ln, ln.Addr().(*net.TCPAddr).AddrPort().Port(), nil
+}
