@@ -215,7 +215,12 @@ func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats
 			for r := range reasons[m] {
 				rs = append(rs, r)
 			}
-			sort.Slice(rs, func(i, j int) bool { return reasons[m][rs[i]] > reasons[m][rs[j]] })
+			sort.Slice(rs, func(i, j int) bool { // most frequent first; ties by name, so reports are reproducible
+				if reasons[m][rs[i]] != reasons[m][rs[j]] {
+					return reasons[m][rs[i]] > reasons[m][rs[j]]
+				}
+				return rs[i] < rs[j]
+			})
 			for _, r := range rs {
 				p("| %s | %s | %d |", m, r, reasons[m][r])
 			}
