@@ -1,0 +1,334 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Receive reads the manifest, works out what is already here (complete
+// files, verified parts of .part files), requests the rest and writes it,
+// verifying every chunk and every whole file before renaming it into place.
+func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progress func(Progress)) (*Manifest, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	m, err := readManifest(rw)
+	if err != nil {
+		return nil, err
+	}
+	progress(Progress{Time: time.Now(), Kind: "manifest", Total: m.Total()})
+	if opts.OnManifest != nil {
+		opts.OnManifest(m)
+	}
+	if opts.ListOnly {
+		sendError(rw, errors.New("receiver only listed the files"))
+		return m, nil
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return m, err
+	}
+	root, err := os.OpenRoot(opts.Dir)
+	if err != nil {
+		return m, err
+	}
+	defer root.Close()
+	r := &receiver{rw: rw, opts: opts, progress: progress, m: m, root: root}
+	defer r.closeParts()
+	req, err := r.planFiles()
+	if err != nil {
+		return m, err
+	}
+	rb, _ := json.Marshal(req)
+	if _, err := writeFrame(rw, frameRequest, rb, nil); err != nil {
+		return m, mapIOErr(err)
+	}
+	startDisk(r)
+	defer r.disk.drain()
+	return m, r.stream(ctx)
+}
+
+// readManifest reads and parses the sender's first frame.
+func readManifest(rw io.ReadWriter) (*Manifest, error) {
+	f, _, err := readFrame(rw, 0, nil)
+	if err != nil {
+		return nil, mapIOErr(err)
+	}
+	if f.typ == frameError {
+		return nil, fmt.Errorf("%w: %s", ErrRemote, f.payload)
+	}
+	if f.typ != frameManifest {
+		return nil, fmt.Errorf("%w: expected a manifest, got %q", ErrFrame, f.typ)
+	}
+	m, err := ParseManifest(f.payload)
+	if err != nil {
+		sendError(rw, errors.New("receiver rejected the manifest"))
+		return nil, err
+	}
+	return m, nil
+}
+
+// receiver is one Receive after the manifest: the files planned, the disk
+// stage writing them, and the position in the sender's stream.
+type receiver struct {
+	rw       io.ReadWriter
+	opts     ReceiveOptions
+	progress func(Progress)
+	m        *Manifest
+	root     *os.Root
+	plans    []*plan
+	// total and resumed are the bytes requested and already verified here.
+	total, resumed int64
+	disk           *diskStage
+	// cur is the plan being received; expect[i] is the next offset of plan i.
+	cur    int
+	expect []int64
+}
+
+// planFiles decides per selected entry what to fetch and from where.
+func (r *receiver) planFiles() (request, error) {
+	var req request
+	for i, e := range r.m.Files {
+		if r.opts.Select != nil && !r.opts.Select(e) {
+			continue
+		}
+		p, skip, err := preparePlan(r.root, i, e, r.m.ChunkSize, r.opts.Overwrite)
+		if err != nil {
+			sendError(r.rw, fmt.Errorf("receiver cannot write %s", e.Path))
+			return req, err
+		}
+		if skip {
+			r.progress(Progress{Time: time.Now(), Kind: "skip", File: e.Path, FileBytes: e.Size, FileSize: e.Size})
+			continue
+		}
+		if p == nil {
+			continue
+		}
+		r.plans = append(r.plans, p)
+		r.expect = append(r.expect, p.offset)
+		req.Files = append(req.Files, fileRequest{Index: i, Offset: p.offset})
+		r.total += e.Size
+		r.resumed += p.offset
+	}
+	return req, nil
+}
+
+func (r *receiver) closeParts() {
+	for _, p := range r.plans {
+		if p.part != nil {
+			p.part.Close()
+		}
+	}
+}
+
+// event reports progress of kind for p (nil: the whole transfer).
+func (r *receiver) event(kind string, p *plan, fileBytes int64) {
+	ev := Progress{Time: time.Now(), Kind: kind, Resumed: r.resumed, Total: r.total}
+	if r.disk != nil {
+		ev.Sent = r.disk.sent.Load()
+	}
+	if p != nil {
+		ev.File, ev.FileBytes, ev.FileSize = p.entry.Path, fileBytes, p.entry.Size
+	}
+	r.progress(ev)
+}
+
+// fail stops the disk stage (whose error, if any, is the real cause) and
+// tells the sender tell, if not empty.
+func (r *receiver) fail(err error, tell string) error {
+	if derr := r.disk.drain(); derr != nil {
+		err = derr
+	}
+	if tell != "" {
+		sendError(r.rw, errors.New(tell))
+	}
+	return err
+}
+
+// stream reads the sender's frames until it is done, handing verified
+// chunks to the disk stage.
+func (r *receiver) stream(ctx context.Context) error {
+	if len(r.plans) > 0 {
+		r.event("file-start", r.plans[0], r.plans[0].offset)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return r.fail(err, "")
+		}
+		buf := <-r.disk.free
+		fr, nb, err := readFrame(r.rw, r.m.ChunkSize, buf)
+		if err != nil {
+			r.disk.free <- nb
+			return r.fail(mapIOErr(err), "")
+		}
+		if fr.typ != frameChunk {
+			r.disk.free <- nb
+		}
+		done, err := r.onFrame(fr, nb)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// onFrame handles one frame; nb is its buffer, which a chunk hands on to
+// the disk stage (every other kind was returned to the pool already).
+func (r *receiver) onFrame(fr frame, nb []byte) (done bool, err error) {
+	switch fr.typ {
+	case frameError:
+		return false, r.fail(fmt.Errorf("%w: %s", ErrRemote, fr.payload), "")
+	case frameChunk:
+		return false, r.onChunk(fr, nb)
+	case frameEnd:
+		if r.cur >= len(r.plans) || len(fr.payload) != 4 {
+			return false, r.fail(fmt.Errorf("%w: unexpected end of file", ErrFrame), "")
+		}
+		r.disk.jobs <- diskJob{p: r.plans[r.cur], finish: true}
+		r.cur++
+		if r.cur < len(r.plans) {
+			r.event("file-start", r.plans[r.cur], r.plans[r.cur].offset)
+		}
+		return false, nil
+	case frameDone:
+		return true, r.onDone()
+	}
+	return false, r.fail(fmt.Errorf("%w: unexpected %q frame", ErrFrame, fr.typ), "")
+}
+
+// onChunk verifies a chunk against the plan and queues it for the disk.
+func (r *receiver) onChunk(fr frame, nb []byte) error {
+	c, err := parseChunk(fr.payload)
+	if err != nil {
+		r.disk.free <- nb
+		return r.fail(err, "")
+	}
+	if r.cur >= len(r.plans) {
+		r.disk.free <- nb
+		return r.fail(fmt.Errorf("%w: chunk after the last requested file", ErrFrame), "")
+	}
+	p := r.plans[r.cur]
+	want := min(int64(r.m.ChunkSize), p.entry.Size-r.expect[r.cur])
+	if int(c.index) != p.index || c.offset != r.expect[r.cur] || int64(len(c.data)) != want {
+		r.disk.free <- nb
+		return r.fail(fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, r.expect[r.cur]), "")
+	}
+	if sha256.Sum256(c.data) != c.sum {
+		r.disk.free <- nb
+		return r.fail(fmt.Errorf("%w: %s at offset %d: chunk hash mismatch", ErrTampered, p.entry.Path, c.offset), "chunk failed verification")
+	}
+	r.expect[r.cur] += int64(len(c.data))
+	select {
+	case r.disk.jobs <- diskJob{p: p, data: c.data, buf: nb}:
+		return nil
+	case err := <-r.disk.errc:
+		return r.fail(err, "receiver cannot write")
+	}
+}
+
+// onDone checks every file arrived and was written, then acknowledges.
+func (r *receiver) onDone() error {
+	if r.cur != len(r.plans) {
+		return r.fail(fmt.Errorf("%w: sender finished after %d of %d files", ErrFrame, r.cur, len(r.plans)), "")
+	}
+	if err := r.disk.drain(); err != nil {
+		sendError(r.rw, errors.New("file failed verification or could not be written"))
+		return err
+	}
+	if _, err := writeFrame(r.rw, frameAck, nil, nil); err != nil {
+		return mapIOErr(err)
+	}
+	r.event("done", nil, 0)
+	return nil
+}
+
+// diskDepth is how many chunks may wait for the disk: a fixed pool of
+// buffers bounds memory whatever the file size.
+const diskDepth = 4
+
+// diskJob is a verified chunk to write, or (finish) a file to complete.
+type diskJob struct {
+	p      *plan
+	data   []byte
+	buf    []byte
+	finish bool
+}
+
+// diskStage writes verified chunks, extends each file's hash, records the
+// verified length and completes files, while the receiver reads the next
+// chunks. After its first error it only returns buffers.
+type diskStage struct {
+	r    *receiver
+	free chan []byte
+	jobs chan diskJob
+	errc chan error
+	sent atomic.Int64 // written by the stage, read for progress
+	// drained is set once jobs is closed (only the receiver's goroutine
+	// touches it); drainErr is what the stage reported.
+	drained  bool
+	drainErr error
+}
+
+// startDisk sets r.disk (before the stage runs, which reads it) and starts it.
+func startDisk(r *receiver) {
+	d := &diskStage{r: r, free: make(chan []byte, diskDepth), jobs: make(chan diskJob, diskDepth), errc: make(chan error, 1)}
+	for i := 0; i < diskDepth; i++ {
+		d.free <- make([]byte, 0, chunkHeader+r.m.ChunkSize)
+	}
+	r.disk = d
+	go d.run()
+}
+
+func (d *diskStage) run() {
+	defer close(d.errc)
+	var failed error
+	for j := range d.jobs {
+		if failed == nil {
+			failed = d.do(j)
+		}
+		if j.buf != nil {
+			d.free <- j.buf
+		}
+	}
+	if failed != nil {
+		d.errc <- failed
+	}
+}
+
+func (d *diskStage) do(j diskJob) error {
+	p, r := j.p, d.r
+	if j.finish {
+		if err := finish(r.root, p, r.opts.Overwrite); err != nil {
+			return err
+		}
+		r.event("file-done", p, p.entry.Size)
+		return nil
+	}
+	if _, err := p.part.WriteAt(j.data, p.offset); err != nil {
+		return mapIOErr(err)
+	}
+	p.hash.Write(j.data)
+	p.offset += int64(len(j.data))
+	p.state.Verified = p.offset
+	if err := saveState(r.root, p); err != nil {
+		return mapIOErr(err)
+	}
+	d.sent.Add(int64(len(j.data)))
+	r.event("chunk", p, p.offset)
+	return nil
+}
+
+// drain stops the stage and returns its error; later calls return the same.
+func (d *diskStage) drain() error {
+	if !d.drained {
+		close(d.jobs)
+		d.drained = true
+		d.drainErr = <-d.errc
+	}
+	return d.drainErr
+}
