@@ -164,6 +164,30 @@ func (v *natView) isInside(a netip.Addr) bool {
 // only the topology (addresses), so it runs on recorded pcaps as well as on
 // a live trial's captures.
 func Classify(t *Trial, topo *natlab.Topology, caps []Capture) (string, []string) {
+	views, t0 := natViews(topo, caps)
+	c := &classifier{t0: t0, counts: map[string]int{}, rv: map[netip.Addr]bool{}}
+	for _, ps := range topo.Addresses("rv") {
+		for _, p := range ps {
+			c.rv[p.Addr()] = true
+		}
+	}
+	for _, v := range views {
+		for _, s := range v.wan {
+			if s.icmp != "" {
+				c.inboundICMP(v, s)
+			} else {
+				c.inboundSYN(v, s)
+			}
+		}
+		c.outboundSYNACKs(v)
+	}
+	c.attempts(t)
+	return c.verdict(t), c.notes
+}
+
+// natViews sorts the captured packets by NAT and side (WAN or inside) and
+// returns the time of the first packet.
+func natViews(topo *natlab.Topology, caps []Capture) ([]*natView, time.Time) {
 	var views []*natView
 	var t0 time.Time
 	for _, nat := range topo.NATs() {
@@ -201,109 +225,118 @@ func Classify(t *Trial, topo *natlab.Topology, caps []Capture) (string, []string
 		}
 		views = append(views, v)
 	}
-	at := func(s seg) string { return fmt.Sprintf("t+%.0fms", float64(s.t.Sub(t0).Microseconds())/1000) }
-	var notes []string
-	counts := map[string]int{}
-	note := func(class, format string, args ...any) {
-		counts[class]++
-		if counts[class] <= 3 {
-			notes = append(notes, class+": "+fmt.Sprintf(format, args...))
+	return views, t0
+}
+
+// classifier collects a trial's classes, at most three notes per class.
+type classifier struct {
+	t0     time.Time
+	rv     map[netip.Addr]bool // the rendezvous server's addresses
+	notes  []string
+	counts map[string]int
+}
+
+func (c *classifier) at(s seg) string {
+	return fmt.Sprintf("t+%.0fms", float64(s.t.Sub(c.t0).Microseconds())/1000)
+}
+
+func (c *classifier) note(class, format string, args ...any) {
+	c.counts[class]++
+	if c.counts[class] <= 3 {
+		c.notes = append(c.notes, class+": "+fmt.Sprintf(format, args...))
+	}
+}
+
+// inboundICMP: a time-exceeded for a low-TTL SYN toward a peer arrived at
+// v's WAN; was it translated to the host?
+func (c *classifier) inboundICMP(v *natView, s seg) {
+	if !strings.HasPrefix(s.icmp, "TimeExceeded") || s.dst.Addr() != v.public || towardRV(s.inner, c.rv) {
+		return
+	}
+	for _, l := range v.lan {
+		if strings.HasPrefix(l.icmp, "TimeExceeded") && l.t.After(s.t.Add(-time.Millisecond)) && l.t.Sub(s.t) < 50*time.Millisecond {
+			c.note("icmp-translated", "ICMP time-exceeded for %s reached %s at %s and was translated to the host (a held connect is aborted)", s.inner, v.name, c.at(s))
+			return
 		}
 	}
-	rvAddrs := map[netip.Addr]bool{}
-	for _, ps := range topo.Addresses("rv") {
-		for _, p := range ps {
-			rvAddrs[p.Addr()] = true
+	c.note("icmp-dropped", "ICMP time-exceeded for %s dropped at %s at %s", s.inner, v.name, c.at(s))
+}
+
+// inboundSYN: a peer's SYN (not the rendezvous server's traffic) reached
+// v's public address; if it was not forwarded inside, how did v answer?
+func (c *classifier) inboundSYN(v *natView, s seg) {
+	if s.flags != "S" || s.dst.Addr() != v.public || c.rv[s.src.Addr()] {
+		return
+	}
+	for _, l := range v.lan {
+		if l.flags == "S" && l.src == s.src && l.seq == s.seq {
+			return // forwarded
 		}
 	}
-	for _, v := range views {
-		// Inbound SYNs from a peer (not the rendezvous server's traffic).
+	for _, r := range v.wan {
+		if r.t.Before(s.t) || r.t.Sub(s.t) > 200*time.Millisecond {
+			continue
+		}
+		if strings.Contains(r.flags, "R") && r.src == s.dst && r.dst == s.src {
+			c.note("syn-rst", "%s answered the SYN %s -> %s with %s at %s", v.name, s.src, s.dst, "RST", c.at(s))
+			return
+		}
+		if r.icmp != "" && strings.HasPrefix(r.icmp, "DestinationUnreachable") && r.dst.Addr() == s.src.Addr() {
+			c.note("syn-icmp", "%s answered the SYN %s -> %s with %s at %s", v.name, s.src, s.dst, "ICMP "+r.icmp, c.at(s))
+			return
+		}
+	}
+	c.note("syn-dropped", "peer's SYN %s -> %s dropped at %s (no mapping admits it) at %s", s.src, s.dst, v.name, c.at(s))
+}
+
+// outboundSYNACKs: SYN-ACKs a host behind v sent to a peer that never left
+// v (strict sequence tracking dropped the new ISN).
+func (c *classifier) outboundSYNACKs(v *natView) {
+	for _, l := range v.lan {
+		if l.flags != "SA" || !v.isInside(l.src.Addr()) || c.rv[l.dst.Addr()] || v.isInside(l.dst.Addr()) {
+			continue
+		}
+		out := false
 		for _, s := range v.wan {
-			if s.icmp != "" {
-				if strings.HasPrefix(s.icmp, "TimeExceeded") && s.dst.Addr() == v.public && !towardRV(s.inner, rvAddrs) {
-					fwd := false
-					for _, l := range v.lan {
-						if strings.HasPrefix(l.icmp, "TimeExceeded") && l.t.After(s.t.Add(-time.Millisecond)) && l.t.Sub(s.t) < 50*time.Millisecond {
-							fwd = true
-						}
-					}
-					if fwd {
-						note("icmp-translated", "ICMP time-exceeded for %s reached %s at %s and was translated to the host (a held connect is aborted)", s.inner, v.name, at(s))
-					} else {
-						note("icmp-dropped", "ICMP time-exceeded for %s dropped at %s at %s", s.inner, v.name, at(s))
-					}
-				}
-				continue
-			}
-			if s.flags != "S" || s.dst.Addr() != v.public || rvAddrs[s.src.Addr()] {
-				continue
-			}
-			forwarded := false
-			for _, l := range v.lan {
-				if l.flags == "S" && l.src == s.src && l.seq == s.seq {
-					forwarded = true
-					break
-				}
-			}
-			if forwarded {
-				continue
-			}
-			reply := "nothing"
-			class := "syn-dropped"
-			for _, r := range v.wan {
-				if r.t.Before(s.t) || r.t.Sub(s.t) > 200*time.Millisecond {
-					continue
-				}
-				if strings.Contains(r.flags, "R") && r.src == s.dst && r.dst == s.src {
-					reply, class = "RST", "syn-rst"
-					break
-				}
-				if r.icmp != "" && strings.HasPrefix(r.icmp, "DestinationUnreachable") && r.dst.Addr() == s.src.Addr() {
-					reply, class = "ICMP "+r.icmp, "syn-icmp"
-					break
-				}
-			}
-			if class == "syn-dropped" {
-				note(class, "peer's SYN %s -> %s dropped at %s (no mapping admits it) at %s", s.src, s.dst, v.name, at(s))
-			} else {
-				note(class, "%s answered the SYN %s -> %s with %s at %s", v.name, s.src, s.dst, reply, at(s))
+			if s.flags == "SA" && s.seq == l.seq && s.dst == l.dst {
+				out = true
+				break
 			}
 		}
-		// SYN-ACKs from the host that never left the NAT: strict sequence tracking.
-		for _, l := range v.lan {
-			// Only SYN-ACKs sent by a host behind this NAT to a peer.
-			if l.flags != "SA" || !v.isInside(l.src.Addr()) || rvAddrs[l.dst.Addr()] || v.isInside(l.dst.Addr()) {
-				continue
-			}
-			out := false
-			for _, s := range v.wan {
-				if s.flags == "SA" && s.seq == l.seq && s.dst == l.dst {
-					out = true
-					break
-				}
-			}
-			if !out {
-				note("synack-invalid", "SYN-ACK %s -> %s (ISN %d) invalid at %s: new ISN, dropped (sequence tracking) at %s", l.src, l.dst, l.seq, v.name, at(l))
-			}
+		if !out {
+			c.note("synack-invalid", "SYN-ACK %s -> %s (ISN %d) invalid at %s: new ISN, dropped (sequence tracking) at %s", l.src, l.dst, l.seq, v.name, c.at(l))
 		}
 	}
-	// Port prediction: compare what A aimed at with the mapping B's NAT chose.
+}
+
+// attempts classifies from the peers' own records: port predictions the
+// NAT did not follow (compared with the conntrack mapping), and
+// connections that failed authentication.
+func (c *classifier) attempts(t *Trial) {
 	for _, a := range t.Attempts {
 		if !a.Predicted || a.Outcome == "connected" {
 			continue
 		}
 		actual := mappingTo(t.Conntrack, a.Target.Addr(), a.Public.Addr())
 		if actual != 0 && actual != a.Target.Port() {
-			note("prediction-miss", "%s: predicted port %d, actual %d", a.Attempt, a.Target.Port(), actual)
+			c.note("prediction-miss", "%s: predicted port %d, actual %d", a.Attempt, a.Target.Port(), actual)
 		}
 	}
 	for _, a := range t.Attempts {
 		if a.Outcome == "auth-failed" {
-			note("auth-failed", "%s: a connection failed authentication", a.Attempt)
+			c.note("auth-failed", "%s: a connection failed authentication", a.Attempt)
 		}
 	}
+}
+
+// classOrder ranks failure classes: the first present names the trial.
+var classOrder = []string{"synack-invalid", "icmp-translated", "prediction-miss", "syn-rst", "syn-icmp", "syn-dropped", "auth-failed", "icmp-dropped"}
+
+// verdict is the trial's class: success by method, not applicable, or the
+// highest-ranked failure class seen.
+func (c *classifier) verdict(t *Trial) string {
 	if t.Success {
-		return "success/" + t.Method, notes
+		return "success/" + t.Method
 	}
 	applicable := len(t.Attempts) == 0
 	for _, a := range t.Attempts {
@@ -312,23 +345,22 @@ func Classify(t *Trial, topo *natlab.Topology, caps []Capture) (string, []string
 		}
 	}
 	if !applicable {
-		return "not-applicable", notes
+		return "not-applicable"
 	}
-	order := []string{"synack-invalid", "icmp-translated", "prediction-miss", "syn-rst", "syn-icmp", "syn-dropped", "auth-failed", "icmp-dropped"}
-	for _, c := range order {
-		if counts[c] > 0 {
-			return c, notes
+	for _, k := range classOrder {
+		if c.counts[k] > 0 {
+			return k
 		}
 	}
 	var keys []string
-	for k := range counts {
+	for k := range c.counts {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	if len(keys) > 0 {
-		return keys[0], notes
+		return keys[0]
 	}
-	return "no-evidence", notes
+	return "no-evidence"
 }
 
 // towardRV says whether an ICMP error quotes a packet sent to the

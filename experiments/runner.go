@@ -261,33 +261,92 @@ func waitListening(ctx context.Context, n *natlab.Node, ap netip.AddrPort) error
 	return fmt.Errorf("rendezvous did not start listening on %s", ap)
 }
 
-// runTrial runs one trial in the worker's lab.
+// runTrial runs one trial in the worker's lab: prepare the trial and its
+// lab, capture both sides of every NAT, run the two peers, then record the
+// outcome and its evidence.
 func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Trial, error) {
+	t, ic, err := newTrial(spec, c, rep)
+	if err != nil {
+		return nil, err
+	}
+	lab, before, err := w.prepareLab(ctx, c, ic)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := startCaptures(lab)
+	if err != nil {
+		return nil, err
+	}
+	// A fresh server port per trial: the previous trials' TIME_WAIT state
+	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
+	w.trials++
+	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3))
+	if err != nil {
+		return nil, err
+	}
+	if ic != nil && ic.Cross > 0 {
+		stop, err := startCross(lab, peers, ic.Cross)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			st := stop()
+			t.Cross = &st
+		}()
+	}
+	oa, ob, err := w.runPeers(peers, c, spec.Deadline)
+	if err != nil {
+		return nil, err
+	}
+	t.DurationMs = float64(time.Since(t.Start).Microseconds()) / 1000
+	recordOutcome(t, oa, ob)
+	if c.Case != "" {
+		if err := recordImpairments(t, lab, before); err != nil {
+			return nil, err
+		}
+	}
+	evidence := collectEvidence(t, lab, caps)
+	t.Class, t.Explanation = Classify(t, lab.Topology, evidence)
+	if w.opt.evidence.claim(t) {
+		keepEvidence(t, w.opt.Out, evidence)
+	}
+	return t, nil
+}
+
+// newTrial is the trial's record before it runs: its cell, the model's
+// prediction and the hashes of the profiles it uses.
+func newTrial(spec *Spec, c Cell, rep int) (*Trial, *ImpairCase, error) {
 	t := &Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
 		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
 	var ic *ImpairCase
 	if c.Case != "" {
 		if ic = spec.Impairments[c.Case]; ic == nil {
-			return nil, fmt.Errorf("unknown impairment case %q", c.Case)
+			return nil, nil, fmt.Errorf("unknown impairment case %q", c.Case)
 		}
 		t.Delay = c.Case + ": " + ic.String()
 	}
 	pred, err := Predict(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t.Predicted, t.PredictedReason = pred.Success, pred.Reason
 	for n, name := range c.Profiles {
 		p, _ := nat.Load(name)
 		t.ProfileHashes[n] = p.Hash
 	}
+	return t, ic, nil
+}
+
+// prepareLab gets the worker's lab for the cell with the cell's impairment
+// case in force, and the impairment counters before the trial.
+func (w *worker) prepareLab(ctx context.Context, c Cell, ic *ImpairCase) (*natlab.Lab, map[string]natlab.ImpairStats, error) {
 	lab, err := w.lab(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
+		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
 	if w.cases[lab] != c.Case {
 		if err := ic.apply(lab); err != nil {
-			return nil, fmt.Errorf("impairment case %s: %w", c.Case, err)
+			return nil, nil, fmt.Errorf("impairment case %s: %w", c.Case, err)
 		}
 		w.cases[lab] = c.Case
 	}
@@ -295,11 +354,17 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 	for _, s := range lab.Impairments() {
 		before[s.Node+"/"+s.Network] = s
 	}
-	// Captures on both sides of every NAT.
-	type capRef struct {
-		node, iface string
-		c           *natlab.Capture
-	}
+	return lab, before, nil
+}
+
+// capRef is one running capture on one interface of a NAT.
+type capRef struct {
+	node, iface string
+	c           *natlab.Capture
+}
+
+// startCaptures captures on both sides of every NAT.
+func startCaptures(lab *natlab.Lab) ([]capRef, error) {
 	var caps []capRef
 	for _, nat := range lab.Topology.NATs() {
 		n, _ := lab.Node(nat)
@@ -311,14 +376,30 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 			caps = append(caps, capRef{nat, ifc.Name, cp})
 		}
 	}
-	// A fresh server port per trial: the previous trials' TIME_WAIT state
-	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
-	w.trials++
-	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3))
+	return caps, nil
+}
+
+// startCross sends cross traffic to rv's second address, a port apart from
+// the server's, from before A starts until stop is called.
+func startCross(lab *natlab.Lab, peers *LabPeers, rate float64) (stop func() natlab.CrossStats, err error) {
+	host := crossHost(lab.Topology)
+	rvn, err := lab.Node("rv")
 	if err != nil {
 		return nil, err
 	}
-	deadline := spec.Deadline
+	addrs := rvn.Addrs()
+	target := netip.AddrPortFrom(addrs[len(addrs)-1], peers.Server.Port()+2)
+	cross, err := lab.CrossTraffic(host, "rv", target, rate)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond)
+	return cross.Stop, nil
+}
+
+// runPeers runs `machsend punch` on A, which creates the session, then on B,
+// which joins it, and waits for both (killing either after the deadline).
+func (w *worker) runPeers(peers *LabPeers, c Cell, deadline time.Duration) (oa, ob punchOutput, err error) {
 	punch := func(node, session string) (*Running, error) {
 		args := []string{"punch", "--server", peers.Server.String(), "--method", c.Method,
 			"--timeout", deadline.String(), "--pings", "3"}
@@ -330,63 +411,51 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 		}
 		return peers.Machsend(node, nil, args...)
 	}
-	if ic != nil && ic.Cross > 0 {
-		// Cross traffic to rv's second address, a port apart from the
-		// server's; it runs from before A starts until both peers end.
-		host := crossHost(lab.Topology)
-		rvn, err := lab.Node("rv")
-		if err != nil {
-			return nil, err
-		}
-		addrs := rvn.Addrs()
-		target := netip.AddrPortFrom(addrs[len(addrs)-1], peers.Server.Port()+2)
-		cross, err := lab.CrossTraffic(host, "rv", target, ic.Cross)
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			st := cross.Stop()
-			t.Cross = &st
-		}()
-		time.Sleep(200 * time.Millisecond)
-	}
 	ra, err := punch("a", "")
 	if err != nil {
-		return nil, err
+		return oa, ob, err
 	}
-	pa, la := ra.Proc, ra.lines
-	var session string
-	timer := time.NewTimer(max(10*time.Second, deadline))
-	for session == "" {
-		select {
-		case line, ok := <-la.got:
-			if !ok {
-				timer.Stop()
-				return nil, fmt.Errorf("peer A exited before creating a session: %v", pa.Wait())
-			}
-			session = parsePunch([]string{line}).Session
-		case <-timer.C:
-			pa.Kill()
-			return nil, errors.New("peer A created no session")
-		}
+	session, err := awaitSession(ra, deadline)
+	if err != nil {
+		return oa, ob, err
 	}
-	timer.Stop()
 	rb, err := punch("b", session)
 	if err != nil {
-		return nil, err
+		return oa, ob, err
 	}
-	pb, lb := rb.Proc, rb.lines
-	waitProc := func(p *natlab.Process) {
+	for _, p := range []*natlab.Process{ra.Proc, rb.Proc} {
 		select {
 		case <-p.Done():
 		case <-time.After(deadline + 5*time.Second):
 			p.Kill()
 		}
 	}
-	waitProc(pa)
-	waitProc(pb)
-	oa, ob := parsePunch(la.all()), parsePunch(lb.all())
-	t.DurationMs = float64(time.Since(t.Start).Microseconds()) / 1000
+	return parsePunch(ra.lines.all()), parsePunch(rb.lines.all()), nil
+}
+
+// awaitSession reads peer A's output until it names the session it created.
+func awaitSession(ra *Running, deadline time.Duration) (string, error) {
+	timer := time.NewTimer(max(10*time.Second, deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case line, ok := <-ra.lines.got:
+			if !ok {
+				return "", fmt.Errorf("peer A exited before creating a session: %v", ra.Proc.Wait())
+			}
+			if s := parsePunch([]string{line}).Session; s != "" {
+				return s, nil
+			}
+		case <-timer.C:
+			ra.Proc.Kill()
+			return "", errors.New("peer A created no session")
+		}
+	}
+}
+
+// recordOutcome stores what the peers reported: success needs both peers'
+// reports without error and round trips measured across the connection.
+func recordOutcome(t *Trial, oa, ob punchOutput) {
 	t.NATA, t.NATB, t.ErrorA, t.ErrorB = oa.NAT, ob.NAT, oa.Err, ob.Err
 	if oa.Report != nil {
 		t.Attempts = oa.Report.Attempts
@@ -403,19 +472,26 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 		}
 	}
 	t.Agree = t.Success == t.Predicted
-	if c.Case != "" {
-		if err := lab.ImpairErr(); err != nil {
-			return nil, err
-		}
-		for _, s := range lab.Impairments() {
-			b := before[s.Node+"/"+s.Network]
-			s.Packets -= b.Packets
-			s.Dropped -= b.Dropped
-			s.Reordered -= b.Reordered
-			t.Impairments = append(t.Impairments, s)
-		}
+}
+
+// recordImpairments stores what the impairment queues did during the trial.
+func recordImpairments(t *Trial, lab *natlab.Lab, before map[string]natlab.ImpairStats) error {
+	if err := lab.ImpairErr(); err != nil {
+		return err
 	}
-	// Evidence: conntrack of every NAT, packets on both sides of each.
+	for _, s := range lab.Impairments() {
+		b := before[s.Node+"/"+s.Network]
+		s.Packets -= b.Packets
+		s.Dropped -= b.Dropped
+		s.Reordered -= b.Reordered
+		t.Impairments = append(t.Impairments, s)
+	}
+	return nil
+}
+
+// collectEvidence takes every NAT's conntrack table into the trial and
+// stops the captures, returning their packets.
+func collectEvidence(t *Trial, lab *natlab.Lab, caps []capRef) []Capture {
 	t.Conntrack = map[string][]natlab.ConntrackEntry{}
 	for _, nat := range lab.Topology.NATs() {
 		if ents, err := lab.Conntrack(nat); err == nil {
@@ -427,22 +503,24 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 		_ = cr.c.Stop()
 		evidence = append(evidence, Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
 	}
-	t.Class, t.Explanation = Classify(t, lab.Topology, evidence)
-	if w.opt.evidence.claim(t) {
-		dir := filepath.Join(w.opt.Out, "pcaps", sanitize(t.ID))
-		if err := os.MkdirAll(dir, 0o755); err == nil {
-			t.Evidence, _ = filepath.Rel(w.opt.Out, dir)
-			_ = writeConntrack(filepath.Join(dir, conntrackFile), t.Conntrack)
-			for _, e := range evidence {
-				p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap.gz")
-				if err := WritePcap(p, e.Packets); err == nil {
-					rel, _ := filepath.Rel(w.opt.Out, p)
-					t.Pcaps = append(t.Pcaps, rel)
-				}
-			}
+	return evidence
+}
+
+// keepEvidence writes the trial's captures and conntrack under out/pcaps.
+func keepEvidence(t *Trial, out string, evidence []Capture) {
+	dir := filepath.Join(out, "pcaps", sanitize(t.ID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	t.Evidence, _ = filepath.Rel(out, dir)
+	_ = writeConntrack(filepath.Join(dir, conntrackFile), t.Conntrack)
+	for _, e := range evidence {
+		p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap.gz")
+		if err := WritePcap(p, e.Packets); err == nil {
+			rel, _ := filepath.Rel(out, p)
+			t.Pcaps = append(t.Pcaps, rel)
 		}
 	}
-	return t, nil
 }
 
 // conntrackFile holds a trial's conntrack snapshots next to its captures.
