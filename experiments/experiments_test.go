@@ -2,13 +2,14 @@ package experiments_test
 
 import (
 	"context"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/experiments"
 	"github.com/machsend/machsend/natlab/natlabtest"

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/machsend/machsend/nat"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/model_golden.txt from the current model")

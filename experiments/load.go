@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
 )

@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natcheck"
 	"github.com/machsend/machsend/natlab"

@@ -4,12 +4,13 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/machsend/machsend/nat"
 
 	"gopkg.in/yaml.v3"
 )

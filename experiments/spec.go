@@ -6,15 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/nat"
-	"github.com/machsend/machsend/traversal/method"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/traversal/method"
+
 	"gopkg.in/yaml.v3"
+
+	"github.com/machsend/machsend/natlab"
 )
 
 // ErrSpec is wrapped by every matrix spec error.

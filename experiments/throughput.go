@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
 )

@@ -2,13 +2,14 @@ package natcheck_test
 
 import (
 	"context"
-	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natcheck"
 	"github.com/machsend/machsend/rendezvous"

@@ -6,10 +6,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/method"
 	"github.com/machsend/machsend/traversal/model"
-	"gopkg.in/yaml.v3"
 )
 
 // WriteTable prints the result for a person: one knob a line, with evidence.

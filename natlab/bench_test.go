@@ -2,13 +2,15 @@ package natlab_test
 
 import (
 	"context"
-	"github.com/machsend/machsend/nat"
 	"sort"
 	"testing"
 
+	"github.com/machsend/machsend/nat"
+
+	"time"
+
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/natlabtest"
-	"time"
 )
 
 // BenchmarkTwoNATUpDown measures bringing the two-nat topology up (with the

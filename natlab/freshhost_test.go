@@ -2,16 +2,18 @@ package natlab_test
 
 import (
 	"context"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/machsend/machsend/nat"
+
+	"golang.org/x/sys/unix"
+
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/natlabtest"
-	"golang.org/x/sys/unix"
 )
 
 // TestFreshHostNetnsDir reproduces a host where /run/netns has never been a

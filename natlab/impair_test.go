@@ -3,7 +3,6 @@ package natlab_test
 import (
 	"context"
 	"errors"
-	"github.com/machsend/machsend/nat"
 	"math"
 	"net"
 	"net/netip"
@@ -12,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/nat"
+
+	"go.uber.org/goleak"
+
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/measure"
 	"github.com/machsend/machsend/natlab/natlabtest"
-	"go.uber.org/goleak"
 )
 
 func TestParseImpairment(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"

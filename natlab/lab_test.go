@@ -3,7 +3,6 @@ package natlab_test
 import (
 	"context"
 	"errors"
-	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"os"
@@ -14,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/nat"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/natlabtest"
 )

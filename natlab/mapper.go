@@ -4,10 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"sync"
 	"syscall"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"

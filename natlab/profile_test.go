@@ -1,8 +1,9 @@
 package natlab_test
 
 import (
-	"github.com/machsend/machsend/nat"
 	"testing"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
 )

@@ -2,10 +2,11 @@ package natlab
 
 import (
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/machsend/machsend/nat"
 )
 
 // NAT port range used for non-preserving allocation (sequential); ports below

@@ -1,10 +1,11 @@
 package natlab
 
 import (
-	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/machsend/machsend/nat"
 )
 
 func TestCompileKnobs(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/sourcegraph/jsonrpc2"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // Notification is a server notification received by a Client.

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/machsend/machsend/internal/sockopt"
 	"golang.org/x/sys/unix"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // NAT probing (natcheck). Besides the observed endpoint (hello) and the

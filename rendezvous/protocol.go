@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/sourcegraph/jsonrpc2"
 

@@ -3,12 +3,13 @@ package rendezvous
 import (
 	"bufio"
 	"errors"
-	"github.com/machsend/machsend/internal/sockopt"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // relay splices the two peers of a session when no direct path works. Each

@@ -13,9 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/time/rate"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // Config bounds and configures a Server. Zero values take the defaults.

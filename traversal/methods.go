@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/rendezvous"

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
 )

@@ -3,7 +3,6 @@ package traversal_test
 import (
 	"context"
 	"errors"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal"

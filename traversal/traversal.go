@@ -1,11 +1,12 @@
 package traversal
 
 import (
-	"github.com/machsend/machsend/rendezvous"
-	"github.com/machsend/machsend/traversal/method"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/traversal/method"
 )
 
 // Method names a way of establishing the connection; the methods, their

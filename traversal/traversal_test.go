@@ -3,7 +3,6 @@ package traversal_test
 import (
 	"context"
 	"errors"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
@@ -11,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/traversal/method"
+
+	"go.uber.org/goleak"
+
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal"
 	"github.com/machsend/machsend/traversal/traversaltest"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

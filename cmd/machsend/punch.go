@@ -6,13 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal"

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/machsend/machsend/traversal/method"
 	"io"
 	"os"
 	"os/signal"
@@ -16,11 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/traversal/method"
+
+	"github.com/mdp/qrterminal/v3"
+	"golang.org/x/term"
+
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/transfer"
 	"github.com/machsend/machsend/traversal"
-	"github.com/mdp/qrterminal/v3"
-	"golang.org/x/term"
 )
 
 // display shows progress on a terminal, or as JSON lines with --json.

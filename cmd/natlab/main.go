@@ -21,7 +21,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"io"
 	"os"
 	"os/exec"
@@ -32,6 +31,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/check"

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
 )

@@ -3,10 +3,11 @@ package check_test
 import (
 	"context"
 	"errors"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab/check"
 	"github.com/machsend/machsend/natlab/natlabtest"

@@ -3,13 +3,15 @@ package check
 import (
 	"context"
 	"fmt"
-	"github.com/machsend/machsend/internal/rawtcp"
-	"github.com/machsend/machsend/internal/sockopt"
-	"github.com/machsend/machsend/nat"
 	"net/netip"
 	"time"
 
+	"github.com/machsend/machsend/internal/rawtcp"
+	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/machsend/machsend/nat"
+
 	"github.com/google/gopacket/layers"
+
 	"github.com/machsend/machsend/natlab"
 )
 

@@ -19,8 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/machsend/machsend/natlab"
 	"github.com/vishvananda/netns"
+
+	"github.com/machsend/machsend/natlab"
 )
 
 // ErrNoReplies is returned when not one probe came back.

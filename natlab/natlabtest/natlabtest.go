@@ -6,11 +6,12 @@ package natlabtest
 import (
 	"context"
 	"fmt"
-	"github.com/machsend/machsend/nat"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
 )

@@ -1,9 +1,10 @@
 package model
 
 import (
-	"github.com/machsend/machsend/nat"
 	"strings"
 	"testing"
+
+	"github.com/machsend/machsend/nat"
 )
 
 func TestExpect(t *testing.T) {

@@ -1,9 +1,10 @@
 package model
 
 import (
-	"github.com/machsend/machsend/traversal/method"
 	"strings"
 	"testing"
+
+	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/nat"
 )
