@@ -223,6 +223,12 @@ func (k *Knob) Get(p *Profile) string { return k.get(p) }
 // Set stores a value already validated by Check.
 func (k *Knob) Set(p *Profile, v string) { k.set(p, v) }
 
+// number is an integer knob's value (its values are checked on parsing).
+func (k *Knob) number(v string) int {
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
 // rank is a value's position in the knob's Values, for Worst.
 func (k *Knob) rank(v string) int {
 	if i := slices.Index(k.Values, v); i >= 0 {

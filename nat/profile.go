@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/machsend/machsend/internal/names"
 
@@ -91,8 +92,30 @@ func (p *Profile) Get(knob string) string {
 //go:embed profiles/*.yaml
 var builtinFS embed.FS
 
-// Builtin returns every embedded profile, sorted by name.
+// builtin holds the embedded profiles, parsed once.
+var builtin struct {
+	once     sync.Once
+	profiles []*Profile
+	err      error
+}
+
+// Builtin returns every embedded profile, sorted by name. The files are
+// parsed once per process; each call returns copies the caller may change.
 func Builtin() ([]*Profile, error) {
+	builtin.once.Do(func() { builtin.profiles, builtin.err = parseBuiltin() })
+	if builtin.err != nil {
+		return nil, builtin.err
+	}
+	out := make([]*Profile, len(builtin.profiles))
+	for i, p := range builtin.profiles {
+		c := *p
+		c.Unknown = slices.Clone(p.Unknown)
+		out[i] = &c
+	}
+	return out, nil
+}
+
+func parseBuiltin() ([]*Profile, error) {
 	ents, err := builtinFS.ReadDir("profiles")
 	if err != nil {
 		return nil, fmt.Errorf("read embedded profiles: %w", err)
@@ -349,7 +372,7 @@ func Compose(inner, outer *Profile) *Profile {
 				b = a
 			}
 		case Shortest:
-			if len(a) < len(b) || (len(a) == len(b) && a < b) {
+			if x, y := k.number(a), k.number(b); x < y {
 				b = a
 			}
 		case WithAllocation:

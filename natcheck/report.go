@@ -95,56 +95,56 @@ var Peers = []Peer{
 	{"symmetric, random", nat.MustBuiltin("symmetric-random")},
 }
 
-// NAT is the measured NAT as a profile, with the knobs it had to assume
-// (each at its nat.Knobs default; outbound-synack, which natcheck cannot
-// observe, follows sequence-tracking as in a profile file that omits it).
+// NAT is the measured NAT as a profile, built from the same YAML that
+// Profile writes, with the knobs it had to assume: every knob the model
+// uses that natcheck should have measured and did not is taken at its
+// nat.Knobs default (outbound-synack, which natcheck cannot observe,
+// follows sequence-tracking as in any profile that omits it).
 func (r *Result) NAT() (*nat.Profile, []string) {
 	if r.Get("nat") == "off" {
 		return nat.Public("measured"), nil
 	}
-	var b strings.Builder
-	b.WriteString("name: measured\n")
-	var assumed []string
-	nested := map[string][]string{} // timers.x -> timers: {x: ...}
-	for _, k := range nat.Knobs {
-		v := r.Get(k.Name)
-		if v == "" || v == Unknown {
-			if !k.Modelled || !k.Observable || k.Name == "nat" {
-				continue // the profile's own default or derivation applies
-			}
-			// A knob the model needs and natcheck should have measured.
-			v = k.Default
-			assumed = append(assumed, k.Name+"="+v)
-		}
-		if name, sub, ok := strings.Cut(k.Name, "."); ok {
-			nested[name] = append(nested[name], fmt.Sprintf("  %s: %s\n", sub, v))
-			continue
-		}
-		fmt.Fprintf(&b, "%s: %s\n", k.Name, v)
-	}
-	for name, lines := range nested {
-		b.WriteString(name + ":\n" + strings.Join(lines, ""))
-	}
-	p, err := nat.Parse("measured", []byte(b.String()))
+	p, assumed, err := r.withDefaults().parse()
 	if err != nil {
 		// A combination natlab rejects (e.g. preserve with a dependent
 		// mapping): fall back to the defaults and say so.
-		p, _ = nat.Parse("measured", []byte(defaultsDoc()))
+		p, assumed, _ = (&Result{}).withDefaults().parse()
 		assumed = append(assumed, "all (measured values inconsistent: "+err.Error()+")")
 	}
 	return p, assumed
 }
 
-// defaultsDoc is a profile with every required knob at its default.
-func defaultsDoc() string {
-	var b strings.Builder
-	b.WriteString("name: measured\n")
+// withDefaults is r with every knob the model needs present: measured, or
+// "unknown" (which a profile builds at the knob's default).
+func (r *Result) withDefaults() *Result {
+	full := &Result{Server: r.Server, Local: r.Local, Public: r.Public, Layered: r.Layered}
 	for _, k := range nat.Knobs {
-		if k.Required {
-			fmt.Fprintf(&b, "%s: %s\n", k.Name, k.Default)
+		switch v := r.Get(k.Name); {
+		case v != "":
+			full.Knobs = append(full.Knobs, Knob{k.Name, v, "measured"})
+		case k.Name == "nat":
+			full.Knobs = append(full.Knobs, Knob{k.Name, "on", "behind a NAT"})
+		case k.Modelled && k.Observable:
+			full.Knobs = append(full.Knobs, Knob{k.Name, Unknown, "not measured"})
 		}
 	}
-	return b.String()
+	return full
+}
+
+// parse reads back the profile r writes; assumed are the knobs the model
+// uses that it gives as unknown, each with the default it is built with.
+func (r *Result) parse() (*nat.Profile, []string, error) {
+	p, err := nat.Parse("measured", []byte(r.Profile("measured")))
+	if err != nil {
+		return nil, nil, err
+	}
+	var assumed []string
+	for _, name := range p.Unknown {
+		if k, ok := nat.Lookup(name); ok && k.Modelled {
+			assumed = append(assumed, name+"="+k.Default)
+		}
+	}
+	return p, assumed, nil
 }
 
 // Verdict is, per peer kind, which methods the model expects to connect.

@@ -122,7 +122,7 @@ func Parse(s string) (Method, error) {
 	if _, ok := Lookup(Method(s)); ok {
 		return Method(s), nil
 	}
-	return "", fmt.Errorf("unknown method %q (want one of %s)", s, strings.Join(append([]string{string(Auto)}, Names()[:len(Table)]...), ", "))
+	return "", fmt.Errorf("unknown method %q (want one of %s)", s, strings.Join(Names(), ", "))
 }
 
 // Help is the --method flag's help text, from the table.
