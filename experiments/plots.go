@@ -40,10 +40,25 @@ func (g grid) Y(r int) float64    { return float64(r) }
 func (g grid) Z(c, r int) float64 { return g.rate[[2]int{c, r}] }
 
 func writePlots(dir string, trials []*Trial, cells []*CellStats) error {
-	// Heatmaps, one per method, over the two-nat cells.
+	if err := writeHeatmaps(dir, cells); err != nil {
+		return err
+	}
+	// The per-method figures are over two-nat trials.
+	if ms := summariseMethods(trials, "two-nat"); len(ms) > 0 {
+		for _, f := range []func(string, []*MethodStats) error{plotSuccess, plotConnectCDF, plotAttempts} {
+			if err := f(dir, ms); err != nil {
+				return err
+			}
+		}
+	}
+	return writeThroughputPlot(dir)
+}
+
+// writeHeatmaps draws one heatmap per method over the two-nat cells.
+func writeHeatmaps(dir string, cells []*CellStats) error {
 	names := map[string]bool{}
 	for _, c := range cells {
-		if c.Cell.Topology == "two-nat" {
+		if c.Cell.Topology == "two-nat" && c.Cell.Case == "" {
 			names[c.Cell.Profiles["nat-a"]], names[c.Cell.Profiles["nat-b"]] = true, true
 		}
 	}
@@ -52,152 +67,157 @@ func writePlots(dir string, trials []*Trial, cells []*CellStats) error {
 		order = append(order, n)
 	}
 	sort.Strings(order)
-	idx := map[string]int{}
-	for i, n := range order {
-		idx[n] = i
+	if len(order) < 2 {
+		return nil
 	}
-	if len(order) > 1 {
-		for _, m := range AllMethods {
-			g := grid{names: order, rate: map[[2]int]float64{}}
-			have := false
-			for i := range order {
-				for j := range order {
-					g.rate[[2]int{i, j}] = -1
-				}
-			}
-			for _, c := range cells {
-				if c.Cell.Topology != "two-nat" || c.Cell.Method != m {
-					continue
-				}
-				a, b := idx[c.Cell.Profiles["nat-a"]], idx[c.Cell.Profiles["nat-b"]]
-				g.rate[[2]int{a, b}], g.rate[[2]int{b, a}] = c.Rate(), c.Rate()
-				have = true
-			}
-			if !have {
-				continue
-			}
-			p := plot.New()
-			p.Title.Text = fmt.Sprintf("%s: success rate, NAT-A profile x NAT-B profile (two-nat)", m)
-			pal := moreland.SmoothBlueRed()
-			pal.SetMin(0)
-			pal.SetMax(1)
-			hm := plotter.NewHeatMap(g, pal.Palette(64))
-			hm.Min, hm.Max = 0, 1
-			hm.NaN = color.Gray{Y: 200}
-			hm.Underflow = color.Gray{Y: 230}
-			p.Add(hm)
-			var ticks []plot.Tick
-			for i, n := range order {
-				ticks = append(ticks, plot.Tick{Value: float64(i), Label: n})
-			}
-			p.X.Tick.Marker = plot.ConstantTicks(ticks)
-			p.Y.Tick.Marker = plot.ConstantTicks(ticks)
-			p.X.Tick.Label.Rotation = 1.2
-			p.X.Tick.Label.XAlign = -1
-			p.X.Tick.Label.YAlign = -0.5
-			// Annotate every cell with its rate.
-			var labels plotter.XYLabels
-			for i := range order {
-				for j := range order {
-					if r := g.rate[[2]int{i, j}]; r >= 0 {
-						labels.XYs = append(labels.XYs, plotter.XY{X: float64(i) - 0.3, Y: float64(j) - 0.15})
-						labels.Labels = append(labels.Labels, fmt.Sprintf("%.0f", r*100))
-					}
-				}
-			}
-			if l, err := plotter.NewLabels(labels); err == nil {
-				p.Add(l)
-			}
+	for _, m := range AllMethods {
+		if p := heatmap(m, order, cells); p != nil {
 			if err := save(p, dir, "heatmap-"+m, 9*vg.Inch, 8*vg.Inch); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
 
-	// Success per method with 95% Wilson intervals (two-nat cells).
-	ms := summariseMethods(trials, "two-nat")
-	if len(ms) > 0 {
-		p := plot.New()
-		p.Title.Text = "Success rate per method over all two-nat profile pairs (95% Wilson)"
-		p.Y.Label.Text = "success rate"
-		p.Y.Min, p.Y.Max = 0, 1
-		var pts plotter.XYs
-		var errs plotter.YErrors
-		var ticks []plot.Tick
-		for i, m := range ms {
-			r := float64(m.Successes) / float64(m.N)
-			pts = append(pts, plotter.XY{X: float64(i), Y: r})
-			errs = append(errs, struct{ Low, High float64 }{r - m.Lo, m.Hi - r})
-			ticks = append(ticks, plot.Tick{Value: float64(i), Label: m.Method})
+// heatmap is method m's success rate per profile pair (nil: no cells).
+func heatmap(m string, order []string, cells []*CellStats) *plot.Plot {
+	idx := map[string]int{}
+	for i, n := range order {
+		idx[n] = i
+	}
+	g := grid{names: order, rate: map[[2]int]float64{}}
+	have := false
+	for i := range order {
+		for j := range order {
+			g.rate[[2]int{i, j}] = -1
 		}
-		bars, err := plotter.NewBarChart(yValues(pts), vg.Points(22))
+	}
+	for _, c := range cells {
+		if c.Cell.Topology != "two-nat" || c.Cell.Method != m || c.Cell.Case != "" {
+			continue // unimpaired cells only: an impaired case would overwrite its cell
+		}
+		a, b := idx[c.Cell.Profiles["nat-a"]], idx[c.Cell.Profiles["nat-b"]]
+		g.rate[[2]int{a, b}], g.rate[[2]int{b, a}] = c.Rate(), c.Rate()
+		have = true
+	}
+	if !have {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s: success rate, NAT-A profile x NAT-B profile (two-nat)", m)
+	pal := moreland.SmoothBlueRed()
+	pal.SetMin(0)
+	pal.SetMax(1)
+	hm := plotter.NewHeatMap(g, pal.Palette(64))
+	hm.Min, hm.Max = 0, 1
+	hm.NaN = color.Gray{Y: 200}
+	hm.Underflow = color.Gray{Y: 230}
+	p.Add(hm)
+	var ticks []plot.Tick
+	for i, n := range order {
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: n})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Tick.Label.Rotation = 1.2
+	p.X.Tick.Label.XAlign = -1
+	p.X.Tick.Label.YAlign = -0.5
+	// Annotate every cell with its rate.
+	var labels plotter.XYLabels
+	for i := range order {
+		for j := range order {
+			if r := g.rate[[2]int{i, j}]; r >= 0 {
+				labels.XYs = append(labels.XYs, plotter.XY{X: float64(i) - 0.3, Y: float64(j) - 0.15})
+				labels.Labels = append(labels.Labels, fmt.Sprintf("%.0f", r*100))
+			}
+		}
+	}
+	if l, err := plotter.NewLabels(labels); err == nil {
+		p.Add(l)
+	}
+	return p
+}
+
+// plotSuccess: success per method with 95% Wilson intervals.
+func plotSuccess(dir string, ms []*MethodStats) error {
+	p := plot.New()
+	p.Title.Text = "Success rate per method over all two-nat profile pairs (95% Wilson)"
+	p.Y.Label.Text = "success rate"
+	p.Y.Min, p.Y.Max = 0, 1
+	var pts plotter.XYs
+	var errs plotter.YErrors
+	var ticks []plot.Tick
+	for i, m := range ms {
+		r := float64(m.Successes) / float64(m.N)
+		pts = append(pts, plotter.XY{X: float64(i), Y: r})
+		errs = append(errs, struct{ Low, High float64 }{r - m.Lo, m.Hi - r})
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: m.Method})
+	}
+	bars, err := plotter.NewBarChart(yValues(pts), vg.Points(22))
+	if err != nil {
+		return err
+	}
+	bars.Color = color.RGBA{R: 70, G: 120, B: 200, A: 255}
+	p.Add(bars)
+	eb := &plotter.YErrorBars{XYs: pts, YErrors: errs, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(6)}
+	p.Add(eb)
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	return save(p, dir, "success-per-method", 8*vg.Inch, 4*vg.Inch)
+}
+
+// plotConnectCDF: connect-time distribution per method.
+func plotConnectCDF(dir string, ms []*MethodStats) error {
+	cdf := plot.New()
+	cdf.Title.Text = "Connect time per method (successful two-nat trials)"
+	cdf.X.Label.Text = "connect time (ms, log scale)"
+	cdf.Y.Label.Text = "fraction of successes"
+	cdf.X.Scale = plot.LogScale{}
+	cdf.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	for i, m := range ms {
+		if len(m.ConnectMs) == 0 {
+			continue
+		}
+		xs := append([]float64(nil), m.ConnectMs...)
+		sort.Float64s(xs)
+		var line plotter.XYs
+		for k, x := range xs {
+			line = append(line, plotter.XY{X: max(x, 1), Y: float64(k+1) / float64(len(xs))})
+		}
+		l, err := plotter.NewLine(line)
 		if err != nil {
 			return err
 		}
-		bars.Color = color.RGBA{R: 70, G: 120, B: 200, A: 255}
-		p.Add(bars)
-		eb := &plotter.YErrorBars{XYs: pts, YErrors: errs, LineStyle: plotter.DefaultLineStyle, CapWidth: vg.Points(6)}
-		p.Add(eb)
-		p.X.Tick.Marker = plot.ConstantTicks(ticks)
-		if err := save(p, dir, "success-per-method", 8*vg.Inch, 4*vg.Inch); err != nil {
-			return err
-		}
-
-		// Connect-time CDFs.
-		cdf := plot.New()
-		cdf.Title.Text = "Connect time per method (successful two-nat trials)"
-		cdf.X.Label.Text = "connect time (ms, log scale)"
-		cdf.Y.Label.Text = "fraction of successes"
-		cdf.X.Scale = plot.LogScale{}
-		cdf.X.Tick.Marker = plot.LogTicks{Prec: -1}
-		for i, m := range ms {
-			if len(m.ConnectMs) == 0 {
-				continue
-			}
-			xs := append([]float64(nil), m.ConnectMs...)
-			sort.Float64s(xs)
-			var line plotter.XYs
-			for k, x := range xs {
-				line = append(line, plotter.XY{X: max(x, 1), Y: float64(k+1) / float64(len(xs))})
-			}
-			l, err := plotter.NewLine(line)
-			if err != nil {
-				return err
-			}
-			l.Color = plotColor(i)
-			l.Width = vg.Points(1.5)
-			cdf.Add(l)
-			cdf.Legend.Add(m.Method, l)
-		}
-		cdf.Legend.Top = false
-		cdf.Legend.Left = false
-		if err := save(cdf, dir, "connect-time-cdf", 8*vg.Inch, 5*vg.Inch); err != nil {
-			return err
-		}
-
-		// Attempts to success (auto tries methods in turn; single methods
-		// swap roles once).
-		ap := plot.New()
-		ap.Title.Text = "Attempts until success (successful two-nat trials)"
-		ap.Y.Label.Text = "attempt number of the winning attempt"
-		var aticks []plot.Tick
-		for i, m := range ms {
-			if len(m.Attempts) == 0 {
-				continue
-			}
-			box, err := plotter.NewBoxPlot(vg.Points(20), float64(i), plotter.Values(m.Attempts))
-			if err != nil {
-				return err
-			}
-			ap.Add(box)
-			aticks = append(aticks, plot.Tick{Value: float64(i), Label: m.Method})
-		}
-		ap.X.Tick.Marker = plot.ConstantTicks(aticks)
-		if err := save(ap, dir, "attempts-to-success", 8*vg.Inch, 4*vg.Inch); err != nil {
-			return err
-		}
+		l.Color = plotColor(i)
+		l.Width = vg.Points(1.5)
+		cdf.Add(l)
+		cdf.Legend.Add(m.Method, l)
 	}
-	return writeThroughputPlot(dir)
+	cdf.Legend.Top = false
+	cdf.Legend.Left = false
+	return save(cdf, dir, "connect-time-cdf", 8*vg.Inch, 5*vg.Inch)
+}
+
+// plotAttempts: attempts to success (auto tries methods in turn; single
+// methods swap roles once).
+func plotAttempts(dir string, ms []*MethodStats) error {
+	ap := plot.New()
+	ap.Title.Text = "Attempts until success (successful two-nat trials)"
+	ap.Y.Label.Text = "attempt number of the winning attempt"
+	var aticks []plot.Tick
+	for i, m := range ms {
+		if len(m.Attempts) == 0 {
+			continue
+		}
+		box, err := plotter.NewBoxPlot(vg.Points(20), float64(i), plotter.Values(m.Attempts))
+		if err != nil {
+			return err
+		}
+		ap.Add(box)
+		aticks = append(aticks, plot.Tick{Value: float64(i), Label: m.Method})
+	}
+	ap.X.Tick.Marker = plot.ConstantTicks(aticks)
+	return save(ap, dir, "attempts-to-success", 8*vg.Inch, 4*vg.Inch)
 }
 
 func yValues(xys plotter.XYs) plotter.Values {

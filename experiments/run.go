@@ -119,13 +119,53 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 		return nil, err
 	}
 	path := filepath.Join(opts.Out, TrialsFile)
-	// Resume only trials made by this very code and spec; anything else
-	// starts afresh, so results/ always comes from one version.
+	version := codeVersion()
+	done, resumed, err := resume(spec, &opts, path, version)
+	if err != nil {
+		return nil, err
+	}
+	info := &RunInfo{Spec: spec, CodeVersion: version, Kernel: kernel(), GoVersion: runtime.Version(),
+		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: spec.Workers}
+	if opts.Workers > 0 {
+		info.Workers = opts.Workers
+	}
+	writeRunInfo(opts.Out, info)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Impaired trials run after the rest, with fewer labs at once: every
+	// packet of an impaired link is released by this process, and 40
+	// busy labs on two CPUs add tens of milliseconds to a 30 ms path.
+	plain, impaired := pendingJobs(spec, cells, done)
+	r := &runner{ctx: ctx, spec: spec, opts: &opts, out: f, total: len(plain) + len(impaired)}
+	r.runJobs(plain, info.Workers)
+	if ctx.Err() == nil {
+		r.runJobs(impaired, min(info.Workers, spec.ImpairedWorkers))
+	}
+	info.Finished = time.Now().UTC()
+	all, _ := LoadTrials(path)
+	info.Trials = len(all)
+	writeRunInfo(opts.Out, info)
+	return info, ctx.Err()
+}
+
+func writeRunInfo(out string, info *RunInfo) {
+	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "run.json"), b, 0o644)
+	}
+}
+
+// resume keeps only trials made by this very code and spec (anything else
+// starts afresh, so results/ always comes from one version) and returns
+// the IDs of the trials already done and how many there are.
+func resume(spec *Spec, opts *Options, path, version string) (map[string]bool, int, error) {
 	var prevInfo RunInfo
 	if readJSON(filepath.Join(opts.Out, "run.json"), &prevInfo) &&
-		(prevInfo.CodeVersion != codeVersion() || prevInfo.Spec == nil || prevInfo.Spec.Hash != spec.Hash) {
+		(prevInfo.CodeVersion != version || prevInfo.Spec == nil || prevInfo.Spec.Hash != spec.Hash) {
 		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, "results in %s come from code %s; starting afresh with %s\n", opts.Out, prevInfo.CodeVersion, codeVersion())
+			fmt.Fprintf(opts.Log, "results in %s come from code %s; starting afresh with %s\n", opts.Out, prevInfo.CodeVersion, version)
 		}
 		os.Remove(path)
 		os.RemoveAll(filepath.Join(opts.Out, "pcaps"))
@@ -134,7 +174,7 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 	opts.evidence = &evidenceSet{kept: map[string]bool{}}
 	prev, err := LoadTrials(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for _, t := range prev {
 		done[t.ID] = true
@@ -142,16 +182,18 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 			opts.evidence.kept[evidenceKey(t)] = true
 		}
 	}
-	info := &RunInfo{Spec: spec, CodeVersion: codeVersion(), Kernel: kernel(), GoVersion: runtime.Version(),
-		Started: time.Now().UTC(), Resumed: len(prev), CPUs: runtime.NumCPU()}
-	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(opts.Out, "run.json"), b, 0o644)
-	}
-	type job struct {
-		cell Cell
-		rep  int
-	}
-	var jobs []job
+	return done, len(prev), nil
+}
+
+// job is one repetition of one cell.
+type job struct {
+	cell Cell
+	rep  int
+}
+
+// pendingJobs lists the trials not done yet, repetition by repetition (so
+// an interrupted run has covered every cell evenly), unimpaired apart.
+func pendingJobs(spec *Spec, cells []Cell, done map[string]bool) (plain, impaired []job) {
 	maxReps := spec.Repetitions
 	for _, c := range cells {
 		maxReps = max(maxReps, c.Reps)
@@ -162,116 +204,102 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 			if c.Reps > 0 {
 				reps = c.Reps
 			}
-			if rep < reps && !done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
-				jobs = append(jobs, job{c, rep})
+			if rep >= reps || done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
+				continue
+			}
+			if c.Case != "" {
+				impaired = append(impaired, job{c, rep})
+			} else {
+				plain = append(plain, job{c, rep})
 			}
 		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	workers := spec.Workers
-	if opts.Workers > 0 {
-		workers = opts.Workers
-	}
-	info.Workers = workers
-	// Impaired trials run after the rest, with fewer labs at once: every
-	// packet of an impaired link is released by this process, and 40
-	// busy labs on two CPUs add tens of milliseconds to a 30 ms path.
-	var plain, impaired []job
-	for _, j := range jobs {
-		if j.cell.Case != "" {
-			impaired = append(impaired, j)
-		} else {
-			plain = append(plain, j)
-		}
-	}
-	var mu sync.Mutex
-	total := len(jobs)
-	finished := 0
-	runJobs := func(jobs []job, workers int) {
-		ch := make(chan job)
-		var wg sync.WaitGroup
-		for i := 0; i < workers; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w := &worker{id: i, opt: &opts, labs: map[string]*natlab.Lab{}, cases: map[*natlab.Lab]string{}}
-				defer w.close()
-				for j := range ch {
-					var t *Trial
-					var err error
-					for try := 0; try < 2; try++ {
-						tctx, cancel := context.WithTimeout(ctx, spec.Deadline+20*time.Second)
-						t, err = w.runTrial(tctx, spec, j.cell, j.rep)
-						cancel()
-						if err == nil || ctx.Err() != nil {
-							break
-						}
-						// A lab problem, not an outcome: rebuild and try once more.
-						if opts.Log != nil {
-							fmt.Fprintf(opts.Log, "trial %s #%d: %v (rebuilding the lab)\n", j.cell.Key(), j.rep, err)
-						}
-						w.close()
-						w.labs = map[string]*natlab.Lab{}
-						w.cases = map[*natlab.Lab]string{}
-					}
-					mu.Lock()
-					finished++
-					if err != nil {
-						if ctx.Err() != nil {
-							mu.Unlock()
-							continue
-						}
-						// Twice unable to run: recorded as a lab error, not an outcome.
-						t = &Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
-							LabError: err.Error(), Class: "lab-error", Agree: true}
-						w.close()
-						w.labs = map[string]*natlab.Lab{}
-						w.cases = map[*natlab.Lab]string{}
-					}
-					b, _ := json.Marshal(t)
-					_, _ = f.Write(append(b, '\n'))
-					if opts.Log != nil {
-						verdict := "FAIL"
-						if t.Success {
-							verdict = "ok  "
-						}
-						agree := ""
-						if !t.Agree {
-							agree = "  DISAGREES WITH MODEL"
-						}
-						fmt.Fprintf(opts.Log, "[%d/%d] %s %s %s (%s)%s\n", finished, total, verdict, t.ID, t.Class, t.Method, agree)
-					}
-					mu.Unlock()
+	return plain, impaired
+}
+
+// runner runs jobs on workers, each with its own labs, and appends every
+// trial to the trials file as it ends.
+type runner struct {
+	ctx  context.Context
+	spec *Spec
+	opts *Options
+
+	mu       sync.Mutex // guards out and finished
+	out      *os.File
+	finished int
+	total    int
+}
+
+func (r *runner) runJobs(jobs []job, workers int) {
+	ch := make(chan job)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := &worker{id: i, opt: r.opts, labs: map[string]*natlab.Lab{}, cases: map[*natlab.Lab]string{}}
+			defer w.close()
+			for j := range ch {
+				if t := r.trial(w, j); t != nil {
+					r.record(t)
 				}
-			}()
-		}
-		for _, j := range jobs {
-			select {
-			case ch <- j:
-			case <-ctx.Done():
 			}
-			if ctx.Err() != nil {
-				break
-			}
+		}()
+	}
+	for _, j := range jobs {
+		select {
+		case ch <- j:
+		case <-r.ctx.Done():
 		}
-		close(ch)
-		wg.Wait()
+		if r.ctx.Err() != nil {
+			break
+		}
 	}
-	runJobs(plain, workers)
-	if ctx.Err() == nil {
-		runJobs(impaired, min(workers, spec.ImpairedWorkers))
+	close(ch)
+	wg.Wait()
+}
+
+// trial runs one job, rebuilding the worker's labs and trying once more on
+// a lab problem; twice unable to run, it is recorded as a lab error, not an
+// outcome. It returns nil when the run was stopped.
+func (r *runner) trial(w *worker, j job) *Trial {
+	var err error
+	for try := 0; try < 2; try++ {
+		tctx, cancel := context.WithTimeout(r.ctx, r.spec.Deadline+20*time.Second)
+		t, terr := w.runTrial(tctx, r.spec, j.cell, j.rep)
+		cancel()
+		if terr == nil {
+			return t
+		}
+		if err = terr; r.ctx.Err() != nil {
+			return nil
+		}
+		if try == 0 && r.opts.Log != nil {
+			fmt.Fprintf(r.opts.Log, "trial %s #%d: %v (rebuilding the lab)\n", j.cell.Key(), j.rep, err)
+		}
+		w.reset()
 	}
-	info.Finished = time.Now().UTC()
-	all, _ := LoadTrials(path)
-	info.Trials = len(all)
-	b, _ := json.MarshalIndent(info, "", "  ")
-	_ = os.WriteFile(filepath.Join(opts.Out, "run.json"), b, 0o644)
-	if ctx.Err() != nil {
-		return info, ctx.Err()
+	return &Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
+		LabError: err.Error(), Class: "lab-error", Agree: true}
+}
+
+// record appends a trial to the trials file and logs it.
+func (r *runner) record(t *Trial) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.finished++
+	b, _ := json.Marshal(t)
+	_, _ = r.out.Write(append(b, '\n'))
+	if r.opts.Log == nil {
+		return
 	}
-	return info, nil
+	verdict := "FAIL"
+	if t.Success {
+		verdict = "ok  "
+	}
+	agree := ""
+	if !t.Agree {
+		agree = "  DISAGREES WITH MODEL"
+	}
+	fmt.Fprintf(r.opts.Log, "[%d/%d] %s %s %s (%s)%s\n", r.finished, r.total, verdict, t.ID, t.Class, t.Method, agree)
 }

@@ -99,6 +99,13 @@ func (w *worker) close() {
 	}
 }
 
+// reset closes the worker's labs so the next trial builds fresh ones.
+func (w *worker) reset() {
+	w.close()
+	w.labs = map[string]*natlab.Lab{}
+	w.cases = map[*natlab.Lab]string{}
+}
+
 func (w *worker) lab(ctx context.Context, c Cell) (*natlab.Lab, error) {
 	profiles := map[string]*nat.Profile{}
 	for n, name := range c.Profiles {
