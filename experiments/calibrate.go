@@ -93,129 +93,19 @@ func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 		return nil, err
 	}
 	defer lab.Close()
-	a, _ := lab.Node("a")
-	rv, _ := lab.Node("rv")
-	rvAddr := netip.MustParseAddr("192.0.2.2")
-	port := uint16(20000)
-	next := func() netip.AddrPort { port++; return netip.AddrPortFrom(rvAddr, port) }
-	c := &Calibration{Kernel: kernel(), CPUs: runtime.NumCPU()}
-	setBoth := func(spec string) error {
-		return lab.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: spec})
-	}
-	for _, rtt := range []time.Duration{10, 20, 40, 80, 160, 200} {
-		rtt *= time.Millisecond
-		if err := setBoth("delay=" + (rtt / 2).String()); err != nil {
+	k := &calibrator{lab: lab, rvAddr: netip.MustParseAddr("192.0.2.2"), port: 20000,
+		c: &Calibration{Kernel: kernel(), CPUs: runtime.NumCPU()}}
+	k.a, _ = lab.Node("a")
+	k.rv, _ = lab.Node("rv")
+	for _, stage := range []func() error{k.delays, k.losses, k.reorders, k.rates, k.ceiling} {
+		if err := stage(); err != nil {
 			return nil, err
 		}
-		rtts, err := measure.RTT(a.Handle, rv.Handle, next(), 100, 5*time.Millisecond)
-		if err != nil {
-			return nil, err
-		}
-		c.Delay = append(c.Delay, DelayPoint{ConfiguredMs: ms(rtt), MedianMs: ms(measure.Median(rtts)),
-			MinMs: ms(rtts[0]), MaxMs: ms(rtts[len(rtts)-1]), Replies: len(rtts)})
 	}
-	if err := lab.ClearImpairments(); err != nil {
-		return nil, err
-	}
-	const n = 100000
-	for _, sp := range []struct {
-		spec  string
-		p     float64
-		burst float64
-	}{{"loss=0.5%", 0.005, 0}, {"loss=1%", 0.01, 0}, {"loss=5%", 0.05, 0}, {"loss=5% burst=3", 0.05, 3}} {
-		if err := lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
-			return nil, err
-		}
-		s, err := measure.Datagrams(a.Handle, rv.Handle, next(), n, 64, 40000, 300*time.Millisecond)
-		if err != nil {
-			return nil, err
-		}
-		eff := n
-		if sp.burst > 1 {
-			eff = int(float64(n) / (2 * sp.burst))
-		}
-		lo, hi := measure.Binomial99(eff, sp.p)
-		c.Loss = append(c.Loss, LossPoint{Spec: sp.spec, Configured: sp.p, Measured: s.Loss, Lo: lo, Hi: hi, MeanBurst: s.MeanBurst, Packets: n})
-	}
-	for _, sp := range []struct {
-		spec string
-		p    float64
-	}{{"delay=10ms reorder=1%", 0.01}, {"delay=10ms reorder=10%", 0.10}, {"delay=10ms jitter=3ms", 0}} {
-		if err := lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
-			return nil, err
-		}
-		const k = 20000
-		s, err := measure.Datagrams(a.Handle, rv.Handle, next(), k, 64, 4000, 300*time.Millisecond)
-		if err != nil {
-			return nil, err
-		}
-		lo, hi := measure.Binomial99(k, sp.p)
-		c.Reorder = append(c.Reorder, LossPoint{Spec: sp.spec, Configured: sp.p, Measured: float64(s.Overtook) / float64(max(s.Received, 1)), Lo: lo, Hi: hi, Packets: k})
-	}
-	for _, mbit := range []uint64{10, 50, 200, 1000} {
-		if err := lab.Impair("nat-a", "wan-a", natlab.Impairment{Rate: mbit * 1e6}); err != nil {
-			return nil, err
-		}
-		b, err := measure.TCPBulk(a.Handle, rv.Handle, next(), int64(mbit*1e6/8)*3)
-		if err != nil {
-			return nil, err
-		}
-		c.Rate = append(c.Rate, RatePoint{ConfiguredMbps: float64(mbit), WireMbps: b.Wire / 1e6, GoodputMbps: b.Goodput / 1e6})
-	}
-	// Ceiling: the same flood and bulk transfer unimpaired, then through
-	// the queue at 40 ms RTT.
-	if err := lab.ClearImpairments(); err != nil {
-		return nil, err
-	}
-	const flood = 400000
-	c.Ceiling = Ceiling{RTTms: 40, FloodSent: flood, QueueLimit: 32768}
-	base, err := measure.Datagrams(a.Handle, rv.Handle, next(), flood, 64, 0, 500*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	baseLarge, err := measure.Datagrams(a.Handle, rv.Handle, next(), flood/4, 1400, 0, 500*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	tcpBase, err := measure.TCPBulk(a.Handle, rv.Handle, next(), 2<<30)
-	if err != nil {
-		return nil, err
-	}
-	if err := setBoth("delay=20ms"); err != nil {
-		return nil, err
-	}
-	q, err := measure.Datagrams(a.Handle, rv.Handle, next(), flood, 64, 0, 500*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	var queued uint64
-	for _, s := range lab.Impairments() {
-		if s.Node == "nat-a" {
-			queued = s.Packets
-		}
-	}
-	qLarge, err := measure.Datagrams(a.Handle, rv.Handle, next(), flood/4, 1400, 0, 500*time.Millisecond)
-	if err != nil {
-		return nil, err
-	}
-	tcpQ, err := measure.TCPBulk(a.Handle, rv.Handle, next(), 1<<30)
-	if err != nil {
-		return nil, err
-	}
-	pps := func(s measure.Stream) float64 { return float64(s.Received) / s.Duration.Seconds() }
-	mbps := func(s measure.Stream, size int) float64 { return pps(s) * float64(size*8) / 1e6 }
-	c.Ceiling.BaselinePPS, c.Ceiling.QueuedPPS = pps(base), pps(q)
-	c.Ceiling.BaselineMbps, c.Ceiling.QueuedMbps = mbps(base, 64), mbps(q, 64)
-	c.Ceiling.BaselineLoss, c.Ceiling.QueuedLoss = base.Loss, q.Loss
-	c.Ceiling.LargeBaseMbps, c.Ceiling.LargeQueuedMbps = mbps(baseLarge, 1400), mbps(qLarge, 1400)
-	c.Ceiling.TCPBaselineMbps, c.Ceiling.TCPQueuedMbps = tcpBase.Goodput/1e6, tcpQ.Goodput/1e6
-	if uint64(flood) > queued {
-		c.Ceiling.PassedUnqueued = uint64(flood) - queued
-	}
-	c.Ceiling.DeliveredOverall = c.Ceiling.QueuedPPS / c.Ceiling.BaselinePPS
 	if err := lab.ImpairErr(); err != nil {
 		return nil, err
 	}
+	c := k.c
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return nil, err
@@ -224,6 +114,156 @@ func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 		return nil, err
 	}
 	return c, os.WriteFile(filepath.Join(out, "IMPAIRMENT.md"), []byte(c.markdown()), 0o644)
+}
+
+// calibrator measures the impairment datapath between a and rv of one lab,
+// each stage on fresh ports.
+type calibrator struct {
+	lab    *natlab.Lab
+	a, rv  *natlab.Node
+	rvAddr netip.Addr
+	port   uint16
+	c      *Calibration
+}
+
+func (k *calibrator) next() netip.AddrPort { k.port++; return netip.AddrPortFrom(k.rvAddr, k.port) }
+
+// setBoth impairs both directions of A's WAN link.
+func (k *calibrator) setBoth(spec string) error {
+	return k.lab.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: spec})
+}
+
+// delays: round-trip time against configured delay.
+func (k *calibrator) delays() error {
+	for _, rtt := range []time.Duration{10, 20, 40, 80, 160, 200} {
+		rtt *= time.Millisecond
+		if err := k.setBoth("delay=" + (rtt / 2).String()); err != nil {
+			return err
+		}
+		rtts, err := measure.RTT(k.a.Handle, k.rv.Handle, k.next(), 100, 5*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		k.c.Delay = append(k.c.Delay, DelayPoint{ConfiguredMs: ms(rtt), MedianMs: ms(measure.Median(rtts)),
+			MinMs: ms(rtts[0]), MaxMs: ms(rtts[len(rtts)-1]), Replies: len(rtts)})
+	}
+	return k.lab.ClearImpairments()
+}
+
+// losses: random and bursty loss against the binomial interval.
+func (k *calibrator) losses() error {
+	const n = 100000
+	for _, sp := range []struct {
+		spec  string
+		p     float64
+		burst float64
+	}{{"loss=0.5%", 0.005, 0}, {"loss=1%", 0.01, 0}, {"loss=5%", 0.05, 0}, {"loss=5% burst=3", 0.05, 3}} {
+		if err := k.lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
+			return err
+		}
+		s, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), n, 64, 40000, 300*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		eff := n
+		if sp.burst > 1 {
+			eff = int(float64(n) / (2 * sp.burst))
+		}
+		lo, hi := measure.Binomial99(eff, sp.p)
+		k.c.Loss = append(k.c.Loss, LossPoint{Spec: sp.spec, Configured: sp.p, Measured: s.Loss, Lo: lo, Hi: hi, MeanBurst: s.MeanBurst, Packets: n})
+	}
+	return nil
+}
+
+// reorders: reordering (and jitter's reordering) against configuration.
+func (k *calibrator) reorders() error {
+	for _, sp := range []struct {
+		spec string
+		p    float64
+	}{{"delay=10ms reorder=1%", 0.01}, {"delay=10ms reorder=10%", 0.10}, {"delay=10ms jitter=3ms", 0}} {
+		if err := k.lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
+			return err
+		}
+		const count = 20000
+		s, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), count, 64, 4000, 300*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		lo, hi := measure.Binomial99(count, sp.p)
+		k.c.Reorder = append(k.c.Reorder, LossPoint{Spec: sp.spec, Configured: sp.p, Measured: float64(s.Overtook) / float64(max(s.Received, 1)), Lo: lo, Hi: hi, Packets: count})
+	}
+	return nil
+}
+
+// rates: tbf rate limits against wire rate and goodput.
+func (k *calibrator) rates() error {
+	for _, mbit := range []uint64{10, 50, 200, 1000} {
+		if err := k.lab.Impair("nat-a", "wan-a", natlab.Impairment{Rate: mbit * 1e6}); err != nil {
+			return err
+		}
+		b, err := measure.TCPBulk(k.a.Handle, k.rv.Handle, k.next(), int64(mbit*1e6/8)*3)
+		if err != nil {
+			return err
+		}
+		k.c.Rate = append(k.c.Rate, RatePoint{ConfiguredMbps: float64(mbit), WireMbps: b.Wire / 1e6, GoodputMbps: b.Goodput / 1e6})
+	}
+	return nil
+}
+
+// ceiling: the same flood and bulk transfer unimpaired, then through the
+// queue at 40 ms RTT.
+func (k *calibrator) ceiling() error {
+	if err := k.lab.ClearImpairments(); err != nil {
+		return err
+	}
+	const flood = 400000
+	k.c.Ceiling = Ceiling{RTTms: 40, FloodSent: flood, QueueLimit: 32768}
+	base, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), flood, 64, 0, 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	baseLarge, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), flood/4, 1400, 0, 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	tcpBase, err := measure.TCPBulk(k.a.Handle, k.rv.Handle, k.next(), 2<<30)
+	if err != nil {
+		return err
+	}
+	if err := k.setBoth("delay=20ms"); err != nil {
+		return err
+	}
+	q, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), flood, 64, 0, 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	var queued uint64
+	for _, s := range k.lab.Impairments() {
+		if s.Node == "nat-a" {
+			queued = s.Packets
+		}
+	}
+	qLarge, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), flood/4, 1400, 0, 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	tcpQ, err := measure.TCPBulk(k.a.Handle, k.rv.Handle, k.next(), 1<<30)
+	if err != nil {
+		return err
+	}
+	pps := func(s measure.Stream) float64 { return float64(s.Received) / s.Duration.Seconds() }
+	mbps := func(s measure.Stream, size int) float64 { return pps(s) * float64(size*8) / 1e6 }
+	e := &k.c.Ceiling
+	e.BaselinePPS, e.QueuedPPS = pps(base), pps(q)
+	e.BaselineMbps, e.QueuedMbps = mbps(base, 64), mbps(q, 64)
+	e.BaselineLoss, e.QueuedLoss = base.Loss, q.Loss
+	e.LargeBaseMbps, e.LargeQueuedMbps = mbps(baseLarge, 1400), mbps(qLarge, 1400)
+	e.TCPBaselineMbps, e.TCPQueuedMbps = tcpBase.Goodput/1e6, tcpQ.Goodput/1e6
+	if uint64(flood) > queued {
+		e.PassedUnqueued = uint64(flood) - queued
+	}
+	e.DeliveredOverall = e.QueuedPPS / e.BaselinePPS
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
