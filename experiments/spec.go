@@ -178,112 +178,145 @@ func (s *Spec) Cells() ([]Cell, error) {
 		if len(cases) == 0 {
 			cases = []string{"none"}
 		}
-		for _, cs := range cases {
-			if cs == "none" {
-				continue
-			}
-			ic := s.Impairments[cs]
-			if ic == nil {
-				return nil, fmt.Errorf("group %d: unknown impairment case %q", gi, cs)
-			}
-			if ic.Cross > 0 {
-				topo, err := natlab.LoadTopology(g.Topology)
-				if err != nil {
-					return nil, fmt.Errorf("group %d: %w", gi, err)
-				}
-				if crossHost(topo) == "" {
-					return nil, fmt.Errorf("group %d: case %s needs cross traffic but %s has no host with role cross", gi, cs, g.Topology)
-				}
-			}
+		if err := s.checkCases(gi, g, cases); err != nil {
+			return nil, err
+		}
+		cells, err := s.groupCells(gi, g, all)
+		if err != nil {
+			return nil, err
 		}
 		first := len(out)
-		gseen := map[string]bool{} // this group's cells, before cases
-		topo, err := natlab.LoadTopology(g.Topology)
-		if err != nil {
-			return nil, fmt.Errorf("group %d: %w", gi, err)
-		}
-		nats := topo.NATs()
-		methods := expandMethods(g.Methods)
-		if len(methods) == 0 {
-			methods = expandMethods(s.Methods)
-		}
-		for _, m := range methods {
-			if index(AllMethods, m) < 0 {
-				return nil, fmt.Errorf("group %d: unknown method %q", gi, m)
-			}
-		}
-		if len(g.Pairs) > 0 {
-			for _, tuple := range g.Pairs {
-				if len(tuple) != len(nats) {
-					return nil, fmt.Errorf("group %d (%s): pair %v needs one profile per NAT %v", gi, g.Topology, tuple, nats)
-				}
-				for _, m := range methods {
-					c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m}
-					for i, p := range tuple {
-						if _, err := nat.Load(p); err != nil {
-							return nil, fmt.Errorf("group %d: %w", gi, err)
-						}
-						c.Profiles[nats[i]] = p
-					}
-					if !gseen[c.Key()] {
-						gseen[c.Key()] = true
-						out = append(out, c)
-					}
-				}
-			}
-			out = expandCases(out, first, cases, g.Repetitions, seen)
+		out = expandCases(append(out, cells...), first, cases, g.Repetitions, seen)
+	}
+	return out, nil
+}
+
+// checkCases checks that a group's impairment cases exist and that its
+// topology has a host for the cross traffic a case asks for.
+func (s *Spec) checkCases(gi int, g Group, cases []string) error {
+	for _, cs := range cases {
+		if cs == "none" {
 			continue
 		}
-		lists := make([][]string, len(nats))
-		for i, n := range nats {
-			ps := g.NATs[n]
-			if len(ps) == 0 {
-				return nil, fmt.Errorf("group %d (%s): NAT node %s has no profiles", gi, g.Topology, n)
-			}
-			if len(ps) == 1 && ps[0] == "all" {
-				ps = all
-			}
-			for _, p := range ps {
-				if _, err := nat.Load(p); err != nil {
-					return nil, fmt.Errorf("group %d: %w", gi, err)
-				}
-			}
-			lists[i] = ps
+		ic := s.Impairments[cs]
+		if ic == nil {
+			return fmt.Errorf("group %d: unknown impairment case %q", gi, cs)
 		}
-		for n := range g.NATs {
-			if index(nats, n) < 0 {
-				return nil, fmt.Errorf("group %d: %s is not a NAT node of %s (%v)", gi, n, g.Topology, nats)
-			}
+		if ic.Cross <= 0 {
+			continue
 		}
-		var rec func(i int, cur map[string]string)
-		rec = func(i int, cur map[string]string) {
-			if i == len(nats) {
-				if len(g.Unordered) == 2 {
-					x, y := cur[g.Unordered[0]], cur[g.Unordered[1]]
-					if index(lists[index(nats, g.Unordered[0])], x) > index(lists[index(nats, g.Unordered[1])], y) {
-						return
-					}
-				}
-				for _, m := range methods {
-					c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m}
-					for k, v := range cur {
-						c.Profiles[k] = v
-					}
-					if !gseen[c.Key()] {
-						gseen[c.Key()] = true
-						out = append(out, c)
-					}
-				}
-				return
-			}
-			for _, p := range lists[i] {
-				cur[nats[i]] = p
-				rec(i+1, cur)
-			}
+		topo, err := natlab.LoadTopology(g.Topology)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", gi, err)
 		}
-		rec(0, map[string]string{})
-		out = expandCases(out, first, cases, g.Repetitions, seen)
+		if crossHost(topo) == "" {
+			return fmt.Errorf("group %d: case %s needs cross traffic but %s has no host with role cross", gi, cs, g.Topology)
+		}
 	}
+	return nil
+}
+
+// groupCells lists a group's unimpaired cells: its pairs, or the product
+// of its per-NAT profile lists, times its methods, each cell once.
+func (s *Spec) groupCells(gi int, g Group, all []string) ([]Cell, error) {
+	topo, err := natlab.LoadTopology(g.Topology)
+	if err != nil {
+		return nil, fmt.Errorf("group %d: %w", gi, err)
+	}
+	nats := topo.NATs()
+	methods := expandMethods(g.Methods)
+	if len(methods) == 0 {
+		methods = expandMethods(s.Methods)
+	}
+	for _, m := range methods {
+		if index(AllMethods, m) < 0 {
+			return nil, fmt.Errorf("group %d: unknown method %q", gi, m)
+		}
+	}
+	var tuples [][]string
+	if len(g.Pairs) > 0 {
+		tuples, err = pairTuples(gi, g, nats)
+	} else {
+		tuples, err = productTuples(gi, g, nats, all)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Cell
+	seen := map[string]bool{}
+	for _, tuple := range tuples {
+		for _, m := range methods {
+			c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m}
+			for i, p := range tuple {
+				c.Profiles[nats[i]] = p
+			}
+			if !seen[c.Key()] {
+				seen[c.Key()] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+// pairTuples checks a group's explicit profile tuples, one profile per NAT.
+func pairTuples(gi int, g Group, nats []string) ([][]string, error) {
+	for _, tuple := range g.Pairs {
+		if len(tuple) != len(nats) {
+			return nil, fmt.Errorf("group %d (%s): pair %v needs one profile per NAT %v", gi, g.Topology, tuple, nats)
+		}
+		for _, p := range tuple {
+			if _, err := nat.Load(p); err != nil {
+				return nil, fmt.Errorf("group %d: %w", gi, err)
+			}
+		}
+	}
+	return g.Pairs, nil
+}
+
+// productTuples is every combination of the group's per-NAT profile lists
+// ("all" is every built-in profile), with an unordered pair of NATs
+// counted once.
+func productTuples(gi int, g Group, nats, all []string) ([][]string, error) {
+	lists := make([][]string, len(nats))
+	for i, n := range nats {
+		ps := g.NATs[n]
+		if len(ps) == 0 {
+			return nil, fmt.Errorf("group %d (%s): NAT node %s has no profiles", gi, g.Topology, n)
+		}
+		if len(ps) == 1 && ps[0] == "all" {
+			ps = all
+		}
+		for _, p := range ps {
+			if _, err := nat.Load(p); err != nil {
+				return nil, fmt.Errorf("group %d: %w", gi, err)
+			}
+		}
+		lists[i] = ps
+	}
+	for n := range g.NATs {
+		if index(nats, n) < 0 {
+			return nil, fmt.Errorf("group %d: %s is not a NAT node of %s (%v)", gi, n, g.Topology, nats)
+		}
+	}
+	var out [][]string
+	var rec func(i int, cur []string)
+	rec = func(i int, cur []string) {
+		if i == len(nats) {
+			if len(g.Unordered) == 2 {
+				ia, ib := index(nats, g.Unordered[0]), index(nats, g.Unordered[1])
+				if index(lists[ia], cur[ia]) > index(lists[ib], cur[ib]) {
+					return
+				}
+			}
+			out = append(out, append([]string(nil), cur...))
+			return
+		}
+		for _, p := range lists[i] {
+			rec(i+1, append(cur, p))
+		}
+	}
+	rec(0, nil)
 	return out, nil
 }
 
