@@ -235,17 +235,66 @@ func mark(phase string) {
 
 func (l *Lab) build(ctx context.Context) error {
 	t := l.Topology
+	handles, err := l.makeNamespaces()
+	defer func() {
+		for _, sw := range l.switches {
+			if h, ok := handles[sw]; ok {
+				h.Close()
+			}
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	mark("namespaces")
+	if err := l.prepareNamespaces(handles); err != nil {
+		return err
+	}
+	mark("sysctls")
+	for i := range t.Networks {
+		if err := l.buildNetwork(&t.Networks[i], handles); err != nil {
+			return fmt.Errorf("network %s: %w", t.Networks[i].Name, err)
+		}
+	}
+	if err := l.pinNeighbours(); err != nil {
+		return err
+	}
+	mark("networks")
+	if err := l.addRoutes(); err != nil {
+		return err
+	}
+	mark("routes")
+	for _, nat := range t.NATs() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := l.applyProfile(nat, false); err != nil {
+			return err
+		}
+		mark("profile " + nat)
+	}
+	for _, li := range t.Impairments {
+		if err := l.ImpairLink(li); err != nil {
+			return fmt.Errorf("impairment on %s: %w", li.Network, err)
+		}
+	}
+	return nil
+}
+
+// makeNamespaces creates a namespace per node (kept in l.Nodes, with a
+// netlink handle) and per switch; handles holds them all by name.
+func (l *Lab) makeNamespaces() (map[string]netns.NsHandle, error) {
 	handles := map[string]netns.NsHandle{}
-	for _, n := range t.Nodes {
+	for _, n := range l.Topology.Nodes {
 		ns := NSPrefix + l.Name + "-" + n.Name
 		h, err := newNamedNS(ns)
 		if err != nil {
-			return err
+			return handles, err
 		}
 		nl, err := netlink.NewHandleAt(h)
 		if err != nil {
 			h.Close()
-			return fmt.Errorf("netlink handle in %s: %w", ns, err)
+			return handles, fmt.Errorf("netlink handle in %s: %w", ns, err)
 		}
 		node := &Node{Name: n.Name, Kind: n.Kind, Role: n.Role, NS: ns, Handle: h, nl: nl}
 		if p := l.Profiles[n.Name]; p != nil {
@@ -260,20 +309,18 @@ func (l *Lab) build(ctx context.Context) error {
 	for _, sw := range l.switches {
 		h, err := newNamedNS(sw)
 		if err != nil {
-			return err
+			return handles, err
 		}
 		handles[sw] = h
 	}
-	defer func() {
-		for _, sw := range l.switches {
-			h := handles[sw]
-			h.Close()
-		}
-	}()
-	mark("namespaces")
-	// Every namespace: no IPv6 (keeps captures clean), loopback up, no ICMP
-	// rate limit (a lab artefact otherwise: time-exceeded and unreachable
-	// replies are rate-limited per destination).
+	return handles, nil
+}
+
+// prepareNamespaces sets every namespace up: no IPv6 (keeps captures
+// clean), loopback up, no ICMP rate limit (a lab artefact otherwise:
+// time-exceeded and unreachable replies are rate-limited per destination),
+// and forwarding on routers and NATs.
+func (l *Lab) prepareNamespaces(handles map[string]netns.NsHandle) error {
 	base := map[string]string{
 		"net/ipv6/conf/all/disable_ipv6":     "1",
 		"net/ipv6/conf/default/disable_ipv6": "1",
@@ -296,23 +343,19 @@ func (l *Lab) build(ctx context.Context) error {
 			return fmt.Errorf("loopback up: %w", err)
 		}
 	}
-	for _, n := range t.Nodes {
+	for _, n := range l.Topology.Nodes {
 		if n.Kind == KindRouter || n.Kind == KindNAT {
 			if err := writeSysctl(l.Nodes[n.Name].Handle, map[string]string{"net/ipv4/ip_forward": "1"}); err != nil {
 				return err
 			}
 		}
 	}
-	mark("sysctls")
-	for i := range t.Networks {
-		if err := l.buildNetwork(&t.Networks[i], handles); err != nil {
-			return fmt.Errorf("network %s: %w", t.Networks[i].Name, err)
-		}
-	}
-	if err := l.pinNeighbours(); err != nil {
-		return err
-	}
-	mark("networks")
+	return nil
+}
+
+// addRoutes installs every node's default route and the topology's routes.
+func (l *Lab) addRoutes() error {
+	t := l.Topology
 	for _, n := range t.Nodes {
 		if n.Gateway == "" {
 			continue
@@ -330,21 +373,6 @@ func (l *Lab) build(ctx context.Context) error {
 		ipn := &net.IPNet{IP: net.IP(addrBytes(dst.Addr())), Mask: net.CIDRMask(dst.Bits(), 32)}
 		if err := l.Nodes[r.Node].nl.RouteAdd(&netlink.Route{Dst: ipn, Gw: net.IP(addrBytes(gw))}); err != nil {
 			return fmt.Errorf("route on %s to %s via %s: %w", r.Node, r.To, gw, err)
-		}
-	}
-	mark("routes")
-	for _, nat := range t.NATs() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := l.applyProfile(nat, false); err != nil {
-			return err
-		}
-		mark("profile " + nat)
-	}
-	for _, li := range t.Impairments {
-		if err := l.ImpairLink(li); err != nil {
-			return fmt.Errorf("impairment on %s: %w", li.Network, err)
 		}
 	}
 	return nil
