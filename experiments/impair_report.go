@@ -106,7 +106,7 @@ func (s caseStat) rate() float64 {
 
 // writeImpairmentSection renders the "Under impairments" part of REPORT.md
 // and its plots (into dir).
-func writeImpairmentSection(p func(string, ...any), dir string, main, impaired []*Trial) error {
+func writeImpairmentSection(p printer, dir string, main, impaired []*Trial) error {
 	groups := caseGroups(main, impaired)
 	if len(groups) == 0 {
 		return nil
@@ -116,115 +116,143 @@ func writeImpairmentSection(p func(string, ...any), dir string, main, impaired [
 	p("The same profile pairs, run again with network conditions emulated on the core links by natlab's delay queue (NFQUEUE with held verdicts, since this kernel has no netem) and tbf: the round trip between the peers is spread over both directions of both WAN links, jitter and loss are per peer-to-peer trip, cross traffic is a third host behind NAT-A opening connections to the core. Impaired cells run after the main matrix with fewer labs at once (the spec's `impaired_workers`, default 8), because this process releases every delayed packet and a saturated CPU would add its own delay. The `none` column is the unimpaired matrix's trials of the same cells; they ran among 40 busy labs, so their connect times are longer for that reason alone: compare success rates across all columns, connect times across the impaired ones. The NAT model assumes an idle, loss-free path, so impaired trials are not counted in its agreement figures. Calibration of the datapath: `IMPAIRMENT.md`.")
 	p("")
 	for _, g := range groups {
-		p("### %s", g.topology)
-		p("")
-		p("Pairs (%d): %s.", len(g.pairs), strings.Join(g.pairs, "; "))
-		p("")
-		for _, cs := range g.cases {
-			p("- `%s`: %s (%d trials)", cs, g.desc[cs], len(g.byCase[cs]))
-		}
-		p("")
-		var methods []string
-		for _, m := range AllMethods {
-			for _, t := range g.byCase[g.cases[len(g.cases)-1]] {
-				if t.Cell.Method == m {
-					methods = append(methods, m)
-					break
-				}
-			}
-		}
-		head := "| method |"
-		sep := "|---|"
-		for _, cs := range g.cases {
-			head += " " + cs + " |"
-			sep += "---:|"
-		}
-		p("Success rate (trials), then median connect time of the successes:")
-		p("")
-		p("%s", head)
-		p("%s", sep)
-		stats := map[string]map[string]caseStat{}
-		for _, m := range methods {
-			row := "| " + m + " |"
-			stats[m] = map[string]caseStat{}
-			for _, cs := range g.cases {
-				s := statOf(g.byCase[cs], m)
-				stats[m][cs] = s
-				if s.n == 0 {
-					row += " - |"
-					continue
-				}
-				row += fmt.Sprintf(" %.0f%% (%d), %s |", 100*s.rate(), s.n, msOrDash(s.medianMs))
-			}
-			p("%s", row)
-		}
-		p("")
-		// Peer-to-peer RTT over the punched path, measured by machsend.
-		row := "| measured peer RTT (median over successful trials' pings) |"
-		for _, cs := range g.cases {
-			var rtts []float64
-			for _, t := range g.byCase[cs] {
-				if t.Success && t.Method != "relay" {
-					rtts = append(rtts, t.RTTms...)
-				}
-			}
-			row += " " + msOrDash(quantile(rtts, 0.5)) + " |"
-		}
-		p("| |%s", strings.Repeat(" |", len(g.cases)))
-		p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
-		p("%s", row)
-		var dropped, pkts uint64
-		for _, cs := range g.cases {
-			for _, t := range g.byCase[cs] {
-				for _, im := range t.Impairments {
-					dropped += im.Dropped
-					pkts += im.Packets
-				}
-			}
-		}
-		p("")
-		if pkts > 0 {
-			p("The delay queue handled %d packets in these trials and dropped %d (%.2f%%) as configured.", pkts, dropped, 100*float64(dropped)/float64(pkts))
-			p("")
-		}
-		// Per pair: which pairs move.
-		p("Per pair and case, success of p2pnat / sequential / auto:")
-		p("")
-		p("%s", "| pair |"+strings.Join(g.cases, " |")+" |")
-		p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
-		for _, pair := range g.pairs {
-			row := "| " + pair + " |"
-			for _, cs := range g.cases {
-				var parts []string
-				for _, m := range []string{"p2pnat", "sequential", "auto"} {
-					var sel []*Trial
-					for _, t := range g.byCase[cs] {
-						if profilesString(t.Cell) == pair {
-							sel = append(sel, t)
-						}
-					}
-					s := statOf(sel, m)
-					if s.n == 0 {
-						parts = append(parts, "-")
-					} else {
-						parts = append(parts, fmt.Sprintf("%.0f%%", 100*s.rate()))
-					}
-				}
-				row += " " + strings.Join(parts, " / ") + " |"
-			}
-			p("%s", row)
-		}
-		p("")
-		name := "impairment-" + g.topology
-		if err := plotCases(dir, name, g, methods, stats); err != nil {
+		if err := impairmentGroup(p, dir, g); err != nil {
 			return err
 		}
-		p("![success under impairments](plots/%s-success.png)", name)
-		p("")
-		p("![connect time under impairments](plots/%s-connect.png)", name)
-		p("")
 	}
 	return nil
+}
+
+// impairmentGroup is one topology's cases: per-method success and connect
+// time, the peers' RTT, what the queue did, per-pair outcomes and plots.
+func impairmentGroup(p printer, dir string, g *caseGroup) error {
+	p("### %s", g.topology)
+	p("")
+	p("Pairs (%d): %s.", len(g.pairs), strings.Join(g.pairs, "; "))
+	p("")
+	for _, cs := range g.cases {
+		p("- `%s`: %s (%d trials)", cs, g.desc[cs], len(g.byCase[cs]))
+	}
+	p("")
+	var methods []string
+	for _, m := range AllMethods {
+		for _, t := range g.byCase[g.cases[len(g.cases)-1]] {
+			if t.Cell.Method == m {
+				methods = append(methods, m)
+				break
+			}
+		}
+	}
+	stats := caseMethodTable(p, g, methods)
+	caseRTTRow(p, g)
+	caseQueueLine(p, g)
+	casePairTable(p, g)
+	name := "impairment-" + g.topology
+	if err := plotCases(dir, name, g, methods, stats); err != nil {
+		return err
+	}
+	p("![success under impairments](plots/%s-success.png)", name)
+	p("")
+	p("![connect time under impairments](plots/%s-connect.png)", name)
+	p("")
+	return nil
+}
+
+// caseMethodTable: success rate (trials) and median connect time per
+// method and case.
+func caseMethodTable(p printer, g *caseGroup, methods []string) map[string]map[string]caseStat {
+	head := "| method |"
+	sep := "|---|"
+	for _, cs := range g.cases {
+		head += " " + cs + " |"
+		sep += "---:|"
+	}
+	p("Success rate (trials), then median connect time of the successes:")
+	p("")
+	p("%s", head)
+	p("%s", sep)
+	stats := map[string]map[string]caseStat{}
+	for _, m := range methods {
+		row := "| " + m + " |"
+		stats[m] = map[string]caseStat{}
+		for _, cs := range g.cases {
+			s := statOf(g.byCase[cs], m)
+			stats[m][cs] = s
+			if s.n == 0 {
+				row += " - |"
+				continue
+			}
+			row += fmt.Sprintf(" %.0f%% (%d), %s |", 100*s.rate(), s.n, msOrDash(s.medianMs))
+		}
+		p("%s", row)
+	}
+	p("")
+	return stats
+}
+
+// caseRTTRow: peer-to-peer RTT over the punched path, measured by machsend.
+func caseRTTRow(p printer, g *caseGroup) {
+	row := "| measured peer RTT (median over successful trials' pings) |"
+	for _, cs := range g.cases {
+		var rtts []float64
+		for _, t := range g.byCase[cs] {
+			if t.Success && t.Method != "relay" {
+				rtts = append(rtts, t.RTTms...)
+			}
+		}
+		row += " " + msOrDash(quantile(rtts, 0.5)) + " |"
+	}
+	p("| |%s", strings.Repeat(" |", len(g.cases)))
+	p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
+	p("%s", row)
+	p("")
+}
+
+// caseQueueLine: how many packets the delay queue handled and dropped.
+func caseQueueLine(p printer, g *caseGroup) {
+	var dropped, pkts uint64
+	for _, cs := range g.cases {
+		for _, t := range g.byCase[cs] {
+			for _, im := range t.Impairments {
+				dropped += im.Dropped
+				pkts += im.Packets
+			}
+		}
+	}
+	if pkts > 0 {
+		p("The delay queue handled %d packets in these trials and dropped %d (%.2f%%) as configured.", pkts, dropped, 100*float64(dropped)/float64(pkts))
+		p("")
+	}
+}
+
+// casePairTable: per pair and case, which pairs move.
+func casePairTable(p printer, g *caseGroup) {
+	p("Per pair and case, success of p2pnat / sequential / auto:")
+	p("")
+	p("%s", "| pair |"+strings.Join(g.cases, " |")+" |")
+	p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
+	for _, pair := range g.pairs {
+		row := "| " + pair + " |"
+		for _, cs := range g.cases {
+			var sel []*Trial
+			for _, t := range g.byCase[cs] {
+				if profilesString(t.Cell) == pair {
+					sel = append(sel, t)
+				}
+			}
+			var parts []string
+			for _, m := range []string{"p2pnat", "sequential", "auto"} {
+				if s := statOf(sel, m); s.n == 0 {
+					parts = append(parts, "-")
+				} else {
+					parts = append(parts, fmt.Sprintf("%.0f%%", 100*s.rate()))
+				}
+			}
+			row += " " + strings.Join(parts, " / ") + " |"
+		}
+		p("%s", row)
+	}
+	p("")
 }
 
 // plotCases draws grouped bars per method: success rate and median connect
