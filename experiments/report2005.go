@@ -113,7 +113,7 @@ func failureReasons(trials []*Trial, methods []string) map[string]map[string]int
 
 // writeApproaches writes the report's comparison of the 2005 approaches and
 // the Machsend method over the whole two-NAT matrix.
-func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats) {
+func writeApproaches(p printer, trials []*Trial, cells []*CellStats) {
 	pairs := approachPairs(cells)
 	if len(pairs) == 0 {
 		return
@@ -122,6 +122,20 @@ func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats
 	p("")
 	p("Guha & Francis (IMC 2005) compared STUNT #1, STUNT #2, NATBlaster and P2PNAT; Machsend (2009) is STUNT #2 with a full-TTL SYN. STUNT #1 and NATBlaster need raw sockets: the peers capture their own SYN on an AF_PACKET socket, STUNT #1's server forges both SYN-ACKs (spoofed from each peer's public endpoint), NATBlaster's peers inject them themselves; injection is refused outside a natlab namespace. Every two-NAT profile pair of the main matrix, zero delay:")
 	p("")
+	approachSummary(p, trials, pairs)
+	p("What each approach needs (the NAT model's rules, which the measurements test):")
+	p("")
+	for _, m := range approaches2005 {
+		p("- **%s**: %s", m, approachNeeds[m])
+	}
+	p("")
+	approachDifferences(p, pairs)
+	approachFailures(p, trials)
+}
+
+// approachSummary: per approach, success, pairs always connected, best,
+// alone, connect time and packets.
+func approachSummary(p printer, trials []*Trial, pairs []*pairRates) {
 	ms := summariseMethods(trials, "two-nat")
 	stat := map[string]*MethodStats{}
 	for _, m := range ms {
@@ -166,12 +180,10 @@ func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats
 			full[m], wins[m], alone[m], msOrDash(s.MedianMs), pk)
 	}
 	p("")
-	p("What each approach needs (the NAT model's rules, which the measurements test):")
-	p("")
-	for _, m := range approaches2005 {
-		p("- **%s**: %s", m, approachNeeds[m])
-	}
-	p("")
+}
+
+// approachDifferences lists the pairs where the approaches differ.
+func approachDifferences(p printer, pairs []*pairRates) {
 	p("Pairs where the approaches differ (success rate per approach; the winner is the best rate, then the fastest median connect):")
 	p("")
 	p("| pair | %s | winner |", strings.Join(approaches2005, " | "))
@@ -204,27 +216,32 @@ func writeApproaches(p func(string, ...any), trials []*Trial, cells []*CellStats
 		p("| %s |", strings.Join(row, " | "))
 	}
 	p("")
+}
+
+// approachFailures counts why the raw-socket approaches failed.
+func approachFailures(p printer, trials []*Trial) {
 	reasons := failureReasons(trials, []string{"stunt1", "natblaster"})
-	if len(reasons) > 0 {
-		p("Why the raw-socket approaches failed (each failed attempt's own reason, all topologies, zero delay):")
-		p("")
-		p("| approach | reason | attempts |")
-		p("|---|---|---:|")
-		for _, m := range []string{"stunt1", "natblaster"} {
-			var rs []string
-			for r := range reasons[m] {
-				rs = append(rs, r)
-			}
-			sort.Slice(rs, func(i, j int) bool { // most frequent first; ties by name, so reports are reproducible
-				if reasons[m][rs[i]] != reasons[m][rs[j]] {
-					return reasons[m][rs[i]] > reasons[m][rs[j]]
-				}
-				return rs[i] < rs[j]
-			})
-			for _, r := range rs {
-				p("| %s | %s | %d |", m, r, reasons[m][r])
-			}
-		}
-		p("")
+	if len(reasons) == 0 {
+		return
 	}
+	p("Why the raw-socket approaches failed (each failed attempt's own reason, all topologies, zero delay):")
+	p("")
+	p("| approach | reason | attempts |")
+	p("|---|---|---:|")
+	for _, m := range []string{"stunt1", "natblaster"} {
+		var rs []string
+		for r := range reasons[m] {
+			rs = append(rs, r)
+		}
+		sort.Slice(rs, func(i, j int) bool { // most frequent first; ties by name, so reports are reproducible
+			if reasons[m][rs[i]] != reasons[m][rs[j]] {
+				return reasons[m][rs[i]] > reasons[m][rs[j]]
+			}
+			return rs[i] < rs[j]
+		})
+		for _, r := range rs {
+			p("| %s | %s | %d |", m, r, reasons[m][r])
+		}
+	}
+	p("")
 }
