@@ -144,39 +144,60 @@ func RunNATCheck(ctx context.Context, bin string, parallel int) ([]*NATCheckRow,
 func runNATCheckCase(ctx context.Context, bin string, i int, c natcheckCase) *NATCheckRow {
 	row := &NATCheckRow{Case: c.name, Topology: c.topology, Profiles: c.profiles}
 	fail := func(err error) *NATCheckRow { row.Err = err.Error(); return row }
-	topo, err := natlab.LoadTopology(c.topology)
-	if err != nil {
-		return fail(err)
-	}
-	profiles := map[string]*nat.Profile{}
-	for n, name := range c.profiles {
-		if profiles[n], err = nat.Load(name); err != nil {
-			return fail(err)
-		}
-	}
-	lab, err := natlab.Up(ctx, natlab.Options{Name: fmt.Sprintf("nc%d", i), Topology: topo, Profiles: profiles})
-	if err != nil {
-		return fail(err)
-	}
-	defer lab.Close()
-	peers, err := StartRendezvous(ctx, lab, bin, 3478, "--alternate", "192.0.2.2:3481")
-	if err != nil {
-		return fail(err)
-	}
 	dir, err := os.MkdirTemp("", "natcheck")
 	if err != nil {
 		return fail(err)
 	}
 	defer os.RemoveAll(dir)
 	yamlPath := filepath.Join(dir, "measured.yaml")
-	run, err := peers.Machsend("a", nil, "natcheck", "--server", peers.Server.String(), "--json", "--profile", yamlPath, "--name", "measured")
+	if row.Result, err = natcheckInLab(ctx, bin, i, c, yamlPath); err != nil {
+		return fail(err)
+	}
+	compareKnobs(row, c)
+	b, err := os.ReadFile(yamlPath)
 	if err != nil {
 		return fail(err)
+	}
+	row.Profile = string(b)
+	measured, err := nat.Parse("measured.yaml", b)
+	if err != nil {
+		return fail(err)
+	}
+	roundTrip(ctx, row, c, measured)
+	return row
+}
+
+// natcheckInLab runs `machsend natcheck` on host a of a lab built for the
+// case and returns its result; the profile it writes goes to yamlPath.
+func natcheckInLab(ctx context.Context, bin string, i int, c natcheckCase, yamlPath string) (*natcheck.Result, error) {
+	topo, err := natlab.LoadTopology(c.topology)
+	if err != nil {
+		return nil, err
+	}
+	profiles := map[string]*nat.Profile{}
+	for n, name := range c.profiles {
+		if profiles[n], err = nat.Load(name); err != nil {
+			return nil, err
+		}
+	}
+	lab, err := natlab.Up(ctx, natlab.Options{Name: fmt.Sprintf("nc%d", i), Topology: topo, Profiles: profiles})
+	if err != nil {
+		return nil, err
+	}
+	defer lab.Close()
+	peers, err := StartRendezvous(ctx, lab, bin, 3478, "--alternate", "192.0.2.2:3481")
+	if err != nil {
+		return nil, err
+	}
+	run, err := peers.Machsend("a", nil, "natcheck", "--server", peers.Server.String(), "--json", "--profile", yamlPath, "--name", "measured")
+	if err != nil {
+		return nil, err
 	}
 	evs, err := run.Wait(60 * time.Second)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
+	var res *natcheck.Result
 	for _, e := range evs {
 		if e.Type != "natcheck" {
 			continue
@@ -185,13 +206,18 @@ func runNATCheckCase(ctx context.Context, bin string, i int, c natcheckCase) *NA
 			Result *natcheck.Result `json:"result"`
 		}
 		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return fail(err)
+			return nil, err
 		}
-		row.Result = d.Result
+		res = d.Result
 	}
-	if row.Result == nil {
-		return fail(errors.New("natcheck printed no result"))
+	if res == nil {
+		return nil, errors.New("natcheck printed no result")
 	}
+	return res, nil
+}
+
+// compareKnobs compares every knob natcheck reported with the configuration.
+func compareKnobs(row *NATCheckRow, c natcheckCase) {
 	r := row.Result
 	row.Layered, row.Duration, row.Probes, row.LeftOpen = r.Layered, r.Duration, r.Probes, r.LeftOpen
 	row.Expected = "no"
@@ -208,17 +234,11 @@ func runNATCheckCase(ctx context.Context, bin string, i int, c natcheckCase) *NA
 		kc.Agree = !kc.Counted || k.Value == want[k.Name]
 		row.Knobs = append(row.Knobs, kc)
 	}
-	b, err := os.ReadFile(yamlPath)
-	if err != nil {
-		return fail(err)
-	}
-	row.Profile = string(b)
-	measured, err := nat.Parse("measured.yaml", b)
-	if err != nil {
-		return fail(err)
-	}
-	// Round trip: the measured profile passes natlab check, and the model
-	// treats it as the original against every built-in profile.
+}
+
+// roundTrip: the measured profile passes natlab check, and the model treats
+// it as the original against every built-in profile.
+func roundTrip(ctx context.Context, row *NATCheckRow, c natcheckCase, measured *nat.Profile) {
 	rep, err := check.Profile(ctx, measured)
 	switch {
 	case err != nil:
@@ -229,14 +249,13 @@ func runNATCheckCase(ctx context.Context, bin string, i int, c natcheckCase) *NA
 		row.CheckOK = true
 	}
 	builtin, _ := nat.Builtin()
-	me := measured
 	for _, q := range builtin {
 		for _, m := range AllMethods {
 			if m == "lan" {
 				continue
 			}
 			for _, swap := range []bool{false, true} {
-				a1, b1, a2, b2 := c.expect, q, me, q
+				a1, b1, a2, b2 := c.expect, q, measured, q
 				if swap {
 					a1, b1, a2, b2 = b1, a1, b2, a2
 				}
@@ -250,7 +269,6 @@ func runNATCheckCase(ctx context.Context, bin string, i int, c natcheckCase) *NA
 			}
 		}
 	}
-	return row
 }
 
 // NATCheckSummary counts agreement over rows.
