@@ -70,9 +70,39 @@ func raiseFileLimit(n uint64) {
 // peer's punch.ready to the arrival of both punch.go notifications.
 func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float64) (*LoadResult, error) {
 	raiseFileLimit(uint64(3*clients + 1000))
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	ap, pid, stop, err := startLoadServer(bin, clients)
 	if err != nil {
 		return nil, err
+	}
+	defer stop()
+	res := &LoadResult{TargetRate: rate, ServerRSSIdleMiB: rssMiB(pid, "VmRSS")}
+	cs, err := registerClients(ctx, ap, clients)
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("registering clients: %w", err)
+	}
+	res.Clients = clients
+	time.Sleep(200 * time.Millisecond)
+	res.ServerRSSLoadedMiB = rssMiB(pid, "VmRSS")
+	res.BytesPerClient = (res.ServerRSSLoadedMiB - res.ServerRSSIdleMiB) * (1 << 20) / float64(clients)
+	coordinateSessions(ctx, res, cs, sessions, rate)
+	res.ServerRSSPeakMiB = rssMiB(pid, "VmHWM")
+	res.Notes = fmt.Sprintf("the real rendezvous binary on loopback with %d concurrently connected clients (each said hello and stays connected); sessions paced at %.0f/s; latency is from the second peer's punch.ready call to both punch.go notifications arriving; clients and server share this machine's %d CPUs", clients, rate, numCPU())
+	return res, nil
+}
+
+// startLoadServer starts the rendezvous binary on a free loopback port and
+// waits until it accepts; stop kills it (the process we started, by PID).
+func startLoadServer(bin string, clients int) (ap netip.AddrPort, pid int, stop func(), err error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return ap, 0, nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
@@ -80,11 +110,9 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 		"--conn-rate", "1000000", "--max-clients", strconv.Itoa(2*clients+100))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return ap, 0, nil, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }()
-	pid := cmd.Process.Pid
-	ap := netip.MustParseAddrPort(addr)
+	stop = func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() }
 	for i := 0; ; i++ {
 		c, err := net.DialTimeout("tcp4", addr, 100*time.Millisecond)
 		if err == nil {
@@ -92,12 +120,17 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 			break
 		}
 		if i > 100 {
-			return nil, fmt.Errorf("rendezvous did not start: %w", err)
+			stop()
+			return ap, 0, nil, fmt.Errorf("rendezvous did not start: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	res := &LoadResult{TargetRate: rate, ServerRSSIdleMiB: rssMiB(pid, "VmRSS")}
-	// Register clients, 64 at a time.
+	return netip.MustParseAddrPort(addr), cmd.Process.Pid, stop, nil
+}
+
+// registerClients connects clients that each say hello, 64 at a time; the
+// slice holds every client that registered, even when one failed.
+func registerClients(ctx context.Context, ap netip.AddrPort, clients int) ([]*rendezvous.Client, error) {
 	cs := make([]*rendezvous.Client, clients)
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
@@ -116,6 +149,9 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				if c != nil {
+					c.Close() // connected but refused: not kept, so close it here
+				}
 				if regErr == nil {
 					regErr = err
 				}
@@ -125,22 +161,14 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 		}()
 	}
 	wg.Wait()
-	defer func() {
-		for _, c := range cs {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	if regErr != nil {
-		return nil, fmt.Errorf("registering clients: %w", regErr)
-	}
-	res.Clients = clients
-	time.Sleep(200 * time.Millisecond)
-	res.ServerRSSLoadedMiB = rssMiB(pid, "VmRSS")
-	res.BytesPerClient = (res.ServerRSSLoadedMiB - res.ServerRSSIdleMiB) * (1 << 20) / float64(clients)
+	return cs, regErr
+}
 
-	// Coordinate sessions at the target rate, pairing clients round robin.
+// coordinateSessions runs sessions at the target rate, pairing clients
+// round robin, and records latency and failures in res.
+func coordinateSessions(ctx context.Context, res *LoadResult, cs []*rendezvous.Client, sessions int, rate float64) {
+	clients := len(cs)
+	var mu sync.Mutex
 	lat := make([]float64, 0, sessions)
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
@@ -174,9 +202,6 @@ func RunLoad(ctx context.Context, bin string, clients, sessions int, rate float6
 	if len(lat) > 0 {
 		res.LatencyMaxMs = lat[len(lat)-1]
 	}
-	res.ServerRSSPeakMiB = rssMiB(pid, "VmHWM")
-	res.Notes = fmt.Sprintf("the real rendezvous binary on loopback with %d concurrently connected clients (each said hello and stays connected); sessions paced at %.0f/s; latency is from the second peer's punch.ready call to both punch.go notifications arriving; clients and server share this machine's %d CPUs", clients, rate, numCPU())
-	return res, nil
 }
 
 // coordinate runs one session between a and b and returns the time from
