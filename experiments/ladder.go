@@ -31,6 +31,21 @@ var ladderLanes = []string{"A", "NAT-A", "Internet", "NAT-B", "B"}
 
 // drawLadder renders the TCP handshake packets of a two-nat trial.
 func drawLadder(out string, t *Trial, path string) error {
+	arrows := ladderArrows(out, t)
+	if len(arrows) == 0 {
+		return fmt.Errorf("no handshake packets")
+	}
+	sort.SliceStable(arrows, func(i, j int) bool { return arrows[i].t.Before(arrows[j].t) })
+	if len(arrows) > 60 {
+		arrows = arrows[:60]
+	}
+	return os.WriteFile(path, []byte(ladderSVG(t, arrows)), 0o644)
+}
+
+// ladderArrows reads the trial's captures and turns every handshake packet
+// (SYN, RST, FIN or ICMP, not the rendezvous server's traffic) into an
+// arrow between lanes.
+func ladderArrows(out string, t *Trial) []arrow {
 	pub := map[string]netip.Addr{}
 	if t.NATA != nil {
 		pub["nat-a"] = t.NATA.Public
@@ -38,7 +53,6 @@ func drawLadder(out string, t *Trial, path string) error {
 	if t.NATB != nil {
 		pub["nat-b"] = t.NATB.Public
 	}
-	// The rendezvous server's traffic (and NAT probing toward it) is left out.
 	rv := map[netip.Addr]bool{}
 	if topo, err := natlab.LoadTopology(t.Cell.Topology); err == nil {
 		for _, ps := range topo.Addresses("rv") {
@@ -54,9 +68,7 @@ func drawLadder(out string, t *Trial, path string) error {
 		if !lan {
 			node, _, _ = strings.Cut(base, "-wan")
 		}
-		side := map[string]int{"nat-a": 1, "nat-b": 3}[node]
-		host := map[string]int{"nat-a": 0, "nat-b": 4}[node]
-		if side == 0 {
+		if _, known := ladderSide[node]; !known {
 			continue
 		}
 		pkts, err := ReadPcap(filepath.Join(out, rel))
@@ -71,43 +83,53 @@ func drawLadder(out string, t *Trial, path string) error {
 			if s.icmp == "" && !strings.ContainsAny(s.flags, "SRF") {
 				continue
 			}
-			label := s.flags
-			if s.icmp != "" {
-				label = "ICMP " + s.icmp
+			if a, ok := ladderArrow(s, node, lan, pub); ok {
+				arrows = append(arrows, a)
 			}
-			label = fmt.Sprintf("%s %s→%s", label, s.src, s.dst)
-			a := arrow{t: s.t, label: label}
-			if lan {
-				if s.src.Addr() == pub[node] || !isPrivateLab(s.src.Addr()) {
-					a.from, a.to = side, host
-				} else {
-					a.from, a.to = host, side
-				}
-			} else {
-				switch {
-				case s.src.Addr() == pub[node]:
-					// Egress: toward the other NAT (or the Internet).
-					a.from = side
-					a.to = 4 - side
-					if s.dst.Addr() != pub["nat-a"] && s.dst.Addr() != pub["nat-b"] {
-						a.to = 2
-					}
-				case s.dst.Addr() == pub[node] && s.src.Addr() != pub["nat-a"] && s.src.Addr() != pub["nat-b"]:
-					a.from, a.to = 2, side // from a router (e.g. ICMP time-exceeded)
-				default:
-					continue // arrival of the other NAT's egress: drawn there
-				}
-			}
-			arrows = append(arrows, a)
 		}
 	}
-	if len(arrows) == 0 {
-		return fmt.Errorf("no handshake packets")
+	return arrows
+}
+
+// ladderSide is the lane of each NAT; its host is the outer lane beside it.
+var ladderSide = map[string]struct{ side, host int }{"nat-a": {1, 0}, "nat-b": {3, 4}}
+
+// ladderArrow orients one packet captured on node's LAN or WAN side; ok is
+// false for a packet drawn at the other NAT (its egress arriving here).
+func ladderArrow(s seg, node string, lan bool, pub map[string]netip.Addr) (arrow, bool) {
+	side, host := ladderSide[node].side, ladderSide[node].host
+	label := s.flags
+	if s.icmp != "" {
+		label = "ICMP " + s.icmp
 	}
-	sort.SliceStable(arrows, func(i, j int) bool { return arrows[i].t.Before(arrows[j].t) })
-	if len(arrows) > 60 {
-		arrows = arrows[:60]
+	label = fmt.Sprintf("%s %s→%s", label, s.src, s.dst)
+	a := arrow{t: s.t, label: label}
+	if lan {
+		if s.src.Addr() == pub[node] || !isPrivateLab(s.src.Addr()) {
+			a.from, a.to = side, host
+		} else {
+			a.from, a.to = host, side
+		}
+	} else {
+		switch {
+		case s.src.Addr() == pub[node]:
+			// Egress: toward the other NAT (or the Internet).
+			a.from = side
+			a.to = 4 - side
+			if s.dst.Addr() != pub["nat-a"] && s.dst.Addr() != pub["nat-b"] {
+				a.to = 2
+			}
+		case s.dst.Addr() == pub[node] && s.src.Addr() != pub["nat-a"] && s.src.Addr() != pub["nat-b"]:
+			a.from, a.to = 2, side // from a router (e.g. ICMP time-exceeded)
+		default:
+			return a, false // arrival of the other NAT's egress: drawn there
+		}
 	}
+	return a, true
+}
+
+// ladderSVG draws the arrows as a ladder diagram, one row each.
+func ladderSVG(t *Trial, arrows []arrow) string {
 	t0 := arrows[0].t
 	const colW, top, rowH = 170, 60, 26
 	width := colW*len(ladderLanes) + 80
@@ -135,7 +157,7 @@ func drawLadder(out string, t *Trial, path string) error {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="%s">%s</text>`+"\n", lx, y-2, color, html.EscapeString(a.label))
 	}
 	b.WriteString("</svg>\n")
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	return b.String()
 }
 
 // isPrivateLab says whether an address is a lab LAN address (198.18.0.0/15
