@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseSYN -fuzztime 30s ./rendezvous
 	$(GO) test -run '^$$' -fuzz FuzzParseErrQueue -fuzztime 30s ./internal/sockopt
 	$(GO) test -run '^$$' -fuzz FuzzParseSegment -fuzztime 30s ./internal/rawtcp
+	$(GO) test -run '^$$' -fuzz FuzzParseEvents -fuzztime 30s ./session
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.

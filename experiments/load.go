@@ -142,7 +142,7 @@ func registerClients(ctx context.Context, ap netip.AddrPort, clients int) ([]*re
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := rendezvous.Dial(ctx, ap.String(), rendezvous.DialOptions{})
+			c, err := rendezvous.Dial(ctx, ap, rendezvous.DialOptions{})
 			if err == nil {
 				_, err = c.Hello(ctx, nil, false)
 			}

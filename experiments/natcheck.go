@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/session"
 
 	"github.com/machsend/machsend/natcheck"
 	"github.com/machsend/machsend/natlab"
@@ -199,16 +200,9 @@ func natcheckInLab(ctx context.Context, bin string, i int, c natcheckCase, yamlP
 	}
 	var res *natcheck.Result
 	for _, e := range evs {
-		if e.Type != "natcheck" {
-			continue
+		if e.Kind == session.KindNATCheck {
+			res = e.NATCheck
 		}
-		var d struct {
-			Result *natcheck.Result `json:"result"`
-		}
-		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return nil, err
-		}
-		res = d.Result
 	}
 	if res == nil {
 		return nil, errors.New("natcheck printed no result")

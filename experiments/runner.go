@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/session"
 
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/traversal"
@@ -208,35 +209,18 @@ type punchOutput struct {
 
 func parsePunch(lines []string) punchOutput {
 	var out punchOutput
-	for _, l := range lines {
-		var m struct {
-			Type string          `json:"type"`
-			Data json.RawMessage `json:"data"`
-		}
-		if json.Unmarshal([]byte(l), &m) != nil {
-			continue
-		}
-		switch m.Type {
-		case "session":
-			var s map[string]string
-			_ = json.Unmarshal(m.Data, &s)
-			out.Session = s["session"]
-		case "report":
-			out.Report = &traversal.Report{}
-			_ = json.Unmarshal(m.Data, out.Report)
-		case "nat":
-			out.NAT = &traversal.NATInfo{}
-			_ = json.Unmarshal(m.Data, out.NAT)
-		case "pings":
-			var p struct {
-				RTT []float64 `json:"rtt_ms"`
-			}
-			_ = json.Unmarshal(m.Data, &p)
-			out.RTT = p.RTT
-		case "error":
-			var e map[string]string
-			_ = json.Unmarshal(m.Data, &e)
-			out.Err = e["error"]
+	for _, e := range session.ParseEvents(lines) {
+		switch e.Kind {
+		case session.KindSession:
+			out.Session = e.Session
+		case session.KindReport:
+			out.Report = e.Report
+		case session.KindNAT:
+			out.NAT = e.NAT
+		case session.KindPings:
+			out.RTT = e.RTTms
+		case session.KindError:
+			out.Err = e.Error
 		}
 	}
 	return out

@@ -2,7 +2,6 @@ package experiments
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,25 +12,8 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/session"
 )
-
-// Event is one JSON line printed by machsend (--json).
-type Event struct {
-	Type string          `json:"type"`
-	Time time.Time       `json:"time"`
-	Data json.RawMessage `json:"data"`
-}
-
-func parseEvents(lines []string) []Event {
-	var out []Event
-	for _, l := range lines {
-		var e Event
-		if json.Unmarshal([]byte(l), &e) == nil {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // LabPeers is a lab with a rendezvous server running on rv, for runs of the
 // real binaries.
@@ -72,24 +54,24 @@ type Running struct {
 }
 
 // Events returns the events printed so far (all of them once it exited).
-func (r *Running) Events() []Event {
+func (r *Running) Events() []session.Event {
 	select {
 	case <-r.Proc.Done():
-		return parseEvents(r.lines.all())
+		return session.ParseEvents(r.lines.all())
 	default:
 	}
-	return parseEvents(r.lines.snapshot())
+	return session.ParseEvents(r.lines.snapshot())
 }
 
 // Wait waits for the process and returns its exit error and events.
-func (r *Running) Wait(timeout time.Duration) ([]Event, error) {
+func (r *Running) Wait(timeout time.Duration) ([]session.Event, error) {
 	select {
 	case <-r.Proc.Done():
 	case <-time.After(timeout):
 		r.Proc.Kill()
 		return r.Events(), errors.New("timed out")
 	}
-	return parseEvents(r.lines.all()), r.Proc.Wait()
+	return session.ParseEvents(r.lines.all()), r.Proc.Wait()
 }
 
 // Machsend starts `machsend ARGS --json` on a lab node; env adds variables.
@@ -123,12 +105,8 @@ func (p *LabPeers) Send(node string, paths []string, flags ...string) (*Running,
 	}
 	for i := 0; i < 600; i++ {
 		for _, e := range r.Events() {
-			if e.Type == "link" {
-				var l struct {
-					Link string `json:"link"`
-				}
-				_ = json.Unmarshal(e.Data, &l)
-				return r, l.Link, nil
+			if e.Kind == session.KindLink {
+				return r, e.Link, nil
 			}
 		}
 		select {

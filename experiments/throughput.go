@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/session"
 
 	"github.com/machsend/machsend/natlab"
 )
@@ -34,36 +35,22 @@ func transferRate(ctx context.Context, p *LabPeers, file, dir, method string) (m
 	var first, last time.Time
 	var bytes int64
 	for _, e := range evs {
-		switch e.Type {
-		case "progress":
-			var pr struct {
-				Kind    string    `json:"kind"`
-				Time    time.Time `json:"time"`
-				Sent    int64     `json:"sent"`
-				Resumed int64     `json:"resumed"`
-			}
-			_ = json.Unmarshal(e.Data, &pr)
+		switch e.Kind {
+		case session.KindProgress:
+			pr := e.Progress
 			if pr.Kind == "file-start" && first.IsZero() {
 				first = pr.Time
 			}
 			if pr.Kind == "done" {
 				last, bytes = pr.Time, pr.Sent
 			}
-		case "done":
-			var d struct {
-				RSS int64 `json:"max_rss_kb"`
-			}
-			_ = json.Unmarshal(e.Data, &d)
-			rssGet = d.RSS
+		case session.KindDone:
+			rssGet = e.MaxRSSKB
 		}
 	}
 	for _, e := range sevs {
-		if e.Type == "done" {
-			var d struct {
-				RSS int64 `json:"max_rss_kb"`
-			}
-			_ = json.Unmarshal(e.Data, &d)
-			rssSend = d.RSS
+		if e.Kind == session.KindDone {
+			rssSend = e.MaxRSSKB
 		}
 	}
 	if first.IsZero() || last.IsZero() || bytes == 0 {
@@ -81,15 +68,15 @@ func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float6
 		return 0, err
 	}
 	defer a.Proc.Kill()
-	var session string
-	for i := 0; i < 200 && session == ""; i++ {
-		session = parsePunch(a.lines.snapshot()).Session
+	var id string
+	for i := 0; i < 200 && id == ""; i++ {
+		id = parsePunch(a.lines.snapshot()).Session
 		time.Sleep(20 * time.Millisecond)
 	}
-	if session == "" {
+	if id == "" {
 		return 0, fmt.Errorf("punch created no session")
 	}
-	b, err := p.Machsend("b", nil, append(args, "--session", session)...)
+	b, err := p.Machsend("b", nil, append(args, "--session", id)...)
 	if err != nil {
 		return 0, err
 	}
@@ -98,12 +85,8 @@ func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float6
 		return 0, fmt.Errorf("bulk over %s: %w", method, err)
 	}
 	for _, e := range evs {
-		if e.Type == "bulk" {
-			var r struct {
-				MBps float64 `json:"mbps"`
-			}
-			_ = json.Unmarshal(e.Data, &r)
-			return r.MBps, nil
+		if e.Kind == session.KindBulk && e.Bulk != nil {
+			return e.Bulk.MBps, nil
 		}
 	}
 	return 0, fmt.Errorf("bulk over %s: no figure", method)

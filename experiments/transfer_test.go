@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/natlab/natlabtest"
+	"github.com/machsend/machsend/session"
+	"github.com/machsend/machsend/transfer"
 )
 
 func buildBin(t *testing.T) string {
@@ -90,13 +92,14 @@ func makeTree(t *testing.T, dir string, bigSize int64) string {
 	return root
 }
 
-func waitOK(t *testing.T, r *Running, what string, timeout time.Duration) []Event {
+func waitOK(t *testing.T, r *Running, what string, timeout time.Duration) []session.Event {
 	t.Helper()
 	evs, err := r.Wait(timeout)
 	if err != nil {
 		var last []string
 		for _, e := range evs {
-			last = append(last, e.Type+" "+string(e.Data))
+			b, _ := json.Marshal(e)
+			last = append(last, string(b))
 		}
 		if len(last) > 5 {
 			last = last[len(last)-5:]
@@ -106,15 +109,10 @@ func waitOK(t *testing.T, r *Running, what string, timeout time.Duration) []Even
 	return evs
 }
 
-func pathOf(evs []Event) string {
+func pathOf(evs []session.Event) string {
 	for _, e := range evs {
-		if e.Type == "connected" {
-			var r struct {
-				Path   string `json:"path"`
-				Method string `json:"method"`
-			}
-			json.Unmarshal(e.Data, &r)
-			return r.Path
+		if e.Kind == session.KindConnected && e.Report != nil {
+			return e.Report.Path
 		}
 	}
 	return ""
@@ -160,14 +158,11 @@ func TestTransferTreeEveryPath(t *testing.T) {
 			// Both sides announced their NAT, and get the path to expect.
 			var nat, expect string
 			for _, e := range evs {
-				var te struct{ Kind, Detail string }
-				if e.Type == "event" && json.Unmarshal(e.Data, &te) == nil {
-					switch te.Kind {
-					case "nat":
-						nat = te.Detail
-					case "expect":
-						expect = te.Detail
-					}
+				switch {
+				case e.Kind == session.KindNAT && e.NAT != nil:
+					nat = string(e.NAT.Mapping)
+				case e.Kind == session.KindStep && e.Step.Kind == "expect":
+					expect = e.Step.Detail
 				}
 			}
 			if nat == "" || (tt.expect != "" && expect != tt.expect) {
@@ -187,16 +182,10 @@ func TestTransferTreeEveryPath(t *testing.T) {
 }
 
 // lastProgress returns the receiver's latest progress event.
-func lastProgress(evs []Event) (p struct {
-	Kind      string `json:"kind"`
-	FileBytes int64  `json:"file_bytes"`
-	Sent      int64  `json:"sent"`
-	Resumed   int64  `json:"resumed"`
-	Total     int64  `json:"total"`
-}) {
+func lastProgress(evs []session.Event) (p transfer.Progress) {
 	for _, e := range evs {
-		if e.Type == "progress" {
-			json.Unmarshal(e.Data, &p)
+		if e.Kind == session.KindProgress && e.Progress != nil {
+			p = *e.Progress
 		}
 	}
 	return p

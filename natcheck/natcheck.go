@@ -111,7 +111,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	start := time.Now()
 	fds := openFDs()
-	ctrl, err := rendezvous.Dial(ctx, o.Server.String(), rendezvous.DialOptions{})
+	ctrl, err := rendezvous.Dial(ctx, o.Server, rendezvous.DialOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoServer, err)
 	}
@@ -152,7 +152,7 @@ func openFDs() int {
 // is open).
 func (c *checker) observe(ctx context.Context, local, server netip.AddrPort) (netip.AddrPort, *rendezvous.Client, error) {
 	c.probes.Add(1)
-	cl, err := rendezvous.Dial(ctx, server.String(), rendezvous.DialOptions{Local: local})
+	cl, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{Local: local})
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}
@@ -274,32 +274,16 @@ func (c *checker) mapping(ctx context.Context) error {
 			defer c3.Close()
 		}
 	}
-	ev := fmt.Sprintf("port %d -> %s (primary %s)", p.Port(), m1, c.o.Server)
-	if m3.IsValid() {
-		ev += fmt.Sprintf(", %s (alternate %s)", m3, c.hello.Alternate)
-	}
-	if m2.IsValid() {
-		ev += fmt.Sprintf(", %s (secondary %s)", m2, c.hello.Secondary)
-	}
-	switch {
-	case !m2.IsValid():
-		r.set("mapping", Unknown, "%s; the server has no second address", ev)
-	case m1 == m2:
-		r.set("mapping", "endpoint-independent", "%s: one mapping for every destination", ev)
-	case !m3.IsValid():
-		r.set("mapping", Unknown, "%s: endpoint-dependent, but the server has no alternate port to tell address- from address-and-port-dependent", ev)
-	case m1 == m3:
-		r.set("mapping", "address-dependent", "%s: same mapping for another port of the same address, a new one for another address", ev)
-	default:
-		r.set("mapping", "address-and-port-dependent", "%s: a new mapping for every destination port", ev)
-	}
+	obs := nat.MappingObservation{Local: p.Port(), Primary: m1, Secondary: m2, Alternate: m3}
+	d, _, ev := obs.Classify()
+	r.set("mapping", string(d), "%s", ev)
 	return nil
 }
 
 // allocation: four fresh ports in a row to the primary endpoint.
 func (c *checker) allocation(ctx context.Context) error {
 	r := c.res
-	var locals, mapped []int
+	var locals, mapped []uint16
 	for i := 0; i < 4; i++ {
 		ln, p, err := freshPort(ctx)
 		if err != nil {
@@ -311,27 +295,13 @@ func (c *checker) allocation(ctx context.Context) error {
 			return fmt.Errorf("allocation probe: %w", err)
 		}
 		cl.Close()
-		locals = append(locals, int(p.Port()))
-		mapped = append(mapped, int(m.Port()))
+		locals = append(locals, p.Port())
+		mapped = append(mapped, m.Port())
 	}
-	ev := fmt.Sprintf("local %v -> public %v", locals, mapped)
-	preserved := true
-	for i := range locals {
-		preserved = preserved && locals[i] == mapped[i]
-	}
-	d := mapped[1] - mapped[0]
-	steady := d != 0 && d > -64 && d < 64
-	for i := 2; i < len(mapped); i++ {
-		steady = steady && mapped[i]-mapped[i-1] == d
-	}
-	switch {
-	case preserved:
-		r.set("port-allocation", "preserve", "%s: every local port kept", ev)
-	case steady:
-		r.set("port-allocation", "sequential", "%s: step %d", ev, d)
+	a, d, ev := nat.ClassifyAllocation(locals, mapped)
+	r.set("port-allocation", string(a), "%s", ev)
+	if a == nat.Sequential {
 		r.set("port-delta", fmt.Sprint(d), "%s", ev)
-	default:
-		r.set("port-allocation", "random", "%s: no preserved port and no steady step", ev)
 	}
 	return nil
 }

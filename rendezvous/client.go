@@ -39,21 +39,12 @@ type DialOptions struct {
 	MaxMessage int
 }
 
-// Dial connects to a rendezvous server at addr ("host:port").
-func Dial(ctx context.Context, addr string, o DialOptions) (*Client, error) {
-	ap, err := netip.ParseAddrPort(addr)
-	var raw net.Conn
-	if err == nil {
-		raw, err = sockopt.Dial(ctx, o.Local, ap, 0)
-	} else {
-		d := net.Dialer{Control: sockopt.Control(0)}
-		if o.Local.IsValid() {
-			d.LocalAddr = net.TCPAddrFromAddrPort(o.Local)
-		}
-		raw, err = d.DialContext(ctx, "tcp4", addr)
-	}
+// Dial connects to a rendezvous server's endpoint (resolve a host name
+// first, e.g. with session.ResolveServer).
+func Dial(ctx context.Context, server netip.AddrPort, o DialOptions) (*Client, error) {
+	raw, err := sockopt.Dial(ctx, o.Local, server, 0)
 	if err != nil {
-		return nil, fmt.Errorf("rendezvous server %s unreachable: %w", addr, err)
+		return nil, fmt.Errorf("rendezvous server %s unreachable: %w", server, err)
 	}
 	return NewClient(raw, o), nil
 }
@@ -182,7 +173,7 @@ func (c *Client) Ping(ctx context.Context) (time.Time, error) {
 // mapping the server observes. The connection is returned open: it keeps the
 // NAT mapping alive; close it when done.
 func Observe(ctx context.Context, server netip.AddrPort, local netip.AddrPort) (netip.AddrPort, *Client, error) {
-	c, err := Dial(ctx, server.String(), DialOptions{Local: local})
+	c, err := Dial(ctx, server, DialOptions{Local: local})
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}

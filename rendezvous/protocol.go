@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/sourcegraph/jsonrpc2"
@@ -125,7 +126,7 @@ type Candidates struct {
 	TTL int `json:"ttl,omitempty"`
 	// Mapping is the peer's NAT mapping class from its cheap check (none,
 	// endpoint-independent, endpoint-dependent), for the expected path.
-	Mapping string `json:"mapping,omitempty"`
+	Mapping nat.Seen `json:"mapping,omitempty"`
 	// SYN describes this peer's own low-TTL SYN (STUNT #1, NATBlaster) once
 	// captured: its ISN and options, and where it was sent.
 	SYN *rawtcp.SYN `json:"syn,omitempty"`

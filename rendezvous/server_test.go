@@ -44,7 +44,7 @@ func startServer(t testing.TB, cfg Config) (*Server, netip.AddrPort) {
 
 func dial(t testing.TB, addr netip.AddrPort) *Client {
 	t.Helper()
-	c, err := Dial(context.Background(), addr.String(), DialOptions{})
+	c, err := Dial(context.Background(), addr, DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func TestRelaySplice(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	s, addr := startServerNoCleanup(t)
-	c, err := Dial(context.Background(), addr.String(), DialOptions{})
+	c, err := Dial(context.Background(), addr, DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

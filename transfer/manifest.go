@@ -244,3 +244,19 @@ func hashFile(p string, progress func(int64)) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// MatchAny selects the entries that match one of the patterns: a
+// path.Match pattern, the entry's path, a folder above it, or (so that a
+// selected entry's folders are created) a folder the pattern lies in.
+func MatchAny(patterns []string) func(Entry) bool {
+	return func(e Entry) bool {
+		for _, pat := range patterns {
+			if ok, _ := path.Match(pat, e.Path); ok || e.Path == pat ||
+				strings.HasPrefix(e.Path, strings.TrimSuffix(pat, "/")+"/") ||
+				strings.HasPrefix(pat, e.Path+"/") {
+				return true
+			}
+		}
+		return false
+	}
+}

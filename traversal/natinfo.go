@@ -6,23 +6,18 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/machsend/machsend/internal/sockopt"
-)
-
-// Mapping behaviours as a client can observe them.
-const (
-	MappingNone        = "none" // not behind a NAT
-	MappingIndependent = "endpoint-independent"
-	MappingDependent   = "endpoint-dependent"
+	"github.com/machsend/machsend/nat"
 )
 
 // NATInfo is what a client learns about its own NAT from the rendezvous
 // server, before punching: used for port prediction and STUNT #2's TTL.
 type NATInfo struct {
 	Public     netip.Addr `json:"public"`
-	Mapping    string     `json:"mapping"`
+	Mapping    nat.Seen   `json:"mapping"`
 	Preserving bool       `json:"preserving"`
 	// Delta is the step between successive allocations (0: none seen, or random).
 	Delta int `json:"delta"`
@@ -38,7 +33,7 @@ type NATInfo struct {
 // mapping toward the server was m: none when the mapping is reused for
 // every destination, m+Delta and m+2*Delta under sequential allocation.
 func (n NATInfo) Predict(m netip.AddrPort) []netip.AddrPort {
-	if n.Mapping != MappingDependent || n.Delta == 0 {
+	if n.Mapping != nat.SeenDependent || n.Delta == 0 {
 		return nil
 	}
 	var out []netip.AddrPort
@@ -46,17 +41,6 @@ func (n NATInfo) Predict(m netip.AddrPort) []netip.AddrPort {
 		p := int(m.Port()) + i*n.Delta
 		if p > 0 && p < 65536 {
 			out = append(out, netip.AddrPortFrom(m.Addr(), uint16(p)))
-		}
-	}
-	return out
-}
-
-// hostAddrs returns the host's non-loopback IPv4 addresses.
-func hostAddrs() []netip.Addr {
-	var out []netip.Addr
-	for _, a := range sockopt.HostIPv4() {
-		if !a.IsLoopback() {
-			out = append(out, a)
 		}
 	}
 	return out
@@ -105,28 +89,18 @@ func ProbeNAT(ctx context.Context, sig Signal, server netip.AddrPort) (NATInfo, 
 	closers = append(closers, c)
 	info.Observations = append(info.Observations, fmt.Sprintf("%d->%s (primary)", p2, m2))
 
-	behind := true
-	for _, a := range hostAddrs() {
-		if a == m1.Addr() {
-			behind = false
-		}
-	}
+	behind := !slices.Contains(sockopt.HostIPv4(), m1.Addr())
+	_, info.Mapping, _ = nat.MappingObservation{Local: p1, Primary: m1, Secondary: m1b}.Classify()
 	switch {
 	case !behind:
-		info.Mapping, info.Preserving = MappingNone, true
-	case !m1b.IsValid() || m1 == m1b:
-		info.Mapping = MappingIndependent
-		info.Preserving = m1.Port() == p1 && m2.Port() == p2
-		if !info.Preserving {
-			info.Delta = int(m2.Port()) - int(m1.Port())
-		}
+		info.Mapping, info.Preserving = nat.SeenNone, true
+	case info.Mapping == nat.SeenIndependent:
+		var a nat.Allocation
+		a, info.Delta, _ = nat.ClassifyAllocation([]uint16{p1, p2}, []uint16{m1.Port(), m2.Port()})
+		info.Preserving = a == nat.Preserve
 	default:
-		info.Mapping = MappingDependent
 		info.Preserving = m1.Port() == p1
-		d1, d2 := int(m1b.Port())-int(m1.Port()), int(m2.Port())-int(m1b.Port())
-		if d1 == d2 && d1 != 0 && d1 > -100 && d1 < 100 {
-			info.Delta = d1
-		}
+		info.Delta, _ = nat.Step([]uint16{m1.Port(), m1b.Port(), m2.Port()})
 	}
 	info.Hops = probeHops(ctx, server)
 	if info.Hops > 1 {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
@@ -440,4 +441,16 @@ func (r *race) follow(ctx context.Context, allDone <-chan struct{}) (net.Conn, *
 			return nil, nil, fmt.Errorf("%w: %v", ErrNoPath, ctx.Err())
 		}
 	}
+}
+
+// hostAddrs returns the host's non-loopback IPv4 addresses: the private
+// candidates a peer on the same LAN can reach.
+func hostAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, a := range sockopt.HostIPv4() {
+		if !a.IsLoopback() {
+			out = append(out, a)
+		}
+	}
+	return out
 }

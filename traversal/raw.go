@@ -12,6 +12,7 @@ import (
 
 	"github.com/machsend/machsend/internal/rawtcp"
 	"github.com/machsend/machsend/internal/sockopt"
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/rendezvous"
 )
 
@@ -43,7 +44,7 @@ func BirthdayProbability(n int) float64 {
 // unpredictable says whether candidates come from a NAT whose port toward a
 // new destination cannot be known (dependent mapping, no prediction).
 func unpredictable(c rendezvous.Candidates) bool {
-	return c.Mapping == MappingDependent && len(c.Predicted) == 0
+	return c.Mapping == nat.SeenDependent && len(c.Predicted) == 0
 }
 
 // halfOpen is one peer's low-TTL SYN: the connecting socket left in SYN_SENT

@@ -141,12 +141,12 @@ func TestServerVanishesMidPunch(t *testing.T) {
 	go srv.Serve(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a, err := rendezvous.Dial(ctx, ln.Addr().String(), rendezvous.DialOptions{})
+	a, err := rendezvous.Dial(ctx, ln.Addr().(*net.TCPAddr).AddrPort(), rendezvous.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := rendezvous.Dial(ctx, ln.Addr().String(), rendezvous.DialOptions{})
+	b, err := rendezvous.Dial(ctx, ln.Addr().(*net.TCPAddr).AddrPort(), rendezvous.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

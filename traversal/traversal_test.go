@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/method"
 
 	"go.uber.org/goleak"
@@ -175,10 +176,10 @@ func TestPredict(t *testing.T) {
 		nat  traversal.NATInfo
 		want []string
 	}{
-		{"independent", traversal.NATInfo{Mapping: traversal.MappingIndependent, Delta: 2}, nil},
-		{"sequential", traversal.NATInfo{Mapping: traversal.MappingDependent, Delta: 1}, []string{"203.0.113.2:20005", "203.0.113.2:20006"}},
-		{"random", traversal.NATInfo{Mapping: traversal.MappingDependent}, nil},
-		{"wrap", traversal.NATInfo{Mapping: traversal.MappingDependent, Delta: 30000}, []string{"203.0.113.2:50004"}},
+		{"independent", traversal.NATInfo{Mapping: nat.SeenIndependent, Delta: 2}, nil},
+		{"sequential", traversal.NATInfo{Mapping: nat.SeenDependent, Delta: 1}, []string{"203.0.113.2:20005", "203.0.113.2:20006"}},
+		{"random", traversal.NATInfo{Mapping: nat.SeenDependent}, nil},
+		{"wrap", traversal.NATInfo{Mapping: nat.SeenDependent, Delta: 30000}, []string{"203.0.113.2:50004"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/natlab"
 )
 
@@ -72,7 +73,7 @@ func cmdRun(args []string) error {
 	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
 	attempt := fs.Duration("attempt-timeout", 2*time.Second, "per punching attempt")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -247,22 +248,6 @@ func cmdLoad(args []string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
-}
-
-// parseInterleaved parses flags that may come before or after positional
-// arguments ("run SPEC --out DIR" as well as "run --out DIR SPEC").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // labContext checks that labs can be built here and returns a context that

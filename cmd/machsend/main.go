@@ -1,10 +1,10 @@
 // Command machsend shares files peer to peer through NATs (send, get), and
 // exposes the traversal machinery for experiments (punch, natcheck).
 //
-//	machsend send --server IP:PORT PATH...      prints a link, serves the files
+//	machsend send --server HOST:PORT PATH...      prints a link, serves the files
 //	machsend get LINK [-o DIR]                  downloads them (LINK, - for stdin, or $MACHSEND_LINK)
-//	machsend punch --server IP:PORT [--session ID] --method M --json
-//	machsend natcheck --server IP:PORT [--json] [--profile FILE] [--quick]
+//	machsend punch --server HOST:PORT [--session ID] --method M --json
+//	machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--quick]
 package main
 
 import (
@@ -17,10 +17,10 @@ import (
 const usage = `machsend: share files peer to peer, through NATs
 
 usage:
-  machsend send [--server IP:PORT] [--keep] [--json] PATH...
+  machsend send [--server HOST:PORT] [--keep] [--json] PATH...
   machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
-  machsend punch --server IP:PORT [--session ID] [--method M] [--json]
-  machsend natcheck --server IP:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]
+  machsend punch --server HOST:PORT [--session ID] [--method M] [--json]
+  machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]
 `
 
 func main() {

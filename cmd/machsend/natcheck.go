@@ -2,14 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"time"
 
+	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/internal/names"
+	"github.com/machsend/machsend/session"
 
 	"github.com/machsend/machsend/natcheck"
 )
@@ -18,22 +18,17 @@ import (
 // and prints it as a table with a verdict, as JSON, or as a natlab profile.
 func cmdNATCheck(args []string) error {
 	fs := flag.NewFlagSet("machsend natcheck", flag.ContinueOnError)
-	server := fs.String("server", "", "rendezvous server IP:PORT (required)")
+	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON event")
 	profile := fs.String("profile", "", "also write the result as a natlab profile (YAML) to this file")
 	name := fs.String("name", "my-router", "name of the written profile")
 	maxTrans := fs.Duration("max-transitory", 10*time.Second, "longest transitory timer to measure (the probe takes this long)")
 	timeout := fs.Duration("probe-timeout", 1500*time.Millisecond, "how long one probe waits for an answer")
 	quick := fs.Bool("quick", false, "only mapping and port allocation")
-	if err := fs.Parse(args); err != nil {
+	if pos, err := cli.Parse(fs, args); err != nil {
 		return err
-	}
-	if *server == "" {
-		return errors.New("natcheck: --server is required")
-	}
-	ap, err := netip.ParseAddrPort(*server)
-	if err != nil {
-		return fmt.Errorf("natcheck: --server %q: want IP:PORT", *server)
+	} else if len(pos) > 0 {
+		return fmt.Errorf("natcheck: unexpected argument %q (flags only)", pos[0])
 	}
 	if *maxTrans < time.Second || *maxTrans > 5*time.Minute {
 		return fmt.Errorf("natcheck: --max-transitory %v outside 1s..5m", *maxTrans)
@@ -46,6 +41,10 @@ func cmdNATCheck(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *maxTrans+40*time.Second)
 	defer cancel()
+	ap, err := serverFrom(ctx, *server)
+	if err != nil {
+		return err
+	}
 	r, err := natcheck.Run(ctx, natcheck.Options{Server: ap, MaxTransitory: *maxTrans, ProbeTimeout: *timeout, Quick: *quick})
 	if err != nil {
 		return err
@@ -56,8 +55,7 @@ func cmdNATCheck(args []string) error {
 		}
 	}
 	if *asJSON {
-		newJSONOut(os.Stdout).write("natcheck", map[string]any{"result": r, "verdicts": r.Verdicts()})
-		return nil
+		return session.NewJSONWriter(os.Stdout).Write(session.Event{Kind: session.KindNATCheck, NATCheck: r, Verdicts: r.Verdicts()})
 	}
 	if err := r.WriteTable(os.Stdout); err != nil {
 		return err

@@ -7,232 +7,100 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
-	"path"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
-	"github.com/machsend/machsend/traversal/method"
-
-	"github.com/mdp/qrterminal/v3"
-	"golang.org/x/term"
-
-	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/internal/cli"
+	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
-	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/traversal/method"
 )
 
-// display shows progress on a terminal, or as JSON lines with --json.
-type display struct {
-	json     *jsonOut
-	tty      bool
-	path     string
-	start    time.Time
-	mu       sync.Mutex
-	last     time.Time
-	lastKind string
+// common are the flags send and get share.
+type common struct {
+	asJSON     *bool
+	methodName *string
 }
 
-func newDisplay(asJSON bool) *display {
-	d := &display{tty: term.IsTerminal(int(os.Stdout.Fd())), start: time.Now()}
-	if asJSON {
-		d.json = newJSONOut(os.Stdout)
-	}
-	return d
-}
-
-// say prints a message (or a JSON event).
-func (d *display) say(kind string, v any, text string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.json != nil {
-		d.json.write(kind, v)
-		return
-	}
-	if d.lastKind == "progress" && d.tty {
-		fmt.Println()
-	}
-	d.lastKind = kind
-	if text != "" {
-		fmt.Println(text)
+func commonFlags(fs *flag.FlagSet) common {
+	return common{
+		asJSON:     fs.Bool("json", false, "print machine-readable events (one JSON object per line) instead of a progress display"),
+		methodName: fs.String("method", "auto", method.Help()),
 	}
 }
 
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// progress renders one progress event: per file and total, speed and ETA
-// (resumed bytes are not counted in the speed), and the path in use.
-func (d *display) progress(p transfer.Progress) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if p.Kind == "manifest" || (p.Kind == "file-start" && p.Sent == 0) {
-		d.start = time.Now() // speed counts transfer time only
-	}
-	if p.Kind == "chunk" && time.Since(d.last) < 200*time.Millisecond {
-		return
-	}
-	d.last = time.Now()
-	if d.json != nil {
-		d.json.write("progress", p)
-		return
-	}
-	elapsed := time.Since(d.start).Seconds()
-	speed := float64(p.Sent) / max(elapsed, 0.001)
-	eta := "-"
-	if p.Sent > 0 && p.Total > 0 {
-		eta = (time.Duration(float64(p.Total-p.Sent-p.Resumed)/speed) * time.Second).Round(time.Second).String()
-	}
-	filePct := 100.0
-	if p.FileSize > 0 {
-		filePct = 100 * float64(p.FileBytes) / float64(p.FileSize)
-	}
-	line := fmt.Sprintf("[%s] %s %3.0f%% | total %s / %s | %s/s | ETA %s",
-		d.path, p.File, filePct, human(p.Sent+p.Resumed), human(p.Total), human(int64(speed)), eta)
-	if p.Resumed > 0 {
-		line += fmt.Sprintf(" | resumed %s", human(p.Resumed))
-	}
-	if d.tty {
-		fmt.Printf("\r\033[K%s", line)
-		d.lastKind = "progress"
-	} else if p.Kind != "chunk" {
-		fmt.Println(line)
-	}
-}
-
-func (d *display) setPath(rep *traversal.Report) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.path = rep.Path
-	if rep.Path == "punched" {
-		d.path = "punched by " + string(rep.Method)
-	}
-}
-
-// connectPeer runs NAT probing and traversal for one peer of a session and
-// returns the secured channel.
-func connectPeer(ctx context.Context, s *session, method traversal.Method, secret []byte, d *display) (*transfer.SecureConn, *traversal.Report, error) {
-	_, conn, rep, err := s.connect(ctx, method, secret, 0, func(e traversal.Event) {
-		if d.json != nil {
-			d.json.write("event", e)
-			return
-		}
-		switch e.Kind {
-		case "nat":
-			d.say("nat", nil, "this side: "+e.Detail)
-		case "expect":
-			d.say("expect", nil, "expected path: "+e.Detail)
-		}
-	})
+// options turns the common flags into session options that report to a
+// new display, and a context that ends on SIGINT or SIGTERM.
+func (c common) options() (session.Options, *display, context.Context, context.CancelFunc, error) {
+	m, err := method.Parse(*c.methodName)
 	if err != nil {
-		if rep != nil && d.json != nil {
-			d.json.write("report", rep)
-		}
-		return nil, rep, fmt.Errorf("no path to the peer: %w", err)
+		return session.Options{}, nil, nil, nil, err
 	}
-	d.setPath(rep)
-	d.say("connected", rep, fmt.Sprintf("connected (%s) in %s", d.path, rep.ConnectTime.Round(time.Millisecond)))
-	sc, err := transfer.Secure(conn, secret, s.id, s.role == rendezvous.RoleB)
-	if err != nil {
-		conn.Close()
-		return nil, rep, err
-	}
-	return sc, rep, nil
+	d := newDisplay(*c.asJSON)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return session.Options{Method: m, Events: d.show}, d, ctx, stop, nil
 }
 
-func serverFrom(flagValue string) (string, error) {
-	if flagValue != "" {
-		return flagValue, nil
+// serverFrom resolves the --server flag or $MACHSEND_SERVER.
+func serverFrom(ctx context.Context, flagValue string) (netip.AddrPort, error) {
+	v := flagValue
+	if v == "" {
+		v = os.Getenv("MACHSEND_SERVER")
 	}
-	if v := os.Getenv("MACHSEND_SERVER"); v != "" {
-		return v, nil
+	if v == "" {
+		return netip.AddrPort{}, errors.New("no rendezvous server: pass --server HOST:PORT or set MACHSEND_SERVER")
 	}
-	return "", errors.New("no rendezvous server: pass --server IP:PORT or set MACHSEND_SERVER")
+	return session.ResolveServer(ctx, v)
 }
 
 // cmdSend shares files and folders: prints a link and serves the receiver.
 func cmdSend(args []string) error {
 	fs := flag.NewFlagSet("machsend send", flag.ContinueOnError)
-	server := fs.String("server", "", "rendezvous server IP:PORT (default $MACHSEND_SERVER)")
+	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
 	keep := fs.Bool("keep", false, "keep serving further receivers after the first")
-	asJSON := fs.Bool("json", false, "print machine-readable events instead of a progress display")
-	methodName := fs.String("method", "auto", method.Help())
 	linkFile := fs.String("link-file", "", "also write the link to this file (mode 0600)")
-	if err := fs.Parse(args); err != nil {
+	com := commonFlags(fs)
+	paths, err := cli.Parse(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	if len(paths) == 0 {
 		return errors.New("send: name the files or folders to share")
 	}
-	srv, err := serverFrom(*server)
+	o, d, ctx, stop, err := com.options()
 	if err != nil {
 		return err
 	}
-	method, err := method.Parse(*methodName)
-	if err != nil {
-		return err
-	}
-	d := newDisplay(*asJSON)
-	m, srcs, err := transfer.BuildManifest(fs.Args(), nil)
-	if err != nil {
-		return fmt.Errorf("cannot share: %w", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := openSession(ctx, srv, "")
+	srv, err := serverFrom(ctx, *server)
 	if err != nil {
 		return err
 	}
-	defer s.client.Close()
-	secret := transfer.NewSecret()
-	link := transfer.Link{Server: s.server, Session: s.id, Secret: secret}
-	if *linkFile != "" {
-		if err := os.WriteFile(*linkFile, []byte(link.String()+"\n"), 0o600); err != nil {
-			return err
-		}
+	sh, err := session.Share(ctx, srv, paths, o)
+	if err != nil {
+		return err
 	}
-	d.say("link", map[string]any{"link": link.String(), "files": len(m.Files), "bytes": m.Total()},
-		fmt.Sprintf("sharing %d entries, %s. Send this link to the recipient:\n\n  %s\n", len(m.Files), human(m.Total()), link))
-	if d.tty && d.json == nil {
-		qrterminal.GenerateHalfBlock(link.String(), qrterminal.L, os.Stdout)
+	defer sh.Close()
+	if *linkFile != "" {
+		if err := os.WriteFile(*linkFile, []byte(sh.Link.String()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write the link file: %w", err)
+		}
 	}
 	for {
-		sc, _, err := connectPeer(ctx, s, method, secret, d)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		err := sh.Serve(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !*keep:
 			return err
-		}
-		err = transfer.Send(ctx, sc, m, srcs, d.progress)
-		sc.Close()
-		if err != nil {
-			d.say("error", map[string]string{"error": err.Error()}, "transfer failed: "+err.Error())
-			if !*keep {
-				return err
-			}
-		} else {
-			d.say("done", map[string]any{"bytes": m.Total(), "max_rss_kb": maxRSS()}, "transfer complete")
-		}
-		if !*keep {
+		case err != nil:
+			d.show(session.Event{Kind: session.KindError, Error: err.Error()})
+		case !*keep:
 			return nil
 		}
-		// Serve the next receiver on the same session.
-		s.signal.Stop()
-		s.signal = traversal.NewRendezvousSignal(s.client, s.server, s.signal.Secondary, s.id)
 	}
 }
 
@@ -241,10 +109,12 @@ func cmdSend(args []string) error {
 func readLink(args []string) (transfer.Link, error) {
 	var raw string
 	switch {
+	case len(args) > 1:
+		return transfer.Link{}, fmt.Errorf("get: one link at a time (got %d arguments)", len(args))
 	case len(args) > 0 && args[0] == "-":
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return transfer.Link{}, err
+			return transfer.Link{}, fmt.Errorf("read the link from standard input: %w", err)
 		}
 		raw = line
 	case len(args) > 0:
@@ -270,88 +140,25 @@ func cmdGet(args []string) error {
 	out := fs.String("o", ".", "destination folder")
 	list := fs.Bool("list", false, "only list what is shared")
 	overwrite := fs.Bool("overwrite", false, "replace existing files that differ")
-	asJSON := fs.Bool("json", false, "print machine-readable events instead of a progress display")
-	methodName := fs.String("method", "auto", method.Help())
 	var only multi
 	fs.Var(&only, "only", "download only entries matching this pattern (path.Match, or a path prefix); repeatable")
-	// Flags may follow the link.
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	com := commonFlags(fs)
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return err
 	}
 	link, err := readLink(pos)
 	if err != nil {
 		return err
 	}
-	method, err := method.Parse(*methodName)
+	o, _, ctx, stop, err := com.options()
 	if err != nil {
 		return err
 	}
-	d := newDisplay(*asJSON)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := openSession(ctx, link.Server.String(), link.Session)
-	if err != nil {
-		if errors.Is(err, rendezvous.ErrNoSession) {
-			return fmt.Errorf("this link has expired or is wrong (the sender is no longer sharing it): %w", err)
-		}
-		return err
-	}
-	defer s.client.Close()
-	sc, _, err := connectPeer(ctx, s, method, link.Secret, d)
-	if err != nil {
-		if errors.Is(err, transfer.ErrWrongSecret) {
-			return fmt.Errorf("the peer does not hold this link's secret: %w", err)
-		}
-		return err
-	}
-	defer sc.Close()
-	opts := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list}
+	ro := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list}
 	if len(only) > 0 {
-		opts.Select = func(e transfer.Entry) bool {
-			for _, pat := range only {
-				if ok, _ := path.Match(pat, e.Path); ok || e.Path == pat || strings.HasPrefix(e.Path, strings.TrimSuffix(pat, "/")+"/") ||
-					strings.HasPrefix(pat, e.Path+"/") {
-					return true
-				}
-			}
-			return false
-		}
+		ro.Select = transfer.MatchAny(only)
 	}
-	opts.OnManifest = func(m *transfer.Manifest) {
-		var lines []string
-		for _, e := range m.Files {
-			if e.Dir {
-				lines = append(lines, fmt.Sprintf("  %s/", e.Path))
-			} else {
-				lines = append(lines, fmt.Sprintf("  %-60s %12s", e.Path, human(e.Size)))
-			}
-		}
-		d.say("manifest", m, fmt.Sprintf("%d entries, %s in total:\n%s", len(m.Files), human(m.Total()), strings.Join(lines, "\n")))
-	}
-	_, err = transfer.Receive(ctx, sc, opts, d.progress)
-	if err != nil {
-		return err
-	}
-	if !*list {
-		d.say("done", map[string]any{"dir": *out, "max_rss_kb": maxRSS()}, "received into "+*out)
-	}
-	return nil
-}
-
-// maxRSS is this process's peak resident set size in KiB.
-func maxRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Maxrss
+	return session.Fetch(ctx, link, ro, o)
 }

@@ -32,6 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
@@ -125,25 +126,6 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
 func printJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
@@ -153,7 +135,7 @@ func printJSON(out io.Writer, v any) error {
 func cmdProfiles(args []string, out io.Writer) error {
 	fs := newFlags("profiles")
 	asJSON := fs.Bool("json", false, "print JSON, with each knob's realisation")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	ps, err := nat.Builtin()
@@ -207,7 +189,7 @@ func cmdProfiles(args []string, out io.Writer) error {
 func cmdTopologies(args []string, out io.Writer) error {
 	fs := newFlags("topologies")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	ts, err := natlab.BuiltinTopologies()
@@ -242,7 +224,7 @@ func upOptions(args []string) (natlab.Options, bool, error) {
 	natA := fs.String("nat-a", "", "profile for NAT node nat-a (same as --nat nat-a=PROFILE)")
 	natB := fs.String("nat-b", "", "profile for NAT node nat-b (same as --nat nat-b=PROFILE)")
 	fs.Var(&impairs, "impair", "NETWORK[:FROM]=SPEC: impair a link, one direction with :FROM (repeatable)")
-	pos, err := parse(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return natlab.Options{}, false, err
 	}
@@ -382,7 +364,7 @@ func hold(o natlab.Options, out io.Writer) error {
 func cmdImpair(args []string, out io.Writer) error {
 	fs := newFlags("impair")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -412,7 +394,7 @@ func cmdImpair(args []string, out io.Writer) error {
 func cmdLs(args []string, out io.Writer) error {
 	fs := newFlags("ls")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	recs, err := natlab.Records()
@@ -468,7 +450,7 @@ func cmdCapture(args []string, out io.Writer) error {
 	fs := newFlags("capture")
 	file := fs.String("w", "", "pcap file to write (required)")
 	dur := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
-	pos, err := parse(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -503,7 +485,7 @@ func cmdCapture(args []string, out io.Writer) error {
 func cmdConntrack(args []string, out io.Writer) error {
 	fs := newFlags("conntrack")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -550,7 +532,7 @@ func cmdCheck(args []string, out io.Writer) error {
 	all := fs.Bool("all", false, "check every built-in profile")
 	asJSON := fs.Bool("json", false, "print JSON reports")
 	par := fs.Int("parallel", 2*runtime.NumCPU()+4, "labs probed at once")
-	pos, err := parse(fs, args)
+	pos, err := cli.Parse(fs, args)
 	if err != nil {
 		return err
 	}

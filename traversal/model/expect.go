@@ -6,22 +6,15 @@ import (
 	"github.com/machsend/machsend/nat"
 )
 
-// Mapping classes a client sees from the cheap check (traversal.ProbeNAT):
-// no NAT, one mapping for every destination, or one per destination.
-const (
-	MappingNone      = "none"
-	MappingDependent = "endpoint-dependent"
-)
-
 // Describe says in a few words what kind of NAT a cheap check (mapping and
 // allocation) found; send and get print it before they connect.
-func Describe(mapping string, preserving bool, delta int) string {
+func Describe(mapping nat.Seen, preserving bool, delta int) string {
 	switch {
-	case mapping == MappingNone:
+	case mapping == nat.SeenNone:
 		return "no NAT (public address)"
-	case mapping == string(nat.EndpointIndependent) && preserving:
+	case mapping == nat.SeenIndependent && preserving:
 		return "NAT with endpoint-independent mapping, ports preserved"
-	case mapping == string(nat.EndpointIndependent):
+	case mapping == nat.SeenIndependent:
 		return "NAT with endpoint-independent mapping"
 	case delta != 0:
 		return "symmetric NAT, sequential ports (step " + strconv.Itoa(delta) + ")"
@@ -34,10 +27,10 @@ func Describe(mapping string, preserving bool, delta int) string {
 // Expect says which path to expect between two sides described by cheap
 // checks: each side's mapping class and whether its next port is
 // predictable (sequential allocation).
-func Expect(aMapping string, aPredictable bool, bMapping string, bPredictable bool) string {
-	easy := func(m string) bool { return m == MappingNone || m == string(nat.EndpointIndependent) }
+func Expect(aMapping nat.Seen, aPredictable bool, bMapping nat.Seen, bPredictable bool) string {
+	easy := nat.Seen.Easy
 	switch {
-	case aMapping == MappingNone && bMapping == MappingNone:
+	case aMapping == nat.SeenNone && bMapping == nat.SeenNone:
 		return "both sides have public addresses: a direct connection is expected"
 	case easy(aMapping) && easy(bMapping):
 		return "both NATs look endpoint-independent: a direct connection by hole punching is expected"

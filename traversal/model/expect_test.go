@@ -10,17 +10,17 @@ import (
 func TestExpect(t *testing.T) {
 	cases := []struct {
 		name   string
-		a      string
+		a      nat.Seen
 		aPred  bool
-		b      string
+		b      nat.Seen
 		bPred  bool
 		substr string
 	}{
-		{"both public", MappingNone, false, MappingNone, false, "public addresses"},
-		{"both EIM", string(nat.EndpointIndependent), false, string(nat.EndpointIndependent), false, "endpoint-independent: a direct connection"},
-		{"EIM and predictable", string(nat.EndpointIndependent), false, MappingDependent, true, "port prediction"},
-		{"EIM and random", string(nat.EndpointIndependent), false, MappingDependent, false, "unpredictable"},
-		{"both random", MappingDependent, false, MappingDependent, false, "relay is expected"},
+		{"both public", nat.SeenNone, false, nat.SeenNone, false, "public addresses"},
+		{"both EIM", nat.SeenIndependent, false, nat.SeenIndependent, false, "endpoint-independent: a direct connection"},
+		{"EIM and predictable", nat.SeenIndependent, false, nat.SeenDependent, true, "port prediction"},
+		{"EIM and random", nat.SeenIndependent, false, nat.SeenDependent, false, "unpredictable"},
+		{"both random", nat.SeenDependent, false, nat.SeenDependent, false, "relay is expected"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -30,11 +30,11 @@ func TestExpect(t *testing.T) {
 		})
 	}
 	for _, d := range []struct {
-		m    string
+		m    nat.Seen
 		p    bool
 		dl   int
 		want string
-	}{{MappingNone, true, 0, "no NAT"}, {string(nat.EndpointIndependent), true, 0, "ports preserved"}, {MappingDependent, false, 2, "step 2"}, {MappingDependent, false, 0, "unpredictable"}} {
+	}{{nat.SeenNone, true, 0, "no NAT"}, {nat.SeenIndependent, true, 0, "ports preserved"}, {nat.SeenDependent, false, 2, "step 2"}, {nat.SeenDependent, false, 0, "unpredictable"}} {
 		if got := Describe(d.m, d.p, d.dl); !strings.Contains(got, d.want) {
 			t.Errorf("Describe(%s, %v, %d) = %q", d.m, d.p, d.dl, got)
 		}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdp/qrterminal/v3"
+	"golang.org/x/term"
+
+	"github.com/machsend/machsend/session"
+	"github.com/machsend/machsend/transfer"
+)
+
+// display shows a session's events on a terminal, or prints them as JSON
+// lines with --json. Its show method is a session.Options.Events.
+type display struct {
+	json *session.JSONWriter // nil: for people
+	tty  bool
+
+	mu       sync.Mutex // guards the fields below
+	path     string
+	start    time.Time
+	last     time.Time
+	lastKind session.Kind
+}
+
+func newDisplay(asJSON bool) *display {
+	d := &display{tty: term.IsTerminal(int(os.Stdout.Fd())), start: time.Now()}
+	if asJSON {
+		d.json = session.NewJSONWriter(os.Stdout)
+	}
+	return d
+}
+
+// show prints one event.
+func (d *display) show(e session.Event) {
+	if e.Kind == session.KindProgress && e.Progress != nil {
+		d.progress(*e.Progress, e)
+		return
+	}
+	if d.json != nil {
+		_ = d.json.Write(e)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e.Kind == session.KindConnected && e.Report != nil {
+		d.path = session.PathName(e.Report)
+	}
+	text := d.textLocked(e)
+	if text == "" {
+		return
+	}
+	if d.lastKind == session.KindProgress && d.tty {
+		fmt.Println()
+	}
+	d.lastKind = e.Kind
+	fmt.Println(text)
+	if e.Kind == session.KindLink && d.tty {
+		qrterminal.GenerateHalfBlock(e.Link, qrterminal.L, os.Stdout)
+	}
+}
+
+// textLocked is an event's line for people: the session's own words, and
+// the lines only a terminal shows (link, manifest, completion).
+func (d *display) textLocked(e session.Event) string {
+	switch e.Kind {
+	case session.KindSession, session.KindReport:
+		return "" // the link (send) or the manifest (get) says it better
+	case session.KindLink:
+		return fmt.Sprintf("sharing %d entries, %s. Send this link to the recipient:\n\n  %s\n", e.Files, human(e.Bytes), e.Link)
+	case session.KindManifest:
+		return manifestText(e.Manifest)
+	case session.KindDone:
+		if e.Dir != "" {
+			return "received into " + e.Dir
+		}
+		return "transfer complete"
+	}
+	return e.Text()
+}
+
+func manifestText(m *transfer.Manifest) string {
+	if m == nil {
+		return ""
+	}
+	var lines []string
+	for _, e := range m.Files {
+		if e.Dir {
+			lines = append(lines, fmt.Sprintf("  %s/", e.Path))
+		} else {
+			lines = append(lines, fmt.Sprintf("  %-60s %12s", e.Path, human(e.Size)))
+		}
+	}
+	return fmt.Sprintf("%d entries, %s in total:\n%s", len(m.Files), human(m.Total()), strings.Join(lines, "\n"))
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// progress renders one progress event: per file and total, speed and ETA
+// (resumed bytes are not counted in the speed), and the path in use. Chunk
+// events are thinned to five a second.
+func (d *display) progress(p transfer.Progress, e session.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p.Kind == "manifest" || (p.Kind == "file-start" && p.Sent == 0) {
+		d.start = time.Now() // speed counts transfer time only
+	}
+	if p.Kind == "chunk" && time.Since(d.last) < 200*time.Millisecond {
+		return
+	}
+	d.last = time.Now()
+	if d.json != nil {
+		_ = d.json.Write(e)
+		return
+	}
+	elapsed := time.Since(d.start).Seconds()
+	speed := float64(p.Sent) / max(elapsed, 0.001)
+	eta := "-"
+	if p.Sent > 0 && p.Total > 0 {
+		eta = (time.Duration(float64(p.Total-p.Sent-p.Resumed)/speed) * time.Second).Round(time.Second).String()
+	}
+	filePct := 100.0
+	if p.FileSize > 0 {
+		filePct = 100 * float64(p.FileBytes) / float64(p.FileSize)
+	}
+	line := fmt.Sprintf("[%s] %s %3.0f%% | total %s / %s | %s/s | ETA %s",
+		d.path, p.File, filePct, human(p.Sent+p.Resumed), human(p.Total), human(int64(speed)), eta)
+	if p.Resumed > 0 {
+		line += fmt.Sprintf(" | resumed %s", human(p.Resumed))
+	}
+	if d.tty {
+		fmt.Printf("\r\033[K%s", line)
+		d.lastKind = session.KindProgress
+	} else if p.Kind != "chunk" {
+		fmt.Println(line)
+	}
+}

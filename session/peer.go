@@ -1,0 +1,181 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/transfer"
+	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/traversal/method"
+)
+
+// DefaultPort is the rendezvous port a server address without one gets.
+const DefaultPort = 3478
+
+// Options configure a Peer.
+type Options struct {
+	// Method is the traversal method (the zero value means method.Auto).
+	Method method.Method
+	// AttemptTimeout bounds one punching attempt (0: traversal's default).
+	AttemptTimeout time.Duration
+	// Events receives every event; it may be called from several
+	// goroutines at once and must not block for long. Nil discards them.
+	Events func(Event)
+}
+
+func (o Options) emit(e Event) {
+	if o.Events == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	o.Events(e)
+}
+
+// Peer is one side of a session on a rendezvous server. Its methods are
+// not safe for concurrent use.
+type Peer struct {
+	ID     string
+	Role   string // rendezvous.RoleA (created the session) or RoleB (joined it)
+	Server netip.AddrPort
+
+	opts      Options
+	client    *rendezvous.Client
+	secondary netip.AddrPort
+	signal    *traversal.RendezvousSignal
+}
+
+// Create opens a new session on the server; the caller passes ID (and the
+// secret, out of band) to the other peer.
+func Create(ctx context.Context, server netip.AddrPort, o Options) (*Peer, error) {
+	return open(ctx, server, "", o)
+}
+
+// Join joins the session id on the server.
+func Join(ctx context.Context, server netip.AddrPort, id string, o Options) (*Peer, error) {
+	if id == "" {
+		return nil, errors.New("join: no session id")
+	}
+	return open(ctx, server, id, o)
+}
+
+func open(ctx context.Context, server netip.AddrPort, id string, o Options) (*Peer, error) {
+	if o.Method == "" {
+		o.Method = method.Auto
+	}
+	c, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.Hello(ctx, nil, false)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("rendezvous hello: %w", err)
+	}
+	p := &Peer{Server: server, opts: o, client: c, secondary: h.Secondary}
+	if id == "" {
+		r, err := c.Create(ctx)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("create session: %w", err)
+		}
+		p.ID, p.Role = r.Session, rendezvous.RoleA
+	} else {
+		if _, err := c.Join(ctx, id); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("join session: %w", err)
+		}
+		p.ID, p.Role = id, rendezvous.RoleB
+	}
+	p.signal = traversal.NewRendezvousSignal(c, server, h.Secondary, p.ID)
+	o.emit(Event{Kind: KindSession, Session: p.ID, Role: p.Role})
+	return p, nil
+}
+
+// Connect probes this side's NAT and runs traversal to the other peer with
+// the session secret; it returns the connection (not yet encrypted) and the
+// report of every attempt, which is also returned (and emitted) when no
+// attempt connected.
+func (p *Peer) Connect(ctx context.Context, secret []byte) (net.Conn, *traversal.Report, error) {
+	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("probe NAT: %w", err)
+	}
+	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
+	conn, rep, err := traversal.Connect(ctx, traversal.Config{Signal: p.signal, Session: p.ID, Role: p.Role,
+		Secret: secret, Method: p.opts.Method, NAT: info, AttemptTimeout: p.opts.AttemptTimeout,
+		Events: func(e traversal.Event) { p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e}) }})
+	if rep != nil {
+		p.opts.emit(Event{Kind: KindReport, Report: rep})
+	}
+	if err != nil {
+		return nil, rep, fmt.Errorf("no path to the peer: %w", err)
+	}
+	p.opts.emit(Event{Kind: KindConnected, Report: rep})
+	return conn, rep, nil
+}
+
+// ConnectSecure is Connect followed by the secure channel's handshake.
+func (p *Peer) ConnectSecure(ctx context.Context, secret []byte) (*transfer.SecureConn, *traversal.Report, error) {
+	conn, rep, err := p.Connect(ctx, secret)
+	if err != nil {
+		return nil, rep, err
+	}
+	sc, err := transfer.Secure(conn, secret, p.ID, p.Role == rendezvous.RoleB)
+	if err != nil {
+		conn.Close()
+		return nil, rep, err
+	}
+	return sc, rep, nil
+}
+
+// Next readies the session for its next peer (a sharer serving one
+// receiver after another).
+func (p *Peer) Next() {
+	p.signal.Stop()
+	p.signal = traversal.NewRendezvousSignal(p.client, p.Server, p.secondary, p.ID)
+}
+
+// Close leaves the session and closes the server connection.
+func (p *Peer) Close() error {
+	p.signal.Stop()
+	return p.client.Close()
+}
+
+// ResolveServer turns what a user typed ("IP:PORT", "IP", "host:port" or
+// "host") into the server's IPv4 endpoint; the port defaults to
+// DefaultPort.
+func ResolveServer(ctx context.Context, s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, DefaultPort), nil
+	}
+	host, port := s, uint64(DefaultPort)
+	if h, ps, err := net.SplitHostPort(s); err == nil {
+		p, err := strconv.ParseUint(ps, 10, 16)
+		if err != nil || p == 0 {
+			return netip.AddrPort{}, fmt.Errorf("server %q: the port must be a number from 1 to 65535", s)
+		}
+		host, port = h, p
+	}
+	if host == "" {
+		return netip.AddrPort{}, fmt.Errorf("server %q: no host name or address", s)
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("server %q: cannot resolve %s: %w", s, host, err)
+	}
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("server %q: %s has no IPv4 address", s, host)
+	}
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(port)), nil
+}

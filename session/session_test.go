@@ -1,0 +1,195 @@
+package session_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/session"
+	"github.com/machsend/machsend/transfer"
+	"github.com/machsend/machsend/traversal/method"
+)
+
+// startServer runs a rendezvous server on loopback (primary, secondary on
+// 127.0.0.2, relay) for the test.
+func startServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	listen := func(a string) net.Listener {
+		ln, err := net.Listen("tcp4", a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	ln, sec, rl := listen("127.0.0.1:0"), listen("127.0.0.2:0"), listen("127.0.0.1:0")
+	ap := func(l net.Listener) netip.AddrPort { return l.Addr().(*net.TCPAddr).AddrPort() }
+	s := rendezvous.NewServer(rendezvous.Config{Secondary: ap(sec), RelayAddr: ap(rl)})
+	go s.Serve(ln)
+	go s.Serve(sec)
+	go s.ServeRelay(rl)
+	t.Cleanup(func() { s.Close() })
+	return ap(ln)
+}
+
+// recorder collects events from several goroutines.
+type recorder struct {
+	mu  sync.Mutex
+	evs []session.Event
+}
+
+func (r *recorder) add(e session.Event) { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
+
+func (r *recorder) kinds() []session.Kind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []session.Kind
+	for _, e := range r.evs {
+		if !slices.Contains(out, e.Kind) {
+			out = append(out, e.Kind)
+		}
+	}
+	return out
+}
+
+// Share and Fetch move a folder over loopback through the library alone,
+// and report what happened as typed events that survive a JSON round trip.
+func TestShareFetch(t *testing.T) {
+	srv := startServer(t)
+	src := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("machsend "), 100000)
+	if err := os.WriteFile(filepath.Join(src, "sub", "f.bin"), payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var sent, got recorder
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct, Events: sent.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	link, err := transfer.ParseLink(sh.Link.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- sh.Serve(ctx) }()
+	dst := t.TempDir()
+	if err := session.Fetch(ctx, link, transfer.ReceiveOptions{Dir: dst}, session.Options{Method: method.Direct, Events: got.add}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-serveErr; err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dst, "share", "sub", "f.bin"))
+	if err != nil || !bytes.Equal(b, payload) {
+		t.Fatalf("received file differs (err %v)", err)
+	}
+	for _, c := range []struct {
+		who  string
+		r    *recorder
+		want []session.Kind
+	}{
+		{"sender", &sent, []session.Kind{session.KindSession, session.KindLink, session.KindNAT, session.KindReport, session.KindConnected, session.KindProgress, session.KindDone}},
+		{"receiver", &got, []session.Kind{session.KindSession, session.KindNAT, session.KindReport, session.KindConnected, session.KindManifest, session.KindDone}},
+	} {
+		if k := c.r.kinds(); !isSubsequence(c.want, k) {
+			t.Errorf("%s events %v, want %v in this order", c.who, k, c.want)
+		}
+	}
+	// The events round-trip through the JSON the CLI prints.
+	var buf bytes.Buffer
+	w := session.NewJSONWriter(&buf)
+	for _, e := range got.evs {
+		if err := w.Write(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back, err := session.ReadEvents(&buf)
+	if err != nil || len(back) != len(got.evs) {
+		t.Fatalf("read back %d of %d events (%v)", len(back), len(got.evs), err)
+	}
+	n, ok := session.First(back, session.KindNAT)
+	if !ok || n.NAT.Mapping != nat.SeenNone {
+		t.Errorf("NAT event %+v: want mapping none on loopback", n.NAT)
+	}
+	c, _ := session.First(back, session.KindConnected)
+	if c.Report == nil || c.Report.Method != method.Direct {
+		t.Errorf("connected event %+v: want a report of method direct", c.Report)
+	}
+}
+
+func isSubsequence(want, got []session.Kind) bool {
+	i := 0
+	for _, k := range got {
+		if i < len(want) && k == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+// A link to a session nobody shares fails with words a user can act on.
+func TestFetchExpiredLink(t *testing.T) {
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	link := transfer.Link{Server: srv, Session: "nosuchsession0", Secret: transfer.NewSecret()}
+	err := session.Fetch(ctx, link, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{})
+	if err == nil || !strings.Contains(err.Error(), "expired or is wrong") {
+		t.Fatalf("Fetch = %v, want the link-expired explanation", err)
+	}
+}
+
+func TestResolveServer(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		in, want, err string
+	}{
+		{"198.51.100.7:4000", "198.51.100.7:4000", ""},
+		{"198.51.100.7", "198.51.100.7:3478", ""},
+		{"localhost:4000", "127.0.0.1:4000", ""},
+		{"localhost", "127.0.0.1:3478", ""},
+		{"localhost:http", "", "port must be a number"},
+		{"localhost:0", "", "port must be a number"},
+		{":4000", "", "no host name"},
+	}
+	for _, c := range cases {
+		t.Run(c.in, func(t *testing.T) {
+			got, err := session.ResolveServer(ctx, c.in)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("ResolveServer(%q) = %v, %v; want error %q", c.in, got, err, c.err)
+				}
+				return
+			}
+			if err != nil || got.String() != c.want {
+				t.Fatalf("ResolveServer(%q) = %v, %v; want %s", c.in, got, err, c.want)
+			}
+		})
+	}
+}
+
+func FuzzParseEvents(f *testing.F) {
+	f.Add(`{"type":"nat","time":"2026-01-01T00:00:00Z","nat":{"public":"203.0.113.2","mapping":"none"}}`)
+	f.Add(`{"type":"progress","progress":{"kind":"chunk","sent":-1}}`)
+	f.Add(`not json`)
+	f.Fuzz(func(t *testing.T, line string) {
+		for _, e := range session.ParseEvents([]string{line}) {
+			_ = e.Text()
+		}
+	})
+}

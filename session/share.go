@@ -1,0 +1,112 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"syscall"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/transfer"
+)
+
+// Sharing is a set of files offered behind a link: Serve hands them to
+// whoever holds the link.
+type Sharing struct {
+	Link     transfer.Link
+	Manifest *transfer.Manifest
+
+	peer *Peer
+	srcs []transfer.Source
+	opts Options
+}
+
+// Share reads the files and folders at paths, creates a session on the
+// server and returns the link that fetches them (also emitted as a
+// KindLink event). Nothing is sent until Serve.
+func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options) (*Sharing, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("share: name the files or folders to share")
+	}
+	m, srcs, err := transfer.BuildManifest(paths, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot share: %w", err)
+	}
+	p, err := Create(ctx, server, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sharing{Manifest: m, peer: p, srcs: srcs, opts: o,
+		Link: transfer.Link{Server: server, Session: p.ID, Secret: transfer.NewSecret()}}
+	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total()})
+	return s, nil
+}
+
+// Serve waits for one receiver, connects to it and sends what it asks
+// for. Call it again to serve the next receiver on the same link.
+func (s *Sharing) Serve(ctx context.Context) error {
+	sc, _, err := s.peer.ConnectSecure(ctx, s.Link.Secret)
+	if err != nil {
+		return err
+	}
+	err = transfer.Send(ctx, sc, s.Manifest, s.srcs, s.progress)
+	sc.Close()
+	s.peer.Next()
+	if err != nil {
+		s.opts.emit(Event{Kind: KindError, Error: err.Error()})
+		return fmt.Errorf("transfer failed: %w", err)
+	}
+	s.opts.emit(Event{Kind: KindDone, Bytes: s.Manifest.Total(), MaxRSSKB: MaxRSS()})
+	return nil
+}
+
+func (s *Sharing) progress(p transfer.Progress) { s.opts.emit(Event{Kind: KindProgress, Progress: &p}) }
+
+// Close stops sharing: the link stops working.
+func (s *Sharing) Close() error { return s.peer.Close() }
+
+// Fetch downloads what link shares, as ro says (destination, selection,
+// list only); the manifest arrives as a KindManifest event before any
+// file does.
+func Fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
+	p, err := Join(ctx, link.Server, link.Session, o)
+	if err != nil {
+		if errors.Is(err, rendezvous.ErrNoSession) {
+			return fmt.Errorf("this link has expired or is wrong (the sender is no longer sharing it): %w", err)
+		}
+		return err
+	}
+	defer p.Close()
+	sc, _, err := p.ConnectSecure(ctx, link.Secret)
+	if err != nil {
+		if errors.Is(err, transfer.ErrWrongSecret) {
+			return fmt.Errorf("the peer does not hold this link's secret: %w", err)
+		}
+		return err
+	}
+	defer sc.Close()
+	onManifest := ro.OnManifest
+	ro.OnManifest = func(m *transfer.Manifest) {
+		o.emit(Event{Kind: KindManifest, Manifest: m})
+		if onManifest != nil {
+			onManifest(m)
+		}
+	}
+	if _, err := transfer.Receive(ctx, sc, ro, func(pr transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &pr}) }); err != nil {
+		return err
+	}
+	if !ro.ListOnly {
+		o.emit(Event{Kind: KindDone, Dir: ro.Dir, MaxRSSKB: MaxRSS()})
+	}
+	return nil
+}
+
+// MaxRSS is this process's peak resident set size in KiB (0 if unknown).
+func MaxRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss
+}
