@@ -41,23 +41,23 @@ type Event struct {
 	Kind Kind      `json:"type"`
 	Time time.Time `json:"time"`
 
-	Session  string               `json:"session,omitempty"`
-	Role     string               `json:"role,omitempty"`
-	Link     string               `json:"link,omitempty"`
-	Files    int                  `json:"files,omitempty"`
-	Bytes    int64                `json:"bytes,omitempty"`
-	NAT      *traversal.NATInfo   `json:"nat,omitempty"`
-	Step     *traversal.Event     `json:"step,omitempty"`
-	Report   *traversal.Report    `json:"report,omitempty"`
-	Manifest *transfer.Manifest   `json:"manifest,omitempty"`
-	Progress *transfer.Progress   `json:"progress,omitempty"`
-	RTTms    []float64            `json:"rtt_ms,omitempty"`
-	Bulk     *Bulk                `json:"bulk,omitempty"`
-	NATCheck *natcheck.Result     `json:"natcheck,omitempty"`
-	Verdicts []natcheck.Verdict   `json:"verdicts,omitempty"`
-	Dir      string               `json:"dir,omitempty"`
-	MaxRSSKB int64                `json:"max_rss_kb,omitempty"`
-	Error    string               `json:"error,omitempty"`
+	Session  string             `json:"session,omitempty"`
+	Role     string             `json:"role,omitempty"`
+	Link     string             `json:"link,omitempty"`
+	Files    int                `json:"files,omitempty"`
+	Bytes    int64              `json:"bytes,omitempty"`
+	NAT      *traversal.NATInfo `json:"nat,omitempty"`
+	Step     *traversal.Event   `json:"step,omitempty"`
+	Report   *traversal.Report  `json:"report,omitempty"`
+	Manifest *transfer.Manifest `json:"manifest,omitempty"`
+	Progress *transfer.Progress `json:"progress,omitempty"`
+	RTTms    []float64          `json:"rtt_ms,omitempty"`
+	Bulk     *Bulk              `json:"bulk,omitempty"`
+	NATCheck *natcheck.Result   `json:"natcheck,omitempty"`
+	Verdicts []natcheck.Verdict `json:"verdicts,omitempty"`
+	Dir      string             `json:"dir,omitempty"`
+	MaxRSSKB int64              `json:"max_rss_kb,omitempty"`
+	Error    string             `json:"error,omitempty"`
 }
 
 // Bulk is an unencrypted bulk copy over a punched connection, as one side
