@@ -1,16 +1,20 @@
 // Package experiments runs the real rendezvous and machsend binaries inside
-// natlab labs across matrices of NAT profiles and methods, and turns what
-// happened into data: one JSON record per trial (inputs, outcome, the method
-// that won, timings, the NAT model's prediction, a classification of the
-// outcome from the trial's packets and conntrack state, and the evidence
-// kept), CSV summaries, plots and a report.
+// natlab labs across matrices of NAT profiles and methods: the runner of
+// the experiment workflow. Its neighbours are the other stages:
 //
-// A Spec (YAML, see experiments/*.yaml) is groups of topology x profiles x
-// methods x repetitions. Run executes it in parallel labs, each worker
-// reusing its lab between trials (natlab.Lab.Reset), and resumes an
-// interrupted run from trials.jsonl. Classify reads a trial's captures on
-// both sides of every NAT and names what happened in the vocabulary of the
-// NAT model ("peer's SYN dropped at nat-b", "nat-a answered the SYN with
-// RST", "SYN-ACK invalid at nat-a: new ISN", "predicted port 20001, actual
-// 20002").
+//   - spec: what a run is asked (Spec, Cell, impairment cases) and what it
+//     records (Trial, RunInfo, trials.jsonl), and the model's prediction
+//     for a cell;
+//   - classify: what happened in a trial, from its captures and conntrack
+//     state, in the NAT model's words, and ladder diagrams of handshakes;
+//   - report: summaries, statistics, plots and REPORT.md from the trials
+//     file and the figures beside it (no lab, no capture);
+//   - bench: throughput, rendezvous load, impairment calibration and
+//     natcheck accuracy, each a measurement of its own.
+//
+// Run executes a spec in parallel labs, each worker reusing its lab between
+// trials (natlab.Lab.Reset), classifies every trial as it finishes, and
+// resumes an interrupted run from trials.jsonl. LabPeers starts the real
+// binaries on the nodes a topology gives each role. See docs/DESIGN.md,
+// "Experiments".
 package experiments

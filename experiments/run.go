@@ -1,10 +1,8 @@
 package experiments
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,26 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/natlab"
 )
-
-// TrialsFile is the JSON-lines file of trial records in a results directory.
-const TrialsFile = "trials.jsonl"
-
-// RunInfo describes a run: the exact inputs and environment, written next to
-// the trials so every figure can be traced to what produced it.
-type RunInfo struct {
-	Spec        *Spec     `json:"spec"`
-	CodeVersion string    `json:"code_version"`
-	Kernel      string    `json:"kernel"`
-	GoVersion   string    `json:"go_version"`
-	Started     time.Time `json:"started"`
-	Finished    time.Time `json:"finished"`
-	Trials      int       `json:"trials"`
-	Resumed     int       `json:"resumed"`
-	Workers     int       `json:"workers"`
-	CPUs        int       `json:"cpus"`
-}
 
 // codeVersion names the commit the binaries come from, "-dirty" when code
 // differs from it. results/ itself is left out of the comparison: a run
@@ -51,35 +32,12 @@ func codeVersion() string {
 	return v
 }
 
-func kernel() string {
+func Kernel() string {
 	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// LoadTrials reads a trials file; a missing file is no trials.
-func LoadTrials(path string) ([]*Trial, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []*Trial
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		var t Trial
-		if err := json.Unmarshal(sc.Bytes(), &t); err != nil {
-			continue // a line cut short by an interrupted run
-		}
-		out = append(out, &t)
-	}
-	return out, sc.Err()
 }
 
 // evidenceSet remembers which outcome classes already have their captures
@@ -89,12 +47,12 @@ type evidenceSet struct {
 	kept map[string]bool
 }
 
-func evidenceKey(t *Trial) string {
+func evidenceKey(t *spec.Trial) string {
 	return strings.Join([]string{t.Cell.Topology, t.Cell.Method, t.Cell.Case, t.Class, fmt.Sprint(t.Success)}, "|")
 }
 
 // claim reports whether t is the first of its kind (and so keeps its pcaps).
-func (e *evidenceSet) claim(t *Trial) bool {
+func (e *evidenceSet) claim(t *spec.Trial) bool {
 	if e == nil {
 		return true
 	}
@@ -110,22 +68,22 @@ func (e *evidenceSet) claim(t *Trial) bool {
 
 // Run executes every trial of spec not already in opts.Out (so an
 // interrupted run resumes), in parallel labs, appending to trials.jsonl.
-func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
-	cells, err := spec.Cells()
+func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error) {
+	cells, err := sp.Cells()
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(opts.Out, TrialsFile)
+	path := filepath.Join(opts.Out, spec.TrialsFile)
 	version := codeVersion()
-	done, resumed, err := resume(spec, &opts, path, version)
+	done, resumed, err := resume(sp, &opts, path, version)
 	if err != nil {
 		return nil, err
 	}
-	info := &RunInfo{Spec: spec, CodeVersion: version, Kernel: kernel(), GoVersion: runtime.Version(),
-		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: spec.Workers}
+	info := &spec.RunInfo{Spec: sp, CodeVersion: version, Kernel: Kernel(), GoVersion: runtime.Version(),
+		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: sp.Workers}
 	if opts.Workers > 0 {
 		info.Workers = opts.Workers
 	}
@@ -138,20 +96,20 @@ func Run(ctx context.Context, spec *Spec, opts Options) (*RunInfo, error) {
 	// Impaired trials run after the rest, with fewer labs at once: every
 	// packet of an impaired link is released by this process, and 40
 	// busy labs on two CPUs add tens of milliseconds to a 30 ms path.
-	plain, impaired := pendingJobs(spec, cells, done)
-	r := &runner{ctx: ctx, spec: spec, opts: &opts, out: f, total: len(plain) + len(impaired)}
+	plain, impaired := pendingJobs(sp, cells, done)
+	r := &runner{ctx: ctx, spec: sp, opts: &opts, out: f, total: len(plain) + len(impaired)}
 	r.runJobs(plain, info.Workers)
 	if ctx.Err() == nil {
-		r.runJobs(impaired, min(info.Workers, spec.ImpairedWorkers))
+		r.runJobs(impaired, min(info.Workers, sp.ImpairedWorkers))
 	}
 	info.Finished = time.Now().UTC()
-	all, _ := LoadTrials(path)
+	all, _ := spec.LoadTrials(path)
 	info.Trials = len(all)
 	writeRunInfo(opts.Out, info)
 	return info, ctx.Err()
 }
 
-func writeRunInfo(out string, info *RunInfo) {
+func writeRunInfo(out string, info *spec.RunInfo) {
 	if b, err := json.MarshalIndent(info, "", "  "); err == nil {
 		_ = os.WriteFile(filepath.Join(out, "run.json"), b, 0o644)
 	}
@@ -160,10 +118,10 @@ func writeRunInfo(out string, info *RunInfo) {
 // resume keeps only trials made by this very code and spec (anything else
 // starts afresh, so results/ always comes from one version) and returns
 // the IDs of the trials already done and how many there are.
-func resume(spec *Spec, opts *Options, path, version string) (map[string]bool, int, error) {
-	var prevInfo RunInfo
-	if readJSON(filepath.Join(opts.Out, "run.json"), &prevInfo) &&
-		(prevInfo.CodeVersion != version || prevInfo.Spec == nil || prevInfo.Spec.Hash != spec.Hash) {
+func resume(sp *spec.Spec, opts *Options, path, version string) (map[string]bool, int, error) {
+	var prevInfo spec.RunInfo
+	if spec.ReadJSON(filepath.Join(opts.Out, "run.json"), &prevInfo) &&
+		(prevInfo.CodeVersion != version || prevInfo.Spec == nil || prevInfo.Spec.Hash != sp.Hash) {
 		if opts.Log != nil {
 			fmt.Fprintf(opts.Log, "results in %s come from code %s; starting afresh with %s\n", opts.Out, prevInfo.CodeVersion, version)
 		}
@@ -172,7 +130,7 @@ func resume(spec *Spec, opts *Options, path, version string) (map[string]bool, i
 	}
 	done := map[string]bool{}
 	opts.evidence = &evidenceSet{kept: map[string]bool{}}
-	prev, err := LoadTrials(path)
+	prev, err := spec.LoadTrials(path)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -187,20 +145,20 @@ func resume(spec *Spec, opts *Options, path, version string) (map[string]bool, i
 
 // job is one repetition of one cell.
 type job struct {
-	cell Cell
+	cell spec.Cell
 	rep  int
 }
 
 // pendingJobs lists the trials not done yet, repetition by repetition (so
 // an interrupted run has covered every cell evenly), unimpaired apart.
-func pendingJobs(spec *Spec, cells []Cell, done map[string]bool) (plain, impaired []job) {
-	maxReps := spec.Repetitions
+func pendingJobs(sp *spec.Spec, cells []spec.Cell, done map[string]bool) (plain, impaired []job) {
+	maxReps := sp.Repetitions
 	for _, c := range cells {
 		maxReps = max(maxReps, c.Reps)
 	}
 	for rep := 0; rep < maxReps; rep++ {
 		for _, c := range cells {
-			reps := spec.Repetitions
+			reps := sp.Repetitions
 			if c.Reps > 0 {
 				reps = c.Reps
 			}
@@ -221,7 +179,7 @@ func pendingJobs(spec *Spec, cells []Cell, done map[string]bool) (plain, impaire
 // trial to the trials file as it ends.
 type runner struct {
 	ctx  context.Context
-	spec *Spec
+	spec *spec.Spec
 	opts *Options
 
 	mu       sync.Mutex // guards out and finished
@@ -262,7 +220,7 @@ func (r *runner) runJobs(jobs []job, workers int) {
 // trial runs one job, rebuilding the worker's labs and trying once more on
 // a lab problem; twice unable to run, it is recorded as a lab error, not an
 // outcome. It returns nil when the run was stopped.
-func (r *runner) trial(w *worker, j job) *Trial {
+func (r *runner) trial(w *worker, j job) *spec.Trial {
 	var err error
 	for try := 0; try < 2; try++ {
 		tctx, cancel := context.WithTimeout(r.ctx, r.spec.Deadline+20*time.Second)
@@ -279,12 +237,12 @@ func (r *runner) trial(w *worker, j job) *Trial {
 		}
 		w.reset()
 	}
-	return &Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
+	return &spec.Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
 		LabError: err.Error(), Class: "lab-error", Agree: true}
 }
 
 // record appends a trial to the trials file and logs it.
-func (r *runner) record(t *Trial) {
+func (r *runner) record(t *spec.Trial) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.finished++

@@ -2,20 +2,21 @@ package experiments
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/experiments/classify"
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/session"
 
@@ -37,50 +38,6 @@ type Options struct {
 	Log io.Writer
 
 	evidence *evidenceSet // which trials keep their captures (nil: all)
-}
-
-// Trial is the record of one trial: its exact inputs, what happened, the
-// model's prediction, and the evidence kept.
-type Trial struct {
-	ID              string              `json:"id"`
-	Cell            Cell                `json:"cell"`
-	Rep             int                 `json:"rep"`
-	Start           time.Time           `json:"start"`
-	DurationMs      float64             `json:"duration_ms"`
-	Success         bool                `json:"success"`
-	Method          string              `json:"method_won,omitempty"`
-	Path            string              `json:"path,omitempty"`
-	ConnectMs       float64             `json:"connect_ms,omitempty"`
-	AttemptsToWin   int                 `json:"attempts_to_success,omitempty"`
-	RTTms           []float64           `json:"rtt_ms,omitempty"`
-	Attempts        []traversal.Attempt `json:"attempts"`
-	NATA            *traversal.NATInfo  `json:"nat_a,omitempty"`
-	NATB            *traversal.NATInfo  `json:"nat_b,omitempty"`
-	ErrorA          string              `json:"error_a,omitempty"`
-	ErrorB          string              `json:"error_b,omitempty"`
-	Predicted       bool                `json:"predicted"`
-	PredictedReason string              `json:"predicted_reason"`
-	Agree           bool                `json:"agree"`
-	Class           string              `json:"class"`
-	Explanation     []string            `json:"explanation,omitempty"`
-	Pcaps           []string            `json:"pcaps,omitempty"`
-	// Conntrack is every NAT's conntrack table at the end of the trial. It
-	// is kept with the captures (Evidence/conntrack.json.gz), not inline.
-	Conntrack map[string][]natlab.ConntrackEntry `json:"-"`
-	// Evidence is the folder (relative to the results) holding the trial's
-	// captures and conntrack snapshot, for failures and one success per cell.
-	Evidence      string            `json:"evidence,omitempty"`
-	ProfileHashes map[string]string `json:"profile_hashes"`
-	// LabError is set when the trial could not be run (twice): it is not an
-	// outcome and is left out of every statistic.
-	LabError string `json:"lab_error,omitempty"`
-	// Delay states the network conditions of the trial (the impairment
-	// case, or that none was emulated).
-	Delay string `json:"lab_delay"`
-	// Impairments is what the lab's impaired links did during the trial.
-	Impairments []natlab.ImpairStats `json:"impairments,omitempty"`
-	// Cross counts the cross-traffic connections made during the trial.
-	Cross *natlab.CrossStats `json:"cross,omitempty"`
 }
 
 // worker owns one lab per topology and reuses it between trials.
@@ -107,7 +64,7 @@ func (w *worker) reset() {
 	w.cases = map[*natlab.Lab]string{}
 }
 
-func (w *worker) lab(ctx context.Context, c Cell) (*natlab.Lab, error) {
+func (w *worker) lab(ctx context.Context, c spec.Cell) (*natlab.Lab, error) {
 	profiles := map[string]*nat.Profile{}
 	for n, name := range c.Profiles {
 		p, err := nat.Load(name)
@@ -139,24 +96,12 @@ func (w *worker) lab(ctx context.Context, c Cell) (*natlab.Lab, error) {
 	return l, nil
 }
 
+// shortTopo is a 4-character tag of a topology name, so one worker's labs
+// (at most 8 characters with the "x" and worker id) never share a name.
 func shortTopo(t string) string {
-	switch t {
-	case "two-nat":
-		return "t"
-	case "same-lan":
-		return "s"
-	case "one-public":
-		return "o"
-	case "double-nat":
-		return "d"
-	case "hairpin":
-		return "h"
-	case "two-nat-cross":
-		return "c"
-	case "two-nat-broadband":
-		return "b"
-	}
-	return "u"
+	h := fnv.New32a()
+	h.Write([]byte(t))
+	return fmt.Sprintf("%04s", strconv.FormatUint(uint64(h.Sum32()%(36*36*36*36)), 36))
 }
 
 // lineReader collects a process's stdout lines.
@@ -256,8 +201,8 @@ func waitListening(ctx context.Context, n *natlab.Node, ap netip.AddrPort) error
 // runTrial runs one trial in the worker's lab: prepare the trial and its
 // lab, capture both sides of every NAT, run the two peers, then record the
 // outcome and its evidence.
-func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Trial, error) {
-	t, ic, err := newTrial(spec, c, rep)
+func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, error) {
+	t, ic, err := newTrial(sp, c, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +231,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 			t.Cross = &st
 		}()
 	}
-	oa, ob, err := w.runPeers(peers, c, spec.Deadline)
+	oa, ob, err := w.runPeers(peers, c, sp.Deadline)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +243,7 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 		}
 	}
 	evidence := collectEvidence(t, lab, caps)
-	t.Class, t.Explanation = Classify(t, lab.Topology, evidence)
+	t.Class, t.Explanation = classify.Classify(t, lab.Topology, evidence)
 	if w.opt.evidence.claim(t) {
 		keepEvidence(t, w.opt.Out, evidence)
 	}
@@ -307,17 +252,17 @@ func (w *worker) runTrial(ctx context.Context, spec *Spec, c Cell, rep int) (*Tr
 
 // newTrial is the trial's record before it runs: its cell, the model's
 // prediction and the hashes of the profiles it uses.
-func newTrial(spec *Spec, c Cell, rep int) (*Trial, *ImpairCase, error) {
-	t := &Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
+func newTrial(sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, *spec.ImpairCase, error) {
+	t := &spec.Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
 		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
-	var ic *ImpairCase
+	var ic *spec.ImpairCase
 	if c.Case != "" {
-		if ic = spec.Impairments[c.Case]; ic == nil {
+		if ic = sp.Impairments[c.Case]; ic == nil {
 			return nil, nil, fmt.Errorf("unknown impairment case %q", c.Case)
 		}
 		t.Delay = c.Case + ": " + ic.String()
 	}
-	pred, err := Predict(c)
+	pred, err := spec.Predict(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -331,13 +276,13 @@ func newTrial(spec *Spec, c Cell, rep int) (*Trial, *ImpairCase, error) {
 
 // prepareLab gets the worker's lab for the cell with the cell's impairment
 // case in force, and the impairment counters before the trial.
-func (w *worker) prepareLab(ctx context.Context, c Cell, ic *ImpairCase) (*natlab.Lab, map[string]natlab.ImpairStats, error) {
+func (w *worker) prepareLab(ctx context.Context, c spec.Cell, ic *spec.ImpairCase) (*natlab.Lab, map[string]natlab.ImpairStats, error) {
 	lab, err := w.lab(ctx, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
 	if w.cases[lab] != c.Case {
-		if err := ic.apply(lab); err != nil {
+		if err := ic.Apply(lab); err != nil {
 			return nil, nil, fmt.Errorf("impairment case %s: %w", c.Case, err)
 		}
 		w.cases[lab] = c.Case
@@ -371,17 +316,17 @@ func startCaptures(lab *natlab.Lab) ([]capRef, error) {
 	return caps, nil
 }
 
-// startCross sends cross traffic to rv's second address, a port apart from
+// startCross sends cross traffic to the rendezvous host's second address, a port apart from
 // the server's, from before A starts until stop is called.
 func startCross(lab *natlab.Lab, peers *LabPeers, rate float64) (stop func() natlab.CrossStats, err error) {
-	host := crossHost(lab.Topology)
-	rvn, err := lab.Node("rv")
+	host := spec.CrossHost(lab.Topology)
+	rvn, err := lab.Node(peers.RV)
 	if err != nil {
 		return nil, err
 	}
 	addrs := rvn.Addrs()
 	target := netip.AddrPortFrom(addrs[len(addrs)-1], peers.Server.Port()+2)
-	cross, err := lab.CrossTraffic(host, "rv", target, rate)
+	cross, err := lab.CrossTraffic(host, peers.RV, target, rate)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +336,7 @@ func startCross(lab *natlab.Lab, peers *LabPeers, rate float64) (stop func() nat
 
 // runPeers runs `machsend punch` on A, which creates the session, then on B,
 // which joins it, and waits for both (killing either after the deadline).
-func (w *worker) runPeers(peers *LabPeers, c Cell, deadline time.Duration) (oa, ob punchOutput, err error) {
+func (w *worker) runPeers(peers *LabPeers, c spec.Cell, deadline time.Duration) (oa, ob punchOutput, err error) {
 	punch := func(node, session string) (*Running, error) {
 		args := []string{"punch", "--server", peers.Server.String(), "--method", c.Method,
 			"--timeout", deadline.String(), "--pings", "3"}
@@ -403,7 +348,7 @@ func (w *worker) runPeers(peers *LabPeers, c Cell, deadline time.Duration) (oa, 
 		}
 		return peers.Machsend(node, nil, args...)
 	}
-	ra, err := punch("a", "")
+	ra, err := punch(peers.A, "")
 	if err != nil {
 		return oa, ob, err
 	}
@@ -411,7 +356,7 @@ func (w *worker) runPeers(peers *LabPeers, c Cell, deadline time.Duration) (oa, 
 	if err != nil {
 		return oa, ob, err
 	}
-	rb, err := punch("b", session)
+	rb, err := punch(peers.B, session)
 	if err != nil {
 		return oa, ob, err
 	}
@@ -447,7 +392,7 @@ func awaitSession(ra *Running, deadline time.Duration) (string, error) {
 
 // recordOutcome stores what the peers reported: success needs both peers'
 // reports without error and round trips measured across the connection.
-func recordOutcome(t *Trial, oa, ob punchOutput) {
+func recordOutcome(t *spec.Trial, oa, ob punchOutput) {
 	t.NATA, t.NATB, t.ErrorA, t.ErrorB = oa.NAT, ob.NAT, oa.Err, ob.Err
 	if oa.Report != nil {
 		t.Attempts = oa.Report.Attempts
@@ -467,7 +412,7 @@ func recordOutcome(t *Trial, oa, ob punchOutput) {
 }
 
 // recordImpairments stores what the impairment queues did during the trial.
-func recordImpairments(t *Trial, lab *natlab.Lab, before map[string]natlab.ImpairStats) error {
+func recordImpairments(t *spec.Trial, lab *natlab.Lab, before map[string]natlab.ImpairStats) error {
 	if err := lab.ImpairErr(); err != nil {
 		return err
 	}
@@ -483,79 +428,36 @@ func recordImpairments(t *Trial, lab *natlab.Lab, before map[string]natlab.Impai
 
 // collectEvidence takes every NAT's conntrack table into the trial and
 // stops the captures, returning their packets.
-func collectEvidence(t *Trial, lab *natlab.Lab, caps []capRef) []Capture {
+func collectEvidence(t *spec.Trial, lab *natlab.Lab, caps []capRef) []classify.Capture {
 	t.Conntrack = map[string][]natlab.ConntrackEntry{}
 	for _, nat := range lab.Topology.NATs() {
 		if ents, err := lab.Conntrack(nat); err == nil {
 			t.Conntrack[nat] = ents
 		}
 	}
-	var evidence []Capture
+	var evidence []classify.Capture
 	for _, cr := range caps {
 		_ = cr.c.Stop()
-		evidence = append(evidence, Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
+		evidence = append(evidence, classify.Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
 	}
 	return evidence
 }
 
 // keepEvidence writes the trial's captures and conntrack under out/pcaps.
-func keepEvidence(t *Trial, out string, evidence []Capture) {
-	dir := filepath.Join(out, "pcaps", sanitize(t.ID))
+func keepEvidence(t *spec.Trial, out string, evidence []classify.Capture) {
+	dir := filepath.Join(out, "pcaps", spec.FileName(t.ID))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return
 	}
 	t.Evidence, _ = filepath.Rel(out, dir)
-	_ = writeConntrack(filepath.Join(dir, conntrackFile), t.Conntrack)
+	_ = classify.WriteConntrack(filepath.Join(dir, classify.ConntrackFile), t.Conntrack)
 	for _, e := range evidence {
 		p := filepath.Join(dir, e.Node+"-"+e.Iface+".pcap.gz")
-		if err := WritePcap(p, e.Packets); err == nil {
+		if err := classify.WritePcap(p, e.Packets); err == nil {
 			rel, _ := filepath.Rel(out, p)
 			t.Pcaps = append(t.Pcaps, rel)
 		}
 	}
-}
-
-// conntrackFile holds a trial's conntrack snapshots next to its captures.
-const conntrackFile = "conntrack.json.gz"
-
-func writeConntrack(path string, ct map[string][]natlab.ConntrackEntry) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	gz := gzip.NewWriter(f)
-	enc := json.NewEncoder(gz)
-	enc.SetIndent("", " ")
-	if err := enc.Encode(ct); err != nil {
-		f.Close()
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// readConntrack reads a conntrack snapshot written by writeConntrack.
-func readConntrack(path string) (map[string][]natlab.ConntrackEntry, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
-	}
-	defer gz.Close()
-	var ct map[string][]natlab.ConntrackEntry
-	return ct, json.NewDecoder(gz).Decode(&ct)
-}
-
-func sanitize(s string) string {
-	r := strings.NewReplacer(" ", "_", "=", "-", "#", "", "/", "-")
-	return r.Replace(s)
 }
 
 // snapshot returns the lines read so far without waiting for the end.

@@ -15,19 +15,29 @@ import (
 	"github.com/machsend/machsend/session"
 )
 
-// LabPeers is a lab with a rendezvous server running on rv, for runs of the
-// real binaries.
+// LabPeers is a lab with a rendezvous server running on the node with
+// the rendezvous role, for runs of the real binaries.
 type LabPeers struct {
 	Lab    *natlab.Lab
 	Bin    string
 	Server netip.AddrPort
+	// A, B and RV name the nodes with the peer and rendezvous roles.
+	A, B, RV string
 }
 
-// StartRendezvous starts the rendezvous binary on rv (primary endpoint on
+// StartRendezvous starts the rendezvous binary on the rendezvous node (primary endpoint on
 // port, secondary on port+1, relay on port+2; port 0 means 3478) and waits
 // until it listens. extra flags are appended (e.g. --fault-flip-byte).
 func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint16, extra ...string) (*LabPeers, error) {
-	rv, err := lab.Node("rv")
+	rv, err := lab.NodeWithRole(natlab.RoleRendezvous)
+	if err != nil {
+		return nil, err
+	}
+	a, err := lab.Topology.MustRole(natlab.RolePeerA)
+	if err != nil {
+		return nil, err
+	}
+	b, err := lab.Topology.MustRole(natlab.RolePeerB)
 	if err != nil {
 		return nil, err
 	}
@@ -38,13 +48,13 @@ func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint
 	primary := netip.AddrPortFrom(addrs[0], port)
 	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], port+1).String(),
 		"--relay", netip.AddrPortFrom(addrs[0], port+2).String(), "--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000", "--forge"}, extra...)
-	if _, err := lab.Start("rv", exec.Command(filepath.Join(bin, "rendezvous"), args...)); err != nil {
+	if _, err := lab.Start(rv.Name, exec.Command(filepath.Join(bin, "rendezvous"), args...)); err != nil {
 		return nil, err
 	}
 	if err := waitListening(ctx, rv, primary); err != nil {
 		return nil, err
 	}
-	return &LabPeers{Lab: lab, Bin: bin, Server: primary}, nil
+	return &LabPeers{Lab: lab, Bin: bin, Server: primary, A: a, B: b, RV: rv.Name}, nil
 }
 
 // Running is a machsend process whose JSON events are collected.
@@ -124,8 +134,8 @@ func (p *LabPeers) Get(node, link, dir string, flags ...string) (*Running, error
 	return p.Machsend(node, []string{"MACHSEND_LINK=" + link}, append([]string{"get", "-o", dir}, flags...)...)
 }
 
-// writeRandomFile writes n pseudo-random bytes (not compressible, cheap to make).
-func writeRandomFile(path string, n int64, seed uint64) error {
+// WriteRandomFile writes n pseudo-random bytes (not compressible, cheap to make).
+func WriteRandomFile(path string, n int64, seed uint64) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

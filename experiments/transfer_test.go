@@ -74,7 +74,7 @@ func makeTree(t *testing.T, dir string, bigSize int64) string {
 			t.Fatal(err)
 		}
 	}
-	if err := writeRandomFile(filepath.Join(root, "photos/2009/a.jpg"), 3<<20+17, 7); err != nil {
+	if err := WriteRandomFile(filepath.Join(root, "photos/2009/a.jpg"), 3<<20+17, 7); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "empty.txt"), nil, 0o600); err != nil {
@@ -142,11 +142,11 @@ func TestTransferTreeEveryPath(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := labPeers(t, bin, tt.topology, nil, tt.profiles...)
 			dst := t.TempDir()
-			snd, link, err := p.Send("a", []string{src}, "--method", tt.method)
+			snd, link, err := p.Send(p.A, []string{src}, "--method", tt.method)
 			if err != nil {
 				t.Fatal(err)
 			}
-			get, err := p.Get("b", link, dst, "--method", tt.method)
+			get, err := p.Get(p.B, link, dst, "--method", tt.method)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,18 +223,18 @@ func TestResumeAfterKills(t *testing.T) {
 	}
 	srcDir := t.TempDir()
 	size := int64(256 << 20)
-	if err := writeRandomFile(filepath.Join(srcDir, "big.bin"), size, 3); err != nil {
+	if err := WriteRandomFile(filepath.Join(srcDir, "big.bin"), size, 3); err != nil {
 		t.Fatal(err)
 	}
 	src := filepath.Join(srcDir, "big.bin")
 	dst := t.TempDir()
 
 	// 1. Kill the sender at about a quarter.
-	snd, link, err := p.Send("a", []string{src})
+	snd, link, err := p.Send(p.A, []string{src})
 	if err != nil {
 		t.Fatal(err)
 	}
-	get, err := p.Get("b", link, dst)
+	get, err := p.Get(p.B, link, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,12 +253,12 @@ func TestResumeAfterKills(t *testing.T) {
 
 	// 2. A new sender (new link, same file): the receiver resumes; kill the
 	// receiver at about three quarters.
-	snd, link, err = p.Send("a", []string{src}, "--keep")
+	snd, link, err = p.Send(p.A, []string{src}, "--keep")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Proc.Kill()
-	get, err = p.Get("b", link, dst)
+	get, err = p.Get(p.B, link, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func TestResumeAfterKills(t *testing.T) {
 	verified2 := verifiedOf(t, dst)
 
 	// 3. The receiver comes back on the same link and finishes.
-	get, err = p.Get("b", link, dst)
+	get, err = p.Get(p.B, link, dst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,16 +311,16 @@ func TestFlippedByteDetected(t *testing.T) {
 	bin := buildBin(t)
 	p := labPeers(t, bin, "two-nat", []string{"--fault-flip-byte", "3000000"}, "symmetric-random")
 	srcDir := t.TempDir()
-	if err := writeRandomFile(filepath.Join(srcDir, "f.bin"), 16<<20, 4); err != nil {
+	if err := WriteRandomFile(filepath.Join(srcDir, "f.bin"), 16<<20, 4); err != nil {
 		t.Fatal(err)
 	}
 	dst := t.TempDir()
-	snd, link, err := p.Send("a", []string{filepath.Join(srcDir, "f.bin")}, "--method", "relay")
+	snd, link, err := p.Send(p.A, []string{filepath.Join(srcDir, "f.bin")}, "--method", "relay")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Proc.Kill()
-	get, err := p.Get("b", link, dst, "--method", "relay")
+	get, err := p.Get(p.B, link, dst, "--method", "relay")
 	if err != nil {
 		t.Fatal(err)
 	}

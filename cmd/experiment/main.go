@@ -23,6 +23,10 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/experiments/classify"
+	"github.com/machsend/machsend/experiments/report"
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/natlab"
 )
@@ -84,7 +88,7 @@ func cmdRun(args []string) error {
 	if len(pos) > 0 {
 		specPath = pos[0]
 	}
-	spec, err := experiments.LoadSpec(specPath)
+	sp, err := spec.LoadSpec(specPath)
 	if err != nil {
 		return err
 	}
@@ -94,11 +98,11 @@ func cmdRun(args []string) error {
 	}
 	defer stop()
 	if *fresh {
-		os.Remove(filepath.Join(*out, experiments.TrialsFile))
+		os.Remove(filepath.Join(*out, spec.TrialsFile))
 		os.RemoveAll(filepath.Join(*out, "pcaps"))
 	}
 	start := time.Now()
-	info, err := experiments.Run(ctx, spec, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
+	info, err := experiments.Run(ctx, sp, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
 		AttemptTimeout: *attempt, Log: os.Stderr})
 	if info != nil {
 		fmt.Fprintf(os.Stderr, "%d trials in %s (%d resumed) -> %s\n", info.Trials, time.Since(start).Round(time.Second), info.Resumed, *out)
@@ -106,7 +110,16 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	return experiments.WriteOutputs(*out)
+	return outputs(*out)
+}
+
+// outputs draws the ladders from the captures (classification), then
+// writes the summaries, plots and report from the data files.
+func outputs(out string) error {
+	if _, err := classify.DrawLadders(out); err != nil {
+		return err
+	}
+	return report.WriteOutputs(out)
 }
 
 func cmdReport(args []string) error {
@@ -115,7 +128,7 @@ func cmdReport(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return experiments.WriteOutputs(*out)
+	return outputs(*out)
 }
 
 func cmdCheck(args []string) error {
@@ -124,7 +137,7 @@ func cmdCheck(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	trials, err := experiments.LoadTrials(filepath.Join(*out, experiments.TrialsFile))
+	trials, err := spec.LoadTrials(filepath.Join(*out, spec.TrialsFile))
 	if err != nil {
 		return err
 	}
@@ -163,14 +176,14 @@ func cmdNATCheck(args []string) error {
 		return err
 	}
 	defer stop()
-	rows, err := experiments.RunNATCheck(ctx, *bin, *parallel)
+	rows, err := bench.RunNATCheck(ctx, *bin, *parallel)
 	if err != nil {
 		return err
 	}
-	if err := experiments.WriteNATCheck(*out, rows); err != nil {
+	if err := bench.WriteNATCheck(*out, rows); err != nil {
 		return err
 	}
-	agree, counted := experiments.NATCheckSummary(rows)
+	agree, counted := bench.NATCheckSummary(rows)
 	fmt.Fprintf(os.Stderr, "natcheck: %d of %d observed knobs agree with the configuration\n", agree, counted)
 	return nil
 }
@@ -186,7 +199,7 @@ func cmdCalibrate(args []string) error {
 		return err
 	}
 	defer stop()
-	c, err := experiments.Calibrate(ctx, *out)
+	c, err := bench.Calibrate(ctx, *out)
 	if err != nil {
 		return err
 	}
@@ -203,11 +216,11 @@ func cmdThroughput(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	spec, err := experiments.LoadSpec(*specPath)
+	sp, err := spec.LoadSpec(*specPath)
 	if err != nil {
 		return err
 	}
-	if spec.Throughput == nil {
+	if sp.Throughput == nil {
 		return errors.New("the spec has no throughput section")
 	}
 	ctx, stop, err := labContext()
@@ -215,7 +228,7 @@ func cmdThroughput(args []string) error {
 		return err
 	}
 	defer stop()
-	r, err := experiments.MeasureThroughput(ctx, experiments.Options{Bin: *bin, Out: *out}, spec.Throughput)
+	r, err := bench.MeasureThroughput(ctx, experiments.Options{Bin: *bin, Out: *out}, sp.Throughput)
 	if err != nil {
 		return err
 	}
@@ -223,7 +236,7 @@ func cmdThroughput(args []string) error {
 		fmt.Fprintf(os.Stderr, "%-22s %8.1f MB/s  ratio %.2f\n", k, v, r.Ratio[k])
 	}
 	fmt.Fprintln(os.Stderr, r.Notes)
-	return experiments.WriteOutputs(*out)
+	return report.WriteOutputs(*out)
 }
 
 func cmdLoad(args []string) error {
@@ -238,7 +251,7 @@ func cmdLoad(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := experiments.RunLoad(ctx, *bin, *clients, *sessions, *rate)
+	r, err := bench.RunLoad(ctx, *bin, *clients, *sessions, *rate)
 	if err != nil {
 		return err
 	}

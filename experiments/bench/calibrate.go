@@ -1,4 +1,4 @@
-package experiments
+package bench
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/machsend/machsend/experiments"
 	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
@@ -76,8 +77,8 @@ type Ceiling struct {
 	DeliveredOverall float64 `json:"ratio_pps"`
 }
 
-// Calibrate measures the impairment datapath in a two-NAT lab (a to rv,
-// impairments on both directions of wan-a) and writes impairment.json and
+// Calibrate measures the impairment datapath in a two-NAT lab (peer A to
+// the rendezvous host, impairments on both directions of A's NAT's WAN) and writes impairment.json and
 // IMPAIRMENT.md into out.
 func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 	topo, err := natlab.LoadTopology("two-nat")
@@ -93,10 +94,10 @@ func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 		return nil, err
 	}
 	defer lab.Close()
-	k := &calibrator{lab: lab, rvAddr: netip.MustParseAddr("192.0.2.2"), port: 20000,
-		c: &Calibration{Kernel: kernel(), CPUs: runtime.NumCPU()}}
-	k.a, _ = lab.Node("a")
-	k.rv, _ = lab.Node("rv")
+	k, err := newCalibrator(lab)
+	if err != nil {
+		return nil, err
+	}
 	for _, stage := range []func() error{k.delays, k.losses, k.reorders, k.rates, k.ceiling} {
 		if err := stage(); err != nil {
 			return nil, err
@@ -119,11 +120,31 @@ func Calibrate(ctx context.Context, out string) (*Calibration, error) {
 // calibrator measures the impairment datapath between a and rv of one lab,
 // each stage on fresh ports.
 type calibrator struct {
-	lab    *natlab.Lab
-	a, rv  *natlab.Node
-	rvAddr netip.Addr
-	port   uint16
-	c      *Calibration
+	lab      *natlab.Lab
+	a, rv    *natlab.Node
+	nat, wan string // peer A's NAT and the network it translates onto
+	rvAddr   netip.Addr
+	port     uint16
+	c        *Calibration
+}
+
+// newCalibrator finds the nodes by role: peer A, the rendezvous host, and
+// the NAT between them whose WAN link is impaired.
+func newCalibrator(lab *natlab.Lab) (*calibrator, error) {
+	k := &calibrator{lab: lab, port: 20000, c: &Calibration{Kernel: experiments.Kernel(), CPUs: runtime.NumCPU()}}
+	var err error
+	if k.a, err = lab.NodeWithRole(natlab.RolePeerA); err != nil {
+		return nil, err
+	}
+	if k.rv, err = lab.NodeWithRole(natlab.RoleRendezvous); err != nil {
+		return nil, err
+	}
+	nats := lab.Topology.NATsOf(k.a.Name)
+	if len(nats) == 0 || len(k.rv.Addrs()) == 0 {
+		return nil, fmt.Errorf("calibrate: topology %s has no NAT in front of peer A or no rendezvous address", lab.Topology.Name)
+	}
+	k.nat, k.wan, k.rvAddr = nats[0], lab.Topology.Node(nats[0]).WAN, k.rv.Addrs()[0]
+	return k, nil
 }
 
 func (k *calibrator) next() netip.AddrPort { k.port++; return netip.AddrPortFrom(k.rvAddr, k.port) }
@@ -158,7 +179,7 @@ func (k *calibrator) losses() error {
 		p     float64
 		burst float64
 	}{{"loss=0.5%", 0.005, 0}, {"loss=1%", 0.01, 0}, {"loss=5%", 0.05, 0}, {"loss=5% burst=3", 0.05, 3}} {
-		if err := k.lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, natlab.MustParseImpairment(sp.spec)); err != nil {
 			return err
 		}
 		s, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), n, 64, 40000, 300*time.Millisecond)
@@ -181,7 +202,7 @@ func (k *calibrator) reorders() error {
 		spec string
 		p    float64
 	}{{"delay=10ms reorder=1%", 0.01}, {"delay=10ms reorder=10%", 0.10}, {"delay=10ms jitter=3ms", 0}} {
-		if err := k.lab.Impair("nat-a", "wan-a", natlab.MustParseImpairment(sp.spec)); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, natlab.MustParseImpairment(sp.spec)); err != nil {
 			return err
 		}
 		const count = 20000
@@ -198,7 +219,7 @@ func (k *calibrator) reorders() error {
 // rates: tbf rate limits against wire rate and goodput.
 func (k *calibrator) rates() error {
 	for _, mbit := range []uint64{10, 50, 200, 1000} {
-		if err := k.lab.Impair("nat-a", "wan-a", natlab.Impairment{Rate: mbit * 1e6}); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, natlab.Impairment{Rate: mbit * 1e6}); err != nil {
 			return err
 		}
 		b, err := measure.TCPBulk(k.a.Handle, k.rv.Handle, k.next(), int64(mbit*1e6/8)*3)
@@ -239,7 +260,7 @@ func (k *calibrator) ceiling() error {
 	}
 	var queued uint64
 	for _, s := range k.lab.Impairments() {
-		if s.Node == "nat-a" {
+		if s.Node == k.nat {
 			queued = s.Packets
 		}
 	}

@@ -1,7 +1,8 @@
-package experiments
+package classify
 
 import (
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/natlab"
 )
 
@@ -164,10 +166,10 @@ func (v *natView) isInside(a netip.Addr) bool {
 // which packet, where, and when (relative to the first packet). It needs
 // only the topology (addresses), so it runs on recorded pcaps as well as on
 // a live trial's captures.
-func Classify(t *Trial, topo *natlab.Topology, caps []Capture) (string, []string) {
+func Classify(t *spec.Trial, topo *natlab.Topology, caps []Capture) (string, []string) {
 	views, t0 := natViews(topo, caps)
 	c := &classifier{t0: t0, counts: map[string]int{}, rv: map[netip.Addr]bool{}}
-	for _, ps := range topo.Addresses("rv") {
+	for _, ps := range topo.Addresses(topo.WithRole(natlab.RoleRendezvous)) {
 		for _, p := range ps {
 			c.rv[p.Addr()] = true
 		}
@@ -313,7 +315,7 @@ func (c *classifier) outboundSYNACKs(v *natView) {
 // attempts classifies from the peers' own records: port predictions the
 // NAT did not follow (compared with the conntrack mapping), and
 // connections that failed authentication.
-func (c *classifier) attempts(t *Trial) {
+func (c *classifier) attempts(t *spec.Trial) {
 	for _, a := range t.Attempts {
 		if !a.Predicted || a.Outcome == "connected" {
 			continue
@@ -335,7 +337,7 @@ var classOrder = []string{"synack-invalid", "icmp-translated", "prediction-miss"
 
 // verdict is the trial's class: success by method, not applicable, or the
 // highest-ranked failure class seen.
-func (c *classifier) verdict(t *Trial) string {
+func (c *classifier) verdict(t *spec.Trial) string {
 	if t.Success {
 		return "success/" + t.Method
 	}
@@ -377,7 +379,7 @@ func towardRV(inner string, rv map[netip.Addr]bool) bool {
 
 // ClassifyDir classifies a trial from the pcaps recorded in dir (files
 // named NODE-IFACE.pcap, as the runner keeps them).
-func ClassifyDir(t *Trial, dir string) (string, []string, error) {
+func ClassifyDir(t *spec.Trial, dir string) (string, []string, error) {
 	topo, err := natlab.LoadTopology(t.Cell.Topology)
 	if err != nil {
 		return "", nil, err
@@ -398,7 +400,7 @@ func ClassifyDir(t *Trial, dir string) (string, []string, error) {
 	if len(caps) == 0 {
 		return "", nil, fmt.Errorf("no pcaps in %s", dir)
 	}
-	if ct, err := readConntrack(filepath.Join(dir, conntrackFile)); err == nil {
+	if ct, err := ReadConntrack(filepath.Join(dir, ConntrackFile)); err == nil {
 		t.Conntrack = ct
 	}
 	class, notes := Classify(t, topo, caps)
@@ -417,4 +419,42 @@ func mappingTo(ct map[string][]natlab.ConntrackEntry, public, peer netip.Addr) u
 		}
 	}
 	return 0
+}
+
+// ConntrackFile holds a trial's conntrack snapshots next to its captures.
+const ConntrackFile = "conntrack.json.gz"
+
+func WriteConntrack(path string, ct map[string][]natlab.ConntrackEntry) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	gz := gzip.NewWriter(f)
+	enc := json.NewEncoder(gz)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(ct); err != nil {
+		f.Close()
+		return err
+	}
+	if err := gz.Close(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readConntrack reads a conntrack snapshot written by writeConntrack.
+func ReadConntrack(path string) (map[string][]natlab.ConntrackEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	defer gz.Close()
+	var ct map[string][]natlab.ConntrackEntry
+	return ct, json.NewDecoder(gz).Decode(&ct)
 }

@@ -1,4 +1,4 @@
-package experiments
+package stats
 
 import (
 	"math"
@@ -33,11 +33,11 @@ func TestWilson(t *testing.T) {
 func TestQuantile(t *testing.T) {
 	xs := []float64{5, 1, 3, 2, 4}
 	for _, tt := range []struct{ q, want float64 }{{0, 1}, {0.5, 3}, {1, 5}, {0.25, 2}, {0.95, 4.8}} {
-		if got := quantile(xs, tt.q); math.Abs(got-tt.want) > 1e-9 {
-			t.Errorf("quantile(%v) = %v, want %v", tt.q, got, tt.want)
+		if got := Quantile(xs, tt.q); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
 		}
 	}
-	if !math.IsNaN(quantile(nil, 0.5)) {
+	if !math.IsNaN(Quantile(nil, 0.5)) {
 		t.Error("quantile of nothing")
 	}
 }

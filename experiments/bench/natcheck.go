@@ -1,4 +1,4 @@
-package experiments
+package bench
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/session"
 
@@ -98,10 +100,19 @@ func natcheckCases() ([]natcheckCase, error) {
 	if err != nil {
 		return nil, err
 	}
+	single, err := sides("two-nat", 1)
+	if err != nil {
+		return nil, err
+	}
+	double, err := sides("double-nat", 2)
+	if err != nil {
+		return nil, err
+	}
+	const peerNAT = "port-restricted-cone" // in front of the other peer
 	var out []natcheckCase
 	for _, p := range builtin {
 		out = append(out, natcheckCase{name: p.Name, topology: "two-nat",
-			profiles: map[string]string{"nat-a": p.Name, "nat-b": "port-restricted-cone"}, expect: p})
+			profiles: map[string]string{single[0]: p.Name, single[1]: peerNAT}, expect: p})
 	}
 	for _, pair := range [][2]string{{"port-restricted-cone", "port-restricted-cone"}, {"full-cone", "symmetric-sequential"},
 		{"linux-default", "symmetric-random"}, {"port-restricted-cone", "rst-unsolicited"}, {"eim-sequential", "full-cone"},
@@ -109,10 +120,24 @@ func natcheckCases() ([]natcheckCase, error) {
 		home, _ := nat.Load(pair[0])
 		cgn, _ := nat.Load(pair[1])
 		out = append(out, natcheckCase{name: pair[0] + " behind " + pair[1], topology: "double-nat",
-			profiles: map[string]string{"home-a": pair[0], "cgn": pair[1], "nat-b": "port-restricted-cone"},
+			profiles: map[string]string{double[0]: pair[0], double[1]: pair[1], double[2]: peerNAT},
 			expect:   nat.Compose(home, cgn), layered: true})
 	}
 	return out, nil
+}
+
+// sides names a topology's NATs by role: the n NATs in front of peer A,
+// nearest first, then the one in front of peer B.
+func sides(topology string, n int) ([]string, error) {
+	t, err := natlab.LoadTopology(topology)
+	if err != nil {
+		return nil, err
+	}
+	a, b := t.SideNATs()
+	if len(a) != n || len(b) != 1 {
+		return nil, fmt.Errorf("natcheck cases: topology %s has %d NATs in front of peer A and %d in front of B, want %d and 1", topology, len(a), len(b), n)
+	}
+	return append(a, b[0]), nil
 }
 
 // RunNATCheck runs machsend natcheck behind every built-in profile and
@@ -186,11 +211,11 @@ func natcheckInLab(ctx context.Context, bin string, i int, c natcheckCase, yamlP
 		return nil, err
 	}
 	defer lab.Close()
-	peers, err := StartRendezvous(ctx, lab, bin, 3478, "--alternate", "192.0.2.2:3481")
+	peers, err := experiments.StartRendezvous(ctx, lab, bin, 3478, "--alternate", "192.0.2.2:3481")
 	if err != nil {
 		return nil, err
 	}
-	run, err := peers.Machsend("a", nil, "natcheck", "--server", peers.Server.String(), "--json", "--profile", yamlPath, "--name", "measured")
+	run, err := peers.Machsend(peers.A, nil, "natcheck", "--server", peers.Server.String(), "--json", "--profile", yamlPath, "--name", "measured")
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +269,7 @@ func roundTrip(ctx context.Context, row *NATCheckRow, c natcheckCase, measured *
 	}
 	builtin, _ := nat.Builtin()
 	for _, q := range builtin {
-		for _, m := range AllMethods {
+		for _, m := range spec.AllMethods {
 			if m == "lan" {
 				continue
 			}
@@ -346,7 +371,7 @@ func WriteNATCheck(out string, rows []*NATCheckRow) error {
 	p("")
 	p("## Round trip")
 	p("")
-	p("Each profile natcheck wrote (`--profile`) was built again and checked with `natlab check`, and its traversal matrix under the NAT model (every built-in profile as the other peer, both roles, %d methods) compared with the configured NAT's.", len(AllMethods)-1)
+	p("Each profile natcheck wrote (`--profile`) was built again and checked with `natlab check`, and its traversal matrix under the NAT model (every built-in profile as the other peer, both roles, %d methods) compared with the configured NAT's.", len(spec.AllMethods)-1)
 	p("")
 	p("| case | natlab check | model cells equal | differences |")
 	p("|---|---|---:|---|")

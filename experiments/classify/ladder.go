@@ -1,6 +1,7 @@
-package experiments
+package classify
 
 import (
+	"encoding/json"
 	"fmt"
 	"html"
 	"net/netip"
@@ -10,14 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/natlab"
 )
 
 // Ladder is a handshake drawn as a sequence diagram from a trial's pcaps.
 type Ladder struct {
-	Title string
-	Trial string
-	File  string // relative to the results directory
+	Title string `json:"title"`
+	Trial string `json:"trial"`
+	File  string `json:"file"` // relative to the results directory
 }
 
 type arrow struct {
@@ -30,7 +32,7 @@ type arrow struct {
 var ladderLanes = []string{"A", "NAT-A", "Internet", "NAT-B", "B"}
 
 // drawLadder renders the TCP handshake packets of a two-nat trial.
-func drawLadder(out string, t *Trial, path string) error {
+func drawLadder(out string, t *spec.Trial, path string) error {
 	arrows := ladderArrows(out, t)
 	if len(arrows) == 0 {
 		return fmt.Errorf("no handshake packets")
@@ -42,23 +44,59 @@ func drawLadder(out string, t *Trial, path string) error {
 	return os.WriteFile(path, []byte(ladderSVG(t, arrows)), 0o644)
 }
 
+// lane is a NAT's column in the ladder and its host's, beside it.
+type lane struct{ side, host int }
+
+// ladderView is what orients arrows: each peer's nearest NAT (by topology
+// role) with its lanes, and the public address the peer's probe saw.
+type ladderView struct {
+	lanes map[string]lane
+	pub   map[string]netip.Addr
+}
+
+// newLadderView finds peer A's and peer B's NATs; ok is false for a
+// topology without a NAT in front of each peer.
+func newLadderView(t *spec.Trial, topo *natlab.Topology) (ladderView, bool) {
+	sa, sb := topo.SideNATs()
+	if len(sa) == 0 || len(sb) == 0 || sa[0] == sb[0] {
+		return ladderView{}, false
+	}
+	v := ladderView{lanes: map[string]lane{sa[0]: {1, 0}, sb[0]: {3, 4}}, pub: map[string]netip.Addr{}}
+	if t.NATA != nil {
+		v.pub[sa[0]] = t.NATA.Public
+	}
+	if t.NATB != nil {
+		v.pub[sb[0]] = t.NATB.Public
+	}
+	return v, true
+}
+
+// isPeerNAT reports whether a is either peer's NAT's public address.
+func (v ladderView) isPeerNAT(a netip.Addr) bool {
+	for _, p := range v.pub {
+		if p == a {
+			return true
+		}
+	}
+	return false
+}
+
 // ladderArrows reads the trial's captures and turns every handshake packet
 // (SYN, RST, FIN or ICMP, not the rendezvous server's traffic) into an
 // arrow between lanes.
-func ladderArrows(out string, t *Trial) []arrow {
-	pub := map[string]netip.Addr{}
-	if t.NATA != nil {
-		pub["nat-a"] = t.NATA.Public
+func ladderArrows(out string, t *spec.Trial) []arrow {
+	topo, err := spec.Topology(t.Cell.Topology)
+	if err != nil {
+		return nil
 	}
-	if t.NATB != nil {
-		pub["nat-b"] = t.NATB.Public
+	view, ok := newLadderView(t, topo)
+	if !ok {
+		return nil
 	}
 	rv := map[netip.Addr]bool{}
-	if topo, err := natlab.LoadTopology(t.Cell.Topology); err == nil {
-		for _, ps := range topo.Addresses("rv") {
-			for _, p := range ps {
-				rv[p.Addr()] = true
-			}
+	for _, ps := range topo.Addresses(topo.WithRole(natlab.RoleRendezvous)) {
+		for _, p := range ps {
+			rv[p.Addr()] = true
 		}
 	}
 	var arrows []arrow
@@ -68,7 +106,7 @@ func ladderArrows(out string, t *Trial) []arrow {
 		if !lan {
 			node, _, _ = strings.Cut(base, "-wan")
 		}
-		if _, known := ladderSide[node]; !known {
+		if _, known := view.lanes[node]; !known {
 			continue
 		}
 		pkts, err := ReadPcap(filepath.Join(out, rel))
@@ -83,7 +121,7 @@ func ladderArrows(out string, t *Trial) []arrow {
 			if s.icmp == "" && !strings.ContainsAny(s.flags, "SRF") {
 				continue
 			}
-			if a, ok := ladderArrow(s, node, lan, pub); ok {
+			if a, ok := view.arrow(s, node, lan); ok {
 				arrows = append(arrows, a)
 			}
 		}
@@ -91,13 +129,10 @@ func ladderArrows(out string, t *Trial) []arrow {
 	return arrows
 }
 
-// ladderSide is the lane of each NAT; its host is the outer lane beside it.
-var ladderSide = map[string]struct{ side, host int }{"nat-a": {1, 0}, "nat-b": {3, 4}}
-
-// ladderArrow orients one packet captured on node's LAN or WAN side; ok is
-// false for a packet drawn at the other NAT (its egress arriving here).
-func ladderArrow(s seg, node string, lan bool, pub map[string]netip.Addr) (arrow, bool) {
-	side, host := ladderSide[node].side, ladderSide[node].host
+// arrow orients one packet captured on node's LAN or WAN side; ok is false
+// for a packet drawn at the other NAT (its egress arriving here).
+func (v ladderView) arrow(s seg, node string, lan bool) (arrow, bool) {
+	side, host := v.lanes[node].side, v.lanes[node].host
 	label := s.flags
 	if s.icmp != "" {
 		label = "ICMP " + s.icmp
@@ -105,31 +140,31 @@ func ladderArrow(s seg, node string, lan bool, pub map[string]netip.Addr) (arrow
 	label = fmt.Sprintf("%s %s→%s", label, s.src, s.dst)
 	a := arrow{t: s.t, label: label}
 	if lan {
-		if s.src.Addr() == pub[node] || !isPrivateLab(s.src.Addr()) {
+		if s.src.Addr() == v.pub[node] || !isPrivateLab(s.src.Addr()) {
 			a.from, a.to = side, host
 		} else {
 			a.from, a.to = host, side
 		}
-	} else {
-		switch {
-		case s.src.Addr() == pub[node]:
-			// Egress: toward the other NAT (or the Internet).
-			a.from = side
-			a.to = 4 - side
-			if s.dst.Addr() != pub["nat-a"] && s.dst.Addr() != pub["nat-b"] {
-				a.to = 2
-			}
-		case s.dst.Addr() == pub[node] && s.src.Addr() != pub["nat-a"] && s.src.Addr() != pub["nat-b"]:
-			a.from, a.to = 2, side // from a router (e.g. ICMP time-exceeded)
-		default:
-			return a, false // arrival of the other NAT's egress: drawn there
+		return a, true
+	}
+	switch {
+	case s.src.Addr() == v.pub[node]:
+		// Egress: toward the other NAT (or the Internet).
+		a.from = side
+		a.to = 4 - side
+		if !v.isPeerNAT(s.dst.Addr()) {
+			a.to = 2
 		}
+	case s.dst.Addr() == v.pub[node] && !v.isPeerNAT(s.src.Addr()):
+		a.from, a.to = 2, side // from a router (e.g. ICMP time-exceeded)
+	default:
+		return a, false // arrival of the other NAT's egress: drawn there
 	}
 	return a, true
 }
 
 // ladderSVG draws the arrows as a ladder diagram, one row each.
-func ladderSVG(t *Trial, arrows []arrow) string {
+func ladderSVG(t *spec.Trial, arrows []arrow) string {
 	t0 := arrows[0].t
 	const colW, top, rowH = 170, 60, 26
 	width := colW*len(ladderLanes) + 80
@@ -166,9 +201,30 @@ func isPrivateLab(a netip.Addr) bool {
 	return netip.MustParsePrefix("198.18.0.0/15").Contains(a) || netip.MustParsePrefix("100.64.0.0/10").Contains(a)
 }
 
-// writeLadders draws one ladder per distinct failure class and one per
-// method's success, from trials that kept their captures (two-nat).
-func writeLadders(out string, trials []*Trial) ([]Ladder, error) {
+// LadderIndex lists the ladders drawn, relative to the results directory:
+// the report reads it instead of the captures.
+const LadderIndex = "ladders/index.json"
+
+// DrawLadders draws the ladders of the trials in a results directory.
+func DrawLadders(out string) ([]Ladder, error) {
+	trials, err := spec.LoadTrials(filepath.Join(out, spec.TrialsFile))
+	if err != nil {
+		return nil, err
+	}
+	return WriteLadders(out, trials)
+}
+
+// LoadLadders reads the index DrawLadders wrote (none if there is none).
+func LoadLadders(out string) []Ladder {
+	var ls []Ladder
+	spec.ReadJSON(filepath.Join(out, LadderIndex), &ls)
+	return ls
+}
+
+// WriteLadders draws one ladder per distinct failure class and one per
+// method's success, from unimpaired trials that kept their captures
+// (two-nat).
+func WriteLadders(out string, trials []*spec.Trial) ([]Ladder, error) {
 	dir := filepath.Join(out, "ladders")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -176,7 +232,7 @@ func writeLadders(out string, trials []*Trial) ([]Ladder, error) {
 	seen := map[string]bool{}
 	var ls []Ladder
 	for _, t := range trials {
-		if t.Cell.Topology != "two-nat" || len(t.Pcaps) == 0 {
+		if t.Cell.Topology != "two-nat" || t.Cell.Case != "" || len(t.Pcaps) == 0 {
 			continue
 		}
 		var key string
@@ -188,7 +244,7 @@ func writeLadders(out string, trials []*Trial) ([]Ladder, error) {
 		if seen[key] {
 			continue
 		}
-		name := sanitize(strings.ReplaceAll(key, "/", "-")) + ".svg"
+		name := spec.FileName(strings.ReplaceAll(key, "/", "-")) + ".svg"
 		if err := drawLadder(out, t, filepath.Join(dir, name)); err != nil {
 			continue
 		}
@@ -196,5 +252,9 @@ func writeLadders(out string, trials []*Trial) ([]Ladder, error) {
 		ls = append(ls, Ladder{Title: key, Trial: t.ID, File: filepath.Join("ladders", name)})
 	}
 	sort.Slice(ls, func(i, j int) bool { return ls[i].Title < ls[j].Title })
-	return ls, nil
+	b, err := json.MarshalIndent(ls, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("ladder index: %w", err)
+	}
+	return ls, os.WriteFile(filepath.Join(out, LadderIndex), append(b, '\n'), 0o644)
 }

@@ -1,4 +1,4 @@
-package experiments
+package classify
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/machsend/machsend/experiments/spec"
 )
 
 // The classifier names each failure class (and successes) correctly from
@@ -22,7 +24,7 @@ func TestClassifyRecordedPcaps(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var tr Trial
+			var tr spec.Trial
 			if err := json.Unmarshal(b, &tr); err != nil {
 				t.Fatal(err)
 			}

@@ -1,18 +1,22 @@
-package experiments
+package report
 
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/experiments/stats"
 )
 
 // splitImpaired separates trials run under an impairment case from the
 // main (unimpaired) matrix.
-func splitImpaired(trials []*Trial) (main, impaired []*Trial) {
+func splitImpaired(trials []*spec.Trial) (main, impaired []*spec.Trial) {
 	for _, t := range trials {
 		if t.Cell.Case != "" {
 			impaired = append(impaired, t)
@@ -28,12 +32,12 @@ func splitImpaired(trials []*Trial) (main, impaired []*Trial) {
 type caseGroup struct {
 	topology string
 	cases    []string // "none" first, then in order of first appearance
-	byCase   map[string][]*Trial
+	byCase   map[string][]*spec.Trial
 	desc     map[string]string
 	pairs    []string
 }
 
-func caseGroups(main, impaired []*Trial) []*caseGroup {
+func caseGroups(main, impaired []*spec.Trial) []*caseGroup {
 	groups := map[string]*caseGroup{}
 	var order []string
 	base := map[string]bool{} // keys of unimpaired cells that have impaired variants
@@ -43,7 +47,7 @@ func caseGroups(main, impaired []*Trial) []*caseGroup {
 		}
 		g := groups[t.Cell.Topology]
 		if g == nil {
-			g = &caseGroup{topology: t.Cell.Topology, cases: []string{"none"}, byCase: map[string][]*Trial{},
+			g = &caseGroup{topology: t.Cell.Topology, cases: []string{"none"}, byCase: map[string][]*spec.Trial{},
 				desc: map[string]string{"none": "no delay, no loss, no cross traffic"}}
 			groups[t.Cell.Topology] = g
 			order = append(order, t.Cell.Topology)
@@ -57,7 +61,7 @@ func caseGroups(main, impaired []*Trial) []*caseGroup {
 		c.Case = ""
 		base[c.Key()] = true
 		pair := profilesString(c)
-		if index(g.pairs, pair) < 0 {
+		if slices.Index(g.pairs, pair) < 0 {
 			g.pairs = append(g.pairs, pair)
 		}
 	}
@@ -80,7 +84,7 @@ type caseStat struct {
 	medianMs float64
 }
 
-func statOf(trials []*Trial, method string) caseStat {
+func statOf(trials []*spec.Trial, method string) caseStat {
 	var s caseStat
 	var ms []float64
 	for _, t := range trials {
@@ -93,7 +97,7 @@ func statOf(trials []*Trial, method string) caseStat {
 			ms = append(ms, t.ConnectMs)
 		}
 	}
-	s.medianMs = quantile(ms, 0.5)
+	s.medianMs = stats.Quantile(ms, 0.5)
 	return s
 }
 
@@ -106,7 +110,7 @@ func (s caseStat) rate() float64 {
 
 // writeImpairmentSection renders the "Under impairments" part of REPORT.md
 // and its plots (into dir).
-func writeImpairmentSection(p printer, dir string, main, impaired []*Trial) error {
+func writeImpairmentSection(p printer, dir string, main, impaired []*spec.Trial) error {
 	groups := caseGroups(main, impaired)
 	if len(groups) == 0 {
 		return nil
@@ -135,7 +139,7 @@ func impairmentGroup(p printer, dir string, g *caseGroup) error {
 	}
 	p("")
 	var methods []string
-	for _, m := range AllMethods {
+	for _, m := range spec.AllMethods {
 		for _, t := range g.byCase[g.cases[len(g.cases)-1]] {
 			if t.Cell.Method == m {
 				methods = append(methods, m)
@@ -200,7 +204,7 @@ func caseRTTRow(p printer, g *caseGroup) {
 				rtts = append(rtts, t.RTTms...)
 			}
 		}
-		row += " " + msOrDash(quantile(rtts, 0.5)) + " |"
+		row += " " + msOrDash(stats.Quantile(rtts, 0.5)) + " |"
 	}
 	p("| |%s", strings.Repeat(" |", len(g.cases)))
 	p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
@@ -234,7 +238,7 @@ func casePairTable(p printer, g *caseGroup) {
 	for _, pair := range g.pairs {
 		row := "| " + pair + " |"
 		for _, cs := range g.cases {
-			var sel []*Trial
+			var sel []*spec.Trial
 			for _, t := range g.byCase[cs] {
 				if profilesString(t.Cell) == pair {
 					sel = append(sel, t)

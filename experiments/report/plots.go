@@ -1,4 +1,4 @@
-package experiments
+package report
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 	"gonum.org/v1/plot/palette/moreland"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/experiments/spec"
 )
 
 // save writes a plot as PNG and SVG. gonum/plot panics on data it cannot
@@ -39,7 +42,7 @@ func (g grid) X(c int) float64    { return float64(c) }
 func (g grid) Y(r int) float64    { return float64(r) }
 func (g grid) Z(c, r int) float64 { return g.rate[[2]int{c, r}] }
 
-func writePlots(dir string, trials []*Trial, cells []*CellStats) error {
+func writePlots(dir string, trials []*spec.Trial, cells []*CellStats) error {
 	if err := writeHeatmaps(dir, cells); err != nil {
 		return err
 	}
@@ -59,7 +62,8 @@ func writeHeatmaps(dir string, cells []*CellStats) error {
 	names := map[string]bool{}
 	for _, c := range cells {
 		if c.Cell.Topology == "two-nat" && c.Cell.Case == "" {
-			names[c.Cell.Profiles["nat-a"]], names[c.Cell.Profiles["nat-b"]] = true, true
+			pa, pb := c.Cell.SideProfiles()
+			names[pa], names[pb] = true, true
 		}
 	}
 	var order []string
@@ -70,7 +74,7 @@ func writeHeatmaps(dir string, cells []*CellStats) error {
 	if len(order) < 2 {
 		return nil
 	}
-	for _, m := range AllMethods {
+	for _, m := range spec.AllMethods {
 		if p := heatmap(m, order, cells); p != nil {
 			if err := save(p, dir, "heatmap-"+m, 9*vg.Inch, 8*vg.Inch); err != nil {
 				return err
@@ -97,7 +101,8 @@ func heatmap(m string, order []string, cells []*CellStats) *plot.Plot {
 		if c.Cell.Topology != "two-nat" || c.Cell.Method != m || c.Cell.Case != "" {
 			continue // unimpaired cells only: an impaired case would overwrite its cell
 		}
-		a, b := idx[c.Cell.Profiles["nat-a"]], idx[c.Cell.Profiles["nat-b"]]
+		pa, pb := c.Cell.SideProfiles()
+		a, b := idx[pa], idx[pb]
 		g.rate[[2]int{a, b}], g.rate[[2]int{b, a}] = c.Rate(), c.Rate()
 		have = true
 	}
@@ -234,18 +239,9 @@ func plotColor(i int) color.Color {
 	return cs[i%len(cs)]
 }
 
-// Throughput is the bulk-transfer figure of one run (written by the
-// throughput measurement).
-type ThroughputResult struct {
-	Bytes int64              `json:"bytes"`
-	MBps  map[string]float64 `json:"mbps"` // path -> MB/s
-	Ratio map[string]float64 `json:"ratio_to_plain"`
-	Notes string             `json:"notes"`
-}
-
 func writeThroughputPlot(dir string) error {
-	var tr ThroughputResult
-	if !readJSON(filepath.Join(filepath.Dir(dir), "throughput.json"), &tr) || len(tr.MBps) == 0 {
+	var tr bench.ThroughputResult
+	if !spec.ReadJSON(filepath.Join(filepath.Dir(dir), "throughput.json"), &tr) || len(tr.MBps) == 0 {
 		return nil
 	}
 	p := plot.New()

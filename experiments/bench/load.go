@@ -1,4 +1,4 @@
-package experiments
+package bench
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/experiments/stats"
 	"github.com/machsend/machsend/traversal/method"
 
 	"github.com/machsend/machsend/rendezvous"
@@ -198,7 +199,7 @@ func coordinateSessions(ctx context.Context, res *LoadResult, cs []*rendezvous.C
 	res.Failed = failed
 	res.AchievedRate = float64(sessions) / elapsed.Seconds()
 	sort.Float64s(lat)
-	res.LatencyP50Ms, res.LatencyP99Ms = quantile(lat, 0.5), quantile(lat, 0.99)
+	res.LatencyP50Ms, res.LatencyP99Ms = stats.Quantile(lat, 0.5), stats.Quantile(lat, 0.99)
 	if len(lat) > 0 {
 		res.LatencyMaxMs = lat[len(lat)-1]
 	}

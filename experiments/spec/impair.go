@@ -1,4 +1,4 @@
-package experiments
+package spec
 
 import (
 	"errors"
@@ -73,7 +73,7 @@ func (ic *ImpairCase) validate() error {
 		return fmt.Errorf("burst %g outside 1..1000", ic.Burst)
 	}
 	// Every per-link impairment it makes must parse.
-	_, err = ic.links(map[string]string{"wan-a": "core", "wan-b": "core"}, nil)
+	_, err = ic.links(map[string]string{"wan-a": "core", "wan-b": "core"}, nil, [2]string{"wan-a", "wan-b"})
 	return err
 }
 
@@ -116,8 +116,9 @@ func (ic *ImpairCase) String() string {
 
 // links renders the case as per-direction link impairments. core maps each
 // core link (a network joining a NAT or public host to the core router) to
-// the router's name; lans lists host-router networks.
-func (ic *ImpairCase) links(core map[string]string, lans []string) ([]natlab.LinkImpairment, error) {
+// the router's name; lans lists host-router networks; wans are the core
+// links of peer A's and peer B's sides.
+func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]string) ([]natlab.LinkImpairment, error) {
 	// A peer-to-peer one-way trip crosses two core link directions (its
 	// side's uplink and the other side's downlink).
 	const crossings = 2
@@ -135,9 +136,9 @@ func (ic *ImpairCase) links(core map[string]string, lans []string) ([]natlab.Lin
 	for _, nw := range nets {
 		d := ic.RTT / 4
 		switch nw {
-		case "wan-a":
+		case wans[0]:
 			d += ic.WANADelay / 2
-		case "wan-b":
+		case wans[1]:
 			d += ic.WANBDelay / 2
 		}
 		im := natlab.Impairment{Delay: d, Jitter: jit, Loss: perLoss, Rate: ic.rate}
@@ -180,7 +181,7 @@ func coreLinks(t *natlab.Topology) (core map[string]string, lans []string) {
 			switch {
 			case kind[m] == natlab.KindRouter:
 				router = m
-			case role[m] == "rendezvous":
+			case role[m] == natlab.RoleRendezvous:
 				rv = true
 			case kind[m] == natlab.KindHost:
 				host = true
@@ -199,10 +200,23 @@ func coreLinks(t *natlab.Topology) (core map[string]string, lans []string) {
 	return core, lans
 }
 
-// crossHost is the topology's cross-traffic host ("" if none).
-func crossHost(t *natlab.Topology) string {
+// sideWANs are the networks the outermost NAT of each peer translates onto
+// ("" for a side without a NAT).
+func sideWANs(t *natlab.Topology) [2]string {
+	var out [2]string
+	sa, sb := t.SideNATs()
+	for i, side := range [][]string{sa, sb} {
+		if len(side) > 0 {
+			out[i] = t.Node(side[len(side)-1]).WAN
+		}
+	}
+	return out
+}
+
+// CrossHost is the topology's cross-traffic host ("" if none).
+func CrossHost(t *natlab.Topology) string {
 	for _, n := range t.Nodes {
-		if n.Role == "cross" {
+		if n.Role == natlab.RoleCross {
 			return n.Name
 		}
 	}
@@ -210,7 +224,7 @@ func crossHost(t *natlab.Topology) string {
 }
 
 // apply sets the case's impairments on a lab (clearing the previous case's).
-func (ic *ImpairCase) apply(l *natlab.Lab) error {
+func (ic *ImpairCase) Apply(l *natlab.Lab) error {
 	if err := l.ClearImpairments(); err != nil {
 		return err
 	}
@@ -218,7 +232,7 @@ func (ic *ImpairCase) apply(l *natlab.Lab) error {
 		return nil
 	}
 	core, lans := coreLinks(l.Topology)
-	links, err := ic.links(core, lans)
+	links, err := ic.links(core, lans, sideWANs(l.Topology))
 	if err != nil {
 		return err
 	}

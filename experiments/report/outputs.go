@@ -1,8 +1,7 @@
-package experiments
+package report
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/machsend/machsend/experiments/classify"
+	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/experiments/stats"
 	"github.com/machsend/machsend/nat"
 
 	"gopkg.in/yaml.v3"
@@ -17,7 +19,7 @@ import (
 
 // CellStats summarises the trials of one cell.
 type CellStats struct {
-	Cell            Cell
+	Cell            spec.Cell
 	N, Successes    int
 	Lo, Hi          float64
 	Predicted       bool
@@ -37,7 +39,7 @@ func (c *CellStats) Rate() float64 {
 }
 
 // Summarise groups trials by cell, in the order cells first appear.
-func Summarise(trials []*Trial) []*CellStats {
+func Summarise(trials []*spec.Trial) []*CellStats {
 	by := map[string]*CellStats{}
 	var order []string
 	for _, t := range trials {
@@ -66,7 +68,7 @@ func Summarise(trials []*Trial) []*CellStats {
 	var out []*CellStats
 	for _, k := range order {
 		cs := by[k]
-		cs.Lo, cs.Hi = Wilson(cs.Successes, cs.N, 1.96)
+		cs.Lo, cs.Hi = stats.Wilson(cs.Successes, cs.N, 1.96)
 		out = append(out, cs)
 	}
 	return out
@@ -83,7 +85,7 @@ type MethodStats struct {
 	CellsAgree, CellsAll int
 }
 
-func summariseMethods(trials []*Trial, topology string) []*MethodStats {
+func summariseMethods(trials []*spec.Trial, topology string) []*MethodStats {
 	by := map[string]*MethodStats{}
 	for _, t := range trials {
 		if t.LabError != "" || (topology != "" && t.Cell.Topology != topology) {
@@ -102,14 +104,14 @@ func summariseMethods(trials []*Trial, topology string) []*MethodStats {
 		}
 	}
 	var out []*MethodStats
-	for _, name := range AllMethods {
+	for _, name := range spec.AllMethods {
 		m := by[name]
 		if m == nil {
 			continue
 		}
-		m.Lo, m.Hi = Wilson(m.Successes, m.N, 1.96)
-		m.MedianMs, m.P95Ms = quantile(m.ConnectMs, 0.5), quantile(m.ConnectMs, 0.95)
-		m.MedianAttempts = quantile(m.Attempts, 0.5)
+		m.Lo, m.Hi = stats.Wilson(m.Successes, m.N, 1.96)
+		m.MedianMs, m.P95Ms = stats.Quantile(m.ConnectMs, 0.5), stats.Quantile(m.ConnectMs, 0.95)
+		m.MedianAttempts = stats.Quantile(m.Attempts, 0.5)
 		out = append(out, m)
 	}
 	return out
@@ -150,7 +152,7 @@ func PopulationRates(cells []*CellStats, pop *Population) (map[string]float64, m
 		if c.Cell.Topology != "two-nat" {
 			continue
 		}
-		a, b := c.Cell.Profiles["nat-a"], c.Cell.Profiles["nat-b"]
+		a, b := c.Cell.SideProfiles()
 		if rate[c.Cell.Method] == nil {
 			rate[c.Cell.Method] = map[[2]string]float64{}
 		}
@@ -178,9 +180,11 @@ func PopulationRates(cells []*CellStats, pop *Population) (map[string]float64, m
 }
 
 // WriteOutputs regenerates every summary, plot and the report from
-// trials.jsonl (and the throughput and load figures if present).
+// trials.jsonl, and the figures the classification and the benchmarks wrote
+// beside it if present (ladders/index.json, throughput.json,
+// rendezvous-load.json, calibration and natcheck); it reads no capture.
 func WriteOutputs(out string) error {
-	trials, err := LoadTrials(filepath.Join(out, TrialsFile))
+	trials, err := spec.LoadTrials(filepath.Join(out, spec.TrialsFile))
 	if err != nil {
 		return err
 	}
@@ -203,10 +207,7 @@ func WriteOutputs(out string) error {
 	if err := writePlots(filepath.Join(out, "plots"), trials, cells); err != nil {
 		return err
 	}
-	ladders, err := writeLadders(out, trials)
-	if err != nil {
-		return err
-	}
+	ladders := classify.LoadLadders(out)
 	var pop *Population
 	if p, err := LoadPopulation("experiments/population.yaml"); err == nil {
 		pop = p
@@ -225,7 +226,7 @@ func writeCellsCSV(path string, cells []*CellStats) error {
 	for _, c := range cells {
 		_ = w.Write([]string{c.Cell.Topology, profilesString(c.Cell), c.Cell.Method, strconv.Itoa(c.N), strconv.Itoa(c.Successes),
 			f3(c.Rate()), f3(c.Lo), f3(c.Hi), strconv.FormatBool(c.Predicted), strconv.Itoa(c.Disagree),
-			f1(quantile(c.ConnectMs, 0.5)), classesString(c.Classes), c.PredictedReason})
+			f1(stats.Quantile(c.ConnectMs, 0.5)), classesString(c.Classes), c.PredictedReason})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
@@ -257,7 +258,7 @@ func writeMethodsCSV(path string, ms []*MethodStats) error {
 func f3(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
 
-func profilesString(c Cell) string {
+func profilesString(c spec.Cell) string {
 	var ks []string
 	for k := range c.Profiles {
 		ks = append(ks, k)
@@ -281,13 +282,4 @@ func classesString(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
-}
-
-// readJSON reads an optional JSON figure file.
-func readJSON(path string, v any) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	return json.Unmarshal(b, v) == nil
 }

@@ -1,4 +1,4 @@
-package experiments
+package spec
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -209,7 +210,7 @@ func (s *Spec) checkCases(gi int, g Group, cases []string) error {
 		if err != nil {
 			return fmt.Errorf("group %d: %w", gi, err)
 		}
-		if crossHost(topo) == "" {
+		if CrossHost(topo) == "" {
 			return fmt.Errorf("group %d: case %s needs cross traffic but %s has no host with role cross", gi, cs, g.Topology)
 		}
 	}
@@ -229,7 +230,7 @@ func (s *Spec) groupCells(gi int, g Group, all []string) ([]Cell, error) {
 		methods = expandMethods(s.Methods)
 	}
 	for _, m := range methods {
-		if index(AllMethods, m) < 0 {
+		if slices.Index(AllMethods, m) < 0 {
 			return nil, fmt.Errorf("group %d: unknown method %q", gi, m)
 		}
 	}
@@ -295,7 +296,7 @@ func productTuples(gi int, g Group, nats, all []string) ([][]string, error) {
 		lists[i] = ps
 	}
 	for n := range g.NATs {
-		if index(nats, n) < 0 {
+		if slices.Index(nats, n) < 0 {
 			return nil, fmt.Errorf("group %d: %s is not a NAT node of %s (%v)", gi, n, g.Topology, nats)
 		}
 	}
@@ -304,8 +305,8 @@ func productTuples(gi int, g Group, nats, all []string) ([][]string, error) {
 	rec = func(i int, cur []string) {
 		if i == len(nats) {
 			if len(g.Unordered) == 2 {
-				ia, ib := index(nats, g.Unordered[0]), index(nats, g.Unordered[1])
-				if index(lists[ia], cur[ia]) > index(lists[ib], cur[ib]) {
+				ia, ib := slices.Index(nats, g.Unordered[0]), slices.Index(nats, g.Unordered[1])
+				if slices.Index(lists[ia], cur[ia]) > slices.Index(lists[ib], cur[ib]) {
 					return
 				}
 			}
@@ -352,13 +353,4 @@ func validCaseName(s string) bool {
 		}
 	}
 	return true
-}
-
-func index(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }

@@ -1,10 +1,14 @@
-package experiments
+package report
 
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/experiments/stats"
 )
 
 // approaches2005 are the four TCP traversal approaches Guha & Francis
@@ -35,10 +39,10 @@ func approachPairs(cells []*CellStats) []*pairRates {
 	by := map[string]*pairRates{}
 	var keys []string
 	for _, c := range cells {
-		if c.Cell.Topology != "two-nat" || c.Cell.Case != "" || index(approaches2005, c.Cell.Method) < 0 {
+		if c.Cell.Topology != "two-nat" || c.Cell.Case != "" || slices.Index(approaches2005, c.Cell.Method) < 0 {
 			continue
 		}
-		a, b := c.Cell.Profiles["nat-a"], c.Cell.Profiles["nat-b"]
+		a, b := c.Cell.SideProfiles()
 		if a > b {
 			a, b = b, a
 		}
@@ -51,7 +55,7 @@ func approachPairs(cells []*CellStats) []*pairRates {
 		}
 		pr.rate[c.Cell.Method] = c.Rate()
 		pr.n[c.Cell.Method] = c.N
-		pr.ms[c.Cell.Method] = quantile(c.ConnectMs, 0.5)
+		pr.ms[c.Cell.Method] = stats.Quantile(c.ConnectMs, 0.5)
 	}
 	sort.Strings(keys)
 	var out []*pairRates
@@ -76,10 +80,10 @@ func approachPairs(cells []*CellStats) []*pairRates {
 
 // failureReasons counts, per method, the reasons its failed attempts gave
 // (the text before the first colon, which names the cause).
-func failureReasons(trials []*Trial, methods []string) map[string]map[string]int {
+func failureReasons(trials []*spec.Trial, methods []string) map[string]map[string]int {
 	out := map[string]map[string]int{}
 	for _, t := range trials {
-		if t.LabError != "" || t.Success || t.Cell.Case != "" || index(methods, t.Cell.Method) < 0 {
+		if t.LabError != "" || t.Success || t.Cell.Case != "" || slices.Index(methods, t.Cell.Method) < 0 {
 			continue
 		}
 		for _, a := range t.Attempts {
@@ -113,7 +117,7 @@ func failureReasons(trials []*Trial, methods []string) map[string]map[string]int
 
 // writeApproaches writes the report's comparison of the 2005 approaches and
 // the Machsend method over the whole two-NAT matrix.
-func writeApproaches(p printer, trials []*Trial, cells []*CellStats) {
+func writeApproaches(p printer, trials []*spec.Trial, cells []*CellStats) {
 	pairs := approachPairs(cells)
 	if len(pairs) == 0 {
 		return
@@ -135,7 +139,7 @@ func writeApproaches(p printer, trials []*Trial, cells []*CellStats) {
 
 // approachSummary: per approach, success, pairs always connected, best,
 // alone, connect time and packets.
-func approachSummary(p printer, trials []*Trial, pairs []*pairRates) {
+func approachSummary(p printer, trials []*spec.Trial, pairs []*pairRates) {
 	ms := summariseMethods(trials, "two-nat")
 	stat := map[string]*MethodStats{}
 	for _, m := range ms {
@@ -173,7 +177,7 @@ func approachSummary(p printer, trials []*Trial, pairs []*pairRates) {
 			continue
 		}
 		pk := "-"
-		if v := quantile(packets[m], 0.5); !math.IsNaN(v) {
+		if v := stats.Quantile(packets[m], 0.5); !math.IsNaN(v) {
 			pk = fmt.Sprintf("%.0f", v)
 		}
 		p("| %s | %.1f%% (%d/%d) | %d | %d | %d | %s | %s |", m, 100*float64(s.Successes)/float64(max(s.N, 1)), s.Successes, s.N,
@@ -219,7 +223,7 @@ func approachDifferences(p printer, pairs []*pairRates) {
 }
 
 // approachFailures counts why the raw-socket approaches failed.
-func approachFailures(p printer, trials []*Trial) {
+func approachFailures(p printer, trials []*spec.Trial) {
 	reasons := failureReasons(trials, []string{"stunt1", "natblaster"})
 	if len(reasons) == 0 {
 		return

@@ -1,4 +1,4 @@
-package experiments
+package bench
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/machsend/machsend/experiments"
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/session"
 
@@ -17,13 +19,13 @@ import (
 
 // transferRate runs one send/get of file over method and returns the
 // receiver's rate (first file byte to last verified byte) and both peak RSSs.
-func transferRate(ctx context.Context, p *LabPeers, file, dir, method string) (mbps float64, rssSend, rssGet int64, err error) {
-	snd, link, err := p.Send("a", []string{file}, "--method", method)
+func transferRate(ctx context.Context, p *experiments.LabPeers, file, dir, method string) (mbps float64, rssSend, rssGet int64, err error) {
+	snd, link, err := p.Send(p.A, []string{file}, "--method", method)
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	defer snd.Proc.Kill()
-	get, err := p.Get("b", link, dir, "--method", method)
+	get, err := p.Get(p.B, link, dir, "--method", method)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -61,22 +63,24 @@ func transferRate(ctx context.Context, p *LabPeers, file, dir, method string) (m
 
 // plainRate measures an unencrypted bulk copy over the connection a method
 // establishes (machsend punch --bulk): plain TCP over the same lab path.
-func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float64, error) {
+func plainRate(ctx context.Context, p *experiments.LabPeers, method string, n int64) (float64, error) {
 	args := []string{"punch", "--server", p.Server.String(), "--method", method, "--bulk", fmt.Sprint(n), "--pings", "1", "--timeout", "5m"}
-	a, err := p.Machsend("a", nil, args...)
+	a, err := p.Machsend(p.A, nil, args...)
 	if err != nil {
 		return 0, err
 	}
 	defer a.Proc.Kill()
 	var id string
 	for i := 0; i < 200 && id == ""; i++ {
-		id = parsePunch(a.lines.snapshot()).Session
+		if e, ok := session.First(a.Events(), session.KindSession); ok {
+			id = e.Session
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if id == "" {
 		return 0, fmt.Errorf("punch created no session")
 	}
-	b, err := p.Machsend("b", nil, append(args, "--session", id)...)
+	b, err := p.Machsend(p.B, nil, append(args, "--session", id)...)
 	if err != nil {
 		return 0, err
 	}
@@ -96,7 +100,7 @@ func plainRate(ctx context.Context, p *LabPeers, method string, n int64) (float6
 // the relay, with machsend (encrypted, hashed, written to disk) and as a
 // plain unencrypted copy over the same kind of connection, all in one run
 // in one two-NAT lab; peak memory is recorded for two file sizes.
-func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*ThroughputResult, error) {
+func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.Throughput) (*ThroughputResult, error) {
 	topo, err := natlab.LoadTopology("two-nat")
 	if err != nil {
 		return nil, err
@@ -109,12 +113,16 @@ func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*Thro
 	if err != nil {
 		return nil, err
 	}
-	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{"nat-a": pa, "nat-b": pb}})
+	sa, sb := topo.SideNATs()
+	if len(sa) == 0 || len(sb) == 0 {
+		return nil, fmt.Errorf("throughput: topology %s needs a NAT in front of each peer", topo.Name)
+	}
+	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{sa[0]: pa, sb[0]: pb}})
 	if err != nil {
 		return nil, err
 	}
 	defer lab.Close()
-	peers, err := StartRendezvous(ctx, lab, opts.Bin, 0)
+	peers, err := experiments.StartRendezvous(ctx, lab, opts.Bin, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -128,10 +136,10 @@ func MeasureThroughput(ctx context.Context, opts Options, tp *Throughput) (*Thro
 	res := &ThroughputResult{Bytes: tp.Bytes, MBps: map[string]float64{}, Ratio: map[string]float64{}}
 	big := filepath.Join(tmp, "big.bin")
 	small := filepath.Join(tmp, "quarter.bin")
-	if err := writeRandomFile(big, tp.Bytes, 1); err != nil {
+	if err := experiments.WriteRandomFile(big, tp.Bytes, 1); err != nil {
 		return nil, err
 	}
-	if err := writeRandomFile(small, tp.Bytes/4, 2); err != nil {
+	if err := experiments.WriteRandomFile(small, tp.Bytes/4, 2); err != nil {
 		return nil, err
 	}
 	var rss []string
@@ -191,4 +199,13 @@ func memDir() string {
 		return "/dev/shm"
 	}
 	return ""
+}
+
+// ThroughputResult is the bulk-transfer figure of one run (written by the
+// throughput measurement).
+type ThroughputResult struct {
+	Bytes int64              `json:"bytes"`
+	MBps  map[string]float64 `json:"mbps"` // path -> MB/s
+	Ratio map[string]float64 `json:"ratio_to_plain"`
+	Notes string             `json:"notes"`
 }

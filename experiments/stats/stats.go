@@ -1,4 +1,6 @@
-package experiments
+// Package stats holds the statistics the reports use: Wilson score
+// intervals for success rates and interpolated quantiles.
+package stats
 
 import (
 	"math"
@@ -19,8 +21,8 @@ func Wilson(k, n int, z float64) (lo, hi float64) {
 	return math.Max(0, center-half), math.Min(1, center+half)
 }
 
-// quantile returns the q-quantile (0..1) of xs by linear interpolation.
-func quantile(xs []float64, q float64) float64 {
+// Quantile returns the q-quantile (0..1) of xs by linear interpolation.
+func Quantile(xs []float64, q float64) float64 {
 	if len(xs) == 0 {
 		return math.NaN()
 	}

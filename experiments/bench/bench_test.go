@@ -1,0 +1,94 @@
+package bench_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/natlab/natlabtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(natlabtest.LeakCheck(m.Run)) }
+
+// buildBinaries compiles machsend and rendezvous for the lab.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir, "../../cmd/machsend", "../../cmd/rendezvous")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// A small run of the rendezvous load test (the full one, 10,000 clients and
+// 1,000 sessions/s, is part of make experiment).
+func TestRendezvousLoadSmall(t *testing.T) {
+	bin := buildBinaries(t)
+	r, err := bench.RunLoad(context.Background(), bin, 500, 250, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Failed != 0 || r.Sessions != 250 || r.Clients != 500 {
+		t.Errorf("load: %+v", r)
+	}
+}
+
+// natcheck behind every built-in profile and behind layered NATs: every
+// knob it reports agrees with the configuration, every measured profile
+// passes natlab check and has the original's traversal matrix, and a run
+// is quick and leaves no socket open.
+func TestNATCheck(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("-short: natcheck behind every profile takes about a minute")
+	}
+	rows, err := bench.RunNATCheck(context.Background(), buildBinaries(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agree, counted := bench.NATCheckSummary(rows)
+	t.Logf("%d of %d observed knobs agree", agree, counted)
+	for _, r := range rows {
+		t.Run(r.Case, func(t *testing.T) {
+			if r.Err != "" {
+				t.Fatal(r.Err)
+			}
+			reported := map[string]bool{}
+			for _, k := range r.Knobs {
+				reported[k.Knob] = true
+				if !k.Agree {
+					t.Errorf("%s: detected %s, configured %s", k.Knob, k.Detected, k.Configured)
+				}
+			}
+			// natcheck reports every knob of the NAT model behind a NAT:
+			// measured, or unknown with the table's reason.
+			for _, k := range nat.Knobs {
+				if r.Case != "none" && k.Name != "port-delta" && !reported[k.Name] { // the delta only behind sequential allocation
+					t.Errorf("natcheck did not report knob %s", k.Name)
+				}
+			}
+			if !r.CheckOK {
+				t.Errorf("natlab check of the measured profile: %s\n%s", r.CheckErr, r.Profile)
+			}
+			if r.ModelSame != r.ModelAll {
+				t.Errorf("model matrix: %d of %d cells as the original: %v", r.ModelSame, r.ModelAll, r.ModelDiff)
+			}
+			if r.Duration > 30*time.Second || r.LeftOpen != 0 || r.Probes > 100 {
+				t.Errorf("took %v with %d probe connections, %d sockets left open", r.Duration, r.Probes, r.LeftOpen)
+			}
+			layered := strings.HasPrefix(r.Layered, "yes")
+			switch {
+			case r.Topology == "double-nat" && !layered && !strings.HasPrefix(r.Layered, "cannot tell"):
+				t.Errorf("double NAT reported as %q", r.Layered)
+			case r.Topology != "double-nat" && layered:
+				t.Errorf("single NAT reported as layered: %q", r.Layered)
+			}
+		})
+	}
+}

@@ -1,0 +1,52 @@
+package spec_test
+
+import (
+	"testing"
+
+	"github.com/machsend/machsend/experiments/spec"
+)
+
+func TestSpecCells(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		cells     int
+		wantErr   bool
+	}{
+		{"pairs", "name: x\nmethods: [machsend, relay]\ngroups:\n  - topology: two-nat\n    pairs: [[full-cone, none], [none, none]]\n", 4, false},
+		{"product unordered", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat\n    nats: {nat-a: [full-cone, none, rfc5382], nat-b: [full-cone, none, rfc5382]}\n    unordered: [nat-a, nat-b]\n", 6, false},
+		{"all profiles", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [all]}\n", 14, false},
+		{"unknown profile", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [moon]}\n", 0, true},
+		{"unknown method", "name: x\nmethods: [teleport]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [none]}\n", 0, true},
+		{"not a NAT node", "name: x\nmethods: [auto]\ngroups:\n  - topology: one-public\n    nats: {nat-a: [none], core: [none]}\n", 0, true},
+		{"pair arity", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat\n    pairs: [[none]]\n", 0, true},
+		{"unknown field", "name: x\ncolour: red\ngroups: []\n", 0, true},
+		{"cases", "name: x\nmethods: [auto, p2pnat]\nimpairments:\n  slow: {rtt: 100ms, loss: 1%}\n  busy: {cross: 20}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n  - topology: two-nat\n    pairs: [[none, none], [full-cone, none]]\n    cases: [none, slow]\n    repetitions: 2\n", 8, false},
+		{"unknown case", "name: x\nmethods: [auto]\nimpairments:\n  slow: {rtt: 100ms}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n    cases: [fast]\n", 0, true},
+		{"cross needs a cross host", "name: x\nmethods: [auto]\nimpairments:\n  busy: {cross: 20}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n    cases: [busy]\n", 0, true},
+		{"bad loss", "name: x\nmethods: [auto]\nimpairments:\n  bad: {loss: 120%}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n", 0, true},
+		{"case named none", "name: x\nmethods: [auto]\nimpairments:\n  none: {rtt: 1ms}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := spec.ParseSpec("t.yaml", []byte(tt.doc))
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cells, _ := s.Cells()
+			if len(cells) != tt.cells {
+				t.Errorf("%d cells, want %d", len(cells), tt.cells)
+			}
+		})
+	}
+	for _, f := range []string{"../quick.yaml", "../paper.yaml"} {
+		if _, err := spec.LoadSpec(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
