@@ -53,8 +53,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzFrames -fuzztime 30s ./transfer
 	$(GO) test -run '^$$' -fuzz FuzzParseLink -fuzztime 30s ./transfer
-	$(GO) test -run '^$$' -fuzz FuzzParseImpairment -fuzztime 30s ./natlab
-	$(GO) test -run '^$$' -fuzz FuzzParsePacket -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzParseImpairment -fuzztime 30s ./natlab/impair
+	$(GO) test -run '^$$' -fuzz FuzzParsePacket -fuzztime 30s ./natlab/impair
 	$(GO) test -run '^$$' -fuzz FuzzParseSYN -fuzztime 30s ./rendezvous
 	$(GO) test -run '^$$' -fuzz FuzzParseErrQueue -fuzztime 30s ./internal/sockopt
 	$(GO) test -run '^$$' -fuzz FuzzParseSegment -fuzztime 30s ./internal/rawtcp

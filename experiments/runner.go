@@ -18,6 +18,7 @@ import (
 	"github.com/machsend/machsend/experiments/classify"
 	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/session"
 
 	"github.com/machsend/machsend/natlab"
@@ -276,7 +277,7 @@ func newTrial(sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, *spec.ImpairCas
 
 // prepareLab gets the worker's lab for the cell with the cell's impairment
 // case in force, and the impairment counters before the trial.
-func (w *worker) prepareLab(ctx context.Context, c spec.Cell, ic *spec.ImpairCase) (*natlab.Lab, map[string]natlab.ImpairStats, error) {
+func (w *worker) prepareLab(ctx context.Context, c spec.Cell, ic *spec.ImpairCase) (*natlab.Lab, map[string]impair.Stats, error) {
 	lab, err := w.lab(ctx, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab: %w", err)
@@ -287,7 +288,7 @@ func (w *worker) prepareLab(ctx context.Context, c spec.Cell, ic *spec.ImpairCas
 		}
 		w.cases[lab] = c.Case
 	}
-	before := map[string]natlab.ImpairStats{}
+	before := map[string]impair.Stats{}
 	for _, s := range lab.Impairments() {
 		before[s.Node+"/"+s.Network] = s
 	}
@@ -412,7 +413,7 @@ func recordOutcome(t *spec.Trial, oa, ob punchOutput) {
 }
 
 // recordImpairments stores what the impairment queues did during the trial.
-func recordImpairments(t *spec.Trial, lab *natlab.Lab, before map[string]natlab.ImpairStats) error {
+func recordImpairments(t *spec.Trial, lab *natlab.Lab, before map[string]impair.Stats) error {
 	if err := lab.ImpairErr(); err != nil {
 		return err
 	}

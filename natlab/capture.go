@@ -92,9 +92,9 @@ func (l *Lab) Capture(node, iface, path string) (*Capture, error) {
 			return nil, fmt.Errorf("capture file: %w", err)
 		}
 	}
-	l.mu.Lock()
-	l.captures[c] = true
-	l.mu.Unlock()
+	l.state.Lock()
+	l.state.captures[c] = true
+	l.state.Unlock()
 	go c.loop()
 	return c, nil
 }
@@ -181,9 +181,9 @@ func (c *Capture) Stop() error {
 				c.err = err
 			}
 		}
-		c.lab.mu.Lock()
-		delete(c.lab.captures, c)
-		c.lab.mu.Unlock()
+		c.lab.state.Lock()
+		delete(c.lab.state.captures, c)
+		c.lab.state.Unlock()
 	}
 	return c.err
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/machsend/machsend/natlab/impair"
 )
 
 // A lab's impairment engines live in the process that holds the lab (for
@@ -33,8 +35,8 @@ type ControlRequest struct {
 
 // ControlReply is the holder's answer.
 type ControlReply struct {
-	Error       string        `json:"error,omitempty"`
-	Impairments []ImpairStats `json:"impairments"`
+	Error       string         `json:"error,omitempty"`
+	Impairments []impair.Stats `json:"impairments"`
 }
 
 // ServeControl serves the lab's control socket until the returned stop is
@@ -75,7 +77,7 @@ func (l *Lab) serveControl(c net.Conn) {
 	} else {
 		switch req.Op {
 		case "impair":
-			im, err := ParseImpairment(req.Spec)
+			im, err := impair.Parse(req.Spec)
 			if err == nil {
 				err = l.Impair(req.Node, req.Network, im)
 			}

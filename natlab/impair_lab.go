@@ -12,14 +12,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/machsend/machsend/natlab/impair"
 )
 
 // Impair sets the impairment of packets node sends on network (one direction
-// of a link), replacing what was there; the zero Impairment removes it.
+// of a link), replacing what was there; the zero impair.Impairment removes it.
 // Impairments survive Reset and end with Close. Loss draws come from a
 // generator seeded from the lab, node and network names, so a rebuilt lab
 // repeats them.
-func (l *Lab) Impair(node, network string, im Impairment) error {
+func (l *Lab) Impair(node, network string, im impair.Impairment) error {
 	n, err := l.Node(node)
 	if err != nil {
 		return err
@@ -31,49 +33,49 @@ func (l *Lab) Impair(node, network string, im Impairment) error {
 	if !found {
 		return fmt.Errorf("%w: %s is not on network %q", ErrNoNode, node, network)
 	}
-	l.impairMu.Lock()
-	defer l.impairMu.Unlock()
-	if l.impairs == nil {
-		l.impairs = map[string]map[string]Impairment{}
-		l.engines = map[string]*engine{}
+	l.impair.Lock()
+	defer l.impair.Unlock()
+	if l.impair.byNode == nil {
+		l.impair.byNode = map[string]map[string]impair.Impairment{}
+		l.impair.engines = map[string]*impair.Engine{}
 	}
-	old := l.impairs[node][network]
+	old := l.impair.byNode[node][network]
 	if old.Rate != im.Rate {
 		if err := l.Shape(node, network, im.Rate); err != nil {
 			return err
 		}
 	}
-	e := l.engines[node]
-	if im.queued() {
+	e := l.impair.engines[node]
+	if im.Queued() {
 		if e == nil {
-			if e, err = startEngine(node, n.Handle); err != nil {
+			if e, err = impair.Start(node, func(f func() error) error { return Do(n.Handle, f) }); err != nil {
 				return err
 			}
-			l.engines[node] = e
+			l.impair.engines[node] = e
 		}
 		h := fnv.New64a()
 		fmt.Fprintf(h, "%s/%s/%s", l.Name, node, network)
-		if err := e.set(network, im, h.Sum64()); err != nil {
+		if err := e.Set(network, im, h.Sum64()); err != nil {
 			return err
 		}
 	}
-	if l.impairs[node] == nil {
-		l.impairs[node] = map[string]Impairment{}
+	if l.impair.byNode[node] == nil {
+		l.impair.byNode[node] = map[string]impair.Impairment{}
 	}
-	l.impairs[node][network] = im
+	l.impair.byNode[node][network] = im
 	if im.Zero() {
-		delete(l.impairs[node], network)
+		delete(l.impair.byNode[node], network)
 	}
-	if im.queued() != old.queued() {
+	if im.Queued() != old.Queued() {
 		// The node's NFQUEUE rules (one per direction that needs the queue)
 		// change only when a direction starts or stops needing it.
 		dirs := map[string]uint16{}
-		for nw, q := range e.queues() {
-			if l.impairs[node][nw].queued() {
+		for nw, q := range e.Queues() {
+			if l.impair.byNode[node][nw].Queued() {
 				dirs[nw] = q
 			}
 		}
-		if err := runIn(n.Handle, strings.NewReader(impairRules(dirs)), "iptables-nft-restore"); err != nil {
+		if err := runIn(n.Handle, strings.NewReader(impair.Rules(dirs)), "iptables-nft-restore"); err != nil {
 			return fmt.Errorf("impair %s/%s: queue rules: %w", node, network, err)
 		}
 	}
@@ -83,7 +85,7 @@ func (l *Lab) Impair(node, network string, im Impairment) error {
 // ImpairLink applies a LinkImpairment (every member's egress when From is
 // empty).
 func (l *Lab) ImpairLink(li LinkImpairment) error {
-	im, err := ParseImpairment(li.Spec)
+	im, err := impair.Parse(li.Spec)
 	if err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ func (l *Lab) ImpairLink(li LinkImpairment) error {
 		sort.Strings(from)
 	}
 	if len(from) == 0 {
-		return fmt.Errorf("%w: no network %q in lab %s", ErrImpairment, li.Network, l.Name)
+		return fmt.Errorf("%w: no network %q in lab %s", impair.ErrInvalid, li.Network, l.Name)
 	}
 	for _, f := range from {
 		if err := l.Impair(f, li.Network, im); err != nil {
@@ -113,22 +115,22 @@ func (l *Lab) ImpairLink(li LinkImpairment) error {
 
 // Impairments returns the impairment in force on every impaired direction,
 // with the queue's counters.
-func (l *Lab) Impairments() []ImpairStats {
-	l.impairMu.Lock()
-	defer l.impairMu.Unlock()
-	var out []ImpairStats
-	for node, m := range l.impairs {
-		var st map[string]ImpairStats
-		if e := l.engines[node]; e != nil {
-			st = map[string]ImpairStats{}
-			for _, s := range e.stats() {
+func (l *Lab) Impairments() []impair.Stats {
+	l.impair.Lock()
+	defer l.impair.Unlock()
+	var out []impair.Stats
+	for node, m := range l.impair.byNode {
+		var st map[string]impair.Stats
+		if e := l.impair.engines[node]; e != nil {
+			st = map[string]impair.Stats{}
+			for _, s := range e.Stats() {
 				st[s.Network] = s
 			}
 		}
 		for nw, im := range m {
 			s, ok := st[nw]
-			if !ok || !im.queued() {
-				s = ImpairStats{Node: node, Network: nw}
+			if !ok || !im.Queued() {
+				s = impair.Stats{Node: node, Network: nw}
 			}
 			s.Spec = im.String()
 			out = append(out, s)
@@ -146,10 +148,10 @@ func (l *Lab) Impairments() []ImpairStats {
 // ImpairErr reports an impairment engine that stopped (its directions then
 // pass packets unimpaired), or nil.
 func (l *Lab) ImpairErr() error {
-	l.impairMu.Lock()
-	defer l.impairMu.Unlock()
+	l.impair.Lock()
+	defer l.impair.Unlock()
 	var errs []error
-	for node, e := range l.engines {
+	for node, e := range l.impair.engines {
 		if err := e.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("impairments of %s: %w", node, err))
 		}
@@ -159,30 +161,30 @@ func (l *Lab) ImpairErr() error {
 
 // ClearImpairments removes every impairment of the lab.
 func (l *Lab) ClearImpairments() error {
-	l.impairMu.Lock()
+	l.impair.Lock()
 	type dir struct{ node, nw string }
 	var dirs []dir
-	for node, m := range l.impairs {
+	for node, m := range l.impair.byNode {
 		for nw := range m {
 			dirs = append(dirs, dir{node, nw})
 		}
 	}
-	l.impairMu.Unlock()
+	l.impair.Unlock()
 	var errs []error
 	for _, d := range dirs {
-		errs = append(errs, l.Impair(d.node, d.nw, Impairment{}))
+		errs = append(errs, l.Impair(d.node, d.nw, impair.Impairment{}))
 	}
 	return errors.Join(errs...)
 }
 
 func (l *Lab) stopEngines() {
-	l.impairMu.Lock()
-	engines := l.engines
-	l.engines = nil
-	l.impairs = nil
-	l.impairMu.Unlock()
+	l.impair.Lock()
+	engines := l.impair.engines
+	l.impair.engines = nil
+	l.impair.byNode = nil
+	l.impair.Unlock()
 	for _, e := range engines {
-		e.stop()
+		e.Stop()
 	}
 }
 

@@ -2,7 +2,6 @@ package natlab_test
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net"
 	"net/netip"
@@ -16,74 +15,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/natlab/measure"
 	"github.com/machsend/machsend/natlab/natlabtest"
 )
-
-func TestParseImpairment(t *testing.T) {
-	ms := time.Millisecond
-	cases := []struct {
-		name string
-		in   string
-		want natlab.Impairment
-		err  bool
-	}{
-		{"none", "none", natlab.Impairment{}, false},
-		{"empty", "", natlab.Impairment{}, false},
-		{"delay", "delay=20ms", natlab.Impairment{Delay: 20 * ms}, false},
-		{"all", "delay=20ms,jitter=2ms dist=pareto loss=0.5% burst=3 reorder=10% rate=50mbit",
-			natlab.Impairment{Delay: 20 * ms, Jitter: 2 * ms, Dist: "pareto", Loss: 0.005, Burst: 3, Reorder: 0.1, Rate: 50_000_000}, false},
-		{"fraction", "loss=0.01", natlab.Impairment{Loss: 0.01}, false},
-		{"negative delay", "delay=-1ms", natlab.Impairment{}, true},
-		{"huge delay", "delay=1h", natlab.Impairment{}, true},
-		{"loss over 100", "loss=150%", natlab.Impairment{}, true},
-		{"unknown key", "latency=3ms", natlab.Impairment{}, true},
-		{"no value", "delay", natlab.Impairment{}, true},
-		{"twice", "delay=1ms delay=2ms", natlab.Impairment{}, true},
-		{"bad dist", "jitter=1ms dist=cauchy", natlab.Impairment{}, true},
-		{"dist without jitter", "dist=uniform", natlab.Impairment{}, true},
-		{"bad rate", "rate=fast", natlab.Impairment{}, true},
-		{"burst below 1", "loss=1% burst=0.5", natlab.Impairment{}, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := natlab.ParseImpairment(c.in)
-			if c.err {
-				if !errors.Is(err, natlab.ErrImpairment) {
-					t.Fatalf("ParseImpairment(%q) = %v, %v; want ErrImpairment", c.in, got, err)
-				}
-				return
-			}
-			if err != nil || got != c.want {
-				t.Fatalf("ParseImpairment(%q) = %+v, %v; want %+v", c.in, got, err, c.want)
-			}
-			// String round-trips.
-			again, err := natlab.ParseImpairment(got.String())
-			if err != nil || again != got {
-				t.Fatalf("round trip of %q via %q = %+v, %v", c.in, got.String(), again, err)
-			}
-		})
-	}
-}
-
-func FuzzParseImpairment(f *testing.F) {
-	for _, s := range []string{"delay=20ms jitter=2ms", "loss=5% burst=3", "rate=10mbit", "reorder=10% delay=1s", "none"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		im, err := natlab.ParseImpairment(s)
-		if err != nil {
-			return
-		}
-		again, err := natlab.ParseImpairment(im.String())
-		if err != nil {
-			t.Fatalf("String() of a parsed impairment does not parse: %q -> %q: %v", s, im.String(), err)
-		}
-		if again.Delay != im.Delay || again.Jitter != im.Jitter || again.Rate != im.Rate {
-			t.Fatalf("round trip changed %+v into %+v", im, again)
-		}
-	})
-}
 
 // impairLab is a two-NAT lab with a and rv as the ends; wan-a carries the
 // impairment.
@@ -143,7 +78,7 @@ func TestImpairLoss(t *testing.T) {
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment(c.spec)); err != nil {
+			if err := l.Impair("nat-a", "wan-a", impair.MustParse(c.spec)); err != nil {
 				t.Fatal(err)
 			}
 			const n = 40000
@@ -185,7 +120,7 @@ func TestImpairReorder(t *testing.T) {
 		{"jitter keeps order", "delay=10ms jitter=3ms", 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment(c.spec)); err != nil {
+			if err := l.Impair("nat-a", "wan-a", impair.MustParse(c.spec)); err != nil {
 				t.Fatal(err)
 			}
 			const n = 5000
@@ -216,8 +151,8 @@ func TestImpairReorder(t *testing.T) {
 func TestImpairRate(t *testing.T) {
 	l, a, rv := impairLab(t)
 	for i, mbit := range []uint64{10, 50, 200} {
-		t.Run(natlab.FormatRate(mbit*1e6), func(t *testing.T) {
-			if err := l.Impair("nat-a", "wan-a", natlab.Impairment{Rate: mbit * 1e6}); err != nil {
+		t.Run(impair.FormatRate(mbit*1e6), func(t *testing.T) {
+			if err := l.Impair("nat-a", "wan-a", impair.Impairment{Rate: mbit * 1e6}); err != nil {
 				t.Fatal(err)
 			}
 			bytes := int64(mbit*1e6/8) * 3 // three seconds' worth
@@ -232,7 +167,7 @@ func TestImpairRate(t *testing.T) {
 			}
 		})
 	}
-	if err := l.Impair("nat-a", "wan-a", natlab.Impairment{}); err != nil {
+	if err := l.Impair("nat-a", "wan-a", impair.Impairment{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.Impairments(); len(got) != 0 {
@@ -409,7 +344,7 @@ func TestControlSocket(t *testing.T) {
 // reader delivers, which must not wait for the engine's lock meanwhile.
 func TestImpairWhileBusy(t *testing.T) {
 	l, a, rv := impairLab(t)
-	if err := l.Impair("nat-a", "wan-a", natlab.MustParseImpairment("delay=100ms")); err != nil {
+	if err := l.Impair("nat-a", "wan-a", impair.MustParse("delay=100ms")); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -421,7 +356,7 @@ func TestImpairWhileBusy(t *testing.T) {
 	for i, nw := range []string{"lan-a", "lan-a", "lan-a"} {
 		start := time.Now()
 		spec := []string{"delay=1ms", "delay=2ms loss=1%", "none"}[i]
-		if err := l.Impair("nat-a", nw, natlab.MustParseImpairment(spec)); err != nil {
+		if err := l.Impair("nat-a", nw, impair.MustParse(spec)); err != nil {
 			t.Fatalf("%s on %s under load: %v", spec, nw, err)
 		}
 		if d := time.Since(start); d > time.Second {

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/machsend/machsend/nat"
+	"github.com/machsend/machsend/natlab/impair"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -53,17 +54,36 @@ type Lab struct {
 	Profiles map[string]*nat.Profile `json:"-"`
 	Nodes    map[string]*Node        `json:"nodes"`
 
+	// Set when the lab is built or attached, then only read.
 	switches []string // switch namespaces (bridges for networks of 3+ members)
-	mu       sync.Mutex
-	procs    map[int]*Process
-	mappers  map[string]*mapper
-	captures map[*Capture]bool
-	closed   bool
-	attached bool // opened by Attach: Close does not tear down
+	attached bool     // opened by Attach: Close does not tear down
 
-	impairMu sync.Mutex
-	impairs  map[string]map[string]Impairment // node -> network -> impairment
-	engines  map[string]*engine               // node -> delay engine
+	// state is what runs in the lab, guarded by its mutex.
+	state struct {
+		sync.Mutex
+		procs    map[int]*Process
+		mappers  map[string]*mapper
+		captures map[*Capture]bool
+		closed   bool
+	}
+
+	// impair is the link impairments and their engines, guarded by its
+	// own mutex (an engine's queue bind waits on the engine, never on
+	// state).
+	impair struct {
+		sync.Mutex
+		byNode  map[string]map[string]impair.Impairment // node -> network -> impairment
+		engines map[string]*impair.Engine               // node -> delay engine
+	}
+}
+
+// newLab is a lab of topology t with nothing running yet.
+func newLab(t *Topology) *Lab {
+	l := &Lab{Topology: t, Profiles: map[string]*nat.Profile{}}
+	l.state.procs = map[int]*Process{}
+	l.state.mappers = map[string]*mapper{}
+	l.state.captures = map[*Capture]bool{}
+	return l
 }
 
 // Node is one namespace of a lab.
@@ -181,8 +201,8 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab name %q: use 1-8 lower-case letters and digits", o.Name)
 	}
 	t := o.Topology
-	l := &Lab{Name: o.Name, Topology: t, Profiles: map[string]*nat.Profile{}, Nodes: map[string]*Node{},
-		procs: map[int]*Process{}, mappers: map[string]*mapper{}, captures: map[*Capture]bool{}}
+	l := newLab(t)
+	l.Name, l.Nodes = o.Name, map[string]*Node{}
 	for _, node := range t.NATs() {
 		p := o.Profiles[node]
 		if p == nil {
@@ -548,9 +568,9 @@ func (l *Lab) applyProfile(nat string, replace bool) error {
 		if err != nil {
 			return fmt.Errorf("nat %s profile %s: %w", nat, p.Name, err)
 		}
-		l.mu.Lock()
-		l.mappers[nat] = m
-		l.mu.Unlock()
+		l.state.Lock()
+		l.state.mappers[nat] = m
+		l.state.Unlock()
 	}
 	return nil
 }
@@ -574,10 +594,10 @@ func runIn(ns netns.NsHandle, stdin *strings.Reader, name string, args ...string
 // HelperErr returns errors the NAT helpers met since the lab came up or was
 // reset; a non-nil result means a profile was not realised faithfully.
 func (l *Lab) HelperErr() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.state.Lock()
+	defer l.state.Unlock()
 	var errs []error
-	for nat, m := range l.mappers {
+	for nat, m := range l.state.mappers {
 		if err := m.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("nat %s: %w", nat, err))
 		}
@@ -591,10 +611,10 @@ func (l *Lab) HelperErr() error {
 // restarted. Hosts' own TCP state (TIME_WAIT) survives: use fresh ports.
 func (l *Lab) Reset() error {
 	l.stopRunning()
-	l.mu.Lock()
-	mappers := l.mappers
-	l.mappers = map[string]*mapper{}
-	l.mu.Unlock()
+	l.state.Lock()
+	mappers := l.state.mappers
+	l.state.mappers = map[string]*mapper{}
+	l.state.Unlock()
 	for _, m := range mappers {
 		m.close()
 	}
@@ -622,16 +642,16 @@ func (l *Lab) SetProfile(nat string, p *nat.Profile) error {
 }
 
 func (l *Lab) stopRunning() {
-	l.mu.Lock()
-	procs := make([]*Process, 0, len(l.procs))
-	for _, p := range l.procs {
+	l.state.Lock()
+	procs := make([]*Process, 0, len(l.state.procs))
+	for _, p := range l.state.procs {
 		procs = append(procs, p)
 	}
-	caps := make([]*Capture, 0, len(l.captures))
-	for c := range l.captures {
+	caps := make([]*Capture, 0, len(l.state.captures))
+	for c := range l.state.captures {
 		caps = append(caps, c)
 	}
-	l.mu.Unlock()
+	l.state.Unlock()
 	for _, c := range caps {
 		_ = c.Stop()
 	}
@@ -643,16 +663,16 @@ func (l *Lab) stopRunning() {
 // Close tears the lab down: processes, captures, helpers, namespaces and the
 // ownership record. It is safe to call more than once.
 func (l *Lab) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	l.state.Lock()
+	if l.state.closed {
+		l.state.Unlock()
 		return nil
 	}
-	l.closed = true
-	l.mu.Unlock()
+	l.state.closed = true
+	l.state.Unlock()
 	l.stopRunning()
 	l.stopEngines()
-	for _, m := range l.mappers {
+	for _, m := range l.state.mappers {
 		m.close()
 	}
 	if l.attached {
@@ -706,8 +726,8 @@ func Attach(name string) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Topology: topo, Profiles: map[string]*nat.Profile{}, procs: map[int]*Process{},
-		mappers: map[string]*mapper{}, captures: map[*Capture]bool{}, attached: true}
+	l := newLab(topo)
+	l.attached = true
 	if err := json.Unmarshal(rec.Description, l); err != nil {
 		return nil, fmt.Errorf("record of %s: %w", name, err)
 	}

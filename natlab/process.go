@@ -37,15 +37,15 @@ func (l *Lab) Start(node string, cmd *exec.Cmd) (*Process, error) {
 		return nil, fmt.Errorf("start %s on %s: %w", cmd.Path, node, err)
 	}
 	p := &Process{Cmd: cmd, Node: node, lab: l, done: make(chan struct{})}
-	l.mu.Lock()
-	l.procs[cmd.Process.Pid] = p
-	l.mu.Unlock()
+	l.state.Lock()
+	l.state.procs[cmd.Process.Pid] = p
+	l.state.Unlock()
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
-		l.mu.Lock()
-		delete(l.procs, cmd.Process.Pid)
-		l.mu.Unlock()
+		l.state.Lock()
+		delete(l.state.procs, cmd.Process.Pid)
+		l.state.Unlock()
 	}()
 	return p, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Shape limits the egress rate of a node's interface with a token bucket
-// filter (tbf): the rate part of an Impairment (Lab.Impair), applied after
+// filter (tbf): the rate part of an impair.Impairment (Lab.Impair), applied after
 // the delay queue. bitsPerSec 0 removes the limit.
 func (l *Lab) Shape(node, iface string, bitsPerSec uint64) error {
 	n, err := l.Node(node)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/machsend/machsend/internal/names"
+	"github.com/machsend/machsend/natlab/impair"
 
 	"gopkg.in/yaml.v3"
 )
@@ -240,7 +241,7 @@ func (t *Topology) validate() error {
 		if li.From != "" && !member[li.From][li.Network] {
 			return fmt.Errorf("impairment %d: %q is not on network %q", i, li.From, li.Network)
 		}
-		if _, err := ParseImpairment(li.Spec); err != nil {
+		if _, err := impair.Parse(li.Spec); err != nil {
 			return fmt.Errorf("impairment %d on %s: %v", i, li.Network, err)
 		}
 	}
@@ -314,3 +315,13 @@ func (t *Topology) Addresses(node string) map[string][]netip.Prefix {
 
 // Node returns a node's spec by name (nil if there is none).
 func (t *Topology) Node(name string) *NodeSpec { return t.node(name) }
+
+// LinkImpairment places an impair.Impairment on one direction of a link: packets
+// that node From sends on Network. An empty From means every member's egress
+// on the network (both directions of a two-member link).
+type LinkImpairment struct {
+	Network string `yaml:"network" json:"network"`
+	From    string `yaml:"from" json:"from,omitempty"`
+	// Spec is the impairment in impair.Parse's syntax.
+	Spec string `yaml:"spec" json:"spec"`
+}

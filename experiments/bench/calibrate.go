@@ -15,6 +15,7 @@ import (
 	"github.com/machsend/machsend/nat"
 
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/natlab/measure"
 )
 
@@ -179,7 +180,7 @@ func (k *calibrator) losses() error {
 		p     float64
 		burst float64
 	}{{"loss=0.5%", 0.005, 0}, {"loss=1%", 0.01, 0}, {"loss=5%", 0.05, 0}, {"loss=5% burst=3", 0.05, 3}} {
-		if err := k.lab.Impair(k.nat, k.wan, natlab.MustParseImpairment(sp.spec)); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, impair.MustParse(sp.spec)); err != nil {
 			return err
 		}
 		s, err := measure.Datagrams(k.a.Handle, k.rv.Handle, k.next(), n, 64, 40000, 300*time.Millisecond)
@@ -202,7 +203,7 @@ func (k *calibrator) reorders() error {
 		spec string
 		p    float64
 	}{{"delay=10ms reorder=1%", 0.01}, {"delay=10ms reorder=10%", 0.10}, {"delay=10ms jitter=3ms", 0}} {
-		if err := k.lab.Impair(k.nat, k.wan, natlab.MustParseImpairment(sp.spec)); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, impair.MustParse(sp.spec)); err != nil {
 			return err
 		}
 		const count = 20000
@@ -219,7 +220,7 @@ func (k *calibrator) reorders() error {
 // rates: tbf rate limits against wire rate and goodput.
 func (k *calibrator) rates() error {
 	for _, mbit := range []uint64{10, 50, 200, 1000} {
-		if err := k.lab.Impair(k.nat, k.wan, natlab.Impairment{Rate: mbit * 1e6}); err != nil {
+		if err := k.lab.Impair(k.nat, k.wan, impair.Impairment{Rate: mbit * 1e6}); err != nil {
 			return err
 		}
 		b, err := measure.TCPBulk(k.a.Handle, k.rv.Handle, k.next(), int64(mbit*1e6/8)*3)

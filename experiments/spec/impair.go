@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/impair"
 )
 
 // ImpairCase is one point of the impairment axis: network conditions a
@@ -49,7 +50,7 @@ type ImpairCase struct {
 func (ic *ImpairCase) validate() error {
 	var err error
 	if ic.Loss != "" {
-		if ic.loss, err = natlab.ParseFraction(ic.Loss); err != nil {
+		if ic.loss, err = impair.ParseFraction(ic.Loss); err != nil {
 			return fmt.Errorf("loss: %w", err)
 		}
 		if ic.loss >= 1 {
@@ -57,13 +58,13 @@ func (ic *ImpairCase) validate() error {
 		}
 	}
 	if ic.Rate != "" {
-		if ic.rate, err = natlab.ParseRate(ic.Rate); err != nil {
+		if ic.rate, err = impair.ParseRate(ic.Rate); err != nil {
 			return err
 		}
 	}
 	for _, d := range []time.Duration{ic.RTT, ic.Jitter, ic.WANADelay, ic.WANBDelay, ic.LANDelay} {
-		if d < 0 || d > natlab.MaxDelay {
-			return fmt.Errorf("delay %v outside 0..%v", d, natlab.MaxDelay)
+		if d < 0 || d > impair.MaxDelay {
+			return fmt.Errorf("delay %v outside 0..%v", d, impair.MaxDelay)
 		}
 	}
 	if ic.Cross < 0 || ic.Cross > 1000 {
@@ -141,7 +142,7 @@ func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]strin
 		case wans[1]:
 			d += ic.WANBDelay / 2
 		}
-		im := natlab.Impairment{Delay: d, Jitter: jit, Loss: perLoss, Rate: ic.rate}
+		im := impair.Impairment{Delay: d, Jitter: jit, Loss: perLoss, Rate: ic.rate}
 		if jit > 0 {
 			im.Dist = ic.Dist
 		}
@@ -152,7 +153,7 @@ func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]strin
 			continue
 		}
 		// Round-trip through the parser: the same checks as any spec.
-		parsed, err := natlab.ParseImpairment(im.String())
+		parsed, err := impair.Parse(im.String())
 		if err != nil {
 			return nil, err
 		}

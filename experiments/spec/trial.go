@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/traversal"
 )
 
@@ -69,7 +70,7 @@ type Trial struct {
 	// case, or that none was emulated).
 	Delay string `json:"lab_delay"`
 	// Impairments is what the lab's impaired links did during the trial.
-	Impairments []natlab.ImpairStats `json:"impairments,omitempty"`
+	Impairments []impair.Stats `json:"impairments,omitempty"`
 	// Cross counts the cross-traffic connections made during the trial.
 	Cross *natlab.CrossStats `json:"cross,omitempty"`
 }

@@ -1,4 +1,4 @@
-package natlab
+package impair
 
 import (
 	"encoding/binary"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,9 +65,9 @@ type nfq struct {
 	closed  atomic.Bool
 }
 
-func dialNFQ(ns netns.NsHandle) (*nfq, error) {
+func dialNFQ(inNS func(func() error) error) (*nfq, error) {
 	q := &nfq{fd: -1, pending: map[uint32]chan error{}}
-	err := Do(ns, func() error {
+	err := inNS(func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
 		if err != nil {
 			return err

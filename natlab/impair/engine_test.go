@@ -1,4 +1,4 @@
-package natlab
+package impair
 
 import (
 	"encoding/binary"
@@ -28,7 +28,7 @@ func TestFate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			d := &dirState{imp: MustParseImpairment(c.spec), rng: rand.New(rand.NewPCG(1, 2))}
+			d := &dirState{imp: MustParse(c.spec), rng: rand.New(rand.NewPCG(1, 2))}
 			now := time.Unix(0, 0)
 			lost, reordered, bursts := 0, 0, 0
 			prevLost := false
@@ -64,7 +64,7 @@ func TestFate(t *testing.T) {
 func TestFateDelay(t *testing.T) {
 	for _, dist := range []string{DistNormal, DistUniform, DistPareto} {
 		t.Run(dist, func(t *testing.T) {
-			d := &dirState{imp: MustParseImpairment("delay=20ms jitter=5ms dist=" + dist), rng: rand.New(rand.NewPCG(3, 4))}
+			d := &dirState{imp: MustParse("delay=20ms jitter=5ms dist=" + dist), rng: rand.New(rand.NewPCG(3, 4))}
 			now := time.Unix(0, 0)
 			var last time.Time
 			var sum, sumSq float64
@@ -108,7 +108,7 @@ func TestFateDelay(t *testing.T) {
 		})
 	}
 	// Packets close together keep their order under jitter.
-	d := &dirState{imp: MustParseImpairment("delay=20ms jitter=5ms"), rng: rand.New(rand.NewPCG(5, 6))}
+	d := &dirState{imp: MustParse("delay=20ms jitter=5ms"), rng: rand.New(rand.NewPCG(5, 6))}
 	now := time.Unix(0, 0)
 	var last time.Time
 	for i := 0; i < 10000; i++ {
@@ -177,7 +177,7 @@ func FuzzParsePacket(f *testing.F) {
 }
 
 func TestImpairRules(t *testing.T) {
-	got := impairRules(map[string]uint16{"wan-b": 9, "wan-a": 12})
+	got := Rules(map[string]uint16{"wan-b": 9, "wan-a": 12})
 	want := "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
 		"-A POSTROUTING -o wan-a -j NFQUEUE --queue-num 12 --queue-bypass\n" +
 		"-A POSTROUTING -o wan-b -j NFQUEUE --queue-num 9 --queue-bypass\nCOMMIT\n"

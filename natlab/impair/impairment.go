@@ -1,4 +1,4 @@
-package natlab
+package impair
 
 import (
 	"errors"
@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// ErrImpairment is wrapped by every impairment parsing or validation error.
-var ErrImpairment = errors.New("invalid impairment")
+// ErrInvalid is wrapped by every impairment parsing or validation error.
+var ErrInvalid = errors.New("invalid impairment")
 
 // Delay distributions for jitter.
 const (
@@ -49,13 +49,13 @@ type Impairment struct {
 // Zero reports whether the impairment does nothing.
 func (im Impairment) Zero() bool { return im == Impairment{} }
 
-// queued reports whether the impairment needs the userspace queue (anything
+// Queued reports whether the impairment needs the userspace queue (anything
 // but a rate limit).
-func (im Impairment) queued() bool {
+func (im Impairment) Queued() bool {
 	return im.Delay > 0 || im.Jitter > 0 || im.Loss > 0 || im.Reorder > 0
 }
 
-// String renders the impairment in the syntax ParseImpairment reads.
+// String renders the impairment in the syntax Parse reads.
 func (im Impairment) String() string {
 	if im.Zero() {
 		return "none"
@@ -143,10 +143,10 @@ func ParseFraction(s string) (float64, error) {
 // queue, and a longer hold is a lab mistake, not a network.
 const MaxDelay = 10 * time.Second
 
-// ParseImpairment reads an impairment written as space- or comma-separated
+// Parse reads an impairment written as space- or comma-separated
 // key=value pairs: delay=20ms jitter=2ms dist=normal loss=0.5% burst=3
 // reorder=10% rate=50mbit. "none" or "" is the zero impairment.
-func ParseImpairment(s string) (Impairment, error) {
+func Parse(s string) (Impairment, error) {
 	var im Impairment
 	s = strings.TrimSpace(s)
 	if s == "" || s == "none" {
@@ -156,10 +156,10 @@ func ParseImpairment(s string) (Impairment, error) {
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return im, fmt.Errorf("%w: %q: want key=value", ErrImpairment, f)
+			return im, fmt.Errorf("%w: %q: want key=value", ErrInvalid, f)
 		}
 		if seen[k] {
-			return im, fmt.Errorf("%w: %s given twice", ErrImpairment, k)
+			return im, fmt.Errorf("%w: %s given twice", ErrInvalid, k)
 		}
 		seen[k] = true
 		var err error
@@ -194,35 +194,25 @@ func ParseImpairment(s string) (Impairment, error) {
 		case "rate":
 			im.Rate, err = ParseRate(v)
 		default:
-			return im, fmt.Errorf("%w: unknown key %q (delay, jitter, dist, loss, burst, reorder, rate)", ErrImpairment, k)
+			return im, fmt.Errorf("%w: unknown key %q (delay, jitter, dist, loss, burst, reorder, rate)", ErrInvalid, k)
 		}
 		if err != nil {
-			return im, fmt.Errorf("%w: %s: %v", ErrImpairment, k, err)
+			return im, fmt.Errorf("%w: %s: %v", ErrInvalid, k, err)
 		}
 	}
 	if im.Loss == 1 && im.Burst > 1 {
-		return im, fmt.Errorf("%w: burst needs loss below 100%%", ErrImpairment)
+		return im, fmt.Errorf("%w: burst needs loss below 100%%", ErrInvalid)
 	}
 	if im.Dist != "" && im.Jitter == 0 {
-		return im, fmt.Errorf("%w: dist without jitter", ErrImpairment)
+		return im, fmt.Errorf("%w: dist without jitter", ErrInvalid)
 	}
 	return im, nil
 }
 
-// LinkImpairment places an Impairment on one direction of a link: packets
-// that node From sends on Network. An empty From means every member's egress
-// on the network (both directions of a two-member link).
-type LinkImpairment struct {
-	Network string `yaml:"network" json:"network"`
-	From    string `yaml:"from" json:"from,omitempty"`
-	// Spec is the impairment in ParseImpairment's syntax.
-	Spec string `yaml:"spec" json:"spec"`
-}
-
-// MustParseImpairment is ParseImpairment for literals in code; it panics on
+// MustParse is Parse for literals in code; it panics on
 // an error, so never use it on input.
-func MustParseImpairment(s string) Impairment {
-	im, err := ParseImpairment(s)
+func MustParse(s string) Impairment {
+	im, err := Parse(s)
 	if err != nil {
 		panic(err)
 	}

@@ -1,4 +1,4 @@
-package natlab
+package impair
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,8 +32,8 @@ import (
 // queueMaxLen bounds packets held per queue (at 40 ms that is ~800k pps).
 const queueMaxLen = 32768
 
-// ImpairStats counts what one impaired direction did.
-type ImpairStats struct {
+// Stats counts what one impaired direction did.
+type Stats struct {
 	Node      string `json:"node"`
 	Network   string `json:"network"`
 	Spec      string `json:"spec"`
@@ -54,7 +53,7 @@ type dirState struct {
 	bad     bool      // Gilbert state
 	lastDue time.Time // packets keep their order
 	fifo    []held    // due times non-decreasing
-	stats   ImpairStats
+	stats   Stats
 }
 
 type held struct {
@@ -114,8 +113,10 @@ func (d *dirState) fate(now time.Time) (drop, now_ bool, due time.Time) {
 	return false, false, due
 }
 
-// engine runs the impaired directions of one node.
-type engine struct {
+// Engine runs the impaired directions of one node: its NFQUEUE socket, its
+// release timer and two goroutines. Its methods are safe for concurrent
+// use; after Stop (or a failure, see Err) it impairs nothing.
+type Engine struct {
 	node string
 	q    *nfq
 
@@ -129,8 +130,11 @@ type engine struct {
 	close sync.Once
 }
 
-func startEngine(node string, ns netns.NsHandle) (*engine, error) {
-	q, err := dialNFQ(ns)
+// Start opens the node's queue socket inside its namespace (inNS runs a
+// function there, on a thread locked to the namespace, as natlab.Do does)
+// and starts the engine.
+func Start(node string, inNS func(func() error) error) (*Engine, error) {
+	q, err := dialNFQ(inNS)
 	if err != nil {
 		return nil, err
 	}
@@ -139,19 +143,19 @@ func startEngine(node string, ns netns.NsHandle) (*engine, error) {
 		q.close()
 		return nil, fmt.Errorf("impairment timer: %w", err)
 	}
-	e := &engine{node: node, q: q, dirs: map[uint16]*dirState{}, tfd: tfd, tf: os.NewFile(uintptr(tfd), "impair-timer")}
+	e := &Engine{node: node, q: q, dirs: map[uint16]*dirState{}, tfd: tfd, tf: os.NewFile(uintptr(tfd), "impair-timer")}
 	e.wg.Add(2)
 	go e.read()
 	go e.release()
 	return e, nil
 }
 
-// set installs or replaces the impairment of one direction. A new direction
+// Set installs or replaces the impairment of one direction. A new direction
 // gets a queue number of its own (random, so that a queue a dying engine
 // still holds is never reused). The queue is bound without holding e.mu:
 // the bind waits for an acknowledgement that only the reader delivers, and
 // the reader takes e.mu for every batch of packets.
-func (e *engine) set(network string, im Impairment, seed uint64) error {
+func (e *Engine) Set(network string, im Impairment, seed uint64) error {
 	e.mu.Lock()
 	if e.err != nil {
 		e.mu.Unlock()
@@ -179,13 +183,13 @@ func (e *engine) set(network string, im Impairment, seed uint64) error {
 	e.mu.Lock()
 	e.dirs[qn] = &dirState{network: network, imp: im, queue: qn,
 		rng:   rand.New(rand.NewPCG(seed, uint64(qn))),
-		stats: ImpairStats{Node: e.node, Network: network, Queue: qn}}
+		stats: Stats{Node: e.node, Network: network, Queue: qn}}
 	e.mu.Unlock()
 	return nil
 }
 
-// queues returns the queue number of each direction, by network.
-func (e *engine) queues() map[string]uint16 {
+// Queues returns the queue number of each direction, by network.
+func (e *Engine) Queues() map[string]uint16 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := map[string]uint16{}
@@ -195,11 +199,11 @@ func (e *engine) queues() map[string]uint16 {
 	return out
 }
 
-// stats returns a copy of every direction's counters, by network.
-func (e *engine) stats() []ImpairStats {
+// Stats returns a copy of every direction's counters, by network.
+func (e *Engine) Stats() []Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []ImpairStats
+	var out []Stats
 	for _, d := range e.dirs {
 		s := d.stats
 		s.Held = len(d.fifo)
@@ -209,7 +213,7 @@ func (e *engine) stats() []ImpairStats {
 	return out
 }
 
-func (e *engine) fail(err error) {
+func (e *Engine) fail(err error) {
 	e.mu.Lock()
 	if e.err == nil {
 		e.err = err
@@ -218,13 +222,13 @@ func (e *engine) fail(err error) {
 }
 
 // Err returns why the engine stopped working, or nil.
-func (e *engine) Err() error {
+func (e *Engine) Err() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.err
 }
 
-func (e *engine) read() {
+func (e *Engine) read() {
 	defer e.wg.Done()
 	buf := make([]byte, 1<<20)
 	for {
@@ -288,7 +292,7 @@ func (e *engine) read() {
 // a timerfd read through the Go netpoller, so waiting parks a goroutine,
 // not a thread, and the wake-up comes from a kernel hrtimer, not from Go's
 // timer heap (which may fire a millisecond late).
-func (e *engine) arm(due time.Time) {
+func (e *Engine) arm(due time.Time) {
 	e.armed = due
 	var now unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
@@ -302,7 +306,7 @@ func (e *engine) arm(due time.Time) {
 
 // release sends verdicts when they are due: for each queue, one batch
 // verdict for the held packets whose time has come.
-func (e *engine) release() {
+func (e *Engine) release() {
 	defer e.wg.Done()
 	buf := make([]byte, 8)
 	for {
@@ -339,9 +343,9 @@ func (e *engine) release() {
 	}
 }
 
-// stop closes the socket: the kernel unbinds its queues, and packets still
+// Stop closes the socket: the kernel unbinds its queues, and packets still
 // held are dropped (the rules bypass a queue with no listener).
-func (e *engine) stop() {
+func (e *Engine) Stop() {
 	e.close.Do(func() {
 		e.q.close()
 		e.tf.Close()
@@ -349,9 +353,9 @@ func (e *engine) stop() {
 	})
 }
 
-// impairRules renders the node's mangle table: one NFQUEUE rule per queued
+// Rules renders the node's mangle table: one NFQUEUE rule per queued
 // direction. The table belongs to natlab (iptables-nft's "ip mangle").
-func impairRules(dirs map[string]uint16) string {
+func Rules(dirs map[string]uint16) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
 	var nets []string
