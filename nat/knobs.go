@@ -113,9 +113,13 @@ type Knob struct {
 	// Compose says how two NATs in series combine this knob.
 	Compose Composition
 	// Observable is true when natcheck can measure the knob from outside
-	// with no privileges; Unobservable says why not otherwise.
+	// (where it needs privileges, it says so when it cannot);
+	// Unobservable says why not otherwise.
 	Observable   bool
 	Unobservable string
+	// Derived, when set, says how a profile that omits the knob derives
+	// it from the others (instead of taking Default).
+	Derived string
 	// Modelled is true when the traversal model's predictions depend on
 	// the knob; NotModelled says why not otherwise.
 	Modelled    bool
@@ -168,10 +172,12 @@ var Knobs = []Knob{
 	{Name: "icmp-time-exceeded", Values: strs(Translate, Drop), Default: string(Translate), Required: true,
 		Compose: Worst, Observable: true, Modelled: true,
 		get: func(p *Profile) string { return string(p.ICMPTimeExceeded) }, set: func(p *Profile, v string) { p.ICMPTimeExceeded = Passing(v) }},
-	{Name: "outbound-synack", Values: strs(Translate, Drop), Default: string(Drop), Compose: Worst,
-		Unobservable: "it takes a crafted SYN-ACK from inside (raw sockets); natcheck needs no privileges, so the profile it writes derives the knob from sequence-tracking",
-		Modelled:     true,
-		get:          func(p *Profile) string { return string(p.OutboundSYNACK) }, set: func(p *Profile, v string) { p.OutboundSYNACK = Passing(v) }},
+	// natcheck observes it only where it may craft packets (inside a lab,
+	// with CAP_NET_RAW, against a sniffing server); elsewhere it reports
+	// it unknown and the profile it writes derives it from sequence-tracking.
+	{Name: "outbound-synack", Values: strs(Translate, Drop), Default: string(Drop), Compose: Worst, Observable: true,
+		Modelled: true, Derived: "translate where sequence-tracking is liberal, drop where it is strict",
+		get: func(p *Profile) string { return string(p.OutboundSYNACK) }, set: func(p *Profile, v string) { p.OutboundSYNACK = Passing(v) }},
 	{Name: "timers.transitory", Min: 1, Max: 864000, Default: "120", Compose: Shortest, Observable: true,
 		NotModelled: "every method completes its handshake within seconds, far inside any transitory timer",
 		get:         func(p *Profile) string { return strconv.Itoa(p.TransitoryTimeout) }, set: func(p *Profile, v string) { p.TransitoryTimeout, _ = strconv.Atoi(v) }},

@@ -313,7 +313,7 @@ func (ps *parser) complete() error {
 		if k.Required && p.NAT {
 			return fmt.Errorf("%w: %s:%d: %s: missing (a NAT profile sets every knob)", ErrProfile, ps.file, ps.top.Line, k.Name)
 		}
-		if k.Name != "outbound-synack" && k.Name != "nat" {
+		if k.Derived == "" && k.Name != "nat" {
 			k.set(p, k.Default)
 		}
 	}
@@ -321,8 +321,9 @@ func (ps *parser) complete() error {
 		return nil
 	}
 	if p.OutboundSYNACK == "" {
-		// A NAT that tracks TCP state strictly finds an outbound SYN-ACK
-		// after an outbound SYN invalid; one that does not, translates it.
+		// Derived (see its row): a NAT that tracks TCP state strictly finds
+		// an outbound SYN-ACK after an outbound SYN invalid; one that does
+		// not, translates it.
 		p.OutboundSYNACK = Translate
 		if p.SequenceTracking == SeqStrict {
 			p.OutboundSYNACK = Drop

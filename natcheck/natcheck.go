@@ -215,6 +215,7 @@ func (c *checker) run(ctx context.Context) error {
 	}
 	c.hops(ctx)
 	c.hairpin(ctx)
+	c.outboundSYNACK(ctx)
 	wg.Wait()
 	r.set("timers.established", Unknown, "not measured: an established mapping's idle timer is hours long")
 	order(r)

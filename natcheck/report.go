@@ -47,8 +47,9 @@ func (r *Result) Profile(name string) string {
 		case "timers.transitory", "timers.established":
 			continue
 		}
-		if kn, ok := nat.Lookup(k.Name); ok && !kn.Observable && !kn.Required && k.Value == Unknown {
-			// Omitted: natlab then derives it as a profile file without it.
+		if kn, ok := nat.Lookup(k.Name); ok && kn.Derived != "" && k.Value == Unknown {
+			// Omitted: natlab then derives it, as for a profile file
+			// without it.
 			fmt.Fprintf(&b, "# %s: %s\n", k.Name, yamlSafe(k.Evidence))
 			continue
 		}
@@ -98,8 +99,8 @@ var Peers = []Peer{
 // NAT is the measured NAT as a profile, built from the same YAML that
 // Profile writes, with the knobs it had to assume: every knob the model
 // uses that natcheck should have measured and did not is taken at its
-// nat.Knobs default (outbound-synack, which natcheck cannot observe,
-// follows sequence-tracking as in any profile that omits it).
+// nat.Knobs default (outbound-synack, where natcheck could not observe
+// it, follows sequence-tracking as in any profile that omits it).
 func (r *Result) NAT() (*nat.Profile, []string) {
 	if r.Get("nat") == "off" {
 		return nat.Public("measured"), nil

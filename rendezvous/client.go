@@ -146,6 +146,13 @@ func (c *Client) Sink(ctx context.Context) (SinkResult, error) {
 	return r, err
 }
 
+// SinkSeen asks what a sink has seen arrive (see probe.go).
+func (c *Client) SinkSeen(ctx context.Context, sink string) (SinkSeenResult, error) {
+	var r SinkSeenResult
+	err := c.call(ctx, MethodSinkSeen, SinkSeenParams{Sink: sink}, &r)
+	return r, err
+}
+
 // ProbeDial asks the server to send one SYN to this client's address.
 func (c *Client) ProbeDial(ctx context.Context, p ProbeDialParams) (ProbeDialResult, error) {
 	var r ProbeDialResult

@@ -46,6 +46,7 @@ type sinkEntry struct {
 	expires time.Time
 	seen    netip.AddrPort // source of the first SYN (sniffed)
 	isn     uint32
+	synack  netip.AddrPort // source of the first SYN-ACK (sniffed)
 }
 
 // prober holds the sinks and the SYN sniffer.
@@ -63,7 +64,7 @@ func newProber() *prober {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err == nil {
 		p.sniff = true
-		go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, p.sawSYN)
+		go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, p.saw)
 	}
 	return p
 }
@@ -78,36 +79,61 @@ func (p *prober) close() {
 	p.mu.Unlock()
 }
 
-// sawSYN records the source of the first bare SYN reaching each sink.
-func (p *prober) sawSYN(b []byte, _ unix.Sockaddr) {
-	src, dport, isn, ok := ParseSYN(b)
+// saw records the source of the first bare SYN and of the first SYN-ACK
+// reaching each sink.
+func (p *prober) saw(b []byte, _ unix.Sockaddr) {
+	src, dport, isn, flags, ok := parseTCPHead(b)
 	if !ok {
 		return
 	}
 	p.mu.Lock()
-	if e := p.byPort[dport]; e != nil && !e.seen.IsValid() {
+	defer p.mu.Unlock()
+	e := p.byPort[dport]
+	switch {
+	case e == nil:
+	case flags&0x12 == 0x02 && !e.seen.IsValid():
 		e.seen, e.isn = src, isn
+	case flags&0x12 == 0x12 && !e.synack.IsValid():
+		e.synack = src
 	}
-	p.mu.Unlock()
 }
 
 // ParseSYN reads an IPv4 packet carrying a TCP segment with SYN set and
 // ACK clear: its source endpoint, destination port and sequence number.
 // Anything else (or anything short or malformed) is not ok.
 func ParseSYN(b []byte) (src netip.AddrPort, dport uint16, isn uint32, ok bool) {
-	if len(b) < 20 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_TCP {
+	src, dport, isn, flags, ok := parseTCPHead(b)
+	if !ok || flags&0x12 != 0x02 {
 		return netip.AddrPort{}, 0, 0, false
+	}
+	return src, dport, isn, true
+}
+
+// parseTCPHead reads an IPv4 packet's TCP header: source endpoint,
+// destination port, sequence number and flags; not ok for anything else.
+func parseTCPHead(b []byte) (src netip.AddrPort, dport uint16, seq uint32, flags byte, ok bool) {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_TCP {
+		return netip.AddrPort{}, 0, 0, 0, false
 	}
 	ihl := int(b[0]&0x0f) * 4
 	if ihl < 20 || len(b) < ihl+14 {
-		return netip.AddrPort{}, 0, 0, false
+		return netip.AddrPort{}, 0, 0, 0, false
 	}
 	t := b[ihl:]
-	if t[13]&0x12 != 0x02 {
-		return netip.AddrPort{}, 0, 0, false
-	}
 	src = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[12:16])), binary.BigEndian.Uint16(t[0:]))
-	return src, binary.BigEndian.Uint16(t[2:]), binary.BigEndian.Uint32(t[4:]), true
+	return src, binary.BigEndian.Uint16(t[2:]), binary.BigEndian.Uint32(t[4:]), t[13], true
+}
+
+// sinkSeen reports what the caller's sink has seen arrive.
+func (c *client) sinkSeen(pr SinkSeenParams) (any, error) {
+	p := c.srv.probe
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.sinks[pr.Sink]
+	if e == nil || e.owner != c {
+		return nil, errors.New("no such sink")
+	}
+	return SinkSeenResult{SYN: e.seen, ISN: e.isn, SYNACK: e.synack, Sniffing: p.sniff}, nil
 }
 
 func (p *prober) expire(now time.Time) {
@@ -115,13 +141,13 @@ func (p *prober) expire(now time.Time) {
 	defer p.mu.Unlock()
 	for id, e := range p.sinks {
 		if now.After(e.expires) {
-			p.remove(id)
+			p.removeLocked(id)
 		}
 	}
 }
 
-// remove drops a sink; p.mu is held.
-func (p *prober) remove(id string) {
+// removeLocked drops a sink; p.mu is held.
+func (p *prober) removeLocked(id string) {
 	e := p.sinks[id]
 	if e == nil {
 		return
@@ -136,7 +162,7 @@ func (p *prober) dropClient(c *client) {
 	defer p.mu.Unlock()
 	for id, e := range p.sinks {
 		if e.owner == c {
-			p.remove(id)
+			p.removeLocked(id)
 		}
 	}
 }
@@ -204,7 +230,7 @@ func (c *client) probeDial(ctx context.Context, pr ProbeDialParams) (any, error)
 		from, dropSYN = e.k.Addr, true
 		defer func() {
 			s.probe.mu.Lock()
-			s.probe.remove(pr.Sink) // one use per sink
+			s.probe.removeLocked(pr.Sink) // one use per sink
 			s.probe.mu.Unlock()
 		}()
 	default:

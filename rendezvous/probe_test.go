@@ -57,7 +57,11 @@ func TestParseSYN(t *testing.T) {
 func FuzzParseSYN(f *testing.F) {
 	f.Add(synPacket(netip.MustParseAddrPort("192.0.2.1:1"), 2, 0x02))
 	f.Add([]byte{0x45})
-	f.Fuzz(func(t *testing.T, b []byte) { _, _, _, _ = ParseSYN(b) })
+	p := &prober{sinks: map[string]*sinkEntry{}, byPort: map[uint16]*sinkEntry{2: {id: "x"}}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _, _ = ParseSYN(b)
+		p.saw(b, nil) // never panics; records at most one SYN and one SYN-ACK
+	})
 }
 
 // Sinks and probe.dial on loopback (no NAT: the client's mapping is its
@@ -91,6 +95,13 @@ func TestSinkProbes(t *testing.T) {
 	}
 	wcancel()
 	local := rs.Local()
+	// What the sink saw is its owner's business only.
+	if _, err := dial(t, addr).SinkSeen(ctx, sink.Sink); err == nil || !strings.Contains(err.Error(), "no such sink") {
+		t.Errorf("another client read the sink: %v", err)
+	}
+	if seen, err := c.SinkSeen(ctx, sink.Sink); err != nil || (sink.Sniffing && seen.SYN != local) {
+		t.Errorf("the sink saw %+v (%v), want the SYN from %s (sniffing %v)", seen, err, local, sink.Sniffing)
+	}
 	target := local
 	if sink.Sniffing {
 		target = netip.AddrPort{} // the server saw where the SYN came from
@@ -163,5 +174,26 @@ func TestSinkProbes(t *testing.T) {
 	}
 	if s.SinkCount() != 0 {
 		t.Errorf("%d sinks left after their clients closed or used them", s.SinkCount())
+	}
+}
+
+// The sniffer records, per sink, the first bare SYN and the first SYN-ACK
+// and nothing else; packets to other ports are ignored.
+func TestSinkSniffer(t *testing.T) {
+	e := &sinkEntry{id: "s"}
+	p := &prober{sinks: map[string]*sinkEntry{"s": e}, byPort: map[uint16]*sinkEntry{80: e}}
+	a, b := netip.MustParseAddrPort("203.0.113.2:4000"), netip.MustParseAddrPort("203.0.113.2:4001")
+	for _, pkt := range [][]byte{
+		synPacket(b, 81, 0x02), // another port
+		synPacket(a, 80, 0x10), // a bare ACK
+		synPacket(a, 80, 0x02), // the SYN
+		synPacket(b, 80, 0x02), // a second SYN: not recorded
+		synPacket(a, 80, 0x12), // the SYN-ACK
+		synPacket(b, 80, 0x12), // a second SYN-ACK: not recorded
+	} {
+		p.saw(pkt, nil)
+	}
+	if e.seen != a || e.isn != 12345 || e.synack != a {
+		t.Errorf("sink saw SYN %s (isn %d) and SYN-ACK %s; want both from %s", e.seen, e.isn, e.synack, a)
 	}
 }

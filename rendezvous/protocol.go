@@ -35,6 +35,7 @@ const (
 	MethodPing        = "ping"
 	MethodSink        = "probe.sink"
 	MethodProbeDial   = "probe.dial"
+	MethodSinkSeen    = "probe.seen"
 )
 
 // Notifications (server to client, on the same connection).
@@ -235,6 +236,21 @@ type SinkResult struct {
 	// Sniffing says the server sees the source of SYNs reaching its sinks
 	// (so a probe.dial from the sink needs no target port).
 	Sniffing bool `json:"sniffing"`
+}
+
+// SinkSeenParams name the sink whose sightings probe.seen reports.
+type SinkSeenParams struct {
+	Sink string `json:"sink"`
+}
+
+// SinkSeenResult is what a sniffing server saw arrive at a sink: the
+// source of the first bare SYN (and its sequence number) and of the first
+// SYN-ACK; invalid when none arrived or the server cannot sniff.
+type SinkSeenResult struct {
+	SYN      netip.AddrPort `json:"syn,omitzero"`
+	ISN      uint32         `json:"isn,omitempty"`
+	SYNACK   netip.AddrPort `json:"synack,omitzero"`
+	Sniffing bool           `json:"sniffing"`
 }
 
 // ProbeDialParams ask the server to send one SYN to the caller's own

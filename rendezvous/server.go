@@ -380,6 +380,12 @@ func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, erro
 			Relay: s.cfg.RelayAddr.IsValid(), Alternate: s.cfg.Alternate}, nil
 	case MethodSink:
 		return c.openSink()
+	case MethodSinkSeen:
+		var p SinkSeenParams
+		if err := decodeParams(req, &p); err != nil {
+			return nil, err
+		}
+		return c.sinkSeen(p)
 	case MethodProbeDial:
 		var p ProbeDialParams
 		if err := decodeParams(req, &p); err != nil {
