@@ -3,28 +3,17 @@ package experiments_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/machsend/machsend/experiments"
 	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/natlab/natlabtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(natlabtest.LeakCheck(m.Run)) }
-
-// buildBinaries compiles machsend and rendezvous for the lab.
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir, "../cmd/machsend", "../cmd/rendezvous")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return dir
-}
 
 // The regression check: every knob once, every method, real binaries in
 // real labs; any cell whose outcome disagrees with the NAT model fails.
@@ -41,7 +30,7 @@ func TestQuickMatrixAgreesWithModel(t *testing.T) {
 	}
 	out := t.TempDir()
 	start := time.Now()
-	info, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildBinaries(t), Out: out,
+	info, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildtest.Commands(t, "machsend", "rendezvous"), Out: out,
 		AttemptTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +94,7 @@ groups:
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	if _, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildBinaries(t), Out: out,
+	if _, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildtest.Commands(t, "machsend", "rendezvous"), Out: out,
 		AttemptTimeout: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +145,7 @@ func TestRawMethodsAgreeWithModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	if _, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildBinaries(t), Out: out,
+	if _, err := experiments.Run(context.Background(), sp, experiments.Options{Bin: buildtest.Commands(t, "machsend", "rendezvous"), Out: out,
 		AttemptTimeout: 2 * time.Second}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,25 +7,16 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/natlab/natlabtest"
 	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
 )
-
-func buildBin(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", dir, "../cmd/machsend", "../cmd/rendezvous").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return dir
-}
 
 func labPeers(t *testing.T, bin, topology string, extra []string, profiles ...string) *LabPeers {
 	t.Helper()
@@ -126,7 +117,7 @@ func TestTransferTreeEveryPath(t *testing.T) {
 	if testing.Short() {
 		bigSize = 64 << 20
 	}
-	bin := buildBin(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
 	src := makeTree(t, t.TempDir(), bigSize)
 	want := treeHashes(t, src)
 	tests := []struct {
@@ -213,7 +204,7 @@ func waitBytes(t *testing.T, r *Running, n int64) int64 {
 // nothing verified was sent again.
 func TestResumeAfterKills(t *testing.T) {
 	natlabtest.RequireRoot(t)
-	bin := buildBin(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
 	p := labPeers(t, bin, "two-nat", nil, "port-restricted-cone")
 	// Slow the path so the kills land mid-file.
 	for _, ifc := range []string{"wan-a", "wan-b"} {
@@ -308,7 +299,7 @@ func verifiedOf(t *testing.T, dst string) int64 {
 // detects it, aborts, keeps the .part and renames nothing.
 func TestFlippedByteDetected(t *testing.T) {
 	natlabtest.RequireRoot(t)
-	bin := buildBin(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
 	p := labPeers(t, bin, "two-nat", []string{"--fault-flip-byte", "3000000"}, "symmetric-random")
 	srcDir := t.TempDir()
 	if err := WriteRandomFile(filepath.Join(srcDir, "f.bin"), 16<<20, 4); err != nil {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,29 +32,33 @@ import (
 	"github.com/machsend/machsend/natlab"
 )
 
+// commands are experiment's subcommands, in the order usage lists them.
+var commands = []struct {
+	name string
+	run  func([]string) error
+}{
+	{"run", cmdRun}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
+	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck},
+}
+
+func commandNames() string {
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, "|")
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: experiment run|report|check [flags]")
+		fmt.Fprintf(os.Stderr, "usage: experiment %s [flags]\n", commandNames())
 		os.Exit(2)
 	}
-	var err error
-	switch os.Args[1] {
-	case "run":
-		err = cmdRun(os.Args[2:])
-	case "report":
-		err = cmdReport(os.Args[2:])
-	case "check":
-		err = cmdCheck(os.Args[2:])
-	case "throughput":
-		err = cmdThroughput(os.Args[2:])
-	case "load":
-		err = cmdLoad(os.Args[2:])
-	case "calibrate":
-		err = cmdCalibrate(os.Args[2:])
-	case "natcheck":
-		err = cmdNATCheck(os.Args[2:])
-	default:
-		err = fmt.Errorf("unknown command %q (run, report, check, throughput, load, calibrate, natcheck)", os.Args[1])
+	err := fmt.Errorf("unknown command %q (%s)", os.Args[1], commandNames())
+	for _, c := range commands {
+		if c.name == os.Args[1] {
+			err = c.run(os.Args[2:])
+		}
 	}
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(os.Stderr, "experiment: %v\n", err)

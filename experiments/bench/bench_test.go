@@ -3,33 +3,22 @@ package bench_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/natlab/natlabtest"
 )
 
 func TestMain(m *testing.M) { os.Exit(natlabtest.LeakCheck(m.Run)) }
 
-// buildBinaries compiles machsend and rendezvous for the lab.
-func buildBinaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir, "../../cmd/machsend", "../../cmd/rendezvous")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return dir
-}
-
 // A small run of the rendezvous load test (the full one, 10,000 clients and
 // 1,000 sessions/s, is part of make experiment).
 func TestRendezvousLoadSmall(t *testing.T) {
-	bin := buildBinaries(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
 	r, err := bench.RunLoad(context.Background(), bin, 500, 250, 500)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +37,7 @@ func TestNATCheck(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: natcheck behind every profile takes about a minute")
 	}
-	rows, err := bench.RunNATCheck(context.Background(), buildBinaries(t), 4)
+	rows, err := bench.RunNATCheck(context.Background(), buildtest.Commands(t, "machsend", "rendezvous"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
