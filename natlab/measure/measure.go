@@ -237,8 +237,16 @@ func Datagrams(client, server netns.NsHandle, dst netip.AddrPort, n, size int, p
 // Binomial99 returns the 99% interval of the loss fraction observed in n
 // independent trials at probability p (normal approximation with continuity
 // correction; adequate for n·p ≥ 10).
-func Binomial99(n int, p float64) (lo, hi float64) {
-	const z = 2.5758
+func Binomial99(n int, p float64) (lo, hi float64) { return binomial(n, p, 2.5758) }
+
+// Binomial999 is Binomial99's 99.9% interval: what a test asserts, so that
+// a correct datapath fails one run in a thousand per assertion, not one in
+// a hundred.
+func Binomial999(n int, p float64) (lo, hi float64) { return binomial(n, p, 3.2905) }
+
+// binomial is the normal approximation's interval at z, with continuity
+// correction.
+func binomial(n int, p, z float64) (lo, hi float64) {
 	sd := math.Sqrt(float64(n) * p * (1 - p))
 	mean := float64(n) * p
 	return (mean - z*sd - 0.5) / float64(n), (mean + z*sd + 0.5) / float64(n)
