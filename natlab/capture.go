@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/gopacket"
@@ -40,7 +41,7 @@ type Capture struct {
 	err  error
 }
 
-// CapturedPacket is one frame with its capture time.
+// CapturedPacket is one frame with the kernel's timestamp of its passing.
 type CapturedPacket struct {
 	Time time.Time
 	Data []byte
@@ -67,6 +68,13 @@ func (l *Lab) Capture(node, iface, path string) (*Capture, error) {
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
 			unix.Close(fd)
 			return fmt.Errorf("bind packet socket: %w", err)
+		}
+		// The kernel stamps every frame as it passes (CLOCK_REALTIME, the
+		// clock of the trial's own events): a user-space time.Now() after
+		// the read lags by however long this goroutine waited to run.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("packet socket timestamps: %w", err)
 		}
 		tv := unix.NsecToTimeval((50 * time.Millisecond).Nanoseconds())
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -108,6 +116,7 @@ func htons(v uint16) uint16 {
 func (c *Capture) loop() {
 	defer close(c.done)
 	buf := make([]byte, SnapLen)
+	oob := make([]byte, unix.CmsgSpace(16))
 	stopping := false
 	for {
 		flags := 0
@@ -123,8 +132,7 @@ func (c *Capture) loop() {
 		if stopping {
 			flags = unix.MSG_DONTWAIT
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, flags)
-		now := time.Now()
+		n, oobn, _, _, err := unix.Recvmsg(c.fd, buf, oob, flags)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				if stopping {
@@ -137,9 +145,31 @@ func (c *Capture) loop() {
 			c.mu.Unlock()
 			return
 		}
-		c.record(now, buf[:n])
+		c.record(kernelTime(oob[:oobn]), buf[:n])
 	}
 }
+
+// kernelTime reads the SCM_TIMESTAMPNS the kernel attached to a frame; a
+// frame without one (never seen here) is stamped now and counted.
+func kernelTime(oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+				sec := int64(binary.NativeEndian.Uint64(m.Data[0:8]))
+				nsec := int64(binary.NativeEndian.Uint64(m.Data[8:16]))
+				return time.Unix(sec, nsec)
+			}
+		}
+	}
+	UserTimestamps.Add(1)
+	return time.Now()
+}
+
+// UserTimestamps counts captured frames that carried no kernel timestamp
+// and were stamped on reading (zero on every kernel this runs on; tests
+// assert it).
+var UserTimestamps atomic.Int64
 
 func (c *Capture) record(now time.Time, b []byte) {
 	data := append([]byte(nil), b...)

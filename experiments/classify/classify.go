@@ -100,8 +100,13 @@ type seg struct {
 	flags    string // "S", "SA", "R", "RA", "A", "F"...
 	seq, ack uint32
 	icmp     string // "" for TCP
-	inner    string // for ICMP errors: the quoted packet's endpoints
+	inner    quoted // for ICMP errors: the quoted packet's endpoints
 }
+
+// quoted is the packet an ICMP error quotes.
+type quoted struct{ src, dst netip.AddrPort }
+
+func (q quoted) String() string { return fmt.Sprintf("%s -> %s", q.src, q.dst) }
 
 func decode(p natlab.CapturedPacket) (seg, bool) {
 	pk := p.Decode()
@@ -136,7 +141,7 @@ func decode(p natlab.CapturedPacket) (seg, bool) {
 			if len(q) >= ihl+4 {
 				sp := uint16(q[ihl])<<8 | uint16(q[ihl+1])
 				dp := uint16(q[ihl+2])<<8 | uint16(q[ihl+3])
-				s.inner = fmt.Sprintf("%s -> %s", netip.AddrPortFrom(qs, sp), netip.AddrPortFrom(qd, dp))
+				s.inner = quoted{netip.AddrPortFrom(qs, sp), netip.AddrPortFrom(qd, dp)}
 			}
 		}
 		return s, true
@@ -251,13 +256,17 @@ func (c *classifier) note(class, format string, args ...any) {
 }
 
 // inboundICMP: a time-exceeded for a low-TTL SYN toward a peer arrived at
-// v's WAN; was it translated to the host?
+// v's WAN; was it translated to the host? The translated copy quotes the
+// same destination (the host's own endpoint as source) and follows within
+// a second, by the kernel's timestamps; the window only keeps apart two
+// attempts' errors that quote the same destination.
 func (c *classifier) inboundICMP(v *natView, s seg) {
 	if !strings.HasPrefix(s.icmp, "TimeExceeded") || s.dst.Addr() != v.public || towardRV(s.inner, c.rv) {
 		return
 	}
 	for _, l := range v.lan {
-		if strings.HasPrefix(l.icmp, "TimeExceeded") && l.t.After(s.t.Add(-time.Millisecond)) && l.t.Sub(s.t) < 50*time.Millisecond {
+		if strings.HasPrefix(l.icmp, "TimeExceeded") && l.inner.dst == s.inner.dst &&
+			!l.t.Before(s.t) && l.t.Sub(s.t) < time.Second {
 			c.note("icmp-translated", "ICMP time-exceeded for %s reached %s at %s and was translated to the host (a held connect is aborted)", s.inner, v.name, c.at(s))
 			return
 		}
@@ -368,14 +377,7 @@ func (c *classifier) verdict(t *spec.Trial) string {
 
 // towardRV says whether an ICMP error quotes a packet sent to the
 // rendezvous server (NAT probing, not a punching attempt).
-func towardRV(inner string, rv map[netip.Addr]bool) bool {
-	_, dst, ok := strings.Cut(inner, " -> ")
-	if !ok {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(dst)
-	return err == nil && rv[ap.Addr()]
-}
+func towardRV(inner quoted, rv map[netip.Addr]bool) bool { return rv[inner.dst.Addr()] }
 
 // ClassifyDir classifies a trial from the pcaps recorded in dir (files
 // named NODE-IFACE.pcap, as the runner keeps them).
