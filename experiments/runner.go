@@ -238,7 +238,7 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	}
 	t.DurationMs = float64(time.Since(t.Start).Microseconds()) / 1000
 	recordOutcome(t, oa, ob)
-	if c.Case != "" {
+	if ic != nil {
 		if err := recordImpairments(t, lab, before); err != nil {
 			return nil, err
 		}
@@ -256,18 +256,18 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 func newTrial(sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, *spec.ImpairCase, error) {
 	t := &spec.Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
 		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
-	var ic *spec.ImpairCase
-	if c.Case != "" {
-		if ic = sp.Impairments[c.Case]; ic == nil {
-			return nil, nil, fmt.Errorf("unknown impairment case %q", c.Case)
-		}
-		t.Delay = c.Case + ": " + ic.String()
+	ic := sp.Conditions(c)
+	switch {
+	case c.Case != "" && ic == nil:
+		return nil, nil, fmt.Errorf("unknown impairment case %q", c.Case)
+	case ic != nil:
+		t.Delay = ic.Name + ": " + ic.String()
 	}
-	pred, err := spec.Predict(c)
+	pred, err := sp.Predict(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	t.Predicted, t.PredictedReason = pred.Success, pred.Reason
+	t.Predicted, t.PredictedReason, t.PredictedRace = pred.Success, pred.Reason, pred.Race
 	for n, name := range c.Profiles {
 		p, _ := nat.Load(name)
 		t.ProfileHashes[n] = p.Hash
@@ -282,11 +282,17 @@ func (w *worker) prepareLab(ctx context.Context, c spec.Cell, ic *spec.ImpairCas
 	if err != nil {
 		return nil, nil, fmt.Errorf("lab: %w", err)
 	}
-	if w.cases[lab] != c.Case {
+	// The conditions in force, by name ("path" for the spec's path); a new
+	// lab has none recorded, so its first trial always applies them.
+	key := "case " + c.Case
+	if ic != nil {
+		key = "case " + ic.Name
+	}
+	if w.cases[lab] != key {
 		if err := ic.Apply(lab); err != nil {
-			return nil, nil, fmt.Errorf("impairment case %s: %w", c.Case, err)
+			return nil, nil, fmt.Errorf("impairment case %s: %w", key, err)
 		}
-		w.cases[lab] = c.Case
+		w.cases[lab] = key
 	}
 	before := map[string]impair.Stats{}
 	for _, s := range lab.Impairments() {

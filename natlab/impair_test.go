@@ -382,3 +382,28 @@ func TestImpairWhileBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A NAT's own answers to an unsolicited SYN (REJECT's RST or ICMP error)
+// still leave through an impaired egress: queued, the kernel would drop
+// them (they share the SYN's unconfirmed conntrack entry), and an "rst"
+// NAT would silently behave like a "drop" one under every delay.
+func TestImpairKeepsNATReplies(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	for _, profile := range []string{"linux-default", "icmp-unsolicited"} {
+		t.Run(profile, func(t *testing.T) {
+			l := natlabtest.New(t, "two-nat", profile)
+			if err := l.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: "delay=7500us"}); err != nil {
+				t.Fatal(err)
+			}
+			natA := node(t, l, "nat-a")
+			start := time.Now()
+			_, err := dialFrom(t, node(t, l, "rv"), netip.AddrPortFrom(natA.Addr("wan-a"), 5555))
+			if err == nil || strings.Contains(err.Error(), "timeout") {
+				t.Fatalf("an unsolicited SYN to %s through the impaired link: %v after %v; want the NAT's refusal", profile, err, time.Since(start))
+			}
+			if err := l.ImpairErr(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/natlab/impair"
+	"github.com/machsend/machsend/traversal/model"
 )
 
 // ImpairCase is one point of the impairment axis: network conditions a
@@ -42,6 +43,11 @@ type ImpairCase struct {
 	// Cross is connections per second opened by the topology's cross
 	// host (role "cross") during the trial.
 	Cross float64 `yaml:"cross" json:"cross,omitempty"`
+	// Offset makes peer A's packets leave its NAT this much later than
+	// B's (negative: B's later): extra delay on one direction only, the
+	// outermost NAT's egress onto its WAN link. It is the SYN-offset axis
+	// of the race cells (see model.Path).
+	Offset time.Duration `yaml:"offset" json:"offset,omitempty"`
 
 	loss float64
 	rate uint64
@@ -62,7 +68,7 @@ func (ic *ImpairCase) validate() error {
 			return err
 		}
 	}
-	for _, d := range []time.Duration{ic.RTT, ic.Jitter, ic.WANADelay, ic.WANBDelay, ic.LANDelay} {
+	for _, d := range []time.Duration{ic.RTT, ic.Jitter, ic.WANADelay, ic.WANBDelay, ic.LANDelay, ic.Offset.Abs()} {
 		if d < 0 || d > impair.MaxDelay {
 			return fmt.Errorf("delay %v outside 0..%v", d, impair.MaxDelay)
 		}
@@ -74,8 +80,18 @@ func (ic *ImpairCase) validate() error {
 		return fmt.Errorf("burst %g outside 1..1000", ic.Burst)
 	}
 	// Every per-link impairment it makes must parse.
-	_, err = ic.links(map[string]string{"wan-a": "core", "wan-b": "core"}, nil, [2]string{"wan-a", "wan-b"})
+	_, err = ic.links(map[string]string{"wan-a": "core", "wan-b": "core"}, nil, [2]side{{"nat-a", "wan-a"}, {"nat-b", "wan-b"}})
 	return err
+}
+
+// Path is the timing the NAT model needs from the case: how long each
+// side's packets spend between its NAT's entry and the core (a quarter of
+// the round trip, plus the side's own extra delay), and the offset.
+func (ic *ImpairCase) Path() model.Path {
+	if ic == nil {
+		return model.Path{}
+	}
+	return model.Path{DelayA: ic.RTT/4 + ic.WANADelay/2, DelayB: ic.RTT/4 + ic.WANBDelay/2, Offset: ic.Offset}
 }
 
 // String describes the case for trial records and the report.
@@ -106,6 +122,9 @@ func (ic *ImpairCase) String() string {
 	if ic.Rate != "" {
 		p = append(p, ic.Rate+" per core link")
 	}
+	if ic.Offset != 0 {
+		p = append(p, fmt.Sprintf("A's SYN %v later than B's", ic.Offset))
+	}
 	if ic.Cross > 0 {
 		p = append(p, fmt.Sprintf("%g conn/s cross traffic", ic.Cross))
 	}
@@ -115,11 +134,14 @@ func (ic *ImpairCase) String() string {
 	return strings.Join(p, ", ")
 }
 
+// side is one peer's outermost NAT and the core link it translates onto.
+type side struct{ nat, wan string }
+
 // links renders the case as per-direction link impairments. core maps each
 // core link (a network joining a NAT or public host to the core router) to
-// the router's name; lans lists host-router networks; wans are the core
-// links of peer A's and peer B's sides.
-func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]string) ([]natlab.LinkImpairment, error) {
+// the router's name; lans lists host-router networks; sides are peer A's
+// and peer B's outermost NATs and their core links.
+func (ic *ImpairCase) links(core map[string]string, lans []string, sides [2]side) ([]natlab.LinkImpairment, error) {
 	// A peer-to-peer one-way trip crosses two core link directions (its
 	// side's uplink and the other side's downlink).
 	const crossings = 2
@@ -137,9 +159,9 @@ func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]strin
 	for _, nw := range nets {
 		d := ic.RTT / 4
 		switch nw {
-		case wans[0]:
+		case sides[0].wan:
 			d += ic.WANADelay / 2
-		case wans[1]:
+		case sides[1].wan:
 			d += ic.WANBDelay / 2
 		}
 		im := impair.Impairment{Delay: d, Jitter: jit, Loss: perLoss, Rate: ic.rate}
@@ -149,15 +171,22 @@ func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]strin
 		if perLoss > 0 && ic.Burst > 1 {
 			im.Burst = ic.Burst
 		}
-		if im.Zero() {
-			continue
+		var dirs []dirImpairment
+		if late := ic.offsetSide(sides); late.wan == nw {
+			// The offset delays one direction: the late side's NAT's egress.
+			slow := im
+			slow.Delay += ic.Offset.Abs()
+			dirs = []dirImpairment{{late.nat, slow}, {core[nw], im}}
+		} else {
+			dirs = []dirImpairment{{"", im}}
 		}
-		// Round-trip through the parser: the same checks as any spec.
-		parsed, err := impair.Parse(im.String())
-		if err != nil {
-			return nil, err
+		for _, di := range dirs {
+			l, err := linkImpairment(nw, di.from, di.im)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, l...)
 		}
-		out = append(out, natlab.LinkImpairment{Network: nw, Spec: parsed.String()})
 	}
 	if ic.LANDelay > 0 {
 		for _, nw := range lans {
@@ -165,6 +194,39 @@ func (ic *ImpairCase) links(core map[string]string, lans []string, wans [2]strin
 		}
 	}
 	return out, nil
+}
+
+// dirImpairment is an impairment of the packets one member sends on a
+// network ("" for every member).
+type dirImpairment struct {
+	from string
+	im   impair.Impairment
+}
+
+// offsetSide is the side whose NAT egress the offset delays (none when
+// the offset is zero).
+func (ic *ImpairCase) offsetSide(sides [2]side) side {
+	switch {
+	case ic.Offset > 0:
+		return sides[0]
+	case ic.Offset < 0:
+		return sides[1]
+	}
+	return side{}
+}
+
+// linkImpairment renders one impairment of network nw (from one member,
+// or every member when from is empty), checked by the parser; nothing for
+// the zero impairment.
+func linkImpairment(nw, from string, im impair.Impairment) ([]natlab.LinkImpairment, error) {
+	if im.Zero() {
+		return nil, nil
+	}
+	parsed, err := impair.Parse(im.String())
+	if err != nil {
+		return nil, err
+	}
+	return []natlab.LinkImpairment{{Network: nw, From: from, Spec: parsed.String()}}, nil
 }
 
 // coreLinks finds a topology's core links (networks of a router node,
@@ -201,14 +263,15 @@ func coreLinks(t *natlab.Topology) (core map[string]string, lans []string) {
 	return core, lans
 }
 
-// sideWANs are the networks the outermost NAT of each peer translates onto
-// ("" for a side without a NAT).
-func sideWANs(t *natlab.Topology) [2]string {
-	var out [2]string
+// sidesOf are each peer's outermost NAT and the network it translates
+// onto (empty for a side without a NAT).
+func sidesOf(t *natlab.Topology) [2]side {
+	var out [2]side
 	sa, sb := t.SideNATs()
-	for i, side := range [][]string{sa, sb} {
-		if len(side) > 0 {
-			out[i] = t.Node(side[len(side)-1]).WAN
+	for i, nats := range [][]string{sa, sb} {
+		if len(nats) > 0 {
+			n := nats[len(nats)-1]
+			out[i] = side{n, t.Node(n).WAN}
 		}
 	}
 	return out
@@ -233,7 +296,7 @@ func (ic *ImpairCase) Apply(l *natlab.Lab) error {
 		return nil
 	}
 	core, lans := coreLinks(l.Topology)
-	links, err := ic.links(core, lans, sideWANs(l.Topology))
+	links, err := ic.links(core, lans, sidesOf(l.Topology))
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,12 @@ func Topology(name string) (*natlab.Topology, error) {
 	return t, nil
 }
 
-// Predict is the NAT model's verdict for a cell. The NATs between the peers
-// come from the topology's roles: the NATs on each peer's way out, nearest
-// first, composed into the one NAT the model sees per side; peers behind
-// the same NAT meet at it (hairpinning), a side without NATs is public.
-func Predict(c Cell) (model.Prediction, error) {
+// PredictUnder is the NAT model's verdict for a cell over the network ic
+// describes (nil: no delay). The NATs between the peers come from the
+// topology's roles: the NATs on each peer's way out, nearest first,
+// composed into the one NAT the model sees per side; peers behind the same
+// NAT meet at it (hairpinning), a side without NATs is public.
+func PredictUnder(c Cell, ic *ImpairCase) (model.Prediction, error) {
 	topo, err := Topology(c.Topology)
 	if err != nil {
 		return model.Prediction{}, err
@@ -45,7 +46,7 @@ func Predict(c Cell) (model.Prediction, error) {
 	} else if b, err = c.chain(sb); err != nil {
 		return model.Prediction{}, err
 	}
-	return model.Predict(kind, a, b, c.Method), nil
+	return model.PredictAt(kind, a, b, c.Method, ic.Path()), nil
 }
 
 // chain composes the profiles of a side's NATs, nearest first (a NAT

@@ -14,6 +14,7 @@ import (
 
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/method"
+	"github.com/machsend/machsend/traversal/model"
 
 	"gopkg.in/yaml.v3"
 
@@ -43,7 +44,12 @@ type Spec struct {
 	// (the impairment axis); "none" is always there and means the lab as
 	// built, with no delay, loss or cross traffic.
 	Impairments map[string]*ImpairCase `yaml:"impairments" json:"impairments,omitempty"`
-	Hash        string                 `yaml:"-" json:"hash"`
+	// Path is the network path every cell without an impairment case runs
+	// over (the main matrix): a real delay between the peers makes which
+	// SYN reaches which NAT first a property of the path, not of the
+	// machine's scheduling. Nil: the lab as built, no delay.
+	Path *ImpairCase `yaml:"path" json:"path,omitempty"`
+	Hash string      `yaml:"-" json:"hash"`
 }
 
 // Group is one topology with the profiles its NAT nodes take.
@@ -64,6 +70,9 @@ type Group struct {
 	Cases []string `yaml:"cases" json:"cases,omitempty"`
 	// Repetitions overrides the spec's for this group's impaired cases.
 	Repetitions int `yaml:"repetitions" json:"repetitions,omitempty"`
+	// Offsets sweeps the offset between the peers' SYNs (model.Path): one
+	// case per offset, the spec's path with A's side delayed by it.
+	Offsets []time.Duration `yaml:"offsets" json:"offsets,omitempty"`
 }
 
 // Throughput asks for a bulk-transfer measurement in a two-NAT lab.
@@ -137,6 +146,15 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 	if len(s.Groups) == 0 {
 		return nil, fmt.Errorf("%w: %s: no groups", ErrSpec, file)
 	}
+	if s.Path != nil {
+		if err := s.Path.validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s: path: %v", ErrSpec, file, err)
+		}
+		s.Path.Name = "path"
+	}
+	if err := s.offsetCases(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrSpec, file, err)
+	}
 	for name, ic := range s.Impairments {
 		if name == "none" || !validCaseName(name) {
 			return nil, fmt.Errorf("%w: %s: impairment case %q: use lower-case letters, digits and '-' (and not \"none\")", ErrSpec, file, name)
@@ -150,6 +168,50 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrSpec, file, err)
 	}
 	return &s, nil
+}
+
+// offsetCases adds one impairment case per SYN offset a group sweeps: the
+// spec's path with the offset, named "offset-<microseconds>us" ("offset-m..."
+// for negative offsets), and puts them in the group's cases.
+func (s *Spec) offsetCases() error {
+	for gi := range s.Groups {
+		g := &s.Groups[gi]
+		if len(g.Offsets) > 0 && s.Path == nil {
+			return fmt.Errorf("group %d: offsets need the spec's path (the delay they are offsets within)", gi)
+		}
+		for _, o := range g.Offsets {
+			name := fmt.Sprintf("offset-%dus", o.Microseconds())
+			if o < 0 {
+				name = fmt.Sprintf("offset-m%dus", -o.Microseconds())
+			}
+			if s.Impairments == nil {
+				s.Impairments = map[string]*ImpairCase{}
+			}
+			if _, ok := s.Impairments[name]; !ok {
+				c := *s.Path
+				c.Offset = o
+				s.Impairments[name] = &c
+			}
+			if !slices.Contains(g.Cases, name) {
+				g.Cases = append(g.Cases, name)
+			}
+		}
+	}
+	return nil
+}
+
+// Conditions is the network a cell runs over: its impairment case, or the
+// spec's path (nil: the lab as built).
+func (s *Spec) Conditions(c Cell) *ImpairCase {
+	if c.Case != "" {
+		return s.Impairments[c.Case]
+	}
+	return s.Path
+}
+
+// Predict is the NAT model's verdict for a cell over its conditions.
+func (s *Spec) Predict(c Cell) (model.Prediction, error) {
+	return PredictUnder(c, s.Conditions(c))
 }
 
 // AllMethods is what "all" stands for in a spec.

@@ -52,10 +52,13 @@ type Trial struct {
 	ErrorB          string              `json:"error_b,omitempty"`
 	Predicted       bool                `json:"predicted"`
 	PredictedReason string              `json:"predicted_reason"`
-	Agree           bool                `json:"agree"`
-	Class           string              `json:"class"`
-	Explanation     []string            `json:"explanation,omitempty"`
-	Pcaps           []string            `json:"pcaps,omitempty"`
+	// PredictedRace is set when the model says the outcome depends on
+	// which SYN arrives first, with the condition for success.
+	PredictedRace string   `json:"predicted_race,omitempty"`
+	Agree         bool     `json:"agree"`
+	Class         string   `json:"class"`
+	Explanation   []string `json:"explanation,omitempty"`
+	Pcaps         []string `json:"pcaps,omitempty"`
 	// Conntrack is every NAT's conntrack table at the end of the trial. It
 	// is kept with the captures (Evidence/conntrack.json.gz), not inline.
 	Conntrack map[string][]natlab.ConntrackEntry `json:"-"`

@@ -355,6 +355,13 @@ func (e *Engine) Stop() {
 
 // Rules renders the node's mangle table: one NFQUEUE rule per queued
 // direction. The table belongs to natlab (iptables-nft's "ip mangle").
+//
+// The node's own replies to other packets (a NAT's RST or ICMP error for
+// an unsolicited SYN, made by REJECT) skip the queue: they share the
+// conntrack entry of the packet they answer, which is not yet confirmed,
+// and the kernel drops a queued packet whose unconfirmed entry is shared
+// (nf_queue), so queued they would never leave. They leave at once,
+// without the direction's delay.
 func Rules(dirs map[string]uint16) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
@@ -364,6 +371,7 @@ func Rules(dirs map[string]uint16) string {
 	}
 	sort.Strings(nets)
 	for _, n := range nets {
+		fmt.Fprintf(&b, "-A POSTROUTING -o %s -m addrtype --src-type LOCAL -m conntrack --ctstate RELATED -j RETURN\n", n)
 		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d --queue-bypass\n", n, dirs[n])
 	}
 	b.WriteString("COMMIT\n")

@@ -179,7 +179,9 @@ func FuzzParsePacket(f *testing.F) {
 func TestImpairRules(t *testing.T) {
 	got := Rules(map[string]uint16{"wan-b": 9, "wan-a": 12})
 	want := "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+		"-A POSTROUTING -o wan-a -m addrtype --src-type LOCAL -m conntrack --ctstate RELATED -j RETURN\n" +
 		"-A POSTROUTING -o wan-a -j NFQUEUE --queue-num 12 --queue-bypass\n" +
+		"-A POSTROUTING -o wan-b -m addrtype --src-type LOCAL -m conntrack --ctstate RELATED -j RETURN\n" +
 		"-A POSTROUTING -o wan-b -j NFQUEUE --queue-num 9 --queue-bypass\nCOMMIT\n"
 	if got != want {
 		t.Errorf("rules:\n%s\nwant:\n%s", got, want)

@@ -12,6 +12,7 @@ package model
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/traversal/method"
@@ -21,6 +22,34 @@ import (
 type Prediction struct {
 	Success bool   `json:"success"`
 	Reason  string `json:"reason"`
+	// Race, when set, says that the outcome depends on which SYN reaches
+	// which NAT first, and the condition under which the method connects;
+	// Success is the verdict for the Path the prediction was made for.
+	Race string `json:"race,omitempty"`
+}
+
+// Path is what the model knows of the timing between the two NATs, for
+// the methods whose outcome depends on which SYN arrives first (the SYNs
+// of both peers leave at one agreed moment).
+type Path struct {
+	// DelayA is how long after peer A's SYN creates its entry in A's NAT
+	// a packet from that NAT reaches the core (and, the other way, how
+	// long the core's packets take to reach A's NAT); DelayB likewise.
+	DelayA, DelayB time.Duration
+	// Offset is how much later A's SYN leaves A's NAT than B's leaves B's
+	// (negative: earlier).
+	Offset time.Duration
+}
+
+// Crossing reports whether each NAT has made its own SYN's entry before
+// the peer's SYN reaches it: B's SYN reaches A's NAT DelayB+DelayA after
+// the agreed moment, A's entry is made Offset+DelayA after it, and the
+// other way round. At zero delay and offset nothing crosses for certain:
+// scheduling decides, and the model predicts the worse outcome.
+func (p Path) Crossing() bool { return -p.DelayA < p.Offset && p.Offset < p.DelayB }
+
+func (p Path) window() string {
+	return fmt.Sprintf("connects when A's SYN leaves its NAT less than %v after B's and less than %v before it (the SYNs cross, so each NAT has its own entry when the peer's SYN arrives)", p.DelayB, p.DelayA)
 }
 
 // Topology kinds the model distinguishes.
@@ -61,41 +90,50 @@ func rstsStraySYN(n *nat.Profile) (bool, string) {
 	return false, ""
 }
 
-// Predict returns the model's verdict for method between peers A and B.
+// Predict returns the model's verdict for method between peers A and B
+// at zero delay and offset (PredictAt for a path).
 func Predict(topology string, a, b *nat.Profile, m string) Prediction {
+	return PredictAt(topology, a, b, m, Path{})
+}
+
+// PredictAt returns the model's verdict for method between peers A and B
+// over path.
+func PredictAt(topology string, a, b *nat.Profile, m string, path Path) Prediction {
 	if topology == SameNAT {
 		return predictSame(a, m)
 	}
 	if method.Method(m) == method.Auto {
-		return predictAuto(Separate, a, b)
+		return predictAuto(Separate, a, b, path)
 	}
 	rule, ok := rules[method.Method(m)]
 	if !ok {
-		return Prediction{false, "unknown method " + m}
+		return Prediction{Success: false, Reason: "unknown method " + m}
 	}
-	return rule(a, b)
+	return rule(a, b, path)
 }
 
 // rules predicts each method of method.Table between peers behind
 // different NATs. TestEveryMethodHasARule fails when a row has none.
-var rules = map[method.Method]func(a, b *nat.Profile) Prediction{
-	method.LAN: func(a, b *nat.Profile) Prediction {
-		return Prediction{false, "peers are behind different public addresses: no shared LAN"}
+var rules = map[method.Method]func(a, b *nat.Profile, p Path) Prediction{
+	method.LAN: func(a, b *nat.Profile, _ Path) Prediction {
+		return Prediction{Success: false, Reason: "peers are behind different public addresses: no shared LAN"}
 	},
-	method.Direct:     predictDirect,
-	method.Relay:      func(a, b *nat.Profile) Prediction { return Prediction{true, "the relay carries any pair"} },
-	method.Machsend:   func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "machsend") },
-	method.Sequential: func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "sequential") },
-	method.STUNT2:     func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "stunt2") },
-	method.STUNT2Hold: func(a, b *nat.Profile) Prediction { return predictRounds(a, b, "stunt2-hold") },
+	method.Direct: func(a, b *nat.Profile, _ Path) Prediction { return predictDirect(a, b) },
+	method.Relay: func(a, b *nat.Profile, _ Path) Prediction {
+		return Prediction{Success: true, Reason: "the relay carries any pair"}
+	},
+	method.Machsend:   func(a, b *nat.Profile, _ Path) Prediction { return predictRounds(a, b, "machsend") },
+	method.Sequential: func(a, b *nat.Profile, _ Path) Prediction { return predictRounds(a, b, "sequential") },
+	method.STUNT2:     func(a, b *nat.Profile, _ Path) Prediction { return predictRounds(a, b, "stunt2") },
+	method.STUNT2Hold: func(a, b *nat.Profile, _ Path) Prediction { return predictRounds(a, b, "stunt2-hold") },
 	method.P2PNAT:     predictP2P,
-	method.STUNT1:     predictSTUNT1,
-	method.NATBlaster: predictNATBlaster,
+	method.STUNT1:     func(a, b *nat.Profile, _ Path) Prediction { return predictSTUNT1(a, b) },
+	method.NATBlaster: func(a, b *nat.Profile, _ Path) Prediction { return predictNATBlaster(a, b) },
 }
 
 // predictAuto tries the methods in auto's order (method.Table) and names
 // the first that connects; the relay connects any pair.
-func predictAuto(topology string, a, b *nat.Profile) Prediction {
+func predictAuto(topology string, a, b *nat.Profile, path Path) Prediction {
 	var tried []string
 	for _, s := range method.Table {
 		if s.Method == method.Relay {
@@ -106,24 +144,24 @@ func predictAuto(topology string, a, b *nat.Profile) Prediction {
 		if topology == SameNAT {
 			p = predictSame(a, m)
 		} else {
-			p = Predict(topology, a, b, m)
+			p = PredictAt(topology, a, b, m, path)
 		}
 		if p.Success {
-			return Prediction{true, fmt.Sprintf("path %s: %s succeeds (%s)", s.Path, m, p.Reason)}
+			return Prediction{Success: true, Race: p.Race, Reason: fmt.Sprintf("path %s: %s succeeds (%s)", s.Path, m, p.Reason)}
 		}
 		tried = append(tried, m)
 	}
-	return Prediction{true, "path relay: no direct or punched method works (" + strings.Join(tried, ", ") + " fail)"}
+	return Prediction{Success: true, Reason: "path relay: no direct or punched method works (" + strings.Join(tried, ", ") + " fail)"}
 }
 
 func predictDirect(a, b *nat.Profile) Prediction {
 	switch {
 	case reachable(b):
-		return Prediction{true, fmt.Sprintf("B (%s) accepts unsolicited SYNs at its observed mapping", describe(b))}
+		return Prediction{Success: true, Reason: fmt.Sprintf("B (%s) accepts unsolicited SYNs at its observed mapping", describe(b))}
 	case reachable(a):
-		return Prediction{true, fmt.Sprintf("A (%s) accepts unsolicited SYNs at its observed mapping", describe(a))}
+		return Prediction{Success: true, Reason: fmt.Sprintf("A (%s) accepts unsolicited SYNs at its observed mapping", describe(a))}
 	}
-	return Prediction{false, fmt.Sprintf("neither NAT forwards an unsolicited SYN (A filtering %s, B filtering %s)", a.Filtering, b.Filtering)}
+	return Prediction{Success: false, Reason: fmt.Sprintf("neither NAT forwards an unsolicited SYN (A filtering %s, B filtering %s)", a.Filtering, b.Filtering)}
 }
 
 func describe(n *nat.Profile) string {
@@ -138,20 +176,20 @@ func describe(n *nat.Profile) string {
 func predictRounds(a, b *nat.Profile, method string) Prediction {
 	r1 := round(a, b, method)
 	if r1.Success {
-		return Prediction{true, "A initiates: " + r1.Reason}
+		return Prediction{Success: true, Reason: "A initiates: " + r1.Reason}
 	}
 	r2 := round(b, a, method)
 	if r2.Success {
-		return Prediction{true, "A's round fails (" + r1.Reason + "); B initiates: " + r2.Reason}
+		return Prediction{Success: true, Reason: "A's round fails (" + r1.Reason + "); B initiates: " + r2.Reason}
 	}
-	return Prediction{false, "A initiates: " + r1.Reason + "; B initiates: " + r2.Reason}
+	return Prediction{Success: false, Reason: "A initiates: " + r1.Reason + "; B initiates: " + r2.Reason}
 }
 
 // round predicts one round with initiator i and responder r.
 func round(i, r *nat.Profile, method string) Prediction {
 	listens := method != "stunt2-hold"
 	if listens && !i.NAT {
-		return Prediction{true, "the initiator is public: the responder's SYN reaches its listener from whatever mapping"}
+		return Prediction{Success: true, Reason: "the initiator is public: the responder's SYN reaches its listener from whatever mapping"}
 	}
 	rPred, rWhy := predictable(r)
 	if listens && !rPred && (i.Filtering == nat.EndpointIndependent || i.Filtering == nat.AddressDependent) {
@@ -159,10 +197,10 @@ func round(i, r *nat.Profile, method string) Prediction {
 		// entry for, so it is new there; filtering that looks at the address
 		// only (or at nothing) forwards it to the initiator's listener once
 		// the initiator's own SYN went to the responder's address.
-		return Prediction{true, "the responder's SYN arrives from an unpredicted port; the initiator's " + string(i.Filtering) + " filtering forwards it to the listener"}
+		return Prediction{Success: true, Reason: "the responder's SYN arrives from an unpredicted port; the initiator's " + string(i.Filtering) + " filtering forwards it to the listener"}
 	}
 	if !rPred {
-		return Prediction{false, "responder: " + rWhy}
+		return Prediction{Success: false, Reason: "responder: " + rWhy}
 	}
 	if listens && i.Filtering == nat.EndpointIndependent {
 		// A SYN arriving for a conntrack entry that a RST has closed makes
@@ -171,11 +209,11 @@ func round(i, r *nat.Profile, method string) Prediction {
 		// filtering then forwards it to the listener. So for such an
 		// initiator a RST from the responder's side does no harm.
 		if ok, _ := predictable(i); ok {
-			return Prediction{true, "the initiator's endpoint-independent filtering forwards the responder's SYN to its listener (a closed entry is reopened as new)"}
+			return Prediction{Success: true, Reason: "the initiator's endpoint-independent filtering forwards the responder's SYN to its listener (a closed entry is reopened as new)"}
 		}
 	}
 	if ok, why := predictable(i); !ok {
-		return Prediction{false, "initiator: " + why}
+		return Prediction{Success: false, Reason: "initiator: " + why}
 	}
 	switch method {
 	case "stunt2-hold":
@@ -184,35 +222,35 @@ func round(i, r *nat.Profile, method string) Prediction {
 		// obstacle. But the low-TTL SYN's ICMP time-exceeded, if it reaches
 		// the host, aborts the pending connect (Linux tcp_v4_err).
 		if !i.NAT {
-			return Prediction{false, "the initiator has no NAT to stop the ICMP time-exceeded, which aborts its held connect"}
+			return Prediction{Success: false, Reason: "the initiator has no NAT to stop the ICMP time-exceeded, which aborts its held connect"}
 		}
 		if i.ICMPTimeExceeded != "drop" {
-			return Prediction{false, "initiator's NAT translates the ICMP time-exceeded back, which aborts the held connect"}
+			return Prediction{Success: false, Reason: "initiator's NAT translates the ICMP time-exceeded back, which aborts the held connect"}
 		}
 		if i.SimultaneousOpen != "accept" {
-			return Prediction{false, "initiator's NAT does not accept an inbound SYN on an outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
+			return Prediction{Success: false, Reason: "initiator's NAT does not accept an inbound SYN on an outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
 		}
-		return Prediction{true, "initiator's NAT drops the ICMP and admits the responder's SYN into the held connect (simultaneous open, same ISN)"}
+		return Prediction{Success: true, Reason: "initiator's NAT drops the ICMP and admits the responder's SYN into the held connect (simultaneous open, same ISN)"}
 	case "machsend", "sequential":
 		if !i.NAT {
-			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
+			return Prediction{Success: true, Reason: "the initiator is public: the responder's SYN reaches its listener"}
 		}
 		if rst, why := rstsStraySYN(r); rst {
-			return Prediction{false, "the initiator's SYN is answered with RST (" + why + "), so its NAT entry is CLOSE and the responder's SYN is invalid there"}
+			return Prediction{Success: false, Reason: "the initiator's SYN is answered with RST (" + why + "), so its NAT entry is CLOSE and the responder's SYN is invalid there"}
 		}
 	case "stunt2":
 		if !i.NAT {
-			return Prediction{true, "the initiator is public: the responder's SYN reaches its listener"}
+			return Prediction{Success: true, Reason: "the initiator is public: the responder's SYN reaches its listener"}
 		}
 		// The low-TTL SYN never reaches the responder's NAT: no RST can close the entry.
 	}
 	if i.SimultaneousOpen != "accept" {
-		return Prediction{false, "initiator's NAT rejects the responder's SYN on its outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
+		return Prediction{Success: false, Reason: "initiator's NAT rejects the responder's SYN on its outbound SYN's tuple (simultaneous-open " + string(i.SimultaneousOpen) + ")"}
 	}
 	if i.SequenceTracking != "liberal" {
-		return Prediction{false, "initiator's listener answers with a new ISN; strict sequence tracking drops that SYN-ACK"}
+		return Prediction{Success: false, Reason: "initiator's listener answers with a new ISN; strict sequence tracking drops that SYN-ACK"}
 	}
-	return Prediction{true, "responder's SYN matches the initiator's NAT entry (SYN_SENT2) and the new-ISN SYN-ACK passes a liberal NAT"}
+	return Prediction{Success: true, Reason: "responder's SYN matches the initiator's NAT entry (SYN_SENT2) and the new-ISN SYN-ACK passes a liberal NAT"}
 }
 
 // predictP2P: both sides listen and connect to each other repeatedly from
@@ -220,9 +258,32 @@ func round(i, r *nat.Profile, method string) Prediction {
 // to the listener, or once the far peer's own SYN has opened its NAT and
 // that NAT accepts the inbound SYN on the outbound SYN's tuple (retries and
 // SYN retransmissions guarantee such a moment within the attempt).
-func predictP2P(a, b *nat.Profile) Prediction {
+func predictP2P(a, b *nat.Profile, path Path) Prediction {
+	p := predictP2PAt(a, b, path)
+	if p2pRace(a, b) {
+		p.Race = path.window()
+	}
+	return p
+}
+
+// p2pRace says whether p2pnat's outcome between a and b depends on which
+// SYN arrives first: a NAT that answers an early SYN with RST spoils the
+// attempt unless the SYNs cross.
+func p2pRace(a, b *nat.Profile) bool {
 	if reachable(a) || reachable(b) {
-		return Prediction{true, "one side forwards unsolicited SYNs to its listener (the other side's SYN reaches it from any mapping)"}
+		return false
+	}
+	icmp := func(n *nat.Profile) bool {
+		return n.UnsolicitedSYN == "icmp-port-unreachable" || n.UnsolicitedSYN == "icmp-admin-prohibited"
+	}
+	strictRST := func(s, o *nat.Profile) bool { return s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && icmp(o) }
+	return (a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst") || strictRST(a, b) || strictRST(b, a)
+}
+
+// predictP2PAt is p2pnat's verdict over path (see predictP2P).
+func predictP2PAt(a, b *nat.Profile, path Path) Prediction {
+	if reachable(a) || reachable(b) {
+		return Prediction{Success: true, Reason: "one side forwards unsolicited SYNs to its listener (the other side's SYN reaches it from any mapping)"}
 	}
 	aPred, _ := predictable(a)
 	bPred, _ := predictable(b)
@@ -230,65 +291,67 @@ func predictP2P(a, b *nat.Profile) Prediction {
 		// Each side also aims at the other's observed public endpoint, so an
 		// address-dependent NAT has sent to the peer's address and admits
 		// the peer's SYN from whatever port it comes.
-		return Prediction{true, "an address-dependent filter admits the peer's SYN from its unpredicted port, once its own SYN went to the peer's address"}
+		return Prediction{Success: true, Reason: "an address-dependent filter admits the peer's SYN from its unpredicted port, once its own SYN went to the peer's address"}
 	}
 	for _, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
 		s, o := x[0], x[1]
-		if s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && (o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited") {
+		if s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && (o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited") && !path.Crossing() {
 			// s's NAT resets the peer's first SYN, closing the peer's entry;
 			// the peer's NAT then rejects s's SYN, s's host retries with a
 			// new ISN on the same tuple, and s's strict *nat.Profile, still tracking
 			// the first ISN, drops the SYN-ACK of the simultaneous open.
-			return Prediction{false, s.Name + " resets the early SYN, " + o.Name + " rejects the reply with ICMP, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}
+			return Prediction{Success: false, Reason: s.Name + " resets the early SYN, " + o.Name + " rejects the reply with ICMP, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}
 		}
 	}
 	if ok, why := predictable(a); !ok {
-		return Prediction{false, "A: " + why}
+		return Prediction{Success: false, Reason: "A: " + why}
 	}
 	if ok, why := predictable(b); !ok {
-		return Prediction{false, "B: " + why}
+		return Prediction{Success: false, Reason: "B: " + why}
 	}
 	switch {
 	case reachable(a) || reachable(b):
-		return Prediction{true, "one side forwards unsolicited SYNs to its listener"}
-	case a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst":
+		return Prediction{Success: true, Reason: "one side forwards unsolicited SYNs to its listener"}
+	case a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst" && !path.Crossing():
 		// Each peer's first SYN reaches the other NAT before that NAT has an
 		// entry and is answered with RST, which moves the sender's entry to
 		// CLOSE. The other peer's SYN then meets a CLOSE entry: conntrack
 		// calls it invalid, it is delivered to the NAT itself and answered
 		// with RST again. The retries stay in lockstep.
-		return Prediction{false, "both NATs answer an early SYN with RST; each RST closes the other side's entry, so every retry meets a closed entry and is reset again"}
+		return Prediction{Success: false, Reason: "both NATs answer an early SYN with RST; each RST closes the other side's entry, so every retry meets a closed entry and is reset again"}
+	case a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst" && (a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept"):
+		return Prediction{Success: true, Reason: fmt.Sprintf("the SYNs cross (offset %v inside the window): a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN) before any RST", path.Offset)}
 	case a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept":
-		return Prediction{true, "a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN)"}
+		return Prediction{Success: true, Reason: "a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN)"}
 	}
-	return Prediction{false, "neither NAT forwards unsolicited SYNs nor accepts a simultaneous open"}
+	return Prediction{Success: false, Reason: "neither NAT forwards unsolicited SYNs nor accepts a simultaneous open"}
 }
 
 // predictSame covers two hosts behind one NAT n.
 func predictSame(n *nat.Profile, method string) Prediction {
 	switch method {
 	case "lan":
-		return Prediction{true, "same public address: private endpoints connect on the LAN"}
+		return Prediction{Success: true, Reason: "same public address: private endpoints connect on the LAN"}
 	case "relay":
-		return Prediction{true, "the relay carries any pair"}
+		return Prediction{Success: true, Reason: "the relay carries any pair"}
 	case "p2pnat":
-		return Prediction{true, "p2pnat also connects to private endpoints, which are on the same LAN"}
+		return Prediction{Success: true, Reason: "p2pnat also connects to private endpoints, which are on the same LAN"}
 	case "auto":
-		return Prediction{true, "path lan: same public address"}
+		return Prediction{Success: true, Reason: "path lan: same public address"}
 	case "direct", "machsend", "sequential", "stunt2":
 		if !n.NAT {
-			return Prediction{true, "no NAT: public endpoints are the hosts' own"}
+			return Prediction{Success: true, Reason: "no NAT: public endpoints are the hosts' own"}
 		}
 		if n.Hairpinning {
-			return Prediction{true, "hairpinning sends the SYN to the peer's public endpoint back into the LAN"}
+			return Prediction{Success: true, Reason: "hairpinning sends the SYN to the peer's public endpoint back into the LAN"}
 		}
-		return Prediction{false, "no hairpinning: a SYN to the NAT's own public address from inside is answered by the NAT itself"}
+		return Prediction{Success: false, Reason: "no hairpinning: a SYN to the NAT's own public address from inside is answered by the NAT itself"}
 	case "stunt2-hold":
-		return Prediction{false, "the held connect is answered by the peer's host or the NAT (RST) before the peer's SYN arrives"}
+		return Prediction{Success: false, Reason: "the held connect is answered by the peer's host or the NAT (RST) before the peer's SYN arrives"}
 	case "stunt1", "natblaster":
-		return Prediction{false, "a low-TTL SYN toward the NAT's own public address does not leave the NAT: it is answered inside (no hairpin punching with raw methods)"}
+		return Prediction{Success: false, Reason: "a low-TTL SYN toward the NAT's own public address does not leave the NAT: it is answered inside (no hairpin punching with raw methods)"}
 	}
-	return Prediction{false, "unknown method " + method}
+	return Prediction{Success: false, Reason: "unknown method " + method}
 }
 
 // holdsLowTTL says whether a host behind n can keep a connect pending after
@@ -316,13 +379,13 @@ func predictSTUNT1(a, b *nat.Profile) Prediction {
 		n    *nat.Profile
 	}{{"A", a}, {"B", b}} {
 		if ok, why := predictable(x.n); !ok {
-			return Prediction{false, x.side + ": " + why + " (STUNT #1 aims its SYN and forges at the predicted endpoint; it has no fallback)"}
+			return Prediction{Success: false, Reason: x.side + ": " + why + " (STUNT #1 aims its SYN and forges at the predicted endpoint; it has no fallback)"}
 		}
 		if ok, why := holdsLowTTL(x.n); !ok {
-			return Prediction{false, x.side + ": " + why}
+			return Prediction{Success: false, Reason: x.side + ": " + why}
 		}
 	}
-	return Prediction{true, "both NATs keep their low-TTL SYN's entry and drop its ICMP; each passes the server's forged SYN-ACK as the reply its entry expects (exact ISN, so sequence tracking is no obstacle)"}
+	return Prediction{Success: true, Reason: "both NATs keep their low-TTL SYN's entry and drop its ICMP; each passes the server's forged SYN-ACK as the reply its entry expects (exact ISN, so sequence tracking is no obstacle)"}
 }
 
 // predictNATBlaster: as STUNT #1, but each peer injects the SYN-ACK itself,
@@ -334,7 +397,7 @@ func predictNATBlaster(a, b *nat.Profile) Prediction {
 	bp, bWhy := predictable(b)
 	switch {
 	case !ap && !bp:
-		return Prediction{false, "both sides unpredictable (A: " + aWhy + "; B: " + bWhy + "): no birthday search without one predictable side"}
+		return Prediction{Success: false, Reason: "both sides unpredictable (A: " + aWhy + "; B: " + bWhy + "): no birthday search without one predictable side"}
 	case !ap:
 		return predictBirthday(b, a, "B", "A")
 	case !bp:
@@ -345,13 +408,13 @@ func predictNATBlaster(a, b *nat.Profile) Prediction {
 		n    *nat.Profile
 	}{{"A", a}, {"B", b}} {
 		if ok, why := holdsLowTTL(x.n); !ok {
-			return Prediction{false, x.side + ": " + why}
+			return Prediction{Success: false, Reason: x.side + ": " + why}
 		}
 		if x.n.OutboundSYNACK != "translate" {
-			return Prediction{false, "NAT-" + x.side + " drops the outbound SYN-ACK its host injects after its own SYN"}
+			return Prediction{Success: false, Reason: "NAT-" + x.side + " drops the outbound SYN-ACK its host injects after its own SYN"}
 		}
 	}
-	return Prediction{true, "both NATs drop the low-TTL SYN's ICMP, translate the injected outbound SYN-ACK and pass the peer's as the reply their entry expects"}
+	return Prediction{Success: true, Reason: "both NATs drop the low-TTL SYN's ICMP, translate the injected outbound SYN-ACK and pass the peer's as the reply their entry expects"}
 }
 
 // predictBirthday: the predictable side p keeps 600 low-TTL guesses pending
@@ -369,13 +432,13 @@ func predictNATBlaster(a, b *nat.Profile) Prediction {
 func predictBirthday(p, r *nat.Profile, pSide, rSide string) Prediction {
 	const pre = "birthday fallback: "
 	if p.NAT && p.Mapping != nat.EndpointIndependent {
-		return Prediction{false, pre + "the predictable side " + pSide + " has " + string(p.Mapping) + " mapping, so its guesses leave from different ports"}
+		return Prediction{Success: false, Reason: pre + "the predictable side " + pSide + " has " + string(p.Mapping) + " mapping, so its guesses leave from different ports"}
 	}
 	if !p.NAT || p.SimultaneousOpen == "accept" {
-		return Prediction{true, pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (collision probability 99.6%)"}
+		return Prediction{Success: true, Reason: pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (collision probability 99.6%)"}
 	}
 	if p.SimultaneousOpen == "drop" && p.Filtering != nat.EndpointIndependent && (p.UnsolicitedSYN == "drop" || p.UnsolicitedSYN == "delayed-icmp") && r.SimultaneousOpen == "accept" {
-		return Prediction{true, pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (collision probability 99.6%)"}
+		return Prediction{Success: true, Reason: pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (collision probability 99.6%)"}
 	}
-	return Prediction{false, pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + string(p.SimultaneousOpen) + ") and answers or forwards the others, so no pending pair survives to meet again"}
+	return Prediction{Success: false, Reason: pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + string(p.SimultaneousOpen) + ") and answers or forwards the others, so no pending pair survives to meet again"}
 }

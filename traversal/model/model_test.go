@@ -128,7 +128,7 @@ func TestPredictSameNAT(t *testing.T) {
 			t.Errorf("%s/%s: got %v (%s)", tt.n.Name, tt.method, got.Success, got.Reason)
 		}
 	}
-	if p := predictAuto(Separate, symRand, symRand); p.Reason[:10] != "path relay" {
+	if p := predictAuto(Separate, symRand, symRand, Path{}); p.Reason[:10] != "path relay" {
 		t.Errorf("auto between random NATs: %s", p.Reason)
 	}
 }
