@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +60,18 @@ func TestQuickMatrixAgreesWithModel(t *testing.T) {
 		}
 		if tr.Class == "" {
 			t.Errorf("%s: not classified", tr.ID)
+		}
+		if !tr.Modelled || tr.Delay == "" || len(tr.PathRTTms) == 0 {
+			t.Errorf("%s: ran over %q (modelled %v, path probes %v); want the spec's path, measured", tr.ID, tr.Delay, tr.Modelled, tr.PathRTTms)
+		}
+		// The classifier never calls an ICMP dropped that the host's own
+		// attempt reports receiving.
+		if tr.Class == "icmp-dropped" {
+			for _, a := range tr.Attempts {
+				if strings.Contains(a.Error, "translated the ICMP time-exceeded") {
+					t.Errorf("%s: classified icmp-dropped, but %s received the ICMP: %s", tr.ID, a.Attempt, a.Error)
+				}
+			}
 		}
 	}
 }

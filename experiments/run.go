@@ -16,10 +16,10 @@ import (
 	"github.com/machsend/machsend/natlab"
 )
 
-// codeVersion names the commit the binaries come from, "-dirty" when code
+// CodeVersion names the commit the binaries come from, "-dirty" when code
 // differs from it. results/ itself is left out of the comparison: a run
 // rewrites it, and that must not make the next run's resume fail.
-func codeVersion() string {
+func CodeVersion() string {
 	out, err := exec.Command("git", "rev-parse", "--short=8", "HEAD").Output()
 	if err != nil {
 		return "unknown"
@@ -77,13 +77,14 @@ func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error
 		return nil, err
 	}
 	path := filepath.Join(opts.Out, spec.TrialsFile)
-	version := codeVersion()
+	version := CodeVersion()
 	done, resumed, err := resume(sp, &opts, path, version)
 	if err != nil {
 		return nil, err
 	}
 	info := &spec.RunInfo{Spec: sp, CodeVersion: version, Kernel: Kernel(), GoVersion: runtime.Version(),
-		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: sp.Workers}
+		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: sp.Workers,
+		NoiseBoundMs: float64(opts.noiseBound().Microseconds()) / 1000}
 	if opts.Workers > 0 {
 		info.Workers = opts.Workers
 	}
@@ -103,6 +104,7 @@ func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error
 		r.runJobs(impaired, min(info.Workers, sp.ImpairedWorkers))
 	}
 	info.Finished = time.Now().UTC()
+	info.Parallel = r.parallel
 	all, _ := spec.LoadTrials(path)
 	info.Trials = len(all)
 	writeRunInfo(opts.Out, info)
@@ -182,13 +184,22 @@ type runner struct {
 	spec *spec.Spec
 	opts *Options
 
-	mu       sync.Mutex // guards out and finished
+	limit *limiter // the current stage's (set before its workers start)
+
+	mu       sync.Mutex // guards out, finished and parallel
 	out      *os.File
 	finished int
 	total    int
+	parallel []spec.Parallelism
 }
 
 func (r *runner) runJobs(jobs []job, workers int) {
+	r.limit = newLimiter(workers)
+	defer func() {
+		r.mu.Lock()
+		r.parallel = append(r.parallel, spec.Parallelism{Max: workers, Lowest: r.limit.lowest, Changes: r.limit.changes})
+		r.mu.Unlock()
+	}()
 	ch := make(chan job)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
@@ -198,7 +209,10 @@ func (r *runner) runJobs(jobs []job, workers int) {
 			w := &worker{id: i, opt: r.opts, labs: map[string]*natlab.Lab{}, cases: map[*natlab.Lab]string{}}
 			defer w.close()
 			for j := range ch {
-				if t := r.trial(w, j); t != nil {
+				r.limit.acquire()
+				t := r.trial(w, j)
+				r.limit.release(t != nil && t.Noisy)
+				if t != nil {
 					r.record(t)
 				}
 			}

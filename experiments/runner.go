@@ -37,8 +37,18 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Log receives one line per finished trial (may be nil).
 	Log io.Writer
+	// NoiseBound is the scheduling noise above which a trial's timings are
+	// left out and fewer labs run at once (0: DefaultNoiseBound).
+	NoiseBound time.Duration
 
 	evidence *evidenceSet // which trials keep their captures (nil: all)
+}
+
+func (o *Options) noiseBound() time.Duration {
+	if o.NoiseBound > 0 {
+		return o.NoiseBound
+	}
+	return DefaultNoiseBound
 }
 
 // worker owns one lab per topology and reuses it between trials.
@@ -222,6 +232,10 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if err != nil {
 		return nil, err
 	}
+	if t.PathRTTms, t.NoiseMs, err = measureNoise(ctx, lab, peers, ic); err != nil {
+		return nil, fmt.Errorf("path probe: %w", err)
+	}
+	t.Noisy = t.NoiseMs > float64(w.opt.noiseBound().Microseconds())/1000
 	if ic != nil && ic.Cross > 0 {
 		stop, err := startCross(lab, peers, ic.Cross)
 		if err != nil {
@@ -268,6 +282,10 @@ func newTrial(sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, *spec.ImpairCas
 		return nil, nil, err
 	}
 	t.Predicted, t.PredictedReason, t.PredictedRace = pred.Success, pred.Reason, pred.Race
+	t.Modelled = ic.Modelled()
+	if ic != nil && ic.Sweep {
+		t.Sweep, t.OffsetMs = true, float64(ic.Offset.Microseconds())/1000
+	}
 	for n, name := range c.Profiles {
 		p, _ := nat.Load(name)
 		t.ProfileHashes[n] = p.Hash

@@ -18,6 +18,9 @@ import (
 // main (unimpaired) matrix.
 func splitImpaired(trials []*spec.Trial) (main, impaired []*spec.Trial) {
 	for _, t := range trials {
+		if t.Sweep {
+			continue // the race curves have a section of their own
+		}
 		if t.Cell.Case != "" {
 			impaired = append(impaired, t)
 		} else {

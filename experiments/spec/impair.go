@@ -48,6 +48,8 @@ type ImpairCase struct {
 	// outermost NAT's egress onto its WAN link. It is the SYN-offset axis
 	// of the race cells (see model.Path).
 	Offset time.Duration `yaml:"offset" json:"offset,omitempty"`
+	// Sweep is set on the cases a group's offsets made (the race curves).
+	Sweep bool `yaml:"-" json:"sweep,omitempty"`
 
 	loss float64
 	rate uint64
@@ -82,6 +84,22 @@ func (ic *ImpairCase) validate() error {
 	// Every per-link impairment it makes must parse.
 	_, err = ic.links(map[string]string{"wan-a": "core", "wan-b": "core"}, nil, [2]side{{"nat-a", "wan-a"}, {"nat-b", "wan-b"}})
 	return err
+}
+
+// Modelled reports whether the NAT model accounts for the case: delays
+// and offsets only (no loss, jitter, rate limit or cross traffic, which it
+// assumes away). Nil, the lab as built, is modelled.
+func (ic *ImpairCase) Modelled() bool {
+	return ic == nil || (ic.Loss == "" && ic.Jitter == 0 && ic.Rate == "" && ic.Cross == 0)
+}
+
+// ServerRTT is the round trip the case configures between peer A and the
+// rendezvous server: A's side of the core twice, and A's LAN link twice.
+func (ic *ImpairCase) ServerRTT() time.Duration {
+	if ic == nil {
+		return 0
+	}
+	return ic.RTT/2 + ic.WANADelay + 2*ic.LANDelay
 }
 
 // Path is the timing the NAT model needs from the case: how long each

@@ -189,7 +189,7 @@ func (s *Spec) offsetCases() error {
 			}
 			if _, ok := s.Impairments[name]; !ok {
 				c := *s.Path
-				c.Offset = o
+				c.Offset, c.Sweep = o, true
 				s.Impairments[name] = &c
 			}
 			if !slices.Contains(g.Cases, name) {

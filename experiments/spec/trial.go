@@ -28,7 +28,11 @@ type RunInfo struct {
 	Trials      int       `json:"trials"`
 	Resumed     int       `json:"resumed"`
 	Workers     int       `json:"workers"`
-	CPUs        int       `json:"cpus"`
+	// NoiseBoundMs is the scheduling noise above which a trial is noisy;
+	// Parallel is how each stage adapted its labs at once to stay below it.
+	NoiseBoundMs float64       `json:"noise_bound_ms"`
+	Parallel     []Parallelism `json:"parallel,omitempty"`
+	CPUs         int           `json:"cpus"`
 }
 
 // Trial is the record of one trial: its exact inputs, what happened, the
@@ -54,11 +58,17 @@ type Trial struct {
 	PredictedReason string              `json:"predicted_reason"`
 	// PredictedRace is set when the model says the outcome depends on
 	// which SYN arrives first, with the condition for success.
-	PredictedRace string   `json:"predicted_race,omitempty"`
-	Agree         bool     `json:"agree"`
-	Class         string   `json:"class"`
-	Explanation   []string `json:"explanation,omitempty"`
-	Pcaps         []string `json:"pcaps,omitempty"`
+	PredictedRace string `json:"predicted_race,omitempty"`
+	// Modelled says the model accounts for the trial's conditions (see
+	// ImpairCase.Modelled): only those trials count in its agreement.
+	Modelled bool `json:"modelled"`
+	// OffsetMs is the SYN offset of a race-sweep trial (Sweep set).
+	Sweep       bool     `json:"sweep,omitempty"`
+	OffsetMs    float64  `json:"offset_ms,omitempty"`
+	Agree       bool     `json:"agree"`
+	Class       string   `json:"class"`
+	Explanation []string `json:"explanation,omitempty"`
+	Pcaps       []string `json:"pcaps,omitempty"`
 	// Conntrack is every NAT's conntrack table at the end of the trial. It
 	// is kept with the captures (Evidence/conntrack.json.gz), not inline.
 	Conntrack map[string][]natlab.ConntrackEntry `json:"-"`
@@ -74,6 +84,14 @@ type Trial struct {
 	Delay string `json:"lab_delay"`
 	// Impairments is what the lab's impaired links did during the trial.
 	Impairments []impair.Stats `json:"impairments,omitempty"`
+	// PathRTTms are TCP handshakes from peer A to the rendezvous server
+	// timed before the peers started; NoiseMs is how far the slowest
+	// exceeded the configured round trip (the lab's scheduling noise), and
+	// Noisy says it exceeded the run's bound: the trial's outcome counts,
+	// its timings are left out of every timing figure.
+	PathRTTms []float64 `json:"path_rtt_ms,omitempty"`
+	NoiseMs   float64   `json:"noise_ms"`
+	Noisy     bool      `json:"noisy,omitempty"`
 	// Cross counts the cross-traffic connections made during the trial.
 	Cross *natlab.CrossStats `json:"cross,omitempty"`
 }
@@ -116,4 +134,12 @@ func ReadJSON(path string, v any) bool {
 		return false
 	}
 	return json.Unmarshal(b, v) == nil
+}
+
+// Parallelism is how one stage of a run (unimpaired, impaired) adapted its
+// number of labs to the scheduling noise the trials measured.
+type Parallelism struct {
+	Max     int `json:"max"`
+	Lowest  int `json:"lowest"`
+	Changes int `json:"changes"`
 }
