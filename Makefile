@@ -68,6 +68,7 @@ experiment: deps build
 	$(BIN)/experiment load --out results
 	$(BIN)/experiment calibrate --out results
 	$(BIN)/experiment natcheck --out results
+	$(BIN)/experiment invariance --out results
 	$(BIN)/experiment report --out results
 
 clean-lab:

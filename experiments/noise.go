@@ -20,9 +20,11 @@ const DefaultNoiseBound = 5 * time.Millisecond
 const noiseProbes = 3
 
 // measureNoise times TCP handshakes from peer A to the rendezvous server
-// before the peers start, and returns them (ms) and how far the slowest
+// before the peers start, and returns them (ms) and how far their median
 // exceeds what the conditions configure: the lab's own scheduling noise
 // (the delay queue and the peers run in processes that share the CPUs).
+// The median, not the slowest: one late handshake is a hiccup that a
+// trial's own retransmissions absorb; a late median is a busy machine.
 func measureNoise(ctx context.Context, lab *natlab.Lab, peers *LabPeers, ic *spec.ImpairCase) (rtts []float64, noise float64, err error) {
 	a, err := lab.Node(peers.A)
 	if err != nil {
@@ -36,7 +38,9 @@ func measureNoise(ctx context.Context, lab *natlab.Lab, peers *LabPeers, ic *spe
 		rtts = append(rtts, float64(d.Microseconds())/1000)
 	}
 	want := float64(ic.ServerRTT().Microseconds()) / 1000
-	return rtts, max(0, slices.Max(rtts)-want), nil
+	sorted := slices.Clone(rtts)
+	slices.Sort(sorted)
+	return rtts, max(0, sorted[len(sorted)/2]-want), nil
 }
 
 // handshake is the time one TCP connect from n to dst takes.
@@ -57,8 +61,8 @@ func handshake(ctx context.Context, n *natlab.Node, dst netip.AddrPort) (time.Du
 }
 
 // limiter bounds how many trials run at once, between 1 and max: a trial
-// whose noise exceeds the bound lowers the limit by one, and quietRun
-// quiet trials in a row raise it by one.
+// whose noise exceeds the bound lowers the limit by a quarter (at least
+// one), and quietRun quiet trials in a row raise it by one.
 type limiter struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -70,7 +74,7 @@ type limiter struct {
 	changes int
 }
 
-const quietRun = 20
+const quietRun = 5
 
 func newLimiter(max int) *limiter {
 	l := &limiter{limit: max, max: max, lowest: max}
@@ -94,7 +98,7 @@ func (l *limiter) release(noisy bool) {
 	l.active--
 	switch {
 	case noisy && l.limit > 1:
-		l.limit--
+		l.limit -= max(1, l.limit/4)
 		l.quiet = 0
 		l.changes++
 		l.lowest = min(l.lowest, l.limit)

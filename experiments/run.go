@@ -265,13 +265,22 @@ func (r *runner) record(t *spec.Trial) {
 	if r.opts.Log == nil {
 		return
 	}
-	verdict := "FAIL"
+	outcome := "failed   "
 	if t.Success {
-		verdict = "ok  "
+		outcome = "connected"
 	}
-	agree := ""
-	if !t.Agree {
-		agree = "  DISAGREES WITH MODEL"
+	verdict := "as predicted"
+	switch {
+	case t.LabError != "":
+		verdict = "lab error: " + t.LabError
+	case !t.Modelled:
+		verdict = "conditions outside the model"
+	case !t.Agree:
+		verdict = "AGAINST THE MODEL"
 	}
-	fmt.Fprintf(r.opts.Log, "[%d/%d] %s %s %s (%s)%s\n", r.finished, r.total, verdict, t.ID, t.Class, t.Method, agree)
+	noisy := ""
+	if t.Noisy {
+		noisy = fmt.Sprintf(", noisy (%.1f ms)", t.NoiseMs)
+	}
+	fmt.Fprintf(r.opts.Log, "[%d/%d] %s %s: %s (%s)%s\n", r.finished, r.total, outcome, t.ID, t.Class, verdict, noisy)
 }

@@ -38,7 +38,7 @@ var commands = []struct {
 	run  func([]string) error
 }{
 	{"run", cmdRun}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
-	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck},
+	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance},
 }
 
 func commandNames() string {
@@ -281,4 +281,35 @@ func labContext() (context.Context, context.CancelFunc, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	return ctx, stop, nil
+}
+
+// cmdInvariance runs the invariance spec at 1, 8 and the spec's number of
+// labs at once and writes invariance.json.
+func cmdInvariance(args []string) error {
+	fs := flag.NewFlagSet("experiment invariance", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	specPath := fs.String("spec", "experiments/invariance.yaml", "the cells to run at each level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sp, err := spec.LoadSpec(*specPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop, err := labContext()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	r, err := bench.RunInvariance(ctx, experiments.Options{Bin: *bin, Out: *out, AttemptTimeout: 2 * time.Second}, sp, []int{1, 8, sp.Workers})
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "invariance: worst Fisher p %.3f; median connect %v (ratios %v)\n", r.Worst, r.Median, r.Ratio)
+	return os.WriteFile(filepath.Join(*out, "invariance.json"), b, 0o644)
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/experiments"
 	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/natlab/natlabtest"
@@ -84,5 +86,36 @@ func TestNATCheck(t *testing.T) {
 				t.Errorf("single NAT reported as layered: %q", r.Layered)
 			}
 		})
+	}
+}
+
+// The same cells, both-RST and race cells among them, run with one lab at
+// a time and with eight at once give the same outcomes (Fisher's exact
+// test) and connect times (medians within 10%): over the path, scheduling
+// no longer decides.
+func TestLoadInvariance(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("-short: two runs of 42 trials take about a minute and a half")
+	}
+	sp, err := spec.LoadSpec("../invariance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Repetitions = 6
+	r, err := bench.RunInvariance(context.Background(), experiments.Options{Bin: buildtest.Commands(t, "machsend", "rendezvous"),
+		Out: t.TempDir(), AttemptTimeout: 2 * time.Second}, sp, []int{1, 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Cells {
+		t.Logf("%s: %d/%d alone, %d/%d at 8 (p %.3f)", c.Cell, c.Successes[1], c.Trials[1], c.Successes[8], c.Trials[8], c.FisherP[8])
+		if c.FisherP[8] < 0.01 {
+			t.Errorf("%s: %d/%d alone but %d/%d with 8 labs at once (Fisher p %.4f)", c.Cell, c.Successes[1], c.Trials[1], c.Successes[8], c.Trials[8], c.FisherP[8])
+		}
+	}
+	t.Logf("median connect %v ms, ratio %.3f, noisy %v", r.Median, r.Ratio[8], r.Noisy)
+	if r.Ratio[8] < 0.9 || r.Ratio[8] > 1.1 {
+		t.Errorf("median connect time %.1f ms with 8 labs at once against %.1f ms alone (×%.2f; want within 10%%)", r.Median[8], r.Median[1], r.Ratio[8])
 	}
 }

@@ -57,7 +57,9 @@ func Summarise(trials []*spec.Trial) []*CellStats {
 		cs.N++
 		if t.Success {
 			cs.Successes++
-			cs.ConnectMs = append(cs.ConnectMs, t.ConnectMs)
+			if !t.Noisy { // a noisy trial's outcome counts, its timing does not
+				cs.ConnectMs = append(cs.ConnectMs, t.ConnectMs)
+			}
 			cs.Methods[t.Method]++
 		}
 		if !t.Agree {
@@ -99,7 +101,9 @@ func summariseMethods(trials []*spec.Trial, topology string) []*MethodStats {
 		m.N++
 		if t.Success {
 			m.Successes++
-			m.ConnectMs = append(m.ConnectMs, t.ConnectMs)
+			if !t.Noisy {
+				m.ConnectMs = append(m.ConnectMs, t.ConnectMs)
+			}
 			m.Attempts = append(m.Attempts, float64(t.AttemptsToWin))
 		}
 	}
@@ -192,7 +196,7 @@ func WriteOutputs(out string) error {
 		return fmt.Errorf("no trials in %s", out)
 	}
 	all := trials
-	trials, impaired := splitImpaired(all)
+	trials, _ = splitImpaired(all)
 	cells := Summarise(all)
 	if err := writeCellsCSV(filepath.Join(out, "cells.csv"), cells); err != nil {
 		return err
@@ -212,7 +216,7 @@ func WriteOutputs(out string) error {
 	if p, err := LoadPopulation("experiments/population.yaml"); err == nil {
 		pop = p
 	}
-	return writeReport(out, trials, impaired, Summarise(trials), pop, ladders)
+	return writeReport(out, all, Summarise(trials), pop, ladders)
 }
 
 func writeCellsCSV(path string, cells []*CellStats) error {
@@ -221,10 +225,14 @@ func writeCellsCSV(path string, cells []*CellStats) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"topology", "profiles", "method", "trials", "successes", "rate", "wilson95_lo", "wilson95_hi",
+	_ = w.Write([]string{"topology", "profiles", "method", "case", "trials", "successes", "rate", "wilson95_lo", "wilson95_hi",
 		"model_predicts", "disagreeing_trials", "median_connect_ms", "classes", "model_reason"})
 	for _, c := range cells {
-		_ = w.Write([]string{c.Cell.Topology, profilesString(c.Cell), c.Cell.Method, strconv.Itoa(c.N), strconv.Itoa(c.Successes),
+		cs := c.Cell.Case
+		if cs == "" {
+			cs = "none"
+		}
+		_ = w.Write([]string{c.Cell.Topology, profilesString(c.Cell), c.Cell.Method, cs, strconv.Itoa(c.N), strconv.Itoa(c.Successes),
 			f3(c.Rate()), f3(c.Lo), f3(c.Hi), strconv.FormatBool(c.Predicted), strconv.Itoa(c.Disagree),
 			f1(stats.Quantile(c.ConnectMs, 0.5)), classesString(c.Classes), c.PredictedReason})
 	}

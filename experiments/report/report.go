@@ -19,7 +19,8 @@ type printer = func(format string, args ...any)
 
 // writeReport writes REPORT.md: what was run, the tables, the pictures, the
 // disagreements with the model, and what they mean, one section a stage.
-func writeReport(out string, trials, impaired []*spec.Trial, cells []*CellStats, pop *Population, ladders []classify.Ladder) error {
+func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Population, ladders []classify.Ladder) error {
+	trials, impaired := splitImpaired(all)
 	var info spec.RunInfo
 	spec.ReadJSON(filepath.Join(out, "run.json"), &info)
 	var b strings.Builder
@@ -34,9 +35,13 @@ func writeReport(out string, trials, impaired []*spec.Trial, cells []*CellStats,
 	if pop != nil {
 		reportPopulation(p, cells, pop)
 	}
+	if err := reportRaces(p, filepath.Join(out, "plots"), all); err != nil {
+		return err
+	}
 	if err := writeImpairmentSection(p, filepath.Join(out, "plots"), trials, impaired); err != nil {
 		return err
 	}
+	reportInvariance(p, out)
 	reportThroughput(p, out)
 	reportLoad(p, out)
 	reportLadders(p, ladders)
@@ -69,7 +74,12 @@ func reportHeader(p printer, info spec.RunInfo, trials, impaired []*spec.Trial, 
 		p("- run took %s (%s to %s)", info.Finished.Sub(info.Started).Round(1e9), info.Started.Format("2006-01-02 15:04"), info.Finished.Format("15:04 MST"))
 	}
 	p("- every trial runs the real `rendezvous` and `machsend punch` binaries inside a fresh-state natlab lab (netfilter NATs in network namespaces); a trial succeeds when both peers report the same authenticated connection and three round trips cross it")
-	p("- lab delay in the main matrix: none. No delay is emulated there, so which peer's SYN reaches the other NAT first is decided by scheduling jitter; results that depend on that race are marked as such by the model")
+	if info.Spec != nil && info.Spec.Path != nil {
+		p("- the main matrix runs over a path of %s between the peers (natlab's delay queue, a quarter on each direction of each WAN link), so which SYN reaches which NAT first is a property of the path; the model predicts the race cells from it (below)", info.Spec.Path)
+	} else {
+		p("- lab delay in the main matrix: none, so which peer's SYN reaches the other NAT first is decided by scheduling; the model predicts the worse outcome for its race cells")
+	}
+	reportNoise(p, info, trials)
 	p("- profile hashes, inputs, attempts, timings, classification and evidence of every trial are in `trials.jsonl`; per-cell figures in `cells.csv`, per-method in `methods.csv`; captures (both sides of each NAT) and conntrack snapshots are kept under `pcaps/` for the first trial of each outcome class per topology, method and impairment case (every trial is captured and classified; one exemplar per class is kept, so the repository stays small)")
 	p("")
 
@@ -96,13 +106,13 @@ func reportMethods(p printer, trials []*spec.Trial) {
 			100*m.Lo, 100*m.Hi, msOrDash(m.MedianMs), msOrDash(m.P95Ms), rt, numOrDash(m.MedianAttempts))
 	}
 	p("")
-	p("Round trips are in units of the median round-trip time measured over the established connections (%.3f ms in this lab, no delay emulated): in this lab they say how much waiting each method does, not how many packets it exchanges.", rtt)
+	p("Round trips are in units of the median round-trip time measured over the established connections (%.3f ms in this run). Connect times leave out trials whose measured scheduling noise exceeded the run's bound (their outcomes count).", rtt)
 	p("")
 	p("![success per method](plots/success-per-method.png) ![connect time CDF](plots/connect-time-cdf.png)")
 	p("")
 	p("![attempts to success](plots/attempts-to-success.png)")
 	p("")
-	p("Connect time is measured by peer A from the start of traversal (after NAT probing) to the nominated connection; a round trip in the lab is well under a millisecond, so connect times are dominated by the methods' own pacing (the coordinated start 100 ms after both peers are ready, Machsend's 100 ms responder delay, 1 s SYN retransmissions).")
+	p("Connect time is measured by peer A from the start of traversal (after NAT probing) to the nominated connection. It includes the methods' own pacing (the coordinated start 100 ms after both peers are ready, Machsend's 100 ms responder delay, 1 s SYN retransmissions) besides the %.1f ms round trip.", rtt)
 	p("")
 
 }

@@ -35,3 +35,29 @@ func Quantile(xs []float64, q float64) float64 {
 	}
 	return s[i] + (pos-float64(i))*(s[i+1]-s[i])
 }
+
+// FisherExact is the two-sided p-value of Fisher's exact test for the 2x2
+// table [[a, b], [c, d]] (successes and failures of two samples): the
+// probability, with the margins fixed, of a table at most as likely as
+// this one.
+func FisherExact(a, b, c, d int) float64 {
+	if a < 0 || b < 0 || c < 0 || d < 0 {
+		return math.NaN()
+	}
+	r1, c1, n := a+b, a+c, a+b+c+d
+	if n == 0 {
+		return 1
+	}
+	lf := func(k int) float64 { v, _ := math.Lgamma(float64(k) + 1); return v }
+	logP := func(x int) float64 { // P(top-left = x) with the margins fixed
+		return lf(r1) + lf(n-r1) + lf(c1) + lf(n-c1) - lf(n) - lf(x) - lf(r1-x) - lf(c1-x) - lf(n-r1-c1+x)
+	}
+	observed := logP(a)
+	p := 0.0
+	for x := max(0, r1+c1-n); x <= min(r1, c1); x++ {
+		if lp := logP(x); lp <= observed+1e-9 {
+			p += math.Exp(lp)
+		}
+	}
+	return math.Min(1, p)
+}

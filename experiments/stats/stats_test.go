@@ -41,3 +41,23 @@ func TestQuantile(t *testing.T) {
 		t.Error("quantile of nothing")
 	}
 }
+
+// Values checked against R's fisher.test.
+func TestFisherExact(t *testing.T) {
+	cases := []struct {
+		a, b, c, d int
+		p          float64
+	}{
+		{10, 0, 10, 0, 1},
+		{10, 0, 1, 9, 0.0001191},
+		{3, 1, 1, 3, 0.4857},
+		{1, 9, 11, 3, 0.002759},
+		{7, 3, 4, 6, 0.3698},
+		{0, 0, 0, 0, 1},
+	}
+	for _, c := range cases {
+		if got := FisherExact(c.a, c.b, c.c, c.d); math.Abs(got-c.p) > 1e-3*max(1, c.p*10) {
+			t.Errorf("FisherExact(%d,%d,%d,%d) = %.6f, want %.6f", c.a, c.b, c.c, c.d, got, c.p)
+		}
+	}
+}
