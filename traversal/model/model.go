@@ -276,7 +276,9 @@ func p2pRace(a, b *nat.Profile) bool {
 	icmp := func(n *nat.Profile) bool {
 		return n.UnsolicitedSYN == "icmp-port-unreachable" || n.UnsolicitedSYN == "icmp-admin-prohibited"
 	}
-	strictRST := func(s, o *nat.Profile) bool { return s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && icmp(o) }
+	strictRST := func(s, o *nat.Profile) bool {
+		return s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && icmp(o)
+	}
 	return (a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst") || strictRST(a, b) || strictRST(b, a)
 }
 
