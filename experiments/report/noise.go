@@ -23,7 +23,7 @@ func reportNoise(p printer, info spec.RunInfo, trials []*spec.Trial) {
 		p("- scheduling noise: not measured by this run")
 		return
 	}
-	p("- scheduling noise (the slowest of three TCP handshakes to the server before each trial, minus the configured round trip): median %.2f ms, p99 %.2f ms, max %.2f ms over %d trials; %d above the %.1f ms bound (their outcomes count, their timings are left out)",
+	p("- scheduling noise (the median of three TCP handshakes from peer A to the server before each trial, minus the configured round trip): median %.2f ms, p99 %.2f ms, max %.2f ms over %d trials; %d above the %.1f ms bound (their outcomes count, their timings are left out)",
 		stats.Quantile(noise, 0.5), stats.Quantile(noise, 0.99), stats.Quantile(noise, 1), len(noise), noisy, info.NoiseBoundMs)
 	for i, par := range info.Parallel {
 		stage := []string{"main matrix", "impaired and sweep cells"}[min(i, 1)]
