@@ -2,8 +2,8 @@ package rendezvous
 
 import (
 	"bufio"
-	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,12 +24,36 @@ type relay struct {
 	waiting map[relayKey]net.Conn
 	active  map[net.Conn]struct{}
 	closed  bool
+
+	open    *addrCount // relay connections held (one counter, under MaxRelayConns)
+	perAddr *addrCount // per source address (MaxClientsPerAddr)
+}
+
+// countedConn gives its slot back when it is closed, once.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection where it can (TCP).
+func (c *countedConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.Close()
 }
 
 type relayKey struct{ session, role string }
 
 func newRelay(s *Server) *relay {
-	return &relay{s: s, tokens: map[string]relayKey{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{}}
+	return &relay{s: s, tokens: map[string]relayKey{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{},
+		open: newAddrCount(s.cfg.MaxRelayConns), perAddr: newAddrCount(s.cfg.MaxClientsPerAddr)}
 }
 
 // expect registers a token handed out by relay.open.
@@ -43,16 +67,21 @@ func (r *relay) expect(tok, session, role string) {
 }
 
 func (r *relay) serve(ln net.Listener) error {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
+	return acceptLoop(ln, r.s.acceptFailed, func(c net.Conn) {
+		ip := addrPortOf(c.RemoteAddr()).Addr()
+		if !r.open.take(netip.Addr{}) {
+			r.s.Stats.Rejected.Add(1)
+			c.Close()
+			return
 		}
-		go r.handle(c)
-	}
+		if !r.perAddr.take(ip) {
+			r.open.put(netip.Addr{})
+			r.s.Stats.Rejected.Add(1)
+			c.Close()
+			return
+		}
+		go r.handle(&countedConn{Conn: c, release: func() { r.open.put(netip.Addr{}); r.perAddr.put(ip) }})
+	})
 }
 
 func (r *relay) handle(c net.Conn) {

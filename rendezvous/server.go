@@ -33,7 +33,9 @@ type Config struct {
 	Alternate netip.AddrPort
 
 	MaxMessage           int           // bytes per JSON-RPC message (default 16 KiB)
-	MaxClients           int           // concurrent connections (default 100000)
+	MaxClients           int           // concurrent connections (default and ceiling: 60% of the fd limit read at start)
+	MaxClientsPerAddr    int           // concurrent connections from one address (default 256)
+	MaxRelayConns        int           // concurrent relay connections (default and ceiling: 30% of the fd limit)
 	MaxSessions          int           // sessions held at once (default 100000)
 	MaxSessionsPerClient int           // sessions one connection may create (default 16)
 	MaxAttempts          int           // pending punch attempts per session (default 64)
@@ -64,7 +66,12 @@ func (c *Config) defaults() {
 		}
 	}
 	set(&c.MaxMessage, 16<<10)
+	fds := fdLimit()
 	set(&c.MaxClients, 100000)
+	c.MaxClients = min(c.MaxClients, share(fds, clientShare))
+	set(&c.MaxRelayConns, share(fds, relayShare))
+	c.MaxRelayConns = min(c.MaxRelayConns, share(fds, relayShare))
+	set(&c.MaxClientsPerAddr, defaultPerAddr)
 	set(&c.MaxSessions, 100000)
 	set(&c.MaxSessionsPerClient, 16)
 	set(&c.MaxAttempts, 64)
@@ -109,6 +116,7 @@ type Server struct {
 	sessions map[string]*session
 	clients  map[*client]struct{}
 	perIP    map[netip.Addr]*rate.Limiter
+	perAddr  *addrCount // open connections per source address
 	closed   bool
 	lns      []net.Listener
 	wg       sync.WaitGroup
@@ -119,6 +127,9 @@ type Server struct {
 // Stats are the server's counters.
 type Stats struct {
 	Accepted, Rejected, Malformed, Sessions, Punches, Relays atomic.Int64
+	// AcceptErrors counts failed accepts (each followed by a pause);
+	// Limited counts requests refused by the rate or in-flight limits.
+	AcceptErrors, Limited atomic.Int64
 }
 
 type client struct {
@@ -144,7 +155,7 @@ type session struct {
 func NewServer(cfg Config) *Server {
 	cfg.defaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, clients: map[*client]struct{}{},
-		perIP: map[netip.Addr]*rate.Limiter{}}
+		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr)}
 	s.relay = newRelay(s)
 	s.probe = newProber()
 	return s
@@ -164,21 +175,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.janitor(stop)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		s.accept(c)
-	}
+	return acceptLoop(ln, s.acceptFailed, s.accept)
+}
+
+// acceptFailed counts and logs a failed accept; the loop pauses and goes on.
+func (s *Server) acceptFailed(err error) {
+	s.Stats.AcceptErrors.Add(1)
+	s.log.Warn("accept failed; pausing", "err", err)
 }
 
 // ServeRelay accepts relay connections on ln (see Config.RelayAddr).
@@ -242,7 +245,13 @@ func (s *Server) admit(ip netip.Addr) bool {
 
 func (s *Server) accept(raw net.Conn) {
 	remote := addrPortOf(raw.RemoteAddr())
+	if !s.perAddr.take(remote.Addr()) {
+		s.Stats.Rejected.Add(1)
+		raw.Close()
+		return
+	}
 	if !s.admit(remote.Addr()) {
+		s.perAddr.put(remote.Addr())
 		s.Stats.Rejected.Add(1)
 		s.log.Warn("connection rejected by limits", "remote", remote)
 		raw.Close()
@@ -257,7 +266,8 @@ func (s *Server) accept(raw net.Conn) {
 	// Publish the client and its conn under the lock: handlers and peers
 	// reach c.conn only after taking s.mu.
 	s.mu.Lock()
-	c.conn = jsonrpc2.NewConn(context.Background(), stream, jsonrpc2.AsyncHandler(h), jsonrpc2.SetLogger(discardLogger{}))
+	c.conn = jsonrpc2.NewConn(context.Background(), stream, &boundedHandler{c: c, h: h, slots: make(chan struct{}, slowSlots)},
+		jsonrpc2.SetLogger(discardLogger{}))
 	s.clients[c] = struct{}{}
 	s.mu.Unlock()
 	go func() {
@@ -272,6 +282,7 @@ func (discardLogger) Printf(string, ...any) {}
 
 // drop forgets a disconnected client and tells its peers.
 func (s *Server) drop(c *client) {
+	s.perAddr.put(c.remote.Addr())
 	s.probe.dropClient(c)
 	s.mu.Lock()
 	delete(s.clients, c)
@@ -347,10 +358,7 @@ func (c *client) handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.
 	if req.Notif {
 		return nil, nil
 	}
-	if !c.limiter.Allow() {
-		return nil, rpcErr(CodeLimit, "request rate limit")
-	}
-	res, err := c.dispatch(ctx, req)
+	res, err := c.dispatch(ctx, req) // rate-limited by boundedHandler
 	if err != nil {
 		var re *jsonrpc2.Error
 		if !errors.As(err, &re) {

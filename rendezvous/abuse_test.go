@@ -1,0 +1,218 @@
+package rendezvous
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// flakyListener fails its first n accepts the way an exhausted process
+// does (EMFILE), then accepts for real.
+type flakyListener struct {
+	net.Listener
+	mu sync.Mutex
+	n  int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	fail := l.n > 0
+	l.n--
+	l.mu.Unlock()
+	if fail {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// helloTimes says hello n times on fresh connections and returns how long
+// each took.
+func helloTimes(t *testing.T, addr netip.AddrPort, n int) []time.Duration {
+	t.Helper()
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		c := dial(t, addr)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.Hello(ctx, nil, false)
+		cancel()
+		c.Close()
+		if err != nil {
+			t.Fatalf("a legitimate hello failed: %v", err)
+		}
+		out = append(out, time.Since(start))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A server out of descriptors pauses and accepts again: it never exits
+// on an accept error.
+func TestAcceptSurvivesErrors(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(Config{})
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(&flakyListener{Listener: ln, n: 6}) }()
+	helloTimes(t, addrPortOf(ln.Addr()), 3)
+	if got := s.Stats.AcceptErrors.Load(); got != 6 {
+		t.Errorf("%d accept errors counted, want 6", got)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned after accept errors: %v", err)
+	default:
+	}
+}
+
+// Limits read at start: connection caps stay below the descriptor limit.
+func TestLimitsBelowFDLimit(t *testing.T) {
+	cfg := Config{MaxClients: 1 << 30, MaxRelayConns: 1 << 30}
+	cfg.defaults()
+	if fds := fdLimit(); cfg.MaxClients+cfg.MaxRelayConns >= fds {
+		t.Errorf("clients %d + relay %d reach the descriptor limit %d", cfg.MaxClients, cfg.MaxRelayConns, fds)
+	}
+}
+
+// One address cannot hold more than its share of connections, on the
+// rendezvous port or the relay port; others are still served.
+func TestPerAddressCap(t *testing.T) {
+	s, addr := startServer(t, Config{MaxClientsPerAddr: 8, ConnBurst: 1000, ConnRate: 1000})
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for _, target := range []netip.AddrPort{addr, s.cfg.RelayAddr} {
+		for i := 0; i < 20; i++ {
+			c, err := net.Dial("tcp4", target.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := s.Stats.Rejected.Load(); got < 24 {
+		t.Errorf("%d connections rejected, want at least 24 (12 over the cap on each port)", got)
+	}
+	// Another address is still served.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}
+	raw, err := d.Dial("tcp4", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(raw, DialOptions{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Hello(ctx, nil, false); err != nil {
+		t.Fatalf("another address could not say hello: %v", err)
+	}
+}
+
+// A client that sends requests as fast as it can and never reads a reply
+// holds a bounded amount of the server's memory (it stops being read once
+// its socket is full), and legitimate clients keep getting answers.
+func TestFloodWithoutReading(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	base := helloTimes(t, addr, 40)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx, stop := context.WithTimeout(context.Background(), 3*time.Second)
+	defer stop()
+	var wg sync.WaitGroup
+	for f := 0; f < 4; f++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp4", addr.String())
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			line := []byte(`{"jsonrpc":"2.0","id":1,"method":"ping"}` + "\n")
+			batch := make([]byte, 0, len(line)*512)
+			for i := 0; i < 512; i++ {
+				batch = append(batch, line...)
+			}
+			for ctx.Err() == nil {
+				_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				if _, err := c.Write(batch); err != nil && !isTimeout(err) {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	times := helloTimes(t, addr, 40)
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	stop()
+	wg.Wait()
+	grew := int64(during.HeapInuse) - int64(before.HeapInuse)
+	p99 := times[len(times)*99/100]
+	baseP99 := base[len(base)*99/100]
+	t.Logf("heap grew %d KiB during the flood; hello p50 %v, p99 %v (before the flood: p99 %v)", grew>>10, times[len(times)/2], p99, baseP99)
+	if grew > 64<<20 {
+		t.Errorf("four flooding clients grew the heap by %d MiB", grew>>20)
+	}
+	// The flood may add at most 50 ms to a hello's p99 over the same
+	// machine's p99 just before it (on an idle machine: p99 under 50 ms).
+	if p99 > baseP99+50*time.Millisecond {
+		t.Errorf("hello p99 %v during the flood against %v before it: the flood added more than 50 ms", p99, baseP99)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// Requests that wait (probes) run at most two at a time per client: the
+// rest are refused at once instead of piling up.
+func TestSlowRequestsBounded(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := c.Hello(ctx, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A port nobody listens on behind a dropping filter is not available
+	// on loopback; a delayed dial waits just the same.
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.ProbeDial(ctx, ProbeDialParams{From: "other-port", Target: h.Observed, DelayMs: 1500})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	refused := 0
+	for err := range errs {
+		if err != nil {
+			refused++
+		}
+	}
+	if refused != 8 {
+		t.Errorf("%d of 10 waiting requests refused, want 8 (two run at once)", refused)
+	}
+}
