@@ -234,7 +234,7 @@ func TestResumeAfterKills(t *testing.T) {
 	if _, err := get.Wait(30 * time.Second); err == nil {
 		t.Fatal("get succeeded although the sender was killed")
 	}
-	if _, err := os.Stat(filepath.Join(dst, "big.bin.part")); err != nil {
+	if _, err := os.Stat(filepath.Join(dst, transfer.PartPath("big.bin"))); err != nil {
 		t.Fatalf("no .part after the sender died: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "big.bin")); err == nil {
@@ -279,10 +279,10 @@ func TestResumeAfterKills(t *testing.T) {
 	t.Logf("verified %d then %d of %d bytes; the last run sent %d and resumed %d", verified1, verified2, size, last.Sent, last.Resumed)
 }
 
-// verifiedOf reads how much of big.bin.part the receiver recorded as verified.
+// verifiedOf reads how much of big.bin's part the receiver recorded as verified.
 func verifiedOf(t *testing.T, dst string) int64 {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dst, "big.bin.part.json"))
+	b, err := os.ReadFile(filepath.Join(dst, transfer.StatePath("big.bin")))
 	if err != nil {
 		t.Fatalf("no resume state: %v", err)
 	}
@@ -318,7 +318,7 @@ func TestFlippedByteDetected(t *testing.T) {
 	if _, err := get.Wait(time.Minute); err == nil {
 		t.Fatal("transfer succeeded through a corrupting middlebox")
 	}
-	if _, err := os.Stat(filepath.Join(dst, "f.bin.part")); err != nil {
+	if _, err := os.Stat(filepath.Join(dst, transfer.PartPath("f.bin"))); err != nil {
 		t.Errorf(".part not kept: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, "f.bin")); err == nil {

@@ -84,6 +84,9 @@ func CleanPath(p string) (string, error) {
 			return "", fmt.Errorf("path %q looks like a drive letter", p)
 		}
 	}
+	if first, _, _ := strings.Cut(p, "/"); strings.EqualFold(first, StateDir) {
+		return "", fmt.Errorf("path %q is inside %s, which receivers keep for themselves", p, StateDir)
+	}
 	return p, nil
 }
 

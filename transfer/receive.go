@@ -61,7 +61,7 @@ func readManifest(rw io.ReadWriter) (*Manifest, error) {
 		return nil, mapIOErr(err)
 	}
 	if f.typ == frameError {
-		return nil, fmt.Errorf("%w: %s", ErrRemote, f.payload)
+		return nil, fmt.Errorf("%w: %s", ErrRemote, Printable(string(f.payload), 200))
 	}
 	if f.typ != frameManifest {
 		return nil, fmt.Errorf("%w: expected a manifest, got %q", ErrFrame, f.typ)
@@ -119,9 +119,13 @@ func (r *receiver) planFiles() (request, error) {
 	return req, nil
 }
 
+// closeParts records how far each open part got (synced first) and closes
+// it: an interrupted transfer resumes from there.
 func (r *receiver) closeParts() {
 	for _, p := range r.plans {
 		if p.part != nil {
+			p.savedTime = time.Time{} // force the checkpoint
+			_ = checkpoint(r.root, p)
 			p.part.Close()
 		}
 	}
@@ -182,7 +186,7 @@ func (r *receiver) stream(ctx context.Context) error {
 func (r *receiver) onFrame(fr frame, nb []byte) (done bool, err error) {
 	switch fr.typ {
 	case frameError:
-		return false, r.fail(fmt.Errorf("%w: %s", ErrRemote, fr.payload), "")
+		return false, r.fail(fmt.Errorf("%w: %s", ErrRemote, Printable(string(fr.payload), 200)), "")
 	case frameChunk:
 		return false, r.onChunk(fr, nb)
 	case frameEnd:
@@ -314,8 +318,7 @@ func (d *diskStage) do(j diskJob) error {
 	}
 	p.hash.Write(j.data)
 	p.offset += int64(len(j.data))
-	p.state.Verified = p.offset
-	if err := saveState(r.root, p); err != nil {
+	if err := checkpoint(r.root, p); err != nil {
 		return mapIOErr(err)
 	}
 	d.sent.Add(int64(len(j.data)))

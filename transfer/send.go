@@ -73,7 +73,7 @@ func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest) (request, err
 	}
 	switch f.typ {
 	case frameError:
-		return req, fmt.Errorf("%w: %s", ErrRemote, f.payload)
+		return req, fmt.Errorf("%w: %s", ErrRemote, Printable(string(f.payload), 200))
 	case frameRequest:
 	default:
 		return req, fmt.Errorf("%w: expected a request, got %q", ErrFrame, f.typ)
@@ -167,7 +167,7 @@ func (s *sender) finish() error {
 		s.event("done", nil, 0)
 		return nil
 	case frameError:
-		return fmt.Errorf("%w: %s", ErrRemote, f.payload)
+		return fmt.Errorf("%w: %s", ErrRemote, Printable(string(f.payload), 200))
 	}
 	return fmt.Errorf("%w: expected an acknowledgement, got %q", ErrFrame, f.typ)
 }

@@ -11,9 +11,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors callers test for.
@@ -22,7 +24,43 @@ var (
 	ErrPeerGone = errors.New("the peer went away")
 	ErrDiskFull = errors.New("disk full")
 	ErrRemote   = errors.New("the peer reported an error")
+	// ErrResumeDamaged: a part kept from an earlier run did not match; it
+	// was discarded, and running again fetches the file whole.
+	ErrResumeDamaged = errors.New("resumed data was damaged")
 )
+
+// umask is this process's file-creation mask (from /proc/self/status;
+// 022 when it cannot be read): received files get the sender's mode
+// without the bits the user's umask withholds.
+func umask() fs.FileMode {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o022
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Umask:"); ok {
+			if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+				return fs.FileMode(m) & 0o777
+			}
+		}
+	}
+	return 0o022
+}
+
+// Printable is text a peer sent, made safe for a terminal: control
+// characters (escape sequences among them) and invalid UTF-8 become '?',
+// and it is cut to max bytes.
+func Printable(s string, max int) string {
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+}
 
 // Progress is one progress event, for the terminal display and --json.
 type Progress struct {
@@ -91,6 +129,36 @@ type plan struct {
 	part   *os.File
 	hash   hash.Hash
 	state  partState
+	// resumed is the verified prefix found at the start; saved is the
+	// offset the state last vouched for, and when.
+	resumed   int64
+	saved     int64
+	savedTime time.Time
+}
+
+// Resume state is saved after at least stateEvery bytes or stateAge, with
+// the data synced first: a state never vouches for bytes a power loss
+// could take back, and syncing every chunk would cost the throughput.
+const (
+	stateEvery = 64 << 20
+	stateAge   = 2 * time.Second
+)
+
+// checkpoint syncs p's part and saves its state when enough has arrived
+// since the last time.
+func checkpoint(root *os.Root, p *plan) error {
+	if p.offset-p.saved < stateEvery && time.Since(p.savedTime) < stateAge {
+		return nil
+	}
+	if err := p.part.Sync(); err != nil {
+		return err
+	}
+	p.state.Verified = p.offset
+	if err := saveState(root, p); err != nil {
+		return err
+	}
+	p.saved, p.savedTime = p.offset, time.Now()
+	return nil
 }
 
 // noSymlinks refuses a path if any existing element of it is a symlink, so a
@@ -113,7 +181,39 @@ func noSymlinks(root *os.Root, p string) error {
 	return nil
 }
 
-func statePath(p string) string { return p + ".part.json" }
+// StateDir is the folder, inside the destination, where a receiver keeps
+// the files it is receiving (.part) and their resume state: names no
+// manifest entry can take (CleanPath refuses the folder), so a sender can
+// never make a receiver truncate, follow or replace a file of the user's
+// by naming it "x.part". A part's name is a hash of its entry's path, so
+// any entry name that fits the file system has a part that fits too.
+const StateDir = ".machsend-partial"
+
+// PartPath is where the part of entry lives while it is received.
+func PartPath(entry string) string {
+	sum := sha256.Sum256([]byte(entry))
+	return StateDir + "/" + hex.EncodeToString(sum[:16]) + ".part"
+}
+
+// StatePath is the resume state of entry's part.
+func StatePath(entry string) string { return PartPath(entry) + ".json" }
+
+// openPart opens (or creates) entry's part in the state folder, which it
+// creates private to the user; anything there that is not a regular file
+// (a symlink planted to redirect the writes) is refused.
+func openPart(root *os.Root, entry string) (*os.File, error) {
+	if err := root.Mkdir(StateDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	if st, err := root.Lstat(StateDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("%s is not a folder: refusing to keep parts there", StateDir)
+	}
+	p := PartPath(entry)
+	if st, err := root.Lstat(p); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: refusing to write through it", p)
+	}
+	return root.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+}
 
 // preparePlan decides what to do with one entry: skip it (already here and
 // identical), resume its .part from the verified offset, or start afresh.
@@ -142,14 +242,14 @@ func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (
 			return nil, false, fmt.Errorf("%w: %s (remove it, choose another -o, or pass --overwrite)", ErrExists, e.Path)
 		}
 	}
-	part, err := root.OpenFile(e.Path+".part", os.O_RDWR|os.O_CREATE, 0o600)
+	part, err := openPart(root, e.Path)
 	if err != nil {
 		return nil, false, err
 	}
 	p := &plan{index: index, entry: e, part: part, hash: sha256.New(),
 		state: partState{SHA256: e.SHA256, Size: e.Size, Chunk: chunk}}
 	var st partState
-	if b, err := root.ReadFile(statePath(e.Path)); err == nil && json.Unmarshal(b, &st) == nil &&
+	if b, err := root.ReadFile(StatePath(e.Path)); err == nil && json.Unmarshal(b, &st) == nil &&
 		st.SHA256 == e.SHA256 && st.Size == e.Size && st.Chunk == chunk && st.Verified >= 0 && st.Verified <= e.Size {
 		// Re-hash the verified prefix (local I/O only, nothing re-sent).
 		n, err := io.Copy(p.hash, io.NewSectionReader(part, 0, st.Verified))
@@ -164,6 +264,7 @@ func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (
 		return nil, false, err
 	}
 	p.state.Verified = p.offset
+	p.resumed, p.saved, p.savedTime = p.offset, p.offset, time.Now()
 	return p, false, saveState(root, p)
 }
 
@@ -186,7 +287,7 @@ func hashRootFile(root *os.Root, p string, size int64) (string, error) {
 // verified prefix and force the whole file to be sent again).
 func saveState(root *os.Root, p *plan) error {
 	b, _ := json.Marshal(p.state)
-	final := statePath(p.entry.Path)
+	final := StatePath(p.entry.Path)
 	tmp := final + ".tmp"
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -210,12 +311,22 @@ func finish(root *os.Root, p *plan, overwrite bool) error {
 		return fmt.Errorf("%w: %s ended at %d of %d bytes", ErrFrame, p.entry.Path, p.offset, p.entry.Size)
 	}
 	if got := hex.EncodeToString(p.hash.Sum(nil)); got != p.entry.SHA256 {
+		if p.resumed > 0 {
+			// Every chunk of this run was authenticated: the prefix kept
+			// from an earlier run is what went bad (a crash, a disk). Drop
+			// it, so the next run fetches the file whole.
+			p.part.Close()
+			p.part = nil
+			_ = root.Remove(PartPath(p.entry.Path))
+			_ = root.Remove(StatePath(p.entry.Path))
+			return fmt.Errorf("%w: %s: the part kept from an earlier run was damaged and has been discarded; run the same command again to fetch the file whole", ErrResumeDamaged, p.entry.Path)
+		}
 		return fmt.Errorf("%w: %s: whole-file hash %s, manifest says %s", ErrTampered, p.entry.Path, got, p.entry.SHA256)
 	}
 	if err := p.part.Sync(); err != nil {
 		return mapIOErr(err)
 	}
-	if err := p.part.Chmod(fs.FileMode(p.entry.Mode) & 0o777); err != nil {
+	if err := p.part.Chmod(fs.FileMode(p.entry.Mode) & 0o777 &^ umask()); err != nil {
 		return err
 	}
 	if err := p.part.Close(); err != nil {
@@ -228,9 +339,10 @@ func finish(root *os.Root, p *plan, overwrite bool) error {
 	if err := noSymlinks(root, p.entry.Path); err != nil {
 		return err
 	}
-	if err := root.Rename(p.entry.Path+".part", p.entry.Path); err != nil {
+	if err := root.Rename(PartPath(p.entry.Path), p.entry.Path); err != nil {
 		return err
 	}
-	_ = root.Remove(statePath(p.entry.Path))
+	_ = root.Remove(StatePath(p.entry.Path))
+	_ = root.Remove(StateDir) // only once empty: other parts may remain
 	return nil
 }

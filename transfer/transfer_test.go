@@ -225,7 +225,7 @@ func TestResumeSendsNothingTwice(t *testing.T) {
 	if !errors.Is(r1.recvErr, ErrPeerGone) {
 		t.Errorf("interrupted: %v, want ErrPeerGone", r1.recvErr)
 	}
-	part := filepath.Join(dst, "share/sub/deeper/b.bin.part")
+	part := filepath.Join(dst, PartPath("share/sub/deeper/b.bin"))
 	st, err := os.Stat(part)
 	if err != nil {
 		t.Fatalf("the .part is gone: %v", err)
