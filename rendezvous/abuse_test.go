@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"runtime"
@@ -214,5 +215,36 @@ func TestSlowRequestsBounded(t *testing.T) {
 	}
 	if refused != 8 {
 		t.Errorf("%d of 10 waiting requests refused, want 8 (two run at once)", refused)
+	}
+}
+
+// A session created with a verifier admits only the matching key; the id
+// alone, a wrong key or a malformed one are refused and counted.
+func TestJoinNeedsKey(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	key, verifier := JoinProof([]byte("the link's secret, 32 bytes long"))
+	wrong, _ := JoinProof([]byte("another secret entirely, 32 byte"))
+	a := dial(t, addr)
+	cr, err := a.Create(ctx, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"", wrong, "zz", key[:10]} {
+		c := dial(t, addr)
+		if _, err := c.Join(ctx, cr.Session, k); !errors.Is(err, ErrWrongKey) {
+			t.Errorf("join with key %q: %v, want ErrWrongKey", k, err)
+		}
+		c.Close()
+	}
+	if _, err := dial(t, addr).Join(ctx, cr.Session, key); err != nil {
+		t.Fatalf("the right key: %v", err)
+	}
+	if got := s.Stats.WrongKeys.Load(); got != 4 {
+		t.Errorf("%d wrong keys counted, want 4", got)
+	}
+	if _, err := dial(t, addr).Create(ctx, "not hex"); err == nil {
+		t.Error("a malformed verifier was accepted")
 	}
 }

@@ -113,16 +113,16 @@ func (c *Client) Hello(ctx context.Context, private []netip.AddrPort, probe bool
 }
 
 // Create opens a session; the caller becomes its peer A.
-func (c *Client) Create(ctx context.Context) (CreateResult, error) {
+func (c *Client) Create(ctx context.Context, verifier string) (CreateResult, error) {
 	var r CreateResult
-	err := c.call(ctx, MethodCreate, struct{}{}, &r)
+	err := c.call(ctx, MethodCreate, CreateParams{Verifier: verifier}, &r)
 	return r, err
 }
 
 // Join joins a session as peer B.
-func (c *Client) Join(ctx context.Context, session string) (JoinResult, error) {
+func (c *Client) Join(ctx context.Context, session, key string) (JoinResult, error) {
 	var r JoinResult
-	err := c.call(ctx, MethodJoin, SessionParams{Session: session}, &r)
+	err := c.call(ctx, MethodJoin, SessionParams{Session: session, Key: key}, &r)
 	return r, err
 }
 

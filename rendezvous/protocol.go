@@ -64,6 +64,7 @@ const (
 	CodeSessionFull = 1003
 	CodeRelayOff    = 1004
 	CodeBadState    = 1005
+	CodeWrongKey    = 1006
 )
 
 // Sentinel errors a client tests for.
@@ -71,6 +72,7 @@ var (
 	ErrNoSession     = errors.New("no such session (expired, or the id is wrong)")
 	ErrLimit         = errors.New("server limit reached")
 	ErrSessionFull   = errors.New("session already has two peers")
+	ErrWrongKey      = errors.New("the secret in this link is wrong")
 	ErrRelayDisabled = errors.New("relay disabled on this server")
 	ErrTooLarge      = errors.New("message too large")
 	ErrClosed        = errors.New("rendezvous connection closed")
@@ -103,9 +105,17 @@ type CreateResult struct {
 	Expires time.Time `json:"expires"`
 }
 
-// SessionParams name a session.
+// CreateParams create a session; Verifier (JoinProof) makes joining it
+// require the matching key. Without one, anyone with the id may join.
+type CreateParams struct {
+	Verifier string `json:"verifier,omitempty"`
+}
+
+// SessionParams name a session; Key is the join key (JoinProof) when the
+// session has a verifier.
 type SessionParams struct {
 	Session string `json:"session"`
+	Key     string `json:"key,omitempty"`
 }
 
 // JoinResult tells the joiner about the session.
@@ -377,6 +387,8 @@ func fromRPCError(err error) error {
 		return fmt.Errorf("%w: %s", ErrLimit, re.Message)
 	case CodeSessionFull:
 		return fmt.Errorf("%w: %s", ErrSessionFull, re.Message)
+	case CodeWrongKey:
+		return fmt.Errorf("%w (%s)", ErrWrongKey, re.Message)
 	case CodeRelayOff:
 		return fmt.Errorf("%w: %s", ErrRelayDisabled, re.Message)
 	}

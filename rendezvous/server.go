@@ -130,6 +130,8 @@ type Stats struct {
 	// AcceptErrors counts failed accepts (each followed by a pause);
 	// Limited counts requests refused by the rate or in-flight limits.
 	AcceptErrors, Limited atomic.Int64
+	// WrongKeys counts joins refused for a key that did not match.
+	WrongKeys atomic.Int64
 }
 
 type client struct {
@@ -144,11 +146,13 @@ type client struct {
 }
 
 type session struct {
-	id      string
-	a, b    *client
-	expires time.Time
-	ready   map[AttemptID]map[string]ReadyParams // attempt -> role -> params
-	relay   map[string]string                    // role -> token
+	// verifier, when set, is what a joiner's key must hash to.
+	verifier *[32]byte
+	id       string
+	a, b     *client
+	expires  time.Time
+	ready    map[AttemptID]map[string]ReadyParams // attempt -> role -> params
+	relay    map[string]string                    // role -> token
 }
 
 // NewServer makes a server; call Serve for each listener.
@@ -401,13 +405,19 @@ func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, erro
 		}
 		return c.probeDial(ctx, p)
 	case MethodCreate:
-		return c.create()
+		var p CreateParams
+		if req.Params != nil {
+			if err := decodeParams(req, &p); err != nil {
+				return nil, err
+			}
+		}
+		return c.create(p)
 	case MethodJoin:
 		var p SessionParams
 		if err := decodeParams(req, &p); err != nil {
 			return nil, err
 		}
-		return c.join(ctx, p.Session)
+		return c.join(ctx, p)
 	case MethodReady:
 		var p ReadyParams
 		if err := decodeParams(req, &p); err != nil {
@@ -430,7 +440,15 @@ func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, erro
 	return nil, &jsonrpc2.Error{Code: jsonrpc2.CodeMethodNotFound, Message: fmt.Sprintf("unknown method %q", req.Method)}
 }
 
-func (c *client) create() (any, error) {
+func (c *client) create(p CreateParams) (any, error) {
+	var verifier *[32]byte
+	if p.Verifier != "" {
+		v, err := parseDigest("verifier", p.Verifier)
+		if err != nil {
+			return nil, err
+		}
+		verifier = &v
+	}
 	s := c.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -440,7 +458,7 @@ func (c *client) create() (any, error) {
 	if c.created >= s.cfg.MaxSessionsPerClient {
 		return nil, rpcErr(CodeLimit, "a connection may create at most %d sessions", s.cfg.MaxSessionsPerClient)
 	}
-	ss := &session{id: newID(), a: c, expires: time.Now().Add(s.cfg.SessionTTL),
+	ss := &session{id: newID(), a: c, expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier,
 		ready: map[AttemptID]map[string]ReadyParams{}, relay: map[string]string{}}
 	s.sessions[ss.id] = ss
 	c.sessions[ss.id] = RoleA
@@ -458,7 +476,8 @@ func validSessionID(id string) bool {
 	return err == nil
 }
 
-func (c *client) join(ctx context.Context, id string) (any, error) {
+func (c *client) join(ctx context.Context, p SessionParams) (any, error) {
+	id := p.Session
 	s := c.srv
 	if !validSessionID(id) {
 		return nil, rpcErr(CodeNoSession, "malformed session id")
@@ -472,6 +491,10 @@ func (c *client) join(ctx context.Context, id string) (any, error) {
 	case ss.a == c:
 		s.mu.Unlock()
 		return nil, rpcErr(CodeBadState, "cannot join your own session")
+	case ss.verifier != nil && !keyMatches(p.Key, *ss.verifier):
+		s.mu.Unlock()
+		s.Stats.WrongKeys.Add(1)
+		return nil, rpcErr(CodeWrongKey, "the join key does not match the session's verifier")
 	case ss.b != nil && ss.b != c:
 		s.mu.Unlock()
 		return nil, rpcErr(CodeSessionFull, "session already has a receiver")

@@ -99,14 +99,14 @@ func TestSessionPunchCoordination(t *testing.T) {
 	_, addr := startServer(t, Config{PunchDelay: 50 * time.Millisecond})
 	ctx := context.Background()
 	a, b := dial(t, addr), dial(t, addr)
-	cr, err := a.Create(ctx)
+	cr, err := a.Create(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cr.Session) != 32 {
 		t.Fatalf("session id %q is not 128 bits of hex", cr.Session)
 	}
-	if _, err := b.Join(ctx, cr.Session); err != nil {
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		t.Fatal(err)
 	}
 	next(t, a, NotifyPeerJoined)
@@ -155,11 +155,11 @@ func TestSessionErrors(t *testing.T) {
 	_, addr := startServer(t, Config{MaxSessionsPerClient: 2})
 	ctx := context.Background()
 	a, b, c := dial(t, addr), dial(t, addr), dial(t, addr)
-	cr, err := a.Create(ctx)
+	cr, err := a.Create(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Join(ctx, cr.Session); err != nil {
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -167,21 +167,21 @@ func TestSessionErrors(t *testing.T) {
 		do   func() error
 		want error
 	}{
-		{"guessed id", func() error { _, err := c.Join(ctx, strings.Repeat("ab", 16)); return err }, ErrNoSession},
-		{"malformed id", func() error { _, err := c.Join(ctx, "../../etc"); return err }, ErrNoSession},
-		{"full session", func() error { _, err := c.Join(ctx, cr.Session); return err }, ErrSessionFull},
+		{"guessed id", func() error { _, err := c.Join(ctx, strings.Repeat("ab", 16), ""); return err }, ErrNoSession},
+		{"malformed id", func() error { _, err := c.Join(ctx, "../../etc", ""); return err }, ErrNoSession},
+		{"full session", func() error { _, err := c.Join(ctx, cr.Session, ""); return err }, ErrSessionFull},
 		{"ready without joining", func() error {
 			return c.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: AttemptID{Method: "machsend"}})
 		}, ErrNoSession},
 		{"relay outside session", func() error { _, err := c.Relay(ctx, cr.Session); return err }, ErrNoSession},
 		{"session limit", func() error {
-			if _, err := c.Create(ctx); err != nil {
+			if _, err := c.Create(ctx, ""); err != nil {
 				return err
 			}
-			if _, err := c.Create(ctx); err != nil {
+			if _, err := c.Create(ctx, ""); err != nil {
 				return err
 			}
-			_, err := c.Create(ctx)
+			_, err := c.Create(ctx, "")
 			return err
 		}, ErrLimit},
 	}
@@ -300,8 +300,8 @@ func TestRelaySplice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a, b := dial(t, addr), dial(t, addr)
-	cr, _ := a.Create(ctx)
-	if _, err := b.Join(ctx, cr.Session); err != nil {
+	cr, _ := a.Create(ctx, "")
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		t.Fatal(err)
 	}
 	ra, err := a.Relay(ctx, cr.Session)

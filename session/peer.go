@@ -47,26 +47,31 @@ type Peer struct {
 	Server netip.AddrPort
 
 	opts      Options
+	secret    []byte
 	client    *rendezvous.Client
 	secondary netip.AddrPort
 	signal    *traversal.RendezvousSignal
 }
 
-// Create opens a new session on the server; the caller passes ID (and the
-// secret, out of band) to the other peer.
-func Create(ctx context.Context, server netip.AddrPort, o Options) (*Peer, error) {
-	return open(ctx, server, "", o)
+// Create opens a new session on the server, joinable only with proof of
+// secret (rendezvous.JoinProof); the caller passes ID and the secret, out
+// of band, to the other peer.
+func Create(ctx context.Context, server netip.AddrPort, secret []byte, o Options) (*Peer, error) {
+	return open(ctx, server, "", secret, o)
 }
 
-// Join joins the session id on the server.
-func Join(ctx context.Context, server netip.AddrPort, id string, o Options) (*Peer, error) {
+// Join joins the session id on the server with the session's secret.
+func Join(ctx context.Context, server netip.AddrPort, id string, secret []byte, o Options) (*Peer, error) {
 	if id == "" {
 		return nil, errors.New("join: no session id")
 	}
-	return open(ctx, server, id, o)
+	return open(ctx, server, id, secret, o)
 }
 
-func open(ctx context.Context, server netip.AddrPort, id string, o Options) (*Peer, error) {
+func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, o Options) (*Peer, error) {
+	if len(secret) < 16 {
+		return nil, errors.New("session secret shorter than 16 bytes")
+	}
 	if o.Method == "" {
 		o.Method = method.Auto
 	}
@@ -79,16 +84,17 @@ func open(ctx context.Context, server netip.AddrPort, id string, o Options) (*Pe
 		c.Close()
 		return nil, fmt.Errorf("rendezvous hello: %w", err)
 	}
-	p := &Peer{Server: server, opts: o, client: c, secondary: h.Secondary}
+	p := &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary}
+	key, verifier := rendezvous.JoinProof(secret)
 	if id == "" {
-		r, err := c.Create(ctx)
+		r, err := c.Create(ctx, verifier)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("create session: %w", err)
 		}
 		p.ID, p.Role = r.Session, rendezvous.RoleA
 	} else {
-		if _, err := c.Join(ctx, id); err != nil {
+		if _, err := c.Join(ctx, id, key); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("join session: %w", err)
 		}
@@ -99,11 +105,12 @@ func open(ctx context.Context, server netip.AddrPort, id string, o Options) (*Pe
 	return p, nil
 }
 
-// Connect probes this side's NAT and runs traversal to the other peer with
-// the session secret; it returns the connection (not yet encrypted) and the
+// Connect probes this side's NAT and runs traversal to the other peer,
+// authenticated with the session secret; it returns the connection (not yet encrypted) and the
 // report of every attempt, which is also returned (and emitted) when no
 // attempt connected.
-func (p *Peer) Connect(ctx context.Context, secret []byte) (net.Conn, *traversal.Report, error) {
+func (p *Peer) Connect(ctx context.Context) (net.Conn, *traversal.Report, error) {
+	secret := p.secret
 	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
 	if err != nil {
 		return nil, nil, fmt.Errorf("probe NAT: %w", err)
@@ -123,8 +130,9 @@ func (p *Peer) Connect(ctx context.Context, secret []byte) (net.Conn, *traversal
 }
 
 // ConnectSecure is Connect followed by the secure channel's handshake.
-func (p *Peer) ConnectSecure(ctx context.Context, secret []byte) (*transfer.SecureConn, *traversal.Report, error) {
-	conn, rep, err := p.Connect(ctx, secret)
+func (p *Peer) ConnectSecure(ctx context.Context) (*transfer.SecureConn, *traversal.Report, error) {
+	secret := p.secret
+	conn, rep, err := p.Connect(ctx)
 	if err != nil {
 		return nil, rep, err
 	}

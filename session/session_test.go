@@ -193,3 +193,39 @@ func FuzzParseEvents(f *testing.F) {
 		}
 	})
 }
+
+// A stranger who knows the session id but not the secret cannot join: the
+// server refuses the key, the stranger is told the secret is wrong, and
+// the share goes on serving the real receiver.
+func TestWrongSecretCannotJoin(t *testing.T) {
+	srv := startServer(t)
+	src := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("only for the link's holder"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- sh.Serve(ctx) }()
+	stranger := sh.Link
+	stranger.Secret = transfer.NewSecret()
+	err = session.Fetch(ctx, stranger, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Direct})
+	if err == nil || !strings.Contains(err.Error(), "secret in this link is wrong") {
+		t.Fatalf("a wrong secret: %v; want the wrong-secret explanation", err)
+	}
+	dst := t.TempDir()
+	if err := session.Fetch(ctx, sh.Link, transfer.ReceiveOptions{Dir: dst}, session.Options{Method: method.Direct}); err != nil {
+		t.Fatalf("the real receiver after a stranger: %v", err)
+	}
+	if err := <-serveErr; err != nil {
+		t.Fatal(err)
+	}
+}

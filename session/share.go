@@ -33,12 +33,13 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 	if err != nil {
 		return nil, fmt.Errorf("cannot share: %w", err)
 	}
-	p, err := Create(ctx, server, o)
+	secret := transfer.NewSecret()
+	p, err := Create(ctx, server, secret, o)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sharing{Manifest: m, peer: p, srcs: srcs, opts: o,
-		Link: transfer.Link{Server: server, Session: p.ID, Secret: transfer.NewSecret()}}
+		Link: transfer.Link{Server: server, Session: p.ID, Secret: secret}}
 	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total()})
 	return s, nil
 }
@@ -46,7 +47,7 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 // Serve waits for one receiver, connects to it and sends what it asks
 // for. Call it again to serve the next receiver on the same link.
 func (s *Sharing) Serve(ctx context.Context) error {
-	sc, _, err := s.peer.ConnectSecure(ctx, s.Link.Secret)
+	sc, _, err := s.peer.ConnectSecure(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,15 +71,18 @@ func (s *Sharing) Close() error { return s.peer.Close() }
 // list only); the manifest arrives as a KindManifest event before any
 // file does.
 func Fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
-	p, err := Join(ctx, link.Server, link.Session, o)
+	p, err := Join(ctx, link.Server, link.Session, link.Secret, o)
 	if err != nil {
-		if errors.Is(err, rendezvous.ErrNoSession) {
+		switch {
+		case errors.Is(err, rendezvous.ErrNoSession):
 			return fmt.Errorf("this link has expired or is wrong (the sender is no longer sharing it): %w", err)
+		case errors.Is(err, rendezvous.ErrWrongKey):
+			return fmt.Errorf("the secret in this link is wrong (check the part after '#'): %w", err)
 		}
 		return err
 	}
 	defer p.Close()
-	sc, _, err := p.ConnectSecure(ctx, link.Secret)
+	sc, _, err := p.ConnectSecure(ctx)
 	if err != nil {
 		if errors.Is(err, transfer.ErrWrongSecret) {
 			return fmt.Errorf("the peer does not hold this link's secret: %w", err)

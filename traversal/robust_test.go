@@ -151,11 +151,11 @@ func TestServerVanishesMidPunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cr, err := a.Create(ctx)
+	cr, err := a.Create(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Join(ctx, cr.Session); err != nil {
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		t.Fatal(err)
 	}
 	server := netip.MustParseAddrPort(ln.Addr().String())

@@ -56,15 +56,15 @@ func cmdPunch(args []string) error {
 	}
 	var p *session.Peer
 	if *id == "" {
-		p, err = session.Create(ctx, srv, o)
+		p, err = session.Create(ctx, srv, secret, o)
 	} else {
-		p, err = session.Join(ctx, srv, *id, o)
+		p, err = session.Join(ctx, srv, *id, secret, o)
 	}
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	conn, _, err := p.Connect(ctx, secret)
+	conn, _, err := p.Connect(ctx)
 	if err != nil {
 		d.show(session.Event{Kind: session.KindError, Error: err.Error()})
 		return err

@@ -210,11 +210,11 @@ func coordinateSessions(ctx context.Context, res *LoadResult, cs []*rendezvous.C
 func coordinate(ctx context.Context, a, b *rendezvous.Client) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cr, err := a.Create(ctx)
+	cr, err := a.Create(ctx, "")
 	if err != nil {
 		return 0, err
 	}
-	if _, err := b.Join(ctx, cr.Session); err != nil {
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		return 0, err
 	}
 	cand := rendezvous.Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
