@@ -248,3 +248,35 @@ func TestJoinNeedsKey(t *testing.T) {
 		t.Error("a malformed verifier was accepted")
 	}
 }
+
+// A peer cannot point the other's SYNs at a third party or a spread of
+// ports: its public endpoint and predictions must be on the address the
+// server sees it at, and their number is bounded.
+func TestCandidatesBounded(t *testing.T) {
+	me := netip.MustParseAddr("198.51.100.7")
+	ap := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+	many := func(n int) []netip.AddrPort {
+		var out []netip.AddrPort
+		for i := 0; i < n; i++ {
+			out = append(out, netip.AddrPortFrom(me, uint16(2000+i)))
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		c    Candidates
+		ok   bool
+	}{
+		{"honest", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(2), Private: []netip.AddrPort{ap("198.18.1.2:4000")}}, true},
+		{"no public yet", Candidates{}, true},
+		{"someone else's address", Candidates{Public: ap("192.0.2.99:80")}, false},
+		{"prediction elsewhere", Candidates{Public: ap("198.51.100.7:4000"), Predicted: []netip.AddrPort{ap("192.0.2.99:80")}}, false},
+		{"a spread of ports", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(33)}, false},
+		{"many private", Candidates{Public: ap("198.51.100.7:4000"), Private: many(9)}, false},
+	}
+	for _, c := range cases {
+		if err := c.c.check(me); (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}

@@ -394,3 +394,30 @@ func fromRPCError(err error) error {
 	}
 	return fmt.Errorf("rendezvous: %s (code %d)", re.Message, re.Code)
 }
+
+// Candidate limits: what one peer may make the other send SYNs to.
+const (
+	maxPrivate   = 8
+	maxPredicted = 4
+)
+
+// check bounds the candidates a peer submits: a handful of private
+// endpoints, and a public endpoint and predictions on the address the
+// server sees the peer at, so that no peer can point the other's SYNs at a
+// third party or at a spread of ports.
+func (c Candidates) check(observed netip.Addr) error {
+	switch {
+	case len(c.Private) > maxPrivate:
+		return fmt.Errorf("candidates: %d private endpoints (at most %d)", len(c.Private), maxPrivate)
+	case len(c.Predicted) > maxPredicted:
+		return fmt.Errorf("candidates: %d predicted endpoints (at most %d)", len(c.Predicted), maxPredicted)
+	case c.Public.IsValid() && c.Public.Addr() != observed:
+		return fmt.Errorf("candidates: public endpoint %s is not on the address the server sees (%s)", c.Public, observed)
+	}
+	for _, p := range c.Predicted {
+		if p.Addr() != c.Public.Addr() {
+			return fmt.Errorf("candidates: predicted endpoint %s is not on the public address %s", p, c.Public.Addr())
+		}
+	}
+	return nil
+}

@@ -526,8 +526,8 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 	if err := p.Attempt.Check(); err != nil {
 		return nil, err
 	}
-	if len(p.Candidates.Private) > 16 || len(p.Candidates.Predicted) > 16 {
-		return nil, errors.New("too many candidates")
+	if err := p.Candidates.check(c.remote.Addr()); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	ss, role, err := c.roleIn(p.Session)

@@ -110,8 +110,8 @@ func TestSessionPunchCoordination(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(t, a, NotifyPeerJoined)
-	candA := Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
-	candB := Candidates{Public: netip.MustParseAddrPort("198.51.100.2:5000"), Predicted: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.2:5001")}}
+	candA := Candidates{Public: netip.MustParseAddrPort("127.0.0.1:4000")}
+	candB := Candidates{Public: netip.MustParseAddrPort("127.0.0.1:5000"), Predicted: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5001")}}
 	tests := []struct {
 		attempt      AttemptID
 		roleA, roleB string
