@@ -280,3 +280,51 @@ func TestCandidatesBounded(t *testing.T) {
 		}
 	}
 }
+
+// dialFrom connects to the server from a loopback address of its own.
+func dialFrom(t *testing.T, from string, addr netip.AddrPort) *Client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	raw, err := d.Dial("tcp4", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(raw, DialOptions{})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// No address can fill the session table: it holds at most its share, and
+// a full table makes room by dropping the oldest idle session of the
+// address that holds most, so a newcomer can still share.
+func TestSessionTableFair(t *testing.T) {
+	s, addr := startServer(t, Config{MaxSessions: 20, MaxSessionsPerAddr: 15, MaxSessionsPerClient: 100})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hog := dialFrom(t, "127.0.0.5", addr)
+	for i := 0; i < 15; i++ {
+		if _, err := hog.Create(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := hog.Create(ctx, ""); !errors.Is(err, ErrLimit) {
+		t.Fatalf("the 16th session from one address: %v, want ErrLimit", err)
+	}
+	other := dialFrom(t, "127.0.0.6", addr)
+	for i := 0; i < 5; i++ {
+		if _, err := other.Create(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dialFrom(t, "127.0.0.7", addr).Create(ctx, ""); err != nil {
+		t.Fatalf("a newcomer could not share in a full table: %v", err)
+	}
+	if got := s.Stats.Evicted.Load(); got != 1 {
+		t.Errorf("%d sessions evicted, want 1", got)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byAddr[netip.MustParseAddr("127.0.0.5")] != 14 || len(s.sessions) != 20 {
+		t.Errorf("after the eviction: %v, %d sessions", s.byAddr, len(s.sessions))
+	}
+}

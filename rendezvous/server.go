@@ -38,6 +38,7 @@ type Config struct {
 	MaxRelayConns        int           // concurrent relay connections (default and ceiling: 30% of the fd limit)
 	MaxSessions          int           // sessions held at once (default 100000)
 	MaxSessionsPerClient int           // sessions one connection may create (default 16)
+	MaxSessionsPerAddr   int           // sessions created from one address held at once (default 64)
 	MaxAttempts          int           // pending punch attempts per session (default 64)
 	SessionTTL           time.Duration // a session's lifetime (default 30 min)
 	IdleTimeout          time.Duration // a silent connection is closed (default 5 min)
@@ -74,6 +75,7 @@ func (c *Config) defaults() {
 	set(&c.MaxClientsPerAddr, defaultPerAddr)
 	set(&c.MaxSessions, 100000)
 	set(&c.MaxSessionsPerClient, 16)
+	set(&c.MaxSessionsPerAddr, 64)
 	set(&c.MaxAttempts, 64)
 	set(&c.ConnBurst, 200)
 	if c.SessionTTL <= 0 {
@@ -114,6 +116,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	byAddr   map[netip.Addr]int // sessions held per creator's address
 	clients  map[*client]struct{}
 	perIP    map[netip.Addr]*rate.Limiter
 	perAddr  *addrCount // open connections per source address
@@ -130,8 +133,9 @@ type Stats struct {
 	// AcceptErrors counts failed accepts (each followed by a pause);
 	// Limited counts requests refused by the rate or in-flight limits.
 	AcceptErrors, Limited atomic.Int64
-	// WrongKeys counts joins refused for a key that did not match.
-	WrongKeys atomic.Int64
+	// WrongKeys counts joins refused for a key that did not match;
+	// Evicted counts idle sessions dropped to make room in a full table.
+	WrongKeys, Evicted atomic.Int64
 }
 
 type client struct {
@@ -148,6 +152,8 @@ type client struct {
 type session struct {
 	// verifier, when set, is what a joiner's key must hash to.
 	verifier *[32]byte
+	owner    netip.Addr // the creator's address
+	created  time.Time
 	id       string
 	a, b     *client
 	expires  time.Time
@@ -158,7 +164,7 @@ type session struct {
 // NewServer makes a server; call Serve for each listener.
 func NewServer(cfg Config) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, clients: map[*client]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
 		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr)}
 	s.relay = newRelay(s)
 	s.probe = newProber()
@@ -305,7 +311,7 @@ func (s *Server) drop(c *client) {
 				notes = append(notes, note{ss.b, PeerEvent{id, RoleA}})
 				delete(ss.b.sessions, id)
 			}
-			delete(s.sessions, id)
+			s.removeSessionLocked(id, ss)
 		} else if ss.b == c {
 			ss.b = nil
 			ss.ready = map[AttemptID]map[string]ReadyParams{}
@@ -332,17 +338,50 @@ func (s *Server) janitor(stop chan struct{}) {
 			s.mu.Lock()
 			for id, ss := range s.sessions {
 				if now.After(ss.expires) {
-					delete(s.sessions, id)
-					for _, c := range []*client{ss.a, ss.b} {
-						if c != nil {
-							delete(c.sessions, id)
-						}
-					}
+					s.removeSessionLocked(id, ss)
 				}
 			}
 			s.mu.Unlock()
 		}
 	}
+}
+
+// removeSessionLocked forgets a session everywhere; s.mu is held.
+func (s *Server) removeSessionLocked(id string, ss *session) {
+	delete(s.sessions, id)
+	if s.byAddr[ss.owner]--; s.byAddr[ss.owner] <= 0 {
+		delete(s.byAddr, ss.owner)
+	}
+	for _, c := range []*client{ss.a, ss.b} {
+		if c != nil {
+			delete(c.sessions, id)
+		}
+	}
+}
+
+// evictIdleLocked makes room in a full session table fairly: the oldest
+// session nobody has joined, of the address that holds the most sessions,
+// goes (its creator learns it when the link stops working). It reports
+// whether a session was evicted; s.mu is held.
+func (s *Server) evictIdleLocked() bool {
+	var top netip.Addr
+	for a, n := range s.byAddr {
+		if n > s.byAddr[top] {
+			top = a
+		}
+	}
+	var oldest *session
+	for _, ss := range s.sessions {
+		if ss.owner == top && ss.b == nil && (oldest == nil || ss.created.Before(oldest.created)) {
+			oldest = ss
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	s.removeSessionLocked(oldest.id, oldest)
+	s.Stats.Evicted.Add(1)
+	return true
 }
 
 func rpcErr(code int64, format string, args ...any) *jsonrpc2.Error {
@@ -452,15 +491,20 @@ func (c *client) create(p CreateParams) (any, error) {
 	s := c.srv
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.sessions) >= s.cfg.MaxSessions {
+	owner := c.remote.Addr()
+	if s.byAddr[owner] >= s.cfg.MaxSessionsPerAddr {
+		return nil, rpcErr(CodeLimit, "this address holds its maximum of %d sessions", s.cfg.MaxSessionsPerAddr)
+	}
+	if len(s.sessions) >= s.cfg.MaxSessions && !s.evictIdleLocked() {
 		return nil, rpcErr(CodeLimit, "server holds its maximum of %d sessions", s.cfg.MaxSessions)
 	}
 	if c.created >= s.cfg.MaxSessionsPerClient {
 		return nil, rpcErr(CodeLimit, "a connection may create at most %d sessions", s.cfg.MaxSessionsPerClient)
 	}
-	ss := &session{id: newID(), a: c, expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier,
+	ss := &session{id: newID(), a: c, owner: owner, created: time.Now(), expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier,
 		ready: map[AttemptID]map[string]ReadyParams{}, relay: map[string]string{}}
 	s.sessions[ss.id] = ss
+	s.byAddr[owner]++
 	c.sessions[ss.id] = RoleA
 	c.created++
 	s.Stats.Sessions.Add(1)

@@ -34,7 +34,8 @@ func run() error {
 	alternate := flag.String("alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
 	relayBytes := flag.Int64("relay-max-bytes", 8<<30, "bytes a relayed session may carry")
 	relayTime := flag.Duration("relay-max-duration", time.Hour, "how long a relayed session may last")
-	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once")
+	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once (when full, the oldest idle session of the address holding most goes)")
+	maxSessionsPerAddr := flag.Int("max-sessions-per-addr", 64, "sessions created from one address held at once")
 	maxClients := flag.Int("max-clients", 0, "connections held at once (default and ceiling: 60% of the file-descriptor limit)")
 	maxPerAddr := flag.Int("max-per-addr", 256, "connections held at once from one address (rendezvous and relay ports each)")
 	idle := flag.Duration("idle", 5*time.Minute, "close connections silent this long")
@@ -55,7 +56,7 @@ func run() error {
 		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	log := slog.New(h)
-	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
+	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
 		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip, Forge: *forge}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)

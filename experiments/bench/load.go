@@ -108,7 +108,8 @@ func startLoadServer(bin string, clients int) (ap netip.AddrPort, pid int, stop 
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(filepath.Join(bin, "rendezvous"), "--listen", addr, "--log-level", "error",
-		"--conn-rate", "1000000", "--max-clients", strconv.Itoa(2*clients+100), "--max-per-addr", strconv.Itoa(2*clients+100))
+		"--conn-rate", "1000000", "--max-clients", strconv.Itoa(2*clients+100), "--max-per-addr", strconv.Itoa(2*clients+100),
+		"--max-sessions-per-addr", strconv.Itoa(2*clients+100))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return ap, 0, nil, err
