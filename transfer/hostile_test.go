@@ -117,3 +117,36 @@ func TestPrintable(t *testing.T) {
 		t.Errorf("not cut: %q", got)
 	}
 }
+
+// A receiver cannot have the sender read one file over and over, nor ask
+// for what the manifest does not offer.
+func TestSenderRefusesAbusiveRequests(t *testing.T) {
+	m := &Manifest{Version: 1, ChunkSize: MinChunk, Files: []Entry{{Path: "a", Size: 3 * MinChunk}, {Path: "d", Dir: true}}}
+	cases := []struct {
+		name string
+		req  request
+		ok   bool
+	}{
+		{"whole", request{Files: []fileRequest{{Index: 0}}}, true},
+		{"resumed", request{Files: []fileRequest{{Index: 0, Offset: MinChunk}}}, true},
+		{"twice", request{Files: []fileRequest{{Index: 0}, {Index: 0}}}, false},
+		{"thousands", request{Files: slicesRepeat(fileRequest{Index: 0}, 5000)}, false},
+		{"a folder", request{Files: []fileRequest{{Index: 1}}}, false},
+		{"out of range", request{Files: []fileRequest{{Index: 7}}}, false},
+		{"mid-chunk", request{Files: []fileRequest{{Index: 0, Offset: 5}}}, false},
+	}
+	for _, c := range cases {
+		s := &sender{m: m, started: map[int]bool{}}
+		if err := s.checkRequest(c.req); (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
+
+func slicesRepeat(r fileRequest, n int) []fileRequest {
+	out := make([]fileRequest, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
+}

@@ -98,10 +98,17 @@ type sender struct {
 }
 
 // checkRequest refuses a request for entries or offsets the manifest does
-// not offer (a receiver asks only for whole chunks of files).
+// not offer (a receiver asks only for whole chunks of files), and a
+// request that names an entry twice (a receiver that would have the
+// sender read one file thousands of times).
 func (s *sender) checkRequest(req request) error {
 	m := s.m
+	asked := make(map[int]bool, len(req.Files))
 	for _, r := range req.Files {
+		if asked[r.Index] {
+			return fmt.Errorf("%w: entry %d requested twice", ErrFrame, r.Index)
+		}
+		asked[r.Index] = true
 		if r.Index < 0 || r.Index >= len(m.Files) || m.Files[r.Index].Dir || r.Offset < 0 ||
 			r.Offset > m.Files[r.Index].Size || r.Offset%int64(m.ChunkSize) != 0 && r.Offset != m.Files[r.Index].Size {
 			return fmt.Errorf("%w: bad request for entry %d at %d", ErrFrame, r.Index, r.Offset)
