@@ -313,6 +313,11 @@ func (d *diskStage) do(j diskJob) error {
 		r.event("file-done", p, p.entry.Size)
 		return nil
 	}
+	if p.part == nil {
+		if err := openPlan(r.root, p); err != nil {
+			return mapIOErr(err)
+		}
+	}
 	if _, err := p.part.WriteAt(j.data, p.offset); err != nil {
 		return mapIOErr(err)
 	}

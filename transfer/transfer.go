@@ -242,30 +242,51 @@ func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (
 			return nil, false, fmt.Errorf("%w: %s (remove it, choose another -o, or pass --overwrite)", ErrExists, e.Path)
 		}
 	}
-	part, err := openPart(root, e.Path)
-	if err != nil {
-		return nil, false, err
-	}
-	p := &plan{index: index, entry: e, part: part, hash: sha256.New(),
-		state: partState{SHA256: e.SHA256, Size: e.Size, Chunk: chunk}}
+	p := &plan{index: index, entry: e, hash: sha256.New(), state: partState{SHA256: e.SHA256, Size: e.Size, Chunk: chunk}}
+	p.offset = resumable(root, p)
+	p.resumed, p.saved = p.offset, p.offset
+	return p, false, nil
+}
+
+// resumable re-hashes the verified prefix of a part an earlier run left
+// for the same file (local I/O only, nothing re-sent) and returns its
+// length; 0 when there is none or it does not fit the state. The part is
+// not kept open: a plan opens its part when its first byte arrives, so
+// any number of entries can be received.
+func resumable(root *os.Root, p *plan) int64 {
 	var st partState
-	if b, err := root.ReadFile(StatePath(e.Path)); err == nil && json.Unmarshal(b, &st) == nil &&
-		st.SHA256 == e.SHA256 && st.Size == e.Size && st.Chunk == chunk && st.Verified >= 0 && st.Verified <= e.Size {
-		// Re-hash the verified prefix (local I/O only, nothing re-sent).
-		n, err := io.Copy(p.hash, io.NewSectionReader(part, 0, st.Verified))
-		if err == nil && n == st.Verified {
-			p.offset = st.Verified
-		} else {
-			p.hash.Reset()
-		}
+	b, err := root.ReadFile(StatePath(p.entry.Path))
+	if err != nil || json.Unmarshal(b, &st) != nil || st.SHA256 != p.entry.SHA256 || st.Size != p.entry.Size ||
+		st.Chunk != p.state.Chunk || st.Verified <= 0 || st.Verified > p.entry.Size {
+		return 0
+	}
+	f, err := root.Open(PartPath(p.entry.Path))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if n, err := io.Copy(p.hash, io.NewSectionReader(f, 0, st.Verified)); err != nil || n != st.Verified {
+		p.hash.Reset()
+		return 0
+	}
+	return st.Verified
+}
+
+// openPlan opens p's part for writing from p.offset (cutting whatever an
+// interrupted run wrote past its verified prefix) and records its state.
+func openPlan(root *os.Root, p *plan) error {
+	part, err := openPart(root, p.entry.Path)
+	if err != nil {
+		return err
 	}
 	if err := part.Truncate(p.offset); err != nil {
 		part.Close()
-		return nil, false, err
+		return err
 	}
+	p.part = part
 	p.state.Verified = p.offset
-	p.resumed, p.saved, p.savedTime = p.offset, p.offset, time.Now()
-	return p, false, saveState(root, p)
+	p.savedTime = time.Now()
+	return saveState(root, p)
 }
 
 func hashRootFile(root *os.Root, p string, size int64) (string, error) {
@@ -307,6 +328,11 @@ func saveState(root *os.Root, p *plan) error {
 // finish verifies a completed .part against the manifest hash and renames
 // it into place.
 func finish(root *os.Root, p *plan, overwrite bool) error {
+	if p.part == nil { // an empty file, or one that was all resumed
+		if err := openPlan(root, p); err != nil {
+			return err
+		}
+	}
 	if p.offset != p.entry.Size {
 		return fmt.Errorf("%w: %s ended at %d of %d bytes", ErrFrame, p.entry.Path, p.offset, p.entry.Size)
 	}
