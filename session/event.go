@@ -20,8 +20,9 @@ type Kind string
 // Event kinds, in the order a session meets them. The fields each sets are
 // listed; every event has Kind and Time.
 const (
+	KindServer    Kind = "server"    // Server: reaching the rendezvous server (bounded by ServerTimeout)
 	KindSession   Kind = "session"   // Session, Role
-	KindLink      Kind = "link"      // Link, Files, Bytes (Share)
+	KindLink      Kind = "link"      // Link, Files, Bytes, Skipped (Share)
 	KindNAT       Kind = "nat"       // NAT: this side's NAT from the cheap probe
 	KindStep      Kind = "event"     // Step: one traversal step (attempt, expectation, ...)
 	KindReport    Kind = "report"    // Report: every attempt, also when none connected
@@ -41,6 +42,8 @@ type Event struct {
 	Kind Kind      `json:"type"`
 	Time time.Time `json:"time"`
 
+	Server   string             `json:"server,omitempty"`
+	Skipped  []string           `json:"skipped,omitempty"`
 	Session  string             `json:"session,omitempty"`
 	Role     string             `json:"role,omitempty"`
 	Link     string             `json:"link,omitempty"`
@@ -74,6 +77,8 @@ type Bulk struct {
 // does not show, such as traversal steps and progress).
 func (e Event) Text() string {
 	switch e.Kind {
+	case KindServer:
+		return "reaching the rendezvous server " + e.Server + "..."
 	case KindSession:
 		return "session " + e.Session + " (role " + e.Role + ")"
 	case KindNAT:

@@ -18,6 +18,21 @@ import (
 // DefaultPort is the rendezvous port a server address without one gets.
 const DefaultPort = 3478
 
+// ServerTimeout bounds reaching the rendezvous server and its hello (a
+// variable so that tests can shorten it).
+var ServerTimeout = 10 * time.Second
+
+// serverErr says in words what failed on the way to the server.
+func serverErr(ctx context.Context, server netip.AddrPort, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("interrupted while reaching the rendezvous server %s: %w", server, ctx.Err())
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("the rendezvous server %s did not answer within %v: check the address, and that the server is running and reachable: %w", server, ServerTimeout, err)
+	}
+	return fmt.Errorf("cannot reach the rendezvous server %s (check the address, and that the server is running): %w", server, err)
+}
+
 // Options configure a Peer.
 type Options struct {
 	// Method is the traversal method (the zero value means method.Auto).
@@ -75,14 +90,17 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 	if o.Method == "" {
 		o.Method = method.Auto
 	}
-	c, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
+	o.emit(Event{Kind: KindServer, Server: server.String()})
+	dctx, cancel := context.WithTimeout(ctx, ServerTimeout)
+	defer cancel()
+	c, err := rendezvous.Dial(dctx, server, rendezvous.DialOptions{})
 	if err != nil {
-		return nil, err
+		return nil, serverErr(ctx, server, err)
 	}
-	h, err := c.Hello(ctx, nil, false)
+	h, err := c.Hello(dctx, nil, false)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("rendezvous hello: %w", err)
+		return nil, serverErr(ctx, server, err)
 	}
 	p := &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary}
 	key, verifier := rendezvous.JoinProof(secret)

@@ -229,3 +229,74 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every way a fetch can go wrong before data flows ends with words a user
+// can act on, and quickly.
+func TestFetchErrorsInWords(t *testing.T) {
+	srv := startServer(t)
+	src := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	var events recorder
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct, Events: events.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	if e, ok := session.First(events.evs, session.KindLink); !ok || !slices.Contains(e.Skipped, "share/link") {
+		t.Errorf("the symlink was not listed as skipped: %+v", e)
+	}
+	go sh.Serve(ctx)
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listener, err := net.Listen("tcp4", "127.0.0.1:0") // accepts nothing: a server that never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	silent := sh.Link
+	silent.Server = listener.Addr().(*net.TCPAddr).AddrPort()
+	closed := sh.Link
+	closed.Server = netip.MustParseAddrPort("127.0.0.1:1")
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	old := session.ServerTimeout
+	session.ServerTimeout = time.Second
+	defer func() { session.ServerTimeout = old }()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		link transfer.Link
+		ro   transfer.ReceiveOptions
+		want string
+	}{
+		{"destination is a file", ctx, sh.Link, transfer.ReceiveOptions{Dir: filepath.Join(file, "sub")}, "cannot use"},
+		{"server refuses", ctx, closed, transfer.ReceiveOptions{Dir: t.TempDir()}, "cannot reach the rendezvous server"},
+		{"server silent", ctx, silent, transfer.ReceiveOptions{Dir: t.TempDir()}, "did not answer within"},
+		{"interrupted", done, sh.Link, transfer.ReceiveOptions{Dir: t.TempDir()}, "running the same command again resumes"},
+		{"nothing selected", ctx, sh.Link, transfer.ReceiveOptions{Dir: t.TempDir(), Select: func(transfer.Entry) bool { return false }}, "nothing in this share matches"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			err := session.Fetch(c.ctx, c.link, c.ro, session.Options{Method: method.Direct})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v; want it to say %q", err, c.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v to say so", d)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"github.com/machsend/machsend/rendezvous"
@@ -40,7 +41,7 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 	}
 	s := &Sharing{Manifest: m, peer: p, srcs: srcs, opts: o,
 		Link: transfer.Link{Server: server, Session: p.ID, Secret: secret}}
-	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total()})
+	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total(), Skipped: m.Skipped})
 	return s, nil
 }
 
@@ -71,6 +72,34 @@ func (s *Sharing) Close() error { return s.peer.Close() }
 // list only); the manifest arrives as a KindManifest event before any
 // file does.
 func Fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
+	if !ro.ListOnly {
+		if err := writable(ro.Dir); err != nil {
+			return err
+		}
+	}
+	err := fetch(ctx, link, ro, o)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted; what arrived is kept, and running the same command again resumes: %w", err)
+	}
+	return err
+}
+
+// writable checks, before anything is asked of the network, that files
+// can be created in dir (making it if needed).
+func writable(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot use %s as the destination: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".machsend-write-test-*")
+	if err != nil {
+		return fmt.Errorf("cannot write into %s (choose another -o): %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
 	p, err := Join(ctx, link.Server, link.Session, link.Secret, o)
 	if err != nil {
 		switch {

@@ -44,6 +44,9 @@ type Manifest struct {
 	Version   int     `json:"version"`
 	ChunkSize int     `json:"chunk_size"`
 	Files     []Entry `json:"files"`
+	// Skipped lists what BuildManifest left out (symlinks, devices,
+	// sockets), for the sender to show; it is not sent.
+	Skipped []string `json:"-"`
 }
 
 // Total is the number of file bytes in the manifest.
@@ -155,6 +158,7 @@ type Source struct {
 // with its own name as the top level) and hashes every file.
 func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest, []Source, error) {
 	var srcs []Source
+	var skipped []string
 	seen := map[string]bool{}
 	for _, root := range paths {
 		root = filepath.Clean(root)
@@ -185,7 +189,8 @@ func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest,
 			case info.Mode().IsRegular():
 				srcs = append(srcs, Source{Entry{Path: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm())}, p})
 			default:
-				return nil // symlinks, devices, sockets: not shared
+				skipped = append(skipped, rel) // symlinks, devices, sockets: not shared, but listed
+				return nil
 			}
 			seen[rel] = true
 			return nil
@@ -214,7 +219,7 @@ func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest,
 		}
 		srcs[i].SHA256 = sum
 	}
-	m := &Manifest{Version: 1, ChunkSize: DefaultChunk}
+	m := &Manifest{Version: 1, ChunkSize: DefaultChunk, Skipped: skipped}
 	for _, s := range srcs {
 		m.Files = append(m.Files, s.Entry)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -94,10 +95,12 @@ type receiver struct {
 // planFiles decides per selected entry what to fetch and from where.
 func (r *receiver) planFiles() (request, error) {
 	var req request
+	selected := 0
 	for i, e := range r.m.Files {
 		if r.opts.Select != nil && !r.opts.Select(e) {
 			continue
 		}
+		selected++
 		p, skip, err := preparePlan(r.root, i, e, r.m.ChunkSize, r.opts.Overwrite)
 		if err != nil {
 			sendError(r.rw, fmt.Errorf("receiver cannot write %s", e.Path))
@@ -116,7 +119,24 @@ func (r *receiver) planFiles() (request, error) {
 		r.total += e.Size
 		r.resumed += p.offset
 	}
+	if selected == 0 && len(r.m.Files) > 0 {
+		sendError(r.rw, errors.New("receiver selected nothing"))
+		return req, ErrNothingSelected
+	}
+	if free, ok := freeSpace(r.opts.Dir); ok && r.total-r.resumed > free {
+		sendError(r.rw, errors.New("receiver has no room"))
+		return req, fmt.Errorf("%w: %d bytes to receive, %d free in %s", ErrNoSpace, r.total-r.resumed, free, r.opts.Dir)
+	}
 	return req, nil
+}
+
+// freeSpace is the space an unprivileged user may fill at dir.
+func freeSpace(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 // closeParts records how far each open part got (synced first) and closes

@@ -27,6 +27,10 @@ var (
 	// ErrResumeDamaged: a part kept from an earlier run did not match; it
 	// was discarded, and running again fetches the file whole.
 	ErrResumeDamaged = errors.New("resumed data was damaged")
+	// ErrNothingSelected: the selection matched no entry of the share.
+	ErrNothingSelected = errors.New("nothing in this share matches the selection")
+	// ErrNoSpace: the destination lacks room for what was requested.
+	ErrNoSpace = errors.New("not enough free space at the destination")
 )
 
 // umask is this process's file-creation mask (from /proc/self/status;

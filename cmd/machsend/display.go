@@ -71,7 +71,11 @@ func (d *display) textLocked(e session.Event) string {
 	case session.KindSession, session.KindReport:
 		return "" // the link (send) or the manifest (get) says it better
 	case session.KindLink:
-		return fmt.Sprintf("sharing %d entries, %s. Send this link to the recipient:\n\n  %s\n", e.Files, human(e.Bytes), e.Link)
+		text := fmt.Sprintf("sharing %d entries, %s. Send this link to the recipient:\n\n  %s\n", e.Files, human(e.Bytes), e.Link)
+		if len(e.Skipped) > 0 {
+			text += fmt.Sprintf("\nnot shared (not files or folders: symlinks, devices, sockets): %s\n", strings.Join(e.Skipped, ", "))
+		}
+		return text
 	case session.KindManifest:
 		return manifestText(e.Manifest)
 	case session.KindDone:
