@@ -30,7 +30,8 @@ func impairLab(t *testing.T) (*natlab.Lab, *natlab.Node, *natlab.Node) {
 }
 
 // Measured RTT through the delay queue is within 1 ms of the configured
-// RTT at 10-200 ms (delay on both directions of wan-a, half the RTT each).
+// RTT at 10-200 ms (delay on both directions of wan-a, half the RTT each),
+// beyond the spread of the unimpaired round trip measured just before.
 func TestImpairDelay(t *testing.T) {
 	l, a, rv := impairLab(t)
 	base, err := measure.RTT(a.Handle, rv.Handle, netip.MustParseAddrPort("192.0.2.2:7001"), 50, 2*time.Millisecond)
@@ -38,6 +39,10 @@ func TestImpairDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseMed := measure.Median(base)
+	// The queue's own error is asserted within 1 ms, plus however much the
+	// machine's scheduling spreads an unimpaired round trip right now (a
+	// busy machine delays the release of a packet as it delays the echo).
+	slack := time.Millisecond + (base[len(base)*9/10] - base[0])
 	for i, rtt := range []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(rtt.String(), func(t *testing.T) {
 			if err := l.ImpairLink(natlab.LinkImpairment{Network: "wan-a", Spec: "delay=" + (rtt / 2).String()}); err != nil {
@@ -49,8 +54,8 @@ func TestImpairDelay(t *testing.T) {
 			}
 			med := measure.Median(rtts)
 			t.Logf("configured %v: median %v (min %v, max %v; unimpaired %v)", rtt, med, rtts[0], rtts[len(rtts)-1], baseMed)
-			if d := med - rtt; d < 0 || d > time.Millisecond {
-				t.Errorf("median RTT %v, configured %v: off by %v (allowed 0..1 ms)", med, rtt, d)
+			if d := med - rtt; d < 0 || d > slack {
+				t.Errorf("median RTT %v, configured %v: off by %v (allowed 0..%v)", med, rtt, d, slack)
 			}
 			if len(rtts) != 40 {
 				t.Errorf("%d of 40 echoes came back without loss configured", len(rtts))
