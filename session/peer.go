@@ -166,7 +166,7 @@ func (p *Peer) ConnectSecure(ctx context.Context) (*transfer.SecureConn, *traver
 // receiver after another).
 func (p *Peer) Next() {
 	p.signal.Stop()
-	p.signal = traversal.NewRendezvousSignal(p.client, p.Server, p.secondary, p.ID)
+	p.signal = traversal.NextRendezvousSignal(p.client, p.Server, p.secondary, p.ID)
 }
 
 // Close leaves the session and closes the server connection.

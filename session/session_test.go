@@ -300,3 +300,41 @@ func TestFetchErrorsInWords(t *testing.T) {
 		})
 	}
 }
+
+// A share serves receivers one after another, each over the same method as
+// the first: the previous receiver leaving does not abort the next one.
+func TestKeepServesReceiversInTurn(t *testing.T) {
+	srv := startServer(t)
+	src := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("x"), 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	served := make(chan error, 3)
+	go func() {
+		for i := 0; i < 3; i++ {
+			served <- sh.Serve(ctx)
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		var got recorder
+		if err := session.Fetch(ctx, sh.Link, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Direct, Events: got.add}); err != nil {
+			t.Fatalf("receiver %d: %v", i+1, err)
+		}
+		if err := <-served; err != nil {
+			t.Fatalf("serving receiver %d: %v", i+1, err)
+		}
+		if c, ok := session.First(got.evs, session.KindConnected); !ok || c.Report.Method != method.Direct {
+			t.Errorf("receiver %d connected by %+v", i+1, c.Report)
+		}
+	}
+}

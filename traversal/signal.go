@@ -45,6 +45,10 @@ type RendezvousSignal struct {
 	offset   time.Duration
 	peerGone chan struct{}
 	goneOnce sync.Once
+	// waitJoin (guarded by mu) makes peer.left mean nothing until the
+	// next peer.joined: a sharer's signal for its next receiver must not
+	// take the previous receiver's leaving for this one's.
+	waitJoin bool
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -55,7 +59,18 @@ func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
-	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session,
+	return newSignal(c, server, secondary, session, false)
+}
+
+// NextRendezvousSignal is the signal for a session's next peer: until that
+// peer joins, the previous one leaving is not taken for it (a sharer
+// serving one receiver after another).
+func NextRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
+	return newSignal(c, server, secondary, session, true)
+}
+
+func newSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string, waitJoin bool) *RendezvousSignal {
+	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session, waitJoin: waitJoin,
 		waiters: map[rendezvous.AttemptID]chan rendezvous.PunchGo{}, early: map[rendezvous.AttemptID]rendezvous.PunchGo{}, peerGone: make(chan struct{}),
 		stop: make(chan struct{})}
 	go s.route()
@@ -89,9 +104,16 @@ func (s *RendezvousSignal) route() {
 					s.early[g.Attempt] = g
 				}
 				s.mu.Unlock()
+			case rendezvous.NotifyPeerJoined:
+				s.mu.Lock()
+				s.waitJoin = false
+				s.mu.Unlock()
 			case rendezvous.NotifyPeerLeft:
 				var ev rendezvous.PeerEvent
-				if json.Unmarshal(n.Params, &ev) == nil && ev.Session == s.Session {
+				s.mu.Lock()
+				waiting := s.waitJoin
+				s.mu.Unlock()
+				if json.Unmarshal(n.Params, &ev) == nil && ev.Session == s.Session && !waiting {
 					s.goneOnce.Do(func() { close(s.peerGone) })
 				}
 			}
