@@ -22,6 +22,7 @@ type Kind string
 const (
 	KindServer    Kind = "server"    // Server: reaching the rendezvous server (bounded by ServerTimeout)
 	KindSession   Kind = "session"   // Session, Role
+	KindWaiting   Kind = "waiting"   // the share is serving another receiver; this one waits its turn
 	KindLink      Kind = "link"      // Link, Files, Bytes, Skipped (Share)
 	KindNAT       Kind = "nat"       // NAT: this side's NAT from the cheap probe
 	KindStep      Kind = "event"     // Step: one traversal step (attempt, expectation, ...)
@@ -81,6 +82,8 @@ func (e Event) Text() string {
 		return "reaching the rendezvous server " + e.Server + "..."
 	case KindSession:
 		return "session " + e.Session + " (role " + e.Role + ")"
+	case KindWaiting:
+		return "the sender is serving another receiver; waiting for our turn..."
 	case KindNAT:
 		if e.NAT != nil {
 			return "this side: " + model.Describe(e.NAT.Mapping, e.NAT.Preserving, e.NAT.Delta)

@@ -112,7 +112,7 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 		}
 		p.ID, p.Role = r.Session, rendezvous.RoleA
 	} else {
-		if _, err := c.Join(ctx, id, key); err != nil {
+		if err := joinWhenFree(ctx, c, id, key, o); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("join session: %w", err)
 		}
@@ -173,6 +173,32 @@ func (p *Peer) Next() {
 func (p *Peer) Close() error {
 	p.signal.Stop()
 	return p.client.Close()
+}
+
+// joinWait is how long a receiver waits for a share that is serving
+// someone else (or whose previous receiver is still leaving).
+const joinWait = 30 * time.Second
+
+// joinWhenFree joins id, waiting while the session already has a receiver:
+// a sharer serves receivers in turn.
+func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, o Options) error {
+	deadline := time.Now().Add(joinWait)
+	told := false
+	for {
+		_, err := c.Join(ctx, id, key)
+		if !errors.Is(err, rendezvous.ErrSessionFull) || time.Now().After(deadline) {
+			return err
+		}
+		if !told {
+			o.emit(Event{Kind: KindWaiting})
+			told = true
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // ResolveServer turns what a user typed ("IP:PORT", "IP", "host:port" or

@@ -199,25 +199,14 @@ func FuzzParseEvents(f *testing.F) {
 // the share goes on serving the real receiver.
 func TestWrongSecretCannotJoin(t *testing.T) {
 	srv := startServer(t)
-	src := filepath.Join(t.TempDir(), "share")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "f"), []byte("only for the link's holder"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sh.Close()
+	sh := shareDirect(t, ctx, srv, sharedDir(t, []byte("only for the link's holder")))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- sh.Serve(ctx) }()
 	stranger := sh.Link
 	stranger.Secret = transfer.NewSecret()
-	err = session.Fetch(ctx, stranger, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Direct})
+	err := session.Fetch(ctx, stranger, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Direct})
 	if err == nil || !strings.Contains(err.Error(), "secret in this link is wrong") {
 		t.Fatalf("a wrong secret: %v; want the wrong-secret explanation", err)
 	}
@@ -305,20 +294,9 @@ func TestFetchErrorsInWords(t *testing.T) {
 // the first: the previous receiver leaving does not abort the next one.
 func TestKeepServesReceiversInTurn(t *testing.T) {
 	srv := startServer(t)
-	src := filepath.Join(t.TempDir(), "share")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("x"), 100000), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sh.Close()
+	sh := shareDirect(t, ctx, srv, sharedDir(t, bytes.Repeat([]byte("x"), 100000)))
 	served := make(chan error, 3)
 	go func() {
 		for i := 0; i < 3; i++ {
@@ -337,4 +315,28 @@ func TestKeepServesReceiversInTurn(t *testing.T) {
 			t.Errorf("receiver %d connected by %+v", i+1, c.Report)
 		}
 	}
+}
+
+// sharedDir makes a folder "share" holding one file f with content.
+func sharedDir(t *testing.T, content []byte) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "share")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "f"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// shareDirect shares src over loopback with the direct method.
+func shareDirect(t *testing.T, ctx context.Context, srv netip.AddrPort, src string) *session.Sharing {
+	t.Helper()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	return sh
 }

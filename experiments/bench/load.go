@@ -218,13 +218,14 @@ func coordinate(ctx context.Context, a, b *rendezvous.Client) (time.Duration, er
 	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		return 0, err
 	}
-	cand := rendezvous.Candidates{Public: netip.MustParseAddrPort("203.0.113.2:4000")}
+	// Each peer's public endpoint is where the server sees it (it checks).
+	cand := func(c *rendezvous.Client) rendezvous.Candidates { return rendezvous.Candidates{Public: c.LocalAddr()} }
 	attempt := rendezvous.AttemptID{Method: method.Machsend} // each session is fresh
-	if err := a.Ready(ctx, rendezvous.ReadyParams{Session: cr.Session, Attempt: attempt, Candidates: cand}); err != nil {
+	if err := a.Ready(ctx, rendezvous.ReadyParams{Session: cr.Session, Attempt: attempt, Candidates: cand(a)}); err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
-	if err := b.Ready(ctx, rendezvous.ReadyParams{Session: cr.Session, Attempt: attempt, Candidates: cand}); err != nil {
+	if err := b.Ready(ctx, rendezvous.ReadyParams{Session: cr.Session, Attempt: attempt, Candidates: cand(b)}); err != nil {
 		return 0, err
 	}
 	for _, c := range []*rendezvous.Client{a, b} {
