@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/machsend/machsend/rendezvous"
@@ -63,6 +64,7 @@ type Peer struct {
 
 	opts      Options
 	secret    []byte
+	relay     bool // the server offers a relay
 	client    *rendezvous.Client
 	secondary netip.AddrPort
 	signal    *traversal.RendezvousSignal
@@ -102,7 +104,7 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 		c.Close()
 		return nil, serverErr(ctx, server, err)
 	}
-	p := &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary}
+	p := &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary, relay: h.Relay}
 	key, verifier := rendezvous.JoinProof(secret)
 	if id == "" {
 		r, err := c.Create(ctx, verifier)
@@ -136,9 +138,17 @@ func (p *Peer) Connect(ctx context.Context) (net.Conn, *traversal.Report, error)
 	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
 	conn, rep, err := traversal.Connect(ctx, traversal.Config{Signal: p.signal, Session: p.ID, Role: p.Role,
 		Secret: secret, Method: p.opts.Method, NAT: info, AttemptTimeout: p.opts.AttemptTimeout,
-		Events: func(e traversal.Event) { p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e}) }})
+		Events: func(e traversal.Event) {
+			if e.Kind == "expect" && !p.relay && strings.Contains(e.Detail, "relay") {
+				e.Detail += "; but this rendezvous server has no relay (its operator can start it with --relay), so if no direct path works the transfer cannot happen"
+			}
+			p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e})
+		}})
 	if rep != nil {
 		p.opts.emit(Event{Kind: KindReport, Report: rep})
+	}
+	if err != nil && !p.relay {
+		return nil, rep, fmt.Errorf("no path to the peer, and the rendezvous server %s has no relay to fall back on (its operator can start it with --relay): %w", p.Server, err)
 	}
 	if err != nil {
 		return nil, rep, fmt.Errorf("no path to the peer: %w", err)

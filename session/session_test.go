@@ -340,3 +340,27 @@ func shareDirect(t *testing.T, ctx context.Context, srv netip.AddrPort, src stri
 	t.Cleanup(func() { sh.Close() })
 	return sh
 }
+
+// A server without a relay is named as the reason when no path works.
+func TestNoRelaySaidSo(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rendezvous.NewServer(rendezvous.Config{}) // no relay
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close() })
+	srv := ln.Addr().(*net.TCPAddr).AddrPort()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{sharedDir(t, []byte("x"))}, session.Options{Method: method.Relay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	go sh.Serve(ctx)
+	err = session.Fetch(ctx, sh.Link, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Relay})
+	if err == nil || !strings.Contains(err.Error(), "has no relay") {
+		t.Fatalf("%v; want it to say the server has no relay", err)
+	}
+}
