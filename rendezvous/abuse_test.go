@@ -328,3 +328,26 @@ func TestSessionTableFair(t *testing.T) {
 		t.Errorf("after the eviction: %v, %d sessions", s.byAddr, len(s.sessions))
 	}
 }
+
+// Probe dials in flight are bounded server-wide: past the bound a client
+// is told the server is busy at once, and a slot given back is usable.
+func TestProbeSlotsBounded(t *testing.T) {
+	s := NewServer(Config{})
+	defer s.Close()
+	if cap(s.probes) >= fdLimit() {
+		t.Fatalf("%d probe slots for %d descriptors", cap(s.probes), fdLimit())
+	}
+	s.probes = make(chan struct{}, 2)
+	r1, err1 := s.probeSlot()
+	_, err2 := s.probeSlot()
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := s.probeSlot(); err == nil {
+		t.Fatal("a third probe got a slot out of two")
+	}
+	r1()
+	if _, err := s.probeSlot(); err != nil {
+		t.Fatalf("a slot given back was not usable: %v", err)
+	}
+}

@@ -23,8 +23,8 @@ const (
 	maxAcceptPause = time.Second
 	slowSlots      = 2 // requests that may wait (probes) in flight per client
 	defaultPerAddr = 256
-	relayHandshake = 10 * time.Second
 	maxPace        = 5 * time.Second // longest a client is held for its request rate
+	probeShare     = 5               // percent of the descriptors for probe dials in flight, server-wide
 )
 
 // fdLimit is the soft RLIMIT_NOFILE (Go raises it to the hard limit at
@@ -35,6 +35,18 @@ func fdLimit() int {
 		return 1024
 	}
 	return int(min(r.Cur, 1<<24))
+}
+
+// probeSlot takes one of the server-wide probe-dial slots, or says the
+// server is busy (the client may retry; probes are never queued).
+func (s *Server) probeSlot() (release func(), err error) {
+	select {
+	case s.probes <- struct{}{}:
+		return func() { <-s.probes }, nil
+	default:
+		s.Stats.Limited.Add(1)
+		return nil, rpcErr(CodeLimit, "server busy with probes; retry in a second")
+	}
 }
 
 // share is pct percent of the descriptors above the reserve (at least 16).

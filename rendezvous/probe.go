@@ -201,6 +201,11 @@ func (c *client) openSink() (any, error) {
 // another address or a sink, after an optional delay, and reports what came
 // back (probe vocabulary: connected, rst, icmp-..., timeout).
 func (c *client) probeDial(ctx context.Context, pr ProbeDialParams) (any, error) {
+	release, err := c.srv.probeSlot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	s := c.srv
 	if pr.DelayMs < 0 || time.Duration(pr.DelayMs)*time.Millisecond > maxProbeDelay {
 		return nil, fmt.Errorf("delay_ms %d outside 0..%d", pr.DelayMs, maxProbeDelay.Milliseconds())

@@ -119,7 +119,8 @@ type Server struct {
 	byAddr   map[netip.Addr]int // sessions held per creator's address
 	clients  map[*client]struct{}
 	perIP    map[netip.Addr]*rate.Limiter
-	perAddr  *addrCount // open connections per source address
+	perAddr  *addrCount    // open connections per source address
+	probes   chan struct{} // probe dials in flight, server-wide
 	closed   bool
 	lns      []net.Listener
 	wg       sync.WaitGroup
@@ -165,7 +166,8 @@ type session struct {
 func NewServer(cfg Config) *Server {
 	cfg.defaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
-		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr)}
+		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr),
+		probes: make(chan struct{}, share(fdLimit(), probeShare))}
 	s.relay = newRelay(s)
 	s.probe = newProber()
 	return s
@@ -626,6 +628,11 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 // only ever targets the caller's own observed address, so it cannot be used
 // to make the server scan third parties.
 func (c *client) connectBack(ctx context.Context, p ConnectBackParams) (any, error) {
+	release, err := c.srv.probeSlot()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if p.Target.Addr() != c.remote.Addr() {
 		return nil, errors.New("target must be your own observed address")
 	}
