@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -36,7 +37,9 @@ var (
 // umask is this process's file-creation mask (from /proc/self/status;
 // 022 when it cannot be read): received files get the sender's mode
 // without the bits the user's umask withholds.
-func umask() fs.FileMode {
+var umask = sync.OnceValue(readUmask) // read once, not per received file
+
+func readUmask() fs.FileMode {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0o022

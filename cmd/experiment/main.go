@@ -218,15 +218,22 @@ func cmdCalibrate(args []string) error {
 	return nil
 }
 
-func cmdThroughput(args []string) error {
-	fs := flag.NewFlagSet("experiment throughput", flag.ContinueOnError)
-	out := fs.String("out", "results", "results directory")
-	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
-	specPath := fs.String("spec", "experiments/paper.yaml", "spec whose throughput section to run")
-	if err := fs.Parse(args); err != nil {
-		return err
+// specFlags parses the flags a spec-driven benchmark takes (--out, --bin,
+// --spec) and loads the spec.
+func specFlags(name, specDefault, specHelp string, args []string) (out, bin *string, sp *spec.Spec, err error) {
+	fs := flag.NewFlagSet("experiment "+name, flag.ContinueOnError)
+	out = fs.String("out", "results", "results directory")
+	bin = fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	specPath := fs.String("spec", specDefault, specHelp)
+	if err = fs.Parse(args); err != nil {
+		return nil, nil, nil, err
 	}
-	sp, err := spec.LoadSpec(*specPath)
+	sp, err = spec.LoadSpec(*specPath)
+	return out, bin, sp, err
+}
+
+func cmdThroughput(args []string) error {
+	out, bin, sp, err := specFlags("throughput", "experiments/paper.yaml", "spec whose throughput section to run", args)
 	if err != nil {
 		return err
 	}
@@ -286,14 +293,7 @@ func labContext() (context.Context, context.CancelFunc, error) {
 // cmdInvariance runs the invariance spec at 1, 8 and the spec's number of
 // labs at once and writes invariance.json.
 func cmdInvariance(args []string) error {
-	fs := flag.NewFlagSet("experiment invariance", flag.ContinueOnError)
-	out := fs.String("out", "results", "results directory")
-	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
-	specPath := fs.String("spec", "experiments/invariance.yaml", "the cells to run at each level")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	sp, err := spec.LoadSpec(*specPath)
+	out, bin, sp, err := specFlags("invariance", "experiments/invariance.yaml", "the cells to run at each level", args)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,6 @@ func reportRaces(p printer, dir string, trials []*spec.Trial) error {
 		all = append(all, rc.offsets...)
 	}
 	sort.Float64s(all)
-	agree, total := 0, 0
 	for i, off := range all {
 		if i > 0 && off == all[i-1] {
 			continue
@@ -105,15 +104,10 @@ func reportRaces(p printer, dir string, trials []*spec.Trial) error {
 				verdict = "✓"
 			}
 			row += fmt.Sprintf(" %d/%d %s |", pt.ok, pt.n, verdict)
-			total += pt.n
-			if pt.predicted == pt.n {
-				agree += pt.ok
-			} else {
-				agree += pt.n - pt.ok
-			}
 		}
 		p("%s", row)
 	}
+	agree, total := raceAgreement(curves)
 	p("")
 	p("%d of %d sweep trials came out as the model predicted for their offset. The model's condition: %s.", agree, total, curves[0].race)
 	p("")
@@ -151,4 +145,20 @@ func plotRaces(dir string, curves []*raceCurve) error {
 		pl.Legend.Add(strings.TrimPrefix(rc.cell, "two-nat "), line)
 	}
 	return save(pl, dir, "race-curves", 8*vg.Inch, 4*vg.Inch)
+}
+
+// raceAgreement counts the sweep trials that came out as the model
+// predicted for their offset, and all of them.
+func raceAgreement(curves []*raceCurve) (agree, total int) {
+	for _, rc := range curves {
+		for _, pt := range rc.byOff {
+			total += pt.n
+			if pt.predicted == pt.n {
+				agree += pt.ok
+			} else {
+				agree += pt.n - pt.ok
+			}
+		}
+	}
+	return agree, total
 }

@@ -213,10 +213,8 @@ func reportPrediction(p printer, cells []*CellStats) {
 	p("## Prediction vs measurement")
 	p("")
 	agreeCells, dis := 0, []*CellStats{}
-	agree, n := 0, 0
+	agree, n := modelAgreement(cells)
 	for _, c := range cells {
-		n += c.N
-		agree += c.N - c.Disagree
 		if c.Disagree == 0 {
 			agreeCells++
 		} else {

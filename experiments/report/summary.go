@@ -13,11 +13,7 @@ import (
 func reportSummary(p printer, out string, trials, all []*spec.Trial, cells []*CellStats) {
 	p("## Summary of findings")
 	p("")
-	agree, n := 0, 0
-	for _, c := range cells {
-		n += c.N
-		agree += c.N - c.Disagree
-	}
+	agree, n := modelAgreement(cells)
 	p("- The NAT model predicted %d of %d main-matrix trials (%.1f%%).", agree, n, 100*float64(agree)/float64(max(n, 1)))
 	ms := summariseMethods(trials, "two-nat")
 	slices.SortFunc(ms, func(a, b *MethodStats) int {
@@ -35,17 +31,7 @@ func reportSummary(p printer, out string, trials, all []*spec.Trial, cells []*Ce
 			100*float64(m.Successes)/float64(max(m.N, 1)), 100*m.Lo, 100*m.Hi)
 	}
 	if curves := raceCurves(all); len(curves) > 0 {
-		ok, tot := 0, 0
-		for _, rc := range curves {
-			for _, pt := range rc.byOff {
-				tot += pt.n
-				if pt.predicted == pt.n {
-					ok += pt.ok
-				} else {
-					ok += pt.n - pt.ok
-				}
-			}
-		}
+		ok, tot := raceAgreement(curves)
 		p("- Race cells swept over the SYN offset: %d of %d trials as the model predicted for their offset.", ok, tot)
 	}
 	var r bench.InvarianceResult
@@ -66,4 +52,14 @@ func reportLimitations(p printer) {
 	p("- The model assumes no loss, jitter, rate limit or cross traffic; trials under those conditions are reported but not counted in its agreement.")
 	p("- Profiles are synthetic points of the NAT model's space, not a census; the population weights in `experiments/population.yaml` are assumptions, stated there.")
 	p("")
+}
+
+// modelAgreement counts the trials of cells that came out as the model
+// predicted, and all of them.
+func modelAgreement(cells []*CellStats) (agree, n int) {
+	for _, c := range cells {
+		n += c.N
+		agree += c.N - c.Disagree
+	}
+	return agree, n
 }
