@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -73,6 +74,10 @@ func NewClient(raw net.Conn, o DialOptions) *Client {
 	return c
 }
 
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
+
 // LocalAddr is the client's local endpoint.
 func (c *Client) LocalAddr() netip.AddrPort { return addrPortOf(c.raw.LocalAddr()) }
 
@@ -99,10 +104,38 @@ func (c *Client) call(ctx context.Context, method string, params, result any) er
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 	}
-	if err := c.conn.Call(ctx, method, params, result); err != nil {
-		return fmt.Errorf("%s: %w", method, fromRPCError(err))
+	for {
+		err := c.conn.Call(ctx, method, params, result)
+		if err == nil {
+			return nil
+		}
+		wait, busy := retryAfter(err)
+		if !busy {
+			return fmt.Errorf("%s: %w", method, fromRPCError(err))
+		}
+		// The server refused at once because it is not keeping up: back
+		// off as it asks, then try again (until ctx ends).
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w (and %w)", method, fromRPCError(err), ctx.Err())
+		case <-t.C:
+		}
 	}
-	return nil
+}
+
+// retryAfter reads a CodeBusy error's back-off hint (bounded to 5 s).
+func retryAfter(err error) (time.Duration, bool) {
+	var re *jsonrpc2.Error
+	if !errors.As(err, &re) || re.Code != CodeBusy {
+		return 0, false
+	}
+	var d BusyData
+	if re.Data != nil {
+		_ = json.Unmarshal(*re.Data, &d)
+	}
+	return min(max(time.Duration(d.RetryAfterMs)*time.Millisecond, busyRetryMin), 5*time.Second), true
 }
 
 // Hello introduces the client and returns the endpoint the server observes.
@@ -124,6 +157,12 @@ func (c *Client) Join(ctx context.Context, session, key string) (JoinResult, err
 	var r JoinResult
 	err := c.call(ctx, MethodJoin, SessionParams{Session: session, Key: key}, &r)
 	return r, err
+}
+
+// Leave says this peer is done with a session: the creator leaving ends
+// it, the joiner leaving frees its place (the other peer is told).
+func (c *Client) Leave(ctx context.Context, session string) error {
+	return c.call(ctx, MethodLeave, SessionParams{Session: session}, &struct{}{})
 }
 
 // Ready says this peer is ready for an attempt; the server answers both

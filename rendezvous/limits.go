@@ -1,8 +1,10 @@
 package rendezvous
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -101,62 +103,22 @@ func (a *addrCount) put(ip netip.Addr) {
 	}
 }
 
-// boundedHandler runs a client's requests in its connection's read loop,
-// so that a client that sends without reading replies stops being read
-// (its socket fills, nothing piles up here); the rate limit applies before
-// any work. Requests that wait (probes) run beside the loop, at most
-// slowSlots at once per client; more are refused.
-type boundedHandler struct {
-	c     *client
-	h     jsonrpc2.Handler
-	slots chan struct{}
-}
+// Overload: a loop that has not caught up with its sockets for longer than
+// Config.Budget refuses new sessions at once with CodeBusy and a back-off
+// hint, so that the sessions it admitted keep their latency and nobody
+// waits for a timeout. The hint is spread (jittered) so that refused
+// clients do not return together.
+const (
+	busyRetryMin = 50 * time.Millisecond
+	busyRetryMax = 250 * time.Millisecond
+)
 
-// pace holds a client over its request rate in its read loop, so the
-// excess waits in its own socket and costs the server nothing; a client
-// so far over that it would wait longer than maxPace is cut off.
-func (b *boundedHandler) pace(ctx context.Context, conn *jsonrpc2.Conn) bool {
-	r := b.c.limiter.Reserve()
-	d := r.Delay()
-	if d == 0 {
-		return true
-	}
-	b.c.srv.Stats.Limited.Add(1)
-	if !r.OK() || d > maxPace {
-		r.Cancel()
-		conn.Close()
-		return false
-	}
-	select {
-	case <-time.After(d):
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// slow are the methods that may wait seconds on the network.
-var slow = map[string]bool{MethodProbeDial: true, MethodConnectBack: true, MethodJoin: true, MethodReady: true}
-
-func (b *boundedHandler) Handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) {
-	if req.Notif {
-		return
-	}
-	if !b.pace(ctx, conn) {
-		return
-	}
-	if !slow[req.Method] {
-		b.h.Handle(ctx, conn, req)
-		return
-	}
-	select {
-	case b.slots <- struct{}{}:
-		go func() {
-			defer func() { <-b.slots }()
-			b.h.Handle(ctx, conn, req)
-		}()
-	default:
-		b.c.srv.Stats.Limited.Add(1)
-		_ = conn.ReplyWithError(ctx, req.ID, rpcErr(CodeLimit, "too many requests waiting; wait for the answers"))
-	}
+// busy is the CodeBusy error with a retry hint between busyRetryMin and
+// busyRetryMax.
+func (s *Server) busy() *jsonrpc2.Error {
+	s.Stats.Busy.Add(1)
+	hint := busyRetryMin + time.Duration(rand.Int64N(int64(busyRetryMax-busyRetryMin)))
+	ms := int(hint / time.Millisecond)
+	data := json.RawMessage(fmt.Sprintf(`{"retry_after_ms":%d}`, ms))
+	return &jsonrpc2.Error{Code: CodeBusy, Message: fmt.Sprintf("server busy; retry in %d ms", ms), Data: &data}
 }

@@ -36,6 +36,7 @@ const (
 	MethodSink        = "probe.sink"
 	MethodProbeDial   = "probe.dial"
 	MethodSinkSeen    = "probe.seen"
+	MethodLeave       = "session.leave"
 )
 
 // Notifications (server to client, on the same connection).
@@ -65,7 +66,15 @@ const (
 	CodeRelayOff    = 1004
 	CodeBadState    = 1005
 	CodeWrongKey    = 1006
+	// CodeBusy: the server is not keeping up and refused to start new work;
+	// the error's data carries {"retry_after_ms": N}. Retry after N ms.
+	CodeBusy = 1007
 )
+
+// BusyData is the data of a CodeBusy error: when to retry.
+type BusyData struct {
+	RetryAfterMs int `json:"retry_after_ms"`
+}
 
 // Sentinel errors a client tests for.
 var (
@@ -76,6 +85,7 @@ var (
 	ErrRelayDisabled = errors.New("relay disabled on this server")
 	ErrTooLarge      = errors.New("message too large")
 	ErrClosed        = errors.New("rendezvous connection closed")
+	ErrBusy          = errors.New("rendezvous server busy")
 )
 
 // HelloParams introduce a client. Probe marks a short-lived connection used
@@ -356,11 +366,11 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 
 // decodeParams unmarshals a request's params strictly (unknown fields and
 // trailing data are errors) into v.
-func decodeParams(req *jsonrpc2.Request, v any) error {
-	if req.Params == nil {
+func decodeParams(params *json.RawMessage, v any) error {
+	if params == nil {
 		return errors.New("missing params")
 	}
-	dec := json.NewDecoder(bytes.NewReader(*req.Params))
+	dec := json.NewDecoder(bytes.NewReader(*params))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("bad params: %w", err)
@@ -391,6 +401,8 @@ func fromRPCError(err error) error {
 		return fmt.Errorf("%w (%s)", ErrWrongKey, re.Message)
 	case CodeRelayOff:
 		return fmt.Errorf("%w: %s", ErrRelayDisabled, re.Message)
+	case CodeBusy:
+		return fmt.Errorf("%w: %s", ErrBusy, re.Message)
 	}
 	return fmt.Errorf("rendezvous: %s (code %d)", re.Message, re.Code)
 }

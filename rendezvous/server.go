@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
@@ -37,7 +39,7 @@ type Config struct {
 	MaxClientsPerAddr    int           // concurrent connections from one address (default 256)
 	MaxRelayConns        int           // concurrent relay connections (default and ceiling: 30% of the fd limit)
 	MaxSessions          int           // sessions held at once (default 100000)
-	MaxSessionsPerClient int           // sessions one connection may create (default 16)
+	MaxSessionsPerClient int           // sessions one connection may hold, created by it (default 16)
 	MaxSessionsPerAddr   int           // sessions created from one address held at once (default 64)
 	MaxAttempts          int           // pending punch attempts per session (default 64)
 	SessionTTL           time.Duration // a session's lifetime (default 30 min)
@@ -46,8 +48,12 @@ type Config struct {
 	ConnBurst            int           // (default 200)
 	RequestRate          float64       // requests per second per connection (default 200)
 	PunchDelay           time.Duration // lead time before a coordinated punch (default 150 ms)
-	RelayMaxBytes        int64         // per relayed session, both directions (default 8 GiB)
-	RelayMaxDuration     time.Duration // per relayed session (default 1 h)
+	// Budget is how long requests may wait for an event loop that is not
+	// keeping up before new sessions are refused with "busy" (and a
+	// back-off hint) instead of waiting (default 5 ms).
+	Budget           time.Duration
+	RelayMaxBytes    int64         // per relayed session, both directions (default 8 GiB)
+	RelayMaxDuration time.Duration // per relayed session (default 1 h)
 	// FaultFlipByte, when > 0, makes the relay a faulty middlebox: it flips
 	// the byte at that offset of the first direction it relays. For
 	// experiments that check end-to-end integrity; never set in production.
@@ -90,6 +96,9 @@ func (c *Config) defaults() {
 	if c.RequestRate <= 0 {
 		c.RequestRate = 200
 	}
+	if c.Budget <= 0 {
+		c.Budget = 5 * time.Millisecond
+	}
 	if c.PunchDelay <= 0 {
 		c.PunchDelay = 150 * time.Millisecond
 	}
@@ -125,6 +134,10 @@ type Server struct {
 	lns      []net.Listener
 	wg       sync.WaitGroup
 
+	loops    []*loop // event loops serving the clients (loop.go)
+	loopsErr error
+	next     atomic.Uint32 // round robin over loops
+
 	Stats Stats
 }
 
@@ -137,17 +150,9 @@ type Stats struct {
 	// WrongKeys counts joins refused for a key that did not match;
 	// Evicted counts idle sessions dropped to make room in a full table.
 	WrongKeys, Evicted atomic.Int64
-}
-
-type client struct {
-	srv      *Server
-	conn     *jsonrpc2.Conn
-	raw      net.Conn
-	remote   netip.AddrPort
-	local    netip.AddrPort
-	limiter  *rate.Limiter
-	created  int
-	sessions map[string]string // id -> role; guarded by srv.mu
+	// Busy counts new sessions refused because the server was not keeping
+	// up (CodeBusy, with a back-off hint).
+	Busy atomic.Int64
 }
 
 type session struct {
@@ -170,6 +175,15 @@ func NewServer(cfg Config) *Server {
 		probes: make(chan struct{}, share(fdLimit(), probeShare))}
 	s.relay = newRelay(s)
 	s.probe = newProber()
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		l, err := newLoop(s)
+		if err != nil {
+			s.loopsErr = err
+			break
+		}
+		s.loops = append(s.loops, l)
+		go l.run()
+	}
 	return s
 }
 
@@ -179,6 +193,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.closed {
 		s.mu.Unlock()
 		return net.ErrClosed
+	}
+	if s.loopsErr != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("rendezvous: cannot serve: %w", s.loopsErr)
 	}
 	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
@@ -207,18 +225,18 @@ func (s *Server) ServeRelay(ln net.Listener) error {
 // Close stops every listener and connection.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	lns := s.lns
-	var cs []*client
-	for c := range s.clients {
-		cs = append(cs, c)
-	}
 	s.mu.Unlock()
 	for _, ln := range lns {
 		ln.Close()
 	}
-	for _, c := range cs {
-		c.conn.Close()
+	for _, l := range s.loops {
+		l.stop() // each loop closes its clients
 	}
 	s.relay.close()
 	if s.forger.inj != nil {
@@ -269,28 +287,25 @@ func (s *Server) accept(raw net.Conn) {
 		raw.Close()
 		return
 	}
+	fd, err := detach(raw)
+	if err != nil {
+		s.perAddr.put(remote.Addr())
+		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
+		return
+	}
 	s.Stats.Accepted.Add(1)
-	c := &client{srv: s, raw: raw, remote: remote, local: addrPortOf(raw.LocalAddr()),
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.RequestRate), int(s.cfg.RequestRate)), sessions: map[string]string{}}
-	h := jsonrpc2.HandlerWithError(c.handle)
-	h.SuppressErrClosed()
-	stream := newLineStream(raw, s.cfg.MaxMessage, s.cfg.IdleTimeout)
-	// Publish the client and its conn under the lock: handlers and peers
-	// reach c.conn only after taking s.mu.
+	l := s.loops[int(s.next.Add(1))%len(s.loops)]
+	c := &client{srv: s, loop: l, fd: fd, remote: remote, local: addrPortOf(raw.LocalAddr()), lastRead: time.Now(),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.RequestRate), int(s.cfg.RequestRate))}
 	s.mu.Lock()
-	c.conn = jsonrpc2.NewConn(context.Background(), stream, &boundedHandler{c: c, h: h, slots: make(chan struct{}, slowSlots)},
-		jsonrpc2.SetLogger(discardLogger{}))
 	s.clients[c] = struct{}{}
 	s.mu.Unlock()
-	go func() {
-		<-c.conn.DisconnectNotify()
+	if err := l.add(c); err != nil {
+		syscall.Close(fd)
 		s.drop(c)
-	}()
+		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
+	}
 }
-
-type discardLogger struct{}
-
-func (discardLogger) Printf(string, ...any) {}
 
 // drop forgets a disconnected client and tells its peers.
 func (s *Server) drop(c *client) {
@@ -298,34 +313,63 @@ func (s *Server) drop(c *client) {
 	s.probe.dropClient(c)
 	s.mu.Lock()
 	delete(s.clients, c)
-	type note struct {
-		to *client
-		ev PeerEvent
-	}
-	var notes []note
+	var notes []peerNote
 	for id, role := range c.sessions {
-		ss := s.sessions[id]
-		if ss == nil {
-			continue
-		}
-		if role == RoleA {
-			if ss.b != nil {
-				notes = append(notes, note{ss.b, PeerEvent{id, RoleA}})
-				delete(ss.b.sessions, id)
-			}
-			s.removeSessionLocked(id, ss)
-		} else if ss.b == c {
-			ss.b = nil
-			ss.ready = map[AttemptID]map[string]ReadyParams{}
-			if ss.a != nil {
-				notes = append(notes, note{ss.a, PeerEvent{id, RoleB}})
-			}
+		if n, ok := s.leaveLocked(c, id, role); ok {
+			notes = append(notes, n)
 		}
 	}
 	s.mu.Unlock()
 	for _, n := range notes {
-		_ = n.to.conn.Notify(context.Background(), NotifyPeerLeft, n.ev)
+		n.to.notify(NotifyPeerLeft, n.ev)
 	}
+}
+
+// peerNote is a peer.left notification to send once s.mu is released.
+type peerNote struct {
+	to *client
+	ev PeerEvent
+}
+
+// leaveLocked takes c (in role) out of session id: the creator leaving
+// ends the session, the joiner leaving frees its place. It returns the
+// notification the other peer is owed, if any; s.mu is held.
+func (s *Server) leaveLocked(c *client, id, role string) (peerNote, bool) {
+	ss := s.sessions[id]
+	switch {
+	case ss == nil:
+		return peerNote{}, false
+	case role == RoleA:
+		s.removeSessionLocked(id, ss)
+		if ss.b != nil {
+			return peerNote{ss.b, PeerEvent{id, RoleA}}, true
+		}
+	case ss.b == c:
+		ss.b = nil
+		delete(c.sessions, id)
+		ss.ready = map[AttemptID]map[string]ReadyParams{}
+		if ss.a != nil {
+			return peerNote{ss.a, PeerEvent{id, RoleB}}, true
+		}
+	}
+	return peerNote{}, false
+}
+
+// leave is session.leave: the caller is done with the session.
+func (c *client) leave(id string) (any, error) {
+	s := c.srv
+	s.mu.Lock()
+	_, role, err := c.roleIn(id)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	n, ok := s.leaveLocked(c, id, role)
+	s.mu.Unlock()
+	if ok {
+		n.to.notify(NotifyPeerLeft, n.ev)
+	}
+	return struct{}{}, nil
 }
 
 func (s *Server) janitor(stop chan struct{}) {
@@ -358,6 +402,9 @@ func (s *Server) removeSessionLocked(id string, ss *session) {
 		if c != nil {
 			delete(c.sessions, id)
 		}
+	}
+	if ss.a != nil {
+		ss.a.owned--
 	}
 }
 
@@ -398,32 +445,29 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-func (c *client) handle(ctx context.Context, conn *jsonrpc2.Conn, req *jsonrpc2.Request) (any, error) {
-	s := c.srv
-	if req.Notif {
-		return nil, nil
+// handle runs one request and maps its error to a JSON-RPC error.
+func (c *client) handle(ctx context.Context, req *wireRequest) (any, *jsonrpc2.Error) {
+	res, err := c.dispatch(ctx, req)
+	if err == nil {
+		return res, nil
 	}
-	res, err := c.dispatch(ctx, req) // rate-limited by boundedHandler
-	if err != nil {
-		var re *jsonrpc2.Error
-		if !errors.As(err, &re) {
-			s.Stats.Malformed.Add(1)
-			re = rpcErr(jsonrpc2.CodeInvalidParams, "%v", err)
-		}
-		s.log.Debug("request failed", "remote", c.remote, "method", req.Method, "err", re.Message)
-		return nil, re
+	var re *jsonrpc2.Error
+	if !errors.As(err, &re) {
+		c.srv.Stats.Malformed.Add(1)
+		re = rpcErr(jsonrpc2.CodeInvalidParams, "%v", err)
 	}
-	return res, nil
+	c.srv.log.Debug("request failed", "remote", c.remote, "method", req.Method, "err", re.Message)
+	return nil, re
 }
 
-func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, error) {
+func (c *client) dispatch(ctx context.Context, req *wireRequest) (any, error) {
 	s := c.srv
 	switch req.Method {
 	case MethodPing:
 		return map[string]int64{"server_time_ms": time.Now().UnixMilli()}, nil
 	case MethodHello:
 		var p HelloParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		if p.Version != Version {
@@ -435,45 +479,54 @@ func (c *client) dispatch(ctx context.Context, req *jsonrpc2.Request) (any, erro
 		return c.openSink()
 	case MethodSinkSeen:
 		var p SinkSeenParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.sinkSeen(p)
 	case MethodProbeDial:
 		var p ProbeDialParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.probeDial(ctx, p)
+	case MethodLeave:
+		var p SessionParams
+		if err := decodeParams(req.Params, &p); err != nil {
+			return nil, err
+		}
+		return c.leave(p.Session)
 	case MethodCreate:
+		if c.loop.overloaded(time.Now()) {
+			return nil, s.busy()
+		}
 		var p CreateParams
 		if req.Params != nil {
-			if err := decodeParams(req, &p); err != nil {
+			if err := decodeParams(req.Params, &p); err != nil {
 				return nil, err
 			}
 		}
 		return c.create(p)
 	case MethodJoin:
 		var p SessionParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.join(ctx, p)
 	case MethodReady:
 		var p ReadyParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.ready(ctx, p)
 	case MethodConnectBack:
 		var p ConnectBackParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.connectBack(ctx, p)
 	case MethodRelay:
 		var p SessionParams
-		if err := decodeParams(req, &p); err != nil {
+		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
 		return c.relayOpen(p.Session)
@@ -500,15 +553,15 @@ func (c *client) create(p CreateParams) (any, error) {
 	if len(s.sessions) >= s.cfg.MaxSessions && !s.evictIdleLocked() {
 		return nil, rpcErr(CodeLimit, "server holds its maximum of %d sessions", s.cfg.MaxSessions)
 	}
-	if c.created >= s.cfg.MaxSessionsPerClient {
-		return nil, rpcErr(CodeLimit, "a connection may create at most %d sessions", s.cfg.MaxSessionsPerClient)
+	if c.owned >= s.cfg.MaxSessionsPerClient {
+		return nil, rpcErr(CodeLimit, "a connection may hold at most %d sessions it created", s.cfg.MaxSessionsPerClient)
 	}
 	ss := &session{id: newID(), a: c, owner: owner, created: time.Now(), expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier,
 		ready: map[AttemptID]map[string]ReadyParams{}, relay: map[string]string{}}
 	s.sessions[ss.id] = ss
 	s.byAddr[owner]++
-	c.sessions[ss.id] = RoleA
-	c.created++
+	c.joinLocked(ss.id, RoleA)
+	c.owned++
 	s.Stats.Sessions.Add(1)
 	s.log.Info("session created", "remote", c.remote)
 	return CreateResult{Session: ss.id, Expires: ss.expires}, nil
@@ -550,11 +603,19 @@ func (c *client) join(ctx context.Context, p SessionParams) (any, error) {
 		return nil, rpcErr(CodeLimit, "a connection may be in at most %d sessions", s.cfg.MaxSessionsPerClient)
 	}
 	ss.b = c
-	c.sessions[id] = RoleB
+	c.joinLocked(id, RoleB)
 	a := ss.a
 	s.mu.Unlock()
-	_ = a.conn.Notify(ctx, NotifyPeerJoined, PeerEvent{Session: id, Role: RoleB})
+	a.notify(NotifyPeerJoined, PeerEvent{Session: id, Role: RoleB})
 	return JoinResult{Session: id, Role: RoleB}, nil
+}
+
+// joinLocked records c's role in session id; s.mu is held.
+func (c *client) joinLocked(id, role string) {
+	if c.sessions == nil {
+		c.sessions = map[string]string{}
+	}
+	c.sessions[id] = role
 }
 
 // roleIn returns c's role in session id, or an error.
@@ -617,9 +678,9 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 			s.log.Info("forge", "session", p.Session[:8], "attempt", p.Attempt.String(), "err", err)
 		}
 	}
-	_ = a.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
+	a.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
 		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
-	_ = b.conn.Notify(ctx, NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
+	b.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
 		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
 	return struct{}{}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sourcegraph/jsonrpc2"
 	"go.uber.org/goleak"
 )
 
@@ -388,19 +387,29 @@ func FuzzServerMessage(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	s := NewServer(Config{MaxMessage: 4096, ConnRate: 1e9, ConnBurst: 1 << 30})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go s.Serve(ln)
+	f.Cleanup(func() { s.Close() })
+	ap := addrPortOf(ln.Addr())
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		srvSide, cliSide := net.Pipe()
-		s.accept(srvSide)
+		cliSide, err := net.Dial("tcp4", ap.String())
+		if err != nil {
+			t.Fatal(err)
+		}
 		cliSide.SetDeadline(time.Now().Add(200 * time.Millisecond))
 		cliSide.Write(append(msg, '\n'))
 		bufio.NewReader(cliSide).ReadString('\n')
 		cliSide.Close()
 		// The server still answers a well-formed hello on a new connection.
-		srv2, cli2 := net.Pipe()
-		s.accept(srv2)
-		c := NewClient(cli2, DialOptions{})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
+		c, err := Dial(ctx, ap, DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Hello(ctx, nil, false); err != nil {
 			t.Fatalf("server stopped answering after %q: %v", msg, err)
 		}
@@ -414,21 +423,16 @@ func FuzzDecodeParams(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		raw := json.RawMessage(b)
 		for _, v := range []any{&HelloParams{}, &SessionParams{}, &ReadyParams{}, &ConnectBackParams{}} {
-			req := &jsonrpcRequest{Params: &raw}
-			_ = decodeParams(req.asRequest(), v)
+			_ = decodeParams(&raw, v)
 		}
 		var rp ReadyParams
-		if decodeParams((&jsonrpcRequest{Params: &raw}).asRequest(), &rp) == nil && rp.Attempt.Check() == nil {
+		if decodeParams(&raw, &rp) == nil && rp.Attempt.Check() == nil {
 			if rp.Attempt.Round < 0 || rp.Attempt.Round > MaxRound || len(rp.Attempt.String()) > 64 {
 				t.Fatalf("accepted attempt %+v", rp.Attempt)
 			}
 		}
 	})
 }
-
-type jsonrpcRequest struct{ Params *json.RawMessage }
-
-func (r *jsonrpcRequest) asRequest() *jsonrpc2.Request { return &jsonrpc2.Request{Params: r.Params} }
 
 // An attempt from the wire names a method of the table, a bounded round and
 // a known step; anything else is refused before the server holds it.

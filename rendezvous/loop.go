@@ -1,0 +1,358 @@
+package rendezvous
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The server's clients are served by a fixed number of event loops (one
+// per CPU), not by goroutines: each loop waits on an epoll set for the
+// client sockets it owns, reads what arrived into one buffer of its own,
+// and handles every complete request line at once, in the loop. An idle
+// registered client therefore costs its client struct and its socket, no
+// goroutine stack and no read buffer; a request costs no goroutine either
+// (only the few that wait on the network, probes, run beside the loop,
+// bounded per client and server-wide).
+//
+// Ownership: only a client's loop reads its socket and closes its
+// descriptor, so a descriptor number is never reused while anything may
+// still read it. Any goroutine may write to a client (replies from probes,
+// notifications from the peer's loop) under the client's io mutex; a
+// write that cannot complete is buffered, up to maxPending bytes, and
+// finished by the loop when the socket drains. A client that lets more
+// than that pile up is cut off (shutdown; its loop then closes it).
+const (
+	readBufSize = 64 << 10
+	maxEvents   = 256
+	// maxPending is the reply bytes a client may leave unread before it
+	// is cut off: far above any legitimate backlog (a few notifications).
+	maxPending = 256 << 10
+	sweepEvery = time.Second
+)
+
+// loop is one event loop and the clients it owns.
+type loop struct {
+	srv  *Server
+	epfd int
+	wake int // eventfd: Server.Close wakes the loop to end it
+
+	mu      sync.Mutex
+	clients map[int32]*client // by descriptor; guarded by mu
+
+	// The loop goroutine's own state.
+	buf       []byte
+	paused    []*client // reading paused for the request rate
+	lastIdle  time.Time // last time the loop found nothing to do
+	lastSweep time.Time
+}
+
+func newLoop(s *Server) (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	wake, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", errno)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(wake), &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(int(wake))
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return &loop{srv: s, epfd: epfd, wake: int(wake), clients: map[int32]*client{}, buf: make([]byte, readBufSize),
+		lastIdle: time.Now(), lastSweep: time.Now()}, nil
+}
+
+// detach takes the descriptor of an accepted TCP connection out of the Go
+// runtime's poller (a duplicate the loop owns; the original is closed) so
+// that the connection costs no goroutine.
+func detach(conn net.Conn) (int, error) {
+	defer conn.Close()
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T is not a socket", conn)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = dupCloexec(int(s))
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func dupCloexec(fd int) (int, error) {
+	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, fmt.Errorf("dup: %w", errno)
+	}
+	return int(r), nil
+}
+
+// add makes the loop own c (c.fd set) and starts reading it.
+func (l *loop) add(c *client) error {
+	l.mu.Lock()
+	l.clients[int32(c.fd)] = c
+	l.mu.Unlock()
+	c.io.Lock()
+	defer c.io.Unlock()
+	c.wantIn = true
+	if err := c.updateEpollLocked(); err != nil {
+		l.mu.Lock()
+		delete(l.clients, int32(c.fd))
+		l.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// run is the loop goroutine: wait, read, handle, until the server closes.
+func (l *loop) run() {
+	events := make([]syscall.EpollEvent, maxEvents)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, 0)
+		if err == nil && n == 0 {
+			// Caught up: nothing waits. The loop stays idle until the
+			// blocking wait returns.
+			n, err = syscall.EpollWait(l.epfd, events, l.waitMs())
+			l.lastIdle = time.Now()
+		}
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			l.srv.log.Error("epoll_wait failed; the loop stops", "err", err)
+			return
+		}
+		for _, ev := range events[:max(n, 0)] {
+			if int(ev.Fd) == l.wake {
+				l.closeAll()
+				return
+			}
+			l.mu.Lock()
+			c := l.clients[ev.Fd]
+			l.mu.Unlock()
+			if c == nil {
+				continue
+			}
+			if ev.Events&syscall.EPOLLOUT != 0 {
+				c.flush()
+			}
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 {
+				l.readable(c)
+			}
+		}
+		now := time.Now()
+		l.resumeDue(now)
+		if now.Sub(l.lastSweep) >= sweepEvery {
+			l.lastSweep = now
+			l.sweepIdle(now)
+		}
+	}
+}
+
+// waitMs is how long the loop may sleep: until the next paused client is
+// due, and at most until the next idle sweep.
+func (l *loop) waitMs() int {
+	d := sweepEvery
+	for _, c := range l.paused {
+		d = min(d, time.Until(c.resumeAt))
+	}
+	return int(max(d, time.Millisecond) / time.Millisecond)
+}
+
+// overloaded says the loop has not caught up with its sockets for longer
+// than the server's budget: requests are waiting in them.
+func (l *loop) overloaded(now time.Time) bool { return now.Sub(l.lastIdle) > l.srv.cfg.Budget }
+
+// readable reads what c sent and handles its complete lines.
+func (l *loop) readable(c *client) {
+	for !c.paused && !c.gone {
+		n, err := syscall.Read(c.fd, l.buf)
+		switch {
+		case n > 0:
+			c.lastRead = time.Now()
+			l.consume(c, l.buf[:n])
+			if n < len(l.buf) {
+				return
+			}
+		case errors.Is(err, syscall.EAGAIN):
+			return
+		case errors.Is(err, syscall.EINTR):
+		default: // EOF, reset, or the socket was shut down
+			l.closeClient(c)
+			return
+		}
+	}
+}
+
+// consume handles the complete lines of data (after what c left pending);
+// an incomplete line, or what follows a pause, waits in c.in.
+func (l *loop) consume(c *client, data []byte) {
+	if len(c.in) > 0 {
+		c.in = append(c.in, data...)
+		data = c.in
+	}
+	rest := l.lines(c, data)
+	if !c.paused && len(rest) > l.srv.cfg.MaxMessage {
+		l.srv.Stats.Malformed.Add(1)
+		l.closeClient(c) // a line over the limit: ErrTooLarge
+		return
+	}
+	if len(rest) == 0 {
+		c.in = nil
+		return
+	}
+	c.in = append(make([]byte, 0, len(rest)), rest...)
+}
+
+// lines handles complete lines of data until it runs out or c is paused,
+// and returns what is left.
+func (l *loop) lines(c *client, data []byte) []byte {
+	for len(data) > 0 && !c.paused && !c.gone {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			return data
+		}
+		start, line := data, bytes.TrimSpace(data[:i])
+		data = data[i+1:]
+		if i > l.srv.cfg.MaxMessage {
+			l.srv.Stats.Malformed.Add(1)
+			l.closeClient(c)
+			return nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		switch c.handleLine(line) {
+		case lineClose:
+			l.closeClient(c)
+			return nil
+		case lineAgain:
+			return start
+		}
+	}
+	if c.gone {
+		return nil
+	}
+	return data
+}
+
+// pause stops reading c until resumeAt (its request rate); what it sent
+// meanwhile waits in its socket.
+func (l *loop) pause(c *client, until time.Time) {
+	c.paused, c.resumeAt = true, until
+	l.paused = append(l.paused, c)
+	c.io.Lock()
+	c.wantIn = false
+	_ = c.updateEpollLocked()
+	c.io.Unlock()
+}
+
+// resumeDue resumes reading the paused clients whose time has come.
+func (l *loop) resumeDue(now time.Time) {
+	if len(l.paused) == 0 {
+		return
+	}
+	keep := l.paused[:0]
+	var due []*client
+	for _, c := range l.paused {
+		if c.gone {
+			continue
+		}
+		if now.Before(c.resumeAt) {
+			keep = append(keep, c)
+			continue
+		}
+		due = append(due, c)
+	}
+	clear(l.paused[len(keep):])
+	l.paused = keep
+	for _, c := range due {
+		c.paused = false
+		if pending := c.in; len(pending) > 0 {
+			c.in = nil
+			l.consume(c, pending)
+		}
+		if c.gone || c.paused {
+			continue
+		}
+		c.io.Lock()
+		c.wantIn = true
+		_ = c.updateEpollLocked()
+		c.io.Unlock()
+	}
+}
+
+// sweepIdle closes clients silent for longer than the idle timeout.
+func (l *loop) sweepIdle(now time.Time) {
+	var idle []*client
+	l.mu.Lock()
+	for _, c := range l.clients {
+		if now.Sub(c.lastRead) > l.srv.cfg.IdleTimeout {
+			idle = append(idle, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range idle {
+		l.closeClient(c)
+	}
+}
+
+// closeClient closes c's descriptor (only its loop does) and lets the
+// server forget it.
+func (l *loop) closeClient(c *client) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	c.in = nil
+	c.io.Lock()
+	c.closed = true
+	c.out = nil
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	syscall.Close(c.fd)
+	c.io.Unlock()
+	l.mu.Lock()
+	delete(l.clients, int32(c.fd))
+	l.mu.Unlock()
+	l.srv.drop(c)
+}
+
+// closeAll ends the loop: every client closes, then the epoll set.
+func (l *loop) closeAll() {
+	l.mu.Lock()
+	cs := make([]*client, 0, len(l.clients))
+	for _, c := range l.clients {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range cs {
+		l.closeClient(c)
+	}
+	syscall.Close(l.epfd)
+	syscall.Close(l.wake)
+}
+
+// stop wakes the loop so that it closes everything and returns.
+func (l *loop) stop() {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	_, _ = syscall.Write(l.wake, one)
+}
