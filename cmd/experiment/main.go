@@ -6,6 +6,7 @@
 //	experiment report [--out DIR]
 //	experiment check [--out DIR]    fail if any trial disagrees with the model
 //	experiment throughput|load [--out DIR]
+//	experiment loadgen ...           the load generator process experiment load starts
 //	experiment calibrate [--out DIR] measure the impairment datapath (IMPAIRMENT.md)
 //	experiment natcheck [--out DIR]  natcheck behind every profile (NATCHECK.md)
 package main
@@ -16,9 +17,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +43,7 @@ var commands = []struct {
 }{
 	{"run", cmdRun}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
 	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance},
+	{"loadgen", cmdLoadgen},
 }
 
 func commandNames() string {
@@ -259,25 +264,77 @@ func cmdThroughput(args []string) error {
 func cmdLoad(args []string) error {
 	fs := flag.NewFlagSet("experiment load", flag.ContinueOnError)
 	out := fs.String("out", "results", "results directory")
-	bin := fs.String("bin", binDir(), "directory with the rendezvous binary")
-	clients := fs.Int("clients", 10000, "concurrently registered clients")
-	sessions := fs.Int("sessions", 5000, "sessions to coordinate")
-	rate := fs.Float64("rate", 1000, "sessions per second")
+	bin := fs.String("bin", binDir(), "directory with the rendezvous and experiment binaries")
+	clients := fs.Int("clients", 10000, "registered clients per server with one server")
+	clients2 := fs.Int("clients-two", 9000, "registered clients per server with two servers (one generator holds them all)")
+	rates := fs.String("rates", "1000,2000,5000,10000", "offered sessions per second, stepped")
+	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rs, err := parseRates(*rates)
+	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := bench.RunLoad(ctx, *bin, *clients, *sessions, *rate)
-	if err != nil {
-		return err
+	res := &bench.LoadResult{FDLimit: bench.FDLimit(), CPUs: runtime.NumCPU()}
+	for _, c := range []bench.LoadConfig{{Servers: 1, ClientsPerServer: *clients}, {Servers: 2, ClientsPerServer: *clients2}} {
+		c.Rates, c.Step = rs, *step
+		fmt.Fprintf(os.Stderr, "rendezvous load: %d server(s), %d clients each, rates %s\n", c.Servers, c.ClientsPerServer, *rates)
+		run, err := bench.RunLoad(ctx, *bin, c)
+		if err != nil {
+			return fmt.Errorf("load with %d server(s): %w", c.Servers, err)
+		}
+		res.Runs = append(res.Runs, run)
 	}
-	b, _ := json.MarshalIndent(r, "", "  ")
+	res.Notes = bench.LoadNotes(res)
+	b, _ := json.MarshalIndent(res, "", "  ")
 	fmt.Fprintf(os.Stderr, "%s\n", b)
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
+}
+
+func parseRates(s string) ([]float64, error) {
+	var rs []float64
+	for _, f := range strings.Split(s, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 || r > 1e6 {
+			return nil, fmt.Errorf("--rates: %q is not a rate between 0 and 1,000,000 sessions per second", f)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// cmdLoadgen is the load generator process that experiment load starts
+// (not meant to be run by hand).
+func cmdLoadgen(args []string) error {
+	fs := flag.NewFlagSet("experiment loadgen", flag.ContinueOnError)
+	var servers []netip.AddrPort
+	fs.Func("server", "rendezvous server IP:PORT (repeat for several)", func(v string) error {
+		ap, err := netip.ParseAddrPort(v)
+		servers = append(servers, ap)
+		return err
+	})
+	clients := fs.Int("clients", 1000, "clients per server")
+	rates := fs.String("rates", "1000", "offered sessions per second, stepped")
+	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rs, err := parseRates(*rates)
+	if err != nil {
+		return err
+	}
+	if len(servers) == 0 || *clients < 2 {
+		return errors.New("loadgen: need --server and at least 2 --clients")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return bench.RunLoadGen(ctx, bench.GenConfig{Servers: servers, Clients: *clients, Rates: rs, Step: *step}, os.Stdin, os.Stdout)
 }
 
 // labContext checks that labs can be built here and returns a context that

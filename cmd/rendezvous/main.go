@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -45,7 +47,15 @@ func run() error {
 	flip := flag.Int64("fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
 	jsonLogs := flag.Bool("json", false, "log as JSON lines")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the server stops")
+	memProfile := flag.String("memprofile", "", "write a heap profile to this file when the server stops")
+	maxPerClient := flag.Int("max-sessions-per-client", 16, "sessions one connection may hold, created by it")
 	flag.Parse()
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -56,7 +66,7 @@ func run() error {
 		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	log := slog.New(h)
-	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
+	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerClient: *maxPerClient, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
 		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip, Forge: *forge}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)
@@ -65,7 +75,6 @@ func run() error {
 		}
 		return ap, nil
 	}
-	var err error
 	if *secondary != "" {
 		if cfg.Secondary, err = parse("secondary", *secondary); err != nil {
 			return err
@@ -126,4 +135,38 @@ func run() error {
 		}
 	}
 	return srv.Close()
+}
+
+// startProfiles starts a CPU profile and arranges a heap profile, written
+// by the returned stop (the server stops on SIGINT or SIGTERM).
+func startProfiles(cpu, mem string) (stop func(), err error) {
+	var cpuFile *os.File
+	if cpu != "" {
+		if cpuFile, err = os.Create(cpu); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cpuFile); err != nil {
+			cpuFile.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	return func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+		if mem == "" {
+			return
+		}
+		f, err := os.Create(mem)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "rendezvous: --memprofile: %v\n", err)
+			return
+		}
+		defer f.Close()
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "rendezvous: --memprofile: %v\n", err)
+		}
+	}, nil
 }

@@ -17,16 +17,29 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(natlabtest.LeakCheck(m.Run)) }
 
-// A small run of the rendezvous load test (the full one, 10,000 clients and
-// 1,000 sessions/s, is part of make experiment).
+// A small run of the rendezvous load test with one server and with two
+// (the full one is part of make experiment): every offered session is
+// accounted for exactly once, none fails (overload is refused as busy),
+// and the servers' memory and CPU are read.
 func TestRendezvousLoadSmall(t *testing.T) {
-	bin := buildtest.Commands(t, "machsend", "rendezvous")
-	r, err := bench.RunLoad(context.Background(), bin, 500, 250, 500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Failed != 0 || r.Sessions != 250 || r.Clients != 500 {
-		t.Errorf("load: %+v", r)
+	bin := buildtest.Commands(t, "experiment", "rendezvous")
+	for _, servers := range []int{1, 2} {
+		run, err := bench.RunLoad(context.Background(), bin, bench.LoadConfig{Servers: servers, ClientsPerServer: 300,
+			Rates: []float64{200, 400}, Step: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(run.Steps) != 2 || run.ServerRSSLoadedMiB <= 0 {
+			t.Fatalf("load with %d servers: %+v", servers, run)
+		}
+		for _, st := range run.Steps {
+			if st.Completed+st.Rejected+st.Failed != st.Offered || st.Offered != int(st.TargetRate/2) {
+				t.Errorf("%d servers at %.0f/s: %d offered, %d completed + %d rejected + %d failed", servers, st.TargetRate, st.Offered, st.Completed, st.Rejected, st.Failed)
+			}
+			if st.Failed != 0 || st.Completed == 0 || st.GenCPUSeconds <= 0 {
+				t.Errorf("%d servers at %.0f/s: %+v", servers, st.TargetRate, st)
+			}
+		}
 	}
 }
 

@@ -44,7 +44,9 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	}
 	reportInvariance(p, out)
 	reportThroughput(p, out)
-	reportLoad(p, out)
+	if err := reportLoad(p, out); err != nil {
+		return err
+	}
 	reportLadders(p, ladders)
 	reportLimitations(p)
 	return os.WriteFile(filepath.Join(out, "REPORT.md"), []byte(b.String()), 0o644)
@@ -280,20 +282,6 @@ func reportThroughput(p printer, out string) {
 		p("## Throughput")
 		p("")
 		p("Not measured in this run: the transfer layer (punched vs relay vs plain TCP) has no figure in `throughput.json` yet.")
-		p("")
-	}
-
-}
-
-// reportLoad is the rendezvous load test, if measured.
-func reportLoad(p printer, out string) {
-	var load map[string]any
-	if spec.ReadJSON(filepath.Join(out, "rendezvous-load.json"), &load) {
-		p("## Rendezvous load")
-		p("")
-		for _, k := range sortedKeys(load) {
-			p("- %s: %v", k, load[k])
-		}
 		p("")
 	}
 
