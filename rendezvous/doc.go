@@ -1,7 +1,10 @@
 // Package rendezvous is machsend's rendezvous ("STUNT") server and its
 // client: JSON-RPC 2.0, one object per line over TCP, with server
-// notifications on the same connection (github.com/sourcegraph/jsonrpc2 over
-// a size-bounded line stream).
+// notifications on the same connection. The client uses
+// github.com/sourcegraph/jsonrpc2 over a size-bounded line stream; the
+// server serves its clients from one epoll event loop per CPU (loop.go:
+// no goroutine per connection or per request) and refuses new sessions
+// with "busy" and a back-off hint when it is not keeping up.
 //
 // The server tells each connection the endpoint it observes (hello), so a
 // client learns the NAT mapping of any local port by connecting from it
@@ -24,5 +27,7 @@
 // Everything the server holds is bounded: message size, connections, sessions
 // per connection and in total, pending attempts, idle time, connection rate
 // per address and request rate per connection. A malformed message closes
-// only the connection that sent it.
+// only the connection that sent it. Servers share no state: a link names
+// its server, so several servers scale out behind one name for senders
+// (docs/DESIGN.md, "Scaling out").
 package rendezvous
