@@ -39,6 +39,8 @@ type client struct {
 	closed     bool   // no more writes (shut down, or closed by the loop)
 	wantIn     bool
 	events     uint32 // what the epoll set watches for the client
+	deferred   bool   // out waits for the loop's batch to end, not for the socket
+	dirty      bool   // on its loop's list to flush after the batch; guarded by loop.dmu
 	registered bool
 
 	// Session state; guarded by srv.mu.
@@ -83,7 +85,10 @@ func (c *client) send(b []byte) {
 	if c.closed {
 		return
 	}
-	if len(c.out) == 0 {
+	if len(c.out) == 0 && c.loop.deferFlush(c) {
+		c.deferred = true // written after the loop's batch
+	}
+	if len(c.out) == 0 && !c.deferred {
 		n, err := writeAll(c.fd, b)
 		b = b[n:]
 		if err != nil && !errors.Is(err, syscall.EAGAIN) {
@@ -100,13 +105,16 @@ func (c *client) send(b []byte) {
 		return
 	}
 	c.out = append(c.out, b...)
-	_ = c.updateEpollLocked()
+	if !c.deferred {
+		_ = c.updateEpollLocked() // watch for the socket to drain
+	}
 }
 
 // flush writes buffered bytes once the socket drains (the loop calls it).
 func (c *client) flush() {
 	c.io.Lock()
 	defer c.io.Unlock()
+	c.deferred = false
 	if c.closed || len(c.out) == 0 {
 		return
 	}

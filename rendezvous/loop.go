@@ -28,7 +28,7 @@ import (
 // than that pile up is cut off (shutdown; its loop then closes it).
 const (
 	readBufSize = 64 << 10
-	maxEvents   = 256
+	maxEvents   = 64
 	// maxPending is the reply bytes a client may leave unread before it
 	// is cut off: far above any legitimate backlog (a few notifications).
 	maxPending = 256 << 10
@@ -43,6 +43,14 @@ type loop struct {
 
 	mu      sync.Mutex
 	clients map[int32]*client // by descriptor; guarded by mu
+
+	// While the loop handles a batch of events, what is sent to its
+	// clients waits in their backlog and goes out in one write per client
+	// after the batch (a reply and a notification to the same client
+	// share a write; under load, more do).
+	dmu     sync.Mutex
+	inBatch bool      // guarded by dmu
+	dirty   []*client // guarded by dmu
 
 	// The loop goroutine's own state.
 	buf       []byte
@@ -141,6 +149,7 @@ func (l *loop) run() {
 			l.srv.log.Error("epoll_wait failed; the loop stops", "err", err)
 			return
 		}
+		l.setBatch(true)
 		for _, ev := range events[:max(n, 0)] {
 			if int(ev.Fd) == l.wake {
 				l.closeAll()
@@ -165,6 +174,43 @@ func (l *loop) run() {
 			l.lastSweep = now
 			l.sweepIdle(now)
 		}
+		l.flushDirty()
+	}
+}
+
+func (l *loop) setBatch(on bool) {
+	l.dmu.Lock()
+	l.inBatch = on
+	l.dmu.Unlock()
+}
+
+// deferFlush puts c on the list written after the batch, if the loop is
+// handling one; c.io is held.
+func (l *loop) deferFlush(c *client) bool {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if !l.inBatch {
+		return false
+	}
+	if !c.dirty {
+		c.dirty = true
+		l.dirty = append(l.dirty, c)
+	}
+	return true
+}
+
+// flushDirty ends the batch and writes what it left in the backlogs.
+func (l *loop) flushDirty() {
+	l.dmu.Lock()
+	l.inBatch = false
+	list := l.dirty
+	l.dirty = nil
+	for _, c := range list {
+		c.dirty = false
+	}
+	l.dmu.Unlock()
+	for _, c := range list {
+		c.flush()
 	}
 }
 

@@ -269,6 +269,7 @@ func cmdLoad(args []string) error {
 	clients2 := fs.Int("clients-two", 9000, "registered clients per server with two servers (one generator holds them all)")
 	rates := fs.String("rates", "1000,2000,5000,10000", "offered sessions per second, stepped")
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
+	two := fs.Bool("two", true, "also run two server processes at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -280,6 +281,9 @@ func cmdLoad(args []string) error {
 	defer stop()
 	res := &bench.LoadResult{FDLimit: bench.FDLimit(), CPUs: runtime.NumCPU()}
 	for _, c := range []bench.LoadConfig{{Servers: 1, ClientsPerServer: *clients}, {Servers: 2, ClientsPerServer: *clients2}} {
+		if !*two && c.Servers == 2 {
+			continue
+		}
 		c.Rates, c.Step = rs, *step
 		fmt.Fprintf(os.Stderr, "rendezvous load: %d server(s), %d clients each, rates %s\n", c.Servers, c.ClientsPerServer, *rates)
 		run, err := bench.RunLoad(ctx, *bin, c)

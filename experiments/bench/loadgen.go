@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -314,12 +315,21 @@ func registerGen(ctx context.Context, server netip.AddrPort, n int) ([]*genConn,
 	}
 	wg.Wait()
 	kept := cs[:0]
-	for _, c := range cs {
+	var first error
+	failed := 0
+	for i, c := range cs {
 		if c != nil {
 			kept = append(kept, c)
 		}
+		if errs[i] != nil {
+			failed++
+			first = cmp.Or(first, errs[i])
+		}
 	}
-	return kept, errors.Join(errs...)
+	if first != nil {
+		return kept, fmt.Errorf("%d of %d clients failed, the first with: %w", failed, n, first)
+	}
+	return kept, nil
 }
 
 // pairUp pairs clients of the same server (a link names its server), the
