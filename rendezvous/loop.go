@@ -127,7 +127,9 @@ func (l *loop) add(c *client) error {
 	c.wantIn = true
 	if err := c.updateEpollLocked(); err != nil {
 		l.mu.Lock()
-		delete(l.clients, int32(c.fd))
+		if l.clients[int32(c.fd)] == c {
+			delete(l.clients, int32(c.fd))
+		}
 		l.mu.Unlock()
 		return err
 	}
@@ -370,15 +372,19 @@ func (l *loop) closeClient(c *client) {
 	}
 	c.gone = true
 	c.in = nil
+	// Forget the descriptor before closing it: once closed, its number
+	// may come back at once for a new client of this loop.
+	l.mu.Lock()
+	if l.clients[int32(c.fd)] == c {
+		delete(l.clients, int32(c.fd))
+	}
+	l.mu.Unlock()
 	c.io.Lock()
 	c.closed = true
 	c.out = nil
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	syscall.Close(c.fd)
 	c.io.Unlock()
-	l.mu.Lock()
-	delete(l.clients, int32(c.fd))
-	l.mu.Unlock()
 	l.srv.drop(c)
 }
 

@@ -79,3 +79,23 @@ func TestLeave(t *testing.T) {
 		}
 	}
 }
+
+// Connections that come and go one after another reuse descriptor
+// numbers at once; every one is answered (a loop that forgot a client's
+// descriptor after its number was reused left a new client unanswered).
+func TestDescriptorReuse(t *testing.T) {
+	_, addr := startServer(t, Config{ConnRate: 1e6, ConnBurst: 1e6})
+	for i := range 3000 {
+		c, err := Dial(context.Background(), addr, DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = c.Hello(ctx, nil, false)
+		cancel()
+		c.Close()
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+}

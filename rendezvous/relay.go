@@ -2,12 +2,16 @@ package rendezvous
 
 import (
 	"bufio"
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/machsend/machsend/internal/sockopt"
 )
@@ -25,8 +29,22 @@ type relay struct {
 	active  map[net.Conn]struct{}
 	closed  bool
 
-	open    *addrCount // relay connections held (one counter, under MaxRelayConns)
-	perAddr *addrCount // per source address (MaxClientsPerAddr)
+	open    *addrCount    // relay connections held (one counter, under MaxRelayConns)
+	perAddr *addrCount    // per source address (MaxClientsPerAddr)
+	rate    *rate.Limiter // bytes per second, every session together
+}
+
+// relayChunk is the most the relay copies at once (and the limiters'
+// smallest burst).
+const relayChunk = 64 << 10
+
+// newByteLimiter allows bps bytes per second in bursts of a tenth of a
+// second (at least one chunk); nil when bps is not positive (no bound).
+func newByteLimiter(bps float64) *rate.Limiter {
+	if bps <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bps), max(relayChunk, int(bps/10)))
 }
 
 // countedConn gives its slot back when it is closed, once.
@@ -53,7 +71,7 @@ type relayKey struct{ session, role string }
 
 func newRelay(s *Server) *relay {
 	return &relay{s: s, tokens: map[string]relayKey{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{},
-		open: newAddrCount(s.cfg.MaxRelayConns), perAddr: newAddrCount(s.cfg.MaxClientsPerAddr)}
+		open: newAddrCount(s.cfg.MaxRelayConns), perAddr: newAddrCount(s.cfg.MaxClientsPerAddr), rate: newByteLimiter(s.cfg.RelayRate)}
 }
 
 // expect registers a token handed out by relay.open.
@@ -145,11 +163,14 @@ func (r *relay) splice(a, b net.Conn) {
 	_ = b.SetDeadline(deadline)
 	var budget atomic.Int64
 	budget.Store(r.s.cfg.RelayMaxBytes)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	limits := []*rate.Limiter{r.rate, newByteLimiter(r.s.cfg.RelaySessionRate)}
 	var wg sync.WaitGroup
 	var flipOnce sync.Once
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		buf := make([]byte, 64<<10)
+		buf := make([]byte, relayChunk)
 		var seen int64
 		for {
 			n, err := src.Read(buf)
@@ -158,7 +179,7 @@ func (r *relay) splice(a, b net.Conn) {
 			}
 			seen += int64(n)
 			if n > 0 {
-				if budget.Add(-int64(n)) < 0 {
+				if budget.Add(-int64(n)) < 0 || waitBytes(ctx, limits, n) != nil {
 					break
 				}
 				if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -180,6 +201,19 @@ func (r *relay) splice(a, b net.Conn) {
 	wg.Wait()
 	a.Close()
 	b.Close()
+}
+
+// waitBytes waits until every limiter allows n more bytes.
+func waitBytes(ctx context.Context, limits []*rate.Limiter, n int) error {
+	for _, l := range limits {
+		if l == nil {
+			continue
+		}
+		if err := l.WaitN(ctx, n); err != nil {
+			return fmt.Errorf("relay bandwidth: %w", err)
+		}
+	}
+	return nil
 }
 
 func (r *relay) close() {

@@ -54,6 +54,11 @@ type Config struct {
 	Budget           time.Duration
 	RelayMaxBytes    int64         // per relayed session, both directions (default 8 GiB)
 	RelayMaxDuration time.Duration // per relayed session (default 1 h)
+	// RelayRate bounds the relay's bandwidth, all sessions together, in
+	// bytes per second (default 1 GiB/s); RelaySessionRate bounds one
+	// relayed session, both directions together (default: no bound of
+	// its own, within RelayRate).
+	RelayRate, RelaySessionRate float64
 	// FaultFlipByte, when > 0, makes the relay a faulty middlebox: it flips
 	// the byte at that offset of the first direction it relays. For
 	// experiments that check end-to-end integrity; never set in production.
@@ -104,6 +109,9 @@ func (c *Config) defaults() {
 	}
 	if c.RelayMaxBytes <= 0 {
 		c.RelayMaxBytes = 8 << 30
+	}
+	if c.RelayRate <= 0 {
+		c.RelayRate = 1 << 30
 	}
 	if c.RelayMaxDuration <= 0 {
 		c.RelayMaxDuration = time.Hour
@@ -737,6 +745,13 @@ func (c *client) relayOpen(id string) (any, error) {
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
+	}
+	// The relay carries bytes only for a session whose joiner proved the
+	// link's secret (its creator registered the verifier): a session id
+	// alone never buys relay bandwidth.
+	if ss.verifier == nil || ss.b == nil {
+		s.mu.Unlock()
+		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier and joined with its key")
 	}
 	tok := ss.relay[role]
 	if tok == "" {

@@ -294,27 +294,33 @@ func TestConnectBack(t *testing.T) {
 	}
 }
 
-func TestRelaySplice(t *testing.T) {
-	_, addr := startServer(t, Config{RelayMaxBytes: 1 << 20})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+// relayPair makes a session with a join verifier, joins it with the key
+// and returns both peers' spliced relay connections (and A's token).
+func relayPair(t *testing.T, ctx context.Context, addr netip.AddrPort) (ca, cb net.Conn, ra RelayResult) {
+	t.Helper()
 	a, b := dial(t, addr), dial(t, addr)
-	cr, _ := a.Create(ctx, "")
-	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
-		t.Fatal(err)
-	}
-	ra, err := a.Relay(ctx, cr.Session)
+	key, verifier := JoinProof([]byte("relay test secret"))
+	cr, err := a.Create(ctx, verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, _ := b.Relay(ctx, cr.Session)
+	if _, err := b.Join(ctx, cr.Session, key); err != nil {
+		t.Fatal(err)
+	}
+	if ra, err = a.Relay(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Relay(ctx, cr.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
 	type res struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan res, 1)
 	go func() { c, err := DialRelay(ctx, ra); ch <- res{c, err} }()
-	cb, err := DialRelay(ctx, rb)
+	cb, err = DialRelay(ctx, rb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,8 +328,75 @@ func TestRelaySplice(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	defer r.c.Close()
-	defer cb.Close()
+	t.Cleanup(func() { r.c.Close(); cb.Close() })
+	return r.c, cb, ra
+}
+
+// The relay serves only sessions whose joiner proved the secret: without
+// a verifier, or before anyone joined, relay.open is refused.
+func TestRelayNeedsProvenSession(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	ctx := context.Background()
+	a, b := dial(t, addr), dial(t, addr)
+	cr, err := a.Create(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{a, b} {
+		if _, err := c.Relay(ctx, cr.Session); err == nil {
+			t.Error("relay opened for a session without a join verifier")
+		}
+	}
+	_, verifier := JoinProof([]byte("s"))
+	cr2, err := a.Create(ctx, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Relay(ctx, cr2.Session); err == nil {
+		t.Error("relay opened before the joiner proved the secret")
+	}
+}
+
+// The relay's bandwidth is bounded per session and for all sessions
+// together: over a second, a peer that sends as fast as it can gets no
+// more than the rate allows (plus one burst).
+func TestRelayBandwidthCaps(t *testing.T) {
+	const rate = 256 << 10
+	for _, cfg := range []Config{{RelaySessionRate: rate}, {RelayRate: rate}} {
+		_, addr := startServer(t, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ca, cb, _ := relayPair(t, ctx, addr)
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				if _, err := cb.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		start := time.Now()
+		ca.SetReadDeadline(start.Add(time.Second))
+		n, _ := io.Copy(io.Discard, ca)
+		allowed := float64(relayChunk+rate/10) + rate*time.Since(start).Seconds() + relayChunk
+		if float64(n) > allowed {
+			t.Errorf("%+v: relayed %d bytes in %v, more than the %.0f the cap allows", cfg, n, time.Since(start), allowed)
+		}
+		if n == 0 {
+			t.Errorf("%+v: nothing relayed", cfg)
+		}
+		cancel()
+	}
+}
+
+func TestRelaySplice(t *testing.T) {
+	_, addr := startServer(t, Config{RelayMaxBytes: 1 << 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, cb, ra := relayPair(t, ctx, addr)
+	r := struct{ c net.Conn }{ca}
 	msg := []byte("ciphertext only")
 	go cb.Write(msg)
 	got := make([]byte, len(msg))

@@ -36,6 +36,8 @@ func run() error {
 	alternate := flag.String("alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
 	relayBytes := flag.Int64("relay-max-bytes", 8<<30, "bytes a relayed session may carry")
 	relayTime := flag.Duration("relay-max-duration", time.Hour, "how long a relayed session may last")
+	relayRate := flag.Float64("relay-rate", 1<<30, "relay bandwidth, all sessions together, bytes per second")
+	relaySessionRate := flag.Float64("relay-session-rate", 0, "relay bandwidth of one session, bytes per second (0: only --relay-rate)")
 	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once (when full, the oldest idle session of the address holding most goes)")
 	maxSessionsPerAddr := flag.Int("max-sessions-per-addr", 64, "sessions created from one address held at once")
 	maxClients := flag.Int("max-clients", 0, "connections held at once (default and ceiling: 60% of the file-descriptor limit)")
@@ -67,7 +69,7 @@ func run() error {
 	}
 	log := slog.New(h)
 	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerClient: *maxPerClient, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
-		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, Logger: log, FaultFlipByte: *flip, Forge: *forge}
+		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, RelayRate: *relayRate, RelaySessionRate: *relaySessionRate, Logger: log, FaultFlipByte: *flip, Forge: *forge}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)
 		if err != nil {
