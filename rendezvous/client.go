@@ -165,6 +165,14 @@ func (c *Client) Leave(ctx context.Context, session string) error {
 	return c.call(ctx, MethodLeave, SessionParams{Session: session}, &struct{}{})
 }
 
+// LeaveNotify is Leave without waiting for (or getting) an answer.
+func (c *Client) LeaveNotify(ctx context.Context, session string) error {
+	if err := c.conn.Notify(ctx, MethodLeave, SessionParams{Session: session}); err != nil {
+		return fmt.Errorf("%s: %w", MethodLeave, fromRPCError(err))
+	}
+	return nil
+}
+
 // Ready says this peer is ready for an attempt; the server answers both
 // peers with a punch.go notification once both are.
 func (c *Client) Ready(ctx context.Context, p ReadyParams) error {

@@ -61,17 +61,16 @@ func (c *client) updateEpollLocked() error {
 	if ev == c.events && c.registered == (ev != 0) {
 		return nil
 	}
-	e := syscall.EpollEvent{Events: ev, Fd: int32(c.fd)}
 	var err error
 	switch {
 	case ev == 0:
-		err = syscall.EpollCtl(c.loop.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		err = c.loop.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, 0)
 		c.registered = false
 	case !c.registered:
-		err = syscall.EpollCtl(c.loop.epfd, syscall.EPOLL_CTL_ADD, c.fd, &e)
+		err = c.loop.set.Ctl(syscall.EPOLL_CTL_ADD, c.fd, ev)
 		c.registered = err == nil
 	default:
-		err = syscall.EpollCtl(c.loop.epfd, syscall.EPOLL_CTL_MOD, c.fd, &e)
+		err = c.loop.set.Ctl(syscall.EPOLL_CTL_MOD, c.fd, ev)
 	}
 	c.events = ev
 	return err
@@ -246,11 +245,16 @@ func (c *client) handleLine(line []byte) lineVerdict {
 		c.srv.Stats.Malformed.Add(1)
 		return lineClose
 	}
-	if len(req.ID) == 0 || string(req.ID) == "null" {
-		return lineDone // a notification: the server serves none
+	notif := len(req.ID) == 0 || string(req.ID) == "null"
+	if notif && !notifications[req.Method] {
+		return lineDone // nothing to do, nobody to answer
 	}
 	if v, ok := c.pace(); !ok {
 		return v
+	}
+	if notif {
+		_, _ = c.handle(context.Background(), &req) // no answer, as asked
+		return lineDone
 	}
 	if !slow[req.Method] {
 		res, err := c.handle(context.Background(), &req)
@@ -291,6 +295,10 @@ func (c *client) pace() (lineVerdict, bool) {
 	c.loop.pause(c, time.Now().Add(d))
 	return lineAgain, false
 }
+
+// notifications are the methods a client may also send without an id,
+// when it needs no answer.
+var notifications = map[string]bool{MethodLeave: true}
 
 // slow are the methods that may wait seconds on the network: they run
 // beside the loop, at most slowSlots at once per client.

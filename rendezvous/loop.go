@@ -3,11 +3,11 @@ package rendezvous
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"net"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/machsend/machsend/internal/epoll"
 )
 
 // The server's clients are served by a fixed number of event loops (one
@@ -37,9 +37,8 @@ const (
 
 // loop is one event loop and the clients it owns.
 type loop struct {
-	srv  *Server
-	epfd int
-	wake int // eventfd: Server.Close wakes the loop to end it
+	srv *Server
+	set *epoll.Set // Server.Close wakes it to end the loop
 
 	mu      sync.Mutex
 	clients map[int32]*client // by descriptor; guarded by mu
@@ -53,68 +52,20 @@ type loop struct {
 	dirty   []*client // guarded by dmu
 
 	// The loop goroutine's own state.
-	buf       []byte
-	paused    []*client // reading paused for the request rate
-	lastIdle  time.Time // last time the loop found nothing to do
-	lastSweep time.Time
+	buf        []byte
+	paused     []*client // reading paused for the request rate
+	batchStart time.Time // when the current batch's wait returned
+	oldest     time.Time // the earliest a current event may have become ready
+	lastSweep  time.Time
 }
 
 func newLoop(s *Server) (*loop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	set, err := epoll.New()
 	if err != nil {
-		return nil, fmt.Errorf("epoll: %w", err)
+		return nil, err
 	}
-	wake, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if errno != 0 {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", errno)
-	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(wake), &ev); err != nil {
-		syscall.Close(epfd)
-		syscall.Close(int(wake))
-		return nil, fmt.Errorf("epoll: %w", err)
-	}
-	return &loop{srv: s, epfd: epfd, wake: int(wake), clients: map[int32]*client{}, buf: make([]byte, readBufSize),
-		lastIdle: time.Now(), lastSweep: time.Now()}, nil
-}
-
-// detach takes the descriptor of an accepted TCP connection out of the Go
-// runtime's poller (a duplicate the loop owns; the original is closed) so
-// that the connection costs no goroutine.
-func detach(conn net.Conn) (int, error) {
-	defer conn.Close()
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("%T is not a socket", conn)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) {
-		fd, derr = dupCloexec(int(s))
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-func dupCloexec(fd int) (int, error) {
-	r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-	if errno != 0 {
-		return -1, fmt.Errorf("dup: %w", errno)
-	}
-	return int(r), nil
+	return &loop{srv: s, set: set, clients: map[int32]*client{}, buf: make([]byte, readBufSize),
+		batchStart: time.Now(), oldest: time.Now(), lastSweep: time.Now()}, nil
 }
 
 // add makes the loop own c (c.fd set) and starts reading it.
@@ -140,23 +91,17 @@ func (l *loop) add(c *client) error {
 func (l *loop) run() {
 	events := make([]syscall.EpollEvent, maxEvents)
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, 0)
-		if err == nil && n == 0 {
-			// Caught up: nothing waits. The loop stays idle until the
-			// blocking wait returns.
-			n, err = syscall.EpollWait(l.epfd, events, l.waitMs())
-			l.lastIdle = time.Now()
-		}
-		if err != nil && !errors.Is(err, syscall.EINTR) {
+		n, err := l.wait(events)
+		if err != nil {
 			l.srv.log.Error("epoll_wait failed; the loop stops", "err", err)
 			return
 		}
+		if n < 0 {
+			l.closeAll()
+			return
+		}
 		l.setBatch(true)
-		for _, ev := range events[:max(n, 0)] {
-			if int(ev.Fd) == l.wake {
-				l.closeAll()
-				return
-			}
+		for _, ev := range events[:n] {
 			l.mu.Lock()
 			c := l.clients[ev.Fd]
 			l.mu.Unlock()
@@ -178,6 +123,28 @@ func (l *loop) run() {
 		}
 		l.flushDirty()
 	}
+}
+
+// wait returns the ready events, none once the next paused client or
+// sweep is due, or -1 when the server closes. The loop goroutine parks in
+// the Go runtime's poller while nothing is ready (package epoll).
+func (l *loop) wait(events []syscall.EpollEvent) (int, error) {
+	n, idled, woken, err := l.set.Wait(events, l.waitFor())
+	if err != nil {
+		return 0, err
+	}
+	if woken {
+		return -1, nil
+	}
+	// The oldest of the returned events may have become ready just after
+	// the previous wait returned, unless the loop idled in between.
+	now := time.Now()
+	l.oldest = l.batchStart
+	if idled {
+		l.oldest = now
+	}
+	l.batchStart = now
+	return n, nil
 }
 
 func (l *loop) setBatch(on bool) {
@@ -216,19 +183,20 @@ func (l *loop) flushDirty() {
 	}
 }
 
-// waitMs is how long the loop may sleep: until the next paused client is
+// waitFor is how long the loop may sleep: until the next paused client is
 // due, and at most until the next idle sweep.
-func (l *loop) waitMs() int {
+func (l *loop) waitFor() time.Duration {
 	d := sweepEvery
 	for _, c := range l.paused {
 		d = min(d, time.Until(c.resumeAt))
 	}
-	return int(max(d, time.Millisecond) / time.Millisecond)
+	return max(d, 100*time.Microsecond)
 }
 
-// overloaded says the loop has not caught up with its sockets for longer
-// than the server's budget: requests are waiting in them.
-func (l *loop) overloaded(now time.Time) bool { return now.Sub(l.lastIdle) > l.srv.cfg.Budget }
+// overloaded says a request handled now may have waited longer than the
+// server's budget: since the oldest of this batch's events could have
+// become ready (the previous batch's start, or the end of an idle wait).
+func (l *loop) overloaded(now time.Time) bool { return now.Sub(l.oldest) > l.srv.cfg.Budget }
 
 // readable reads what c sent and handles its complete lines.
 func (l *loop) readable(c *client) {
@@ -382,7 +350,7 @@ func (l *loop) closeClient(c *client) {
 	c.io.Lock()
 	c.closed = true
 	c.out = nil
-	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	_ = l.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, 0)
 	syscall.Close(c.fd)
 	c.io.Unlock()
 	l.srv.drop(c)
@@ -399,12 +367,8 @@ func (l *loop) closeAll() {
 	for _, c := range cs {
 		l.closeClient(c)
 	}
-	syscall.Close(l.epfd)
-	syscall.Close(l.wake)
+	l.set.Close()
 }
 
 // stop wakes the loop so that it closes everything and returns.
-func (l *loop) stop() {
-	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	_, _ = syscall.Write(l.wake, one)
-}
+func (l *loop) stop() { l.set.Wake() }

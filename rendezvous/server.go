@@ -18,6 +18,7 @@ import (
 	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/time/rate"
 
+	"github.com/machsend/machsend/internal/epoll"
 	"github.com/machsend/machsend/internal/sockopt"
 )
 
@@ -295,7 +296,7 @@ func (s *Server) accept(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	fd, err := detach(raw)
+	fd, err := epoll.Detach(raw)
 	if err != nil {
 		s.perAddr.put(remote.Addr())
 		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
@@ -355,7 +356,7 @@ func (s *Server) leaveLocked(c *client, id, role string) (peerNote, bool) {
 	case ss.b == c:
 		ss.b = nil
 		delete(c.sessions, id)
-		ss.ready = map[AttemptID]map[string]ReadyParams{}
+		ss.ready = nil
 		if ss.a != nil {
 			return peerNote{ss.a, PeerEvent{id, RoleB}}, true
 		}
@@ -564,8 +565,7 @@ func (c *client) create(p CreateParams) (any, error) {
 	if c.owned >= s.cfg.MaxSessionsPerClient {
 		return nil, rpcErr(CodeLimit, "a connection may hold at most %d sessions it created", s.cfg.MaxSessionsPerClient)
 	}
-	ss := &session{id: newID(), a: c, owner: owner, created: time.Now(), expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier,
-		ready: map[AttemptID]map[string]ReadyParams{}, relay: map[string]string{}}
+	ss := &session{id: newID(), a: c, owner: owner, created: time.Now(), expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier}
 	s.sessions[ss.id] = ss
 	s.byAddr[owner]++
 	c.joinLocked(ss.id, RoleA)
@@ -654,6 +654,9 @@ func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
 		if len(ss.ready) >= s.cfg.MaxAttempts {
 			s.mu.Unlock()
 			return nil, rpcErr(CodeLimit, "too many pending attempts")
+		}
+		if ss.ready == nil {
+			ss.ready = map[AttemptID]map[string]ReadyParams{}
 		}
 		ss.ready[p.Attempt] = map[string]ReadyParams{}
 	}
@@ -756,6 +759,9 @@ func (c *client) relayOpen(id string) (any, error) {
 	tok := ss.relay[role]
 	if tok == "" {
 		tok = newID()
+		if ss.relay == nil {
+			ss.relay = map[string]string{}
+		}
 		ss.relay[role] = tok
 	}
 	s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +24,10 @@ import (
 // to the server being measured. It runs in its own process (experiment
 // loadgen), driven by RunLoad.
 
-// genConn is one registered client of the generator.
+// genConn is one registered client of the generator. Replies and
+// notifications are handled by callbacks in the connection's reader
+// goroutine, which sends the session's next request at once: a message
+// costs one goroutine wake-up, and a session no goroutine of its own.
 type genConn struct {
 	conn  net.Conn
 	local netip.AddrPort
@@ -32,15 +36,24 @@ type genConn struct {
 
 	mu    sync.Mutex
 	next  uint64
-	calls map[uint64]chan genReply
-	punch map[string]chan struct{} // session -> punch.go arrived
-	err   error                    // set when the connection ended
+	calls map[uint64]func(genReply)
+	punch map[string]func() // session -> punch.go arrived
+	err   error             // set when the connection ended
 }
 
+// genReply is a reply: a result, or an error (code and message; code -1
+// when the connection ended first).
 type genReply struct {
 	result json.RawMessage
 	code   int64
 	msg    string
+}
+
+func (r genReply) error() error {
+	if r.code == 0 {
+		return nil
+	}
+	return &rpcError{r.code, r.msg}
 }
 
 // genMessage is what the server sends: a reply (id) or a notification.
@@ -62,16 +75,25 @@ func dialGen(ctx context.Context, server netip.AddrPort) (*genConn, error) {
 		return nil, err
 	}
 	g := &genConn{conn: conn, local: netip.MustParseAddrPort(conn.LocalAddr().String()),
-		calls: map[uint64]chan genReply{}, punch: map[string]chan struct{}{}}
+		calls: map[uint64]func(genReply){}, punch: map[string]func(){}}
 	go g.read()
-	if _, err := g.call(ctx, rendezvous.MethodHello, fmt.Appendf(nil, `{"version":%d}`, rendezvous.Version)); err != nil {
+	done := make(chan genReply, 1)
+	g.call(rendezvous.MethodHello, fmt.Appendf(nil, `{"version":%d}`, rendezvous.Version), func(r genReply) { done <- r })
+	select {
+	case r := <-done:
+		if err := r.error(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("hello: %w", err)
+		}
+		return g, nil
+	case <-ctx.Done():
 		conn.Close()
-		return nil, fmt.Errorf("hello: %w", err)
+		return nil, fmt.Errorf("hello: %w", ctx.Err())
 	}
-	return g, nil
 }
 
-// read delivers replies and punch.go notifications until the connection ends.
+// read delivers replies and punch.go notifications until the connection
+// ends; then every pending call gets an error.
 func (g *genConn) read() {
 	sc := bufio.NewScanner(g.conn)
 	sc.Buffer(make([]byte, 4096), 1<<20)
@@ -83,49 +105,49 @@ func (g *genConn) read() {
 		g.deliver(&m)
 	}
 	g.mu.Lock()
-	g.err = fmt.Errorf("connection ended: %v", sc.Err())
-	for id, ch := range g.calls {
-		ch <- genReply{code: -1, msg: g.err.Error()}
-		delete(g.calls, id)
-	}
+	g.err = fmt.Errorf("connection ended: %v", cmp.Or(sc.Err(), io.EOF))
+	calls := g.calls
+	g.calls = map[uint64]func(genReply){}
 	g.mu.Unlock()
+	for _, fn := range calls {
+		fn(genReply{code: -1, msg: g.err.Error()})
+	}
 }
 
 func (g *genConn) deliver(m *genMessage) {
+	var fn func()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	switch {
 	case m.Method == rendezvous.NotifyPunch:
 		var p struct {
 			Session string `json:"session"`
 		}
 		if json.Unmarshal(m.Params, &p) == nil {
-			if ch := g.punch[p.Session]; ch != nil {
-				ch <- struct{}{}
-				delete(g.punch, p.Session)
-			}
+			fn = g.punch[p.Session]
+			delete(g.punch, p.Session)
 		}
 	case m.ID != nil:
-		ch := g.calls[*m.ID]
-		if ch == nil {
-			return
-		}
+		cb := g.calls[*m.ID]
 		delete(g.calls, *m.ID)
-		r := genReply{result: m.Result}
-		if m.Error != nil {
-			r.code, r.msg = m.Error.Code, m.Error.Message
+		if cb != nil {
+			r := genReply{result: m.Result}
+			if m.Error != nil {
+				r.code, r.msg = m.Error.Code, m.Error.Message
+			}
+			fn = func() { cb(r) }
 		}
-		ch <- r
+	}
+	g.mu.Unlock()
+	if fn != nil {
+		fn()
 	}
 }
 
-// expect arms a wait for session's punch.go.
-func (g *genConn) expect(session string) chan struct{} {
-	ch := make(chan struct{}, 1)
+// expect calls fn when session's punch.go arrives.
+func (g *genConn) expect(session string, fn func()) {
 	g.mu.Lock()
-	g.punch[session] = ch
+	g.punch[session] = fn
 	g.mu.Unlock()
-	return ch
 }
 
 func (g *genConn) forget(session string) {
@@ -142,37 +164,42 @@ type rpcError struct {
 
 func (e *rpcError) Error() string { return fmt.Sprintf("%s (code %d)", e.msg, e.code) }
 
-// call sends one request (params pre-encoded) and waits for its reply.
-func (g *genConn) call(ctx context.Context, method string, params []byte) (json.RawMessage, error) {
-	ch := make(chan genReply, 1)
+// call sends one request (params pre-encoded); fn gets its reply, in the
+// reader goroutine (or at once, with an error, if it cannot be sent).
+func (g *genConn) call(method string, params []byte, fn func(genReply)) {
 	g.mu.Lock()
 	if g.err != nil {
+		err := g.err
 		g.mu.Unlock()
-		return nil, g.err
+		fn(genReply{code: -1, msg: err.Error()})
+		return
 	}
 	g.next++
 	id := g.next
-	g.calls[id] = ch
+	g.calls[id] = fn
 	g.mu.Unlock()
 	line := fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`+"\n", id, method, params)
 	g.wmu.Lock()
 	_, err := g.conn.Write(line)
 	g.wmu.Unlock()
 	if err != nil {
-		return nil, err
-	}
-	select {
-	case r := <-ch:
-		if r.code != 0 {
-			return nil, &rpcError{r.code, r.msg}
-		}
-		return r.result, nil
-	case <-ctx.Done():
 		g.mu.Lock()
+		_, pending := g.calls[id]
 		delete(g.calls, id)
 		g.mu.Unlock()
-		return nil, ctx.Err()
+		if pending {
+			fn(genReply{code: -1, msg: err.Error()})
+		}
 	}
+}
+
+// notify sends a notification (no id, no answer).
+func (g *genConn) notify(method string, params []byte) error {
+	line := fmt.Appendf(nil, `{"jsonrpc":"2.0","method":%q,"params":%s}`+"\n", method, params)
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	_, err := g.conn.Write(line)
+	return err
 }
 
 // sessionOutcome is how one offered session ended.
@@ -184,61 +211,120 @@ type sessionOutcome struct {
 	total    time.Duration // create -> both punch.go
 }
 
-// runSession offers one session between a and b: create, join, both
-// ready, both notified, then the creator leaves.
-func runSession(ctx context.Context, a, b *genConn) (o sessionOutcome) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	t0 := time.Now()
-	res, err := a.call(ctx, rendezvous.MethodCreate, []byte(`{}`))
-	var re *rpcError
-	if errors.As(err, &re) && re.code == rendezvous.CodeBusy {
-		return sessionOutcome{rejected: true}
+// sessionTimeout is when an offered session counts as failed.
+const sessionTimeout = 5 * time.Second
+
+// genSession is one offered session between a and b: create, join, both
+// ready, both notified, then the creator leaves. Each step is sent from
+// the callback of the one before.
+type genSession struct {
+	a, b   *genConn
+	done   func(sessionOutcome)
+	t0, t1 time.Time
+	sid    string
+	timer  *time.Timer
+
+	mu       sync.Mutex
+	o        sessionOutcome
+	punches  int
+	finished bool
+}
+
+func startSession(a, b *genConn, done func(sessionOutcome)) {
+	s := &genSession{a: a, b: b, done: done, t0: time.Now()}
+	s.timer = time.AfterFunc(sessionTimeout, func() { s.finish(fmt.Errorf("no answer within %v", sessionTimeout)) })
+	a.call(rendezvous.MethodCreate, []byte(`{}`), s.created)
+}
+
+// finish ends the session once, with err (nil: completed).
+func (s *genSession) finish(err error) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
 	}
+	s.finished = true
 	if err != nil {
-		return sessionOutcome{err: fmt.Errorf("create: %w", err)}
+		s.o.err = err
+	}
+	o := s.o
+	s.mu.Unlock()
+	s.timer.Stop()
+	if s.sid != "" {
+		s.a.forget(s.sid)
+		s.b.forget(s.sid)
+	}
+	s.done(o)
+}
+
+func (s *genSession) created(r genReply) {
+	var re *rpcError
+	if err := r.error(); errors.As(err, &re) && re.code == rendezvous.CodeBusy {
+		s.mu.Lock()
+		s.o.rejected = true
+		s.mu.Unlock()
+		s.finish(nil)
+		return
+	} else if err != nil {
+		s.finish(fmt.Errorf("create: %w", err))
+		return
 	}
 	var cr struct {
 		Session string `json:"session"`
 	}
-	if err := json.Unmarshal(res, &cr); err != nil {
-		return sessionOutcome{err: fmt.Errorf("create: %w", err)}
+	if err := json.Unmarshal(r.result, &cr); err != nil {
+		s.finish(fmt.Errorf("create: %w", err))
+		return
 	}
-	o = sessionOutcome{admitted: true}
-	sid := fmt.Appendf(nil, `{"session":%q}`, cr.Session)
-	if _, err := b.call(ctx, rendezvous.MethodJoin, sid); err != nil {
-		o.err = fmt.Errorf("join: %w", err)
-		return o
-	}
-	wa, wb := a.expect(cr.Session), b.expect(cr.Session)
-	defer a.forget(cr.Session)
-	defer b.forget(cr.Session)
-	ready := func(g *genConn) []byte {
-		return fmt.Appendf(nil, `{"session":%q,"attempt":{"method":"machsend","round":0},"candidates":{"public":%q}}`, cr.Session, g.local)
-	}
-	if _, err := a.call(ctx, rendezvous.MethodReady, ready(a)); err != nil {
-		o.err = fmt.Errorf("ready: %w", err)
-		return o
-	}
-	t1 := time.Now()
-	if _, err := b.call(ctx, rendezvous.MethodReady, ready(b)); err != nil {
-		o.err = fmt.Errorf("ready: %w", err)
-		return o
-	}
-	for _, w := range []chan struct{}{wa, wb} {
-		select {
-		case <-w:
-		case <-ctx.Done():
-			o.err = fmt.Errorf("punch.go: %w", ctx.Err())
-			return o
+	s.mu.Lock()
+	s.o.admitted, s.sid = true, cr.Session
+	s.mu.Unlock()
+	s.a.expect(cr.Session, s.punched)
+	s.b.expect(cr.Session, s.punched)
+	s.b.call(rendezvous.MethodJoin, s.sessionParams(), s.step("join", func() {
+		s.a.call(rendezvous.MethodReady, s.ready(s.a), s.step("ready", func() {
+			s.mu.Lock()
+			s.t1 = time.Now()
+			s.mu.Unlock()
+			s.b.call(rendezvous.MethodReady, s.ready(s.b), s.step("ready", func() {}))
+		}))
+	}))
+}
+
+// step is a callback that ends the session on an error, else runs next.
+func (s *genSession) step(name string, next func()) func(genReply) {
+	return func(r genReply) {
+		if err := r.error(); err != nil {
+			s.finish(fmt.Errorf("%s: %w", name, err))
+			return
 		}
+		next()
 	}
-	o.coord, o.total = time.Since(t1), time.Since(t0)
-	if _, err := a.call(ctx, rendezvous.MethodLeave, sid); err != nil {
-		o.err = fmt.Errorf("leave: %w", err)
-		return o
+}
+
+// punched counts punch.go notifications; with both in, the creator leaves.
+func (s *genSession) punched() {
+	s.mu.Lock()
+	s.punches++
+	both := s.punches == 2
+	if both {
+		s.o.coord, s.o.total = time.Since(s.t1), time.Since(s.t0)
 	}
-	return o
+	s.mu.Unlock()
+	if both {
+		// The creator leaves with a notification (no answer to wait for).
+		if err := s.a.notify(rendezvous.MethodLeave, s.sessionParams()); err != nil {
+			s.finish(fmt.Errorf("leave: %w", err))
+			return
+		}
+		s.finish(nil)
+	}
+}
+
+func (s *genSession) sessionParams() []byte { return fmt.Appendf(nil, `{"session":%q}`, s.sid) }
+
+func (s *genSession) ready(g *genConn) []byte {
+	return fmt.Appendf(nil, `{"session":%q,"attempt":{"method":"machsend","round":0},"candidates":{"public":%q}}`, s.sid, g.local)
 }
 
 // GenConfig configures the generator process.
@@ -262,6 +348,9 @@ type GenEvent struct {
 // with each server, says so, waits for a line on in, then offers sessions
 // at each rate for cfg.Step, reporting each step on out.
 func RunLoadGen(ctx context.Context, cfg GenConfig, in io.Reader, out io.Writer) error {
+	// The generator's garbage is short-lived and its memory is not
+	// measured: collect less often, to leave the CPU to the server.
+	debug.SetGCPercent(400)
 	enc := json.NewEncoder(out)
 	perServer := make([][]*genConn, len(cfg.Servers))
 	defer func() {
@@ -289,7 +378,7 @@ func RunLoadGen(ctx context.Context, cfg GenConfig, in io.Reader, out io.Writer)
 		if err := enc.Encode(GenEvent{Event: "step-start", Rate: r}); err != nil {
 			return err
 		}
-		st := runStep(ctx, pairs, r, cfg.Step)
+		st := runStep(pairs, r, cfg.Step)
 		st.Servers = len(cfg.Servers)
 		if err := enc.Encode(GenEvent{Event: "step", Step: st}); err != nil {
 			return err
@@ -353,7 +442,7 @@ func pairUp(perServer [][]*genConn) [][2]*genConn {
 // runStep offers sessions at rate per second for d (open loop: a session
 // starts on schedule whether or not earlier ones finished) and waits for
 // them all.
-func runStep(ctx context.Context, pairs [][2]*genConn, rate float64, d time.Duration) *LoadStep {
+func runStep(pairs [][2]*genConn, rate float64, d time.Duration) *LoadStep {
 	n := int(rate * d.Seconds())
 	outcomes := make([]sessionOutcome, n)
 	cpu0 := selfCPU()
@@ -366,10 +455,10 @@ func runStep(ctx context.Context, pairs [][2]*genConn, rate float64, d time.Dura
 		}
 		p := pairs[i%len(pairs)]
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outcomes[i] = runSession(ctx, p[0], p[1])
-		}()
+		startSession(p[0], p[1], func(o sessionOutcome) {
+			outcomes[i] = o
+			wg.Done()
+		})
 	}
 	offeredFor := time.Since(start)
 	wg.Wait()
