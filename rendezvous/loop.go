@@ -56,6 +56,7 @@ type loop struct {
 	paused     []*client // reading paused for the request rate
 	batchStart time.Time // when the current batch's wait returned
 	oldest     time.Time // the earliest a current event may have become ready
+	full       bool      // the last wait returned as many events as it could
 	lastSweep  time.Time
 }
 
@@ -137,13 +138,17 @@ func (l *loop) wait(events []syscall.EpollEvent) (int, error) {
 		return -1, nil
 	}
 	// The oldest of the returned events may have become ready just after
-	// the previous wait returned, unless the loop idled in between.
+	// the previous wait returned, unless the loop idled in between; and
+	// when the previous wait filled its batch, older events may still
+	// have been waiting behind it, so the estimate stays where it was.
 	now := time.Now()
-	l.oldest = l.batchStart
-	if idled {
+	switch {
+	case idled:
 		l.oldest = now
+	case !l.full:
+		l.oldest = l.batchStart
 	}
-	l.batchStart = now
+	l.batchStart, l.full = now, n == len(events)
 	return n, nil
 }
 

@@ -51,7 +51,7 @@ type Config struct {
 	PunchDelay           time.Duration // lead time before a coordinated punch (default 150 ms)
 	// Budget is how long requests may wait for an event loop that is not
 	// keeping up before new sessions are refused with "busy" (and a
-	// back-off hint) instead of waiting (default 5 ms).
+	// back-off hint) instead of waiting (default 10 ms).
 	Budget           time.Duration
 	RelayMaxBytes    int64         // per relayed session, both directions (default 8 GiB)
 	RelayMaxDuration time.Duration // per relayed session (default 1 h)
@@ -103,7 +103,7 @@ func (c *Config) defaults() {
 		c.RequestRate = 200
 	}
 	if c.Budget <= 0 {
-		c.Budget = 5 * time.Millisecond
+		c.Budget = 10 * time.Millisecond
 	}
 	if c.PunchDelay <= 0 {
 		c.PunchDelay = 150 * time.Millisecond

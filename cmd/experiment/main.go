@@ -267,7 +267,7 @@ func cmdLoad(args []string) error {
 	bin := fs.String("bin", binDir(), "directory with the rendezvous and experiment binaries")
 	clients := fs.Int("clients", 10000, "registered clients per server with one server")
 	clients2 := fs.Int("clients-two", 9000, "registered clients per server with two servers (one generator holds them all)")
-	rates := fs.String("rates", "1000,2000,5000,10000", "offered sessions per second, stepped")
+	rates := fs.String("rates", "1000,2000,5000,6000,10000", "offered sessions per second, stepped")
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
 	two := fs.Bool("two", true, "also run two server processes at once")
 	if err := fs.Parse(args); err != nil {

@@ -51,6 +51,7 @@ func run() error {
 	jsonLogs := flag.Bool("json", false, "log as JSON lines")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the server stops")
 	memProfile := flag.String("memprofile", "", "write a heap profile to this file when the server stops")
+	budget := flag.Duration("budget", 10*time.Millisecond, "when requests may have waited this long, new sessions are refused with busy and a back-off hint")
 	maxPerClient := flag.Int("max-sessions-per-client", 16, "sessions one connection may hold, created by it")
 	flag.Parse()
 	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
@@ -68,7 +69,7 @@ func run() error {
 		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	log := slog.New(h)
-	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerClient: *maxPerClient, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
+	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerClient: *maxPerClient, Budget: *budget, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
 		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, RelayRate: *relayRate, RelaySessionRate: *relaySessionRate, Logger: log, FaultFlipByte: *flip, Forge: *forge}
 	parse := func(flagName, v string) (netip.AddrPort, error) {
 		ap, err := netip.ParseAddrPort(v)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/internal/epoll"
 	"github.com/machsend/machsend/rendezvous"
 )
 
@@ -29,10 +30,11 @@ import (
 // goroutine, which sends the session's next request at once: a message
 // costs one goroutine wake-up, and a session no goroutine of its own.
 type genConn struct {
-	conn  net.Conn
 	local netip.AddrPort
+	in    []byte // an incomplete line; its loop's only
 
-	wmu sync.Mutex // serialises writes
+	wmu sync.Mutex // serialises writes; guards fd
+	fd  int        // owned by a genLoop; -1 once closed
 
 	mu    sync.Mutex
 	next  uint64
@@ -68,49 +70,31 @@ type genMessage struct {
 	} `json:"error"`
 }
 
-func dialGen(ctx context.Context, server netip.AddrPort) (*genConn, error) {
+func dialGen(ctx context.Context, loops *genLoops, server netip.AddrPort) (*genConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp4", server.String())
 	if err != nil {
 		return nil, err
 	}
-	g := &genConn{conn: conn, local: netip.MustParseAddrPort(conn.LocalAddr().String()),
+	g := &genConn{local: netip.MustParseAddrPort(conn.LocalAddr().String()),
 		calls: map[uint64]func(genReply){}, punch: map[string]func(){}}
-	go g.read()
+	if g.fd, err = epoll.Detach(conn); err != nil {
+		return nil, err
+	}
+	if err := loops.add(g); err != nil {
+		syscall.Close(g.fd)
+		return nil, err
+	}
 	done := make(chan genReply, 1)
 	g.call(rendezvous.MethodHello, fmt.Appendf(nil, `{"version":%d}`, rendezvous.Version), func(r genReply) { done <- r })
 	select {
 	case r := <-done:
 		if err := r.error(); err != nil {
-			conn.Close()
 			return nil, fmt.Errorf("hello: %w", err)
 		}
 		return g, nil
 	case <-ctx.Done():
-		conn.Close()
 		return nil, fmt.Errorf("hello: %w", ctx.Err())
-	}
-}
-
-// read delivers replies and punch.go notifications until the connection
-// ends; then every pending call gets an error.
-func (g *genConn) read() {
-	sc := bufio.NewScanner(g.conn)
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for sc.Scan() {
-		var m genMessage
-		if json.Unmarshal(sc.Bytes(), &m) != nil {
-			continue
-		}
-		g.deliver(&m)
-	}
-	g.mu.Lock()
-	g.err = fmt.Errorf("connection ended: %v", cmp.Or(sc.Err(), io.EOF))
-	calls := g.calls
-	g.calls = map[uint64]func(genReply){}
-	g.mu.Unlock()
-	for _, fn := range calls {
-		fn(genReply{code: -1, msg: g.err.Error()})
 	}
 }
 
@@ -179,10 +163,7 @@ func (g *genConn) call(method string, params []byte, fn func(genReply)) {
 	g.calls[id] = fn
 	g.mu.Unlock()
 	line := fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%d,"method":%q,"params":%s}`+"\n", id, method, params)
-	g.wmu.Lock()
-	_, err := g.conn.Write(line)
-	g.wmu.Unlock()
-	if err != nil {
+	if err := g.write(line); err != nil {
 		g.mu.Lock()
 		_, pending := g.calls[id]
 		delete(g.calls, id)
@@ -195,11 +176,7 @@ func (g *genConn) call(method string, params []byte, fn func(genReply)) {
 
 // notify sends a notification (no id, no answer).
 func (g *genConn) notify(method string, params []byte) error {
-	line := fmt.Appendf(nil, `{"jsonrpc":"2.0","method":%q,"params":%s}`+"\n", method, params)
-	g.wmu.Lock()
-	defer g.wmu.Unlock()
-	_, err := g.conn.Write(line)
-	return err
+	return g.write(fmt.Appendf(nil, `{"jsonrpc":"2.0","method":%q,"params":%s}`+"\n", method, params))
 }
 
 // sessionOutcome is how one offered session ended.
@@ -352,16 +329,14 @@ func RunLoadGen(ctx context.Context, cfg GenConfig, in io.Reader, out io.Writer)
 	// measured: collect less often, to leave the CPU to the server.
 	debug.SetGCPercent(400)
 	enc := json.NewEncoder(out)
+	loops, err := newGenLoops()
+	if err != nil {
+		return err
+	}
+	defer loops.close()
 	perServer := make([][]*genConn, len(cfg.Servers))
-	defer func() {
-		for _, cs := range perServer {
-			for _, c := range cs {
-				c.conn.Close()
-			}
-		}
-	}()
 	for i, s := range cfg.Servers {
-		cs, err := registerGen(ctx, s, cfg.Clients)
+		cs, err := registerGen(ctx, loops, s, cfg.Clients)
 		perServer[i] = cs
 		if err != nil {
 			return fmt.Errorf("registering clients with %s: %w", s, err)
@@ -388,7 +363,7 @@ func RunLoadGen(ctx context.Context, cfg GenConfig, in io.Reader, out io.Writer)
 }
 
 // registerGen connects n clients to server, 64 at a time, each saying hello.
-func registerGen(ctx context.Context, server netip.AddrPort, n int) ([]*genConn, error) {
+func registerGen(ctx context.Context, loops *genLoops, server netip.AddrPort, n int) ([]*genConn, error) {
 	cs := make([]*genConn, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 64)
@@ -399,7 +374,7 @@ func registerGen(ctx context.Context, server netip.AddrPort, n int) ([]*genConn,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			cs[i], errs[i] = dialGen(ctx, server)
+			cs[i], errs[i] = dialGen(ctx, loops, server)
 		}()
 	}
 	wg.Wait()
