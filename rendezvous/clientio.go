@@ -159,13 +159,6 @@ func (c *client) shutdownLocked() {
 	_ = c.updateEpollLocked()
 }
 
-// shutdown ends the connection (see shutdownLocked).
-func (c *client) shutdown() {
-	c.io.Lock()
-	defer c.io.Unlock()
-	c.shutdownLocked()
-}
-
 // wireRequest is a JSON-RPC 2.0 request or notification (no id).
 type wireRequest struct {
 	ID     json.RawMessage  `json:"id"`

@@ -124,14 +124,6 @@ func rssMiB(pid int, field string) float64 {
 	return 0
 }
 
-func raiseFileLimit(n uint64) {
-	var r syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r) == nil && r.Cur < n {
-		r.Cur = min(n, r.Max)
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
-	}
-}
-
 // LoadConfig is one run of the load test.
 type LoadConfig struct {
 	Servers          int           // server processes (a link names its server: no shared state)

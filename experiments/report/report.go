@@ -331,12 +331,3 @@ func topMethod(m map[string]int) string {
 	}
 	return best
 }
-
-func sortedKeys(m map[string]any) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
