@@ -749,12 +749,13 @@ func (c *client) relayOpen(id string) (any, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	// The relay carries bytes only for a session whose joiner proved the
-	// link's secret (its creator registered the verifier): a session id
-	// alone never buys relay bandwidth.
-	if ss.verifier == nil || ss.b == nil {
+	// The relay carries bytes only for a session created with a join
+	// verifier: its tokens go to members only, and the joiner's to one that
+	// proved the link's secret, so a splice (both tokens) always joins two
+	// peers that know it; a session id alone never buys relay bandwidth.
+	if ss.verifier == nil {
 		s.mu.Unlock()
-		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier and joined with its key")
+		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier")
 	}
 	tok := ss.relay[role]
 	if tok == "" {

@@ -350,13 +350,19 @@ func TestRelayNeedsProvenSession(t *testing.T) {
 			t.Error("relay opened for a session without a join verifier")
 		}
 	}
+	// With a verifier, only members get a token: a stranger who knows the
+	// session id gets none (and cannot join without the key).
 	_, verifier := JoinProof([]byte("s"))
 	cr2, err := a.Create(ctx, verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Relay(ctx, cr2.Session); err == nil {
-		t.Error("relay opened before the joiner proved the secret")
+	x := dial(t, addr)
+	if _, err := x.Relay(ctx, cr2.Session); !errors.Is(err, ErrNoSession) {
+		t.Errorf("a stranger's relay.open: %v, want ErrNoSession", err)
+	}
+	if _, err := x.Join(ctx, cr2.Session, ""); !errors.Is(err, ErrWrongKey) {
+		t.Errorf("a stranger's join without the key: %v, want ErrWrongKey", err)
 	}
 }
 
