@@ -51,10 +51,11 @@ func run() error {
 	jsonLogs := flag.Bool("json", false, "log as JSON lines")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the server stops")
 	memProfile := flag.String("memprofile", "", "write a heap profile to this file when the server stops")
+	mutexProfile := flag.String("mutexprofile", "", "write a lock-contention profile to this file when the server stops")
 	budget := flag.Duration("budget", 10*time.Millisecond, "when requests may have waited this long, new sessions are refused with busy and a back-off hint")
 	maxPerClient := flag.Int("max-sessions-per-client", 16, "sessions one connection may hold, created by it")
 	flag.Parse()
-	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile, *mutexProfile)
 	if err != nil {
 		return err
 	}
@@ -140,9 +141,10 @@ func run() error {
 	return srv.Close()
 }
 
-// startProfiles starts a CPU profile and arranges a heap profile, written
-// by the returned stop (the server stops on SIGINT or SIGTERM).
-func startProfiles(cpu, mem string) (stop func(), err error) {
+// startProfiles starts a CPU profile and arranges heap and lock-contention
+// profiles, written by the returned stop (the server stops on SIGINT or
+// SIGTERM).
+func startProfiles(cpu, mem, mutex string) (stop func(), err error) {
 	var cpuFile *os.File
 	if cpu != "" {
 		if cpuFile, err = os.Create(cpu); err != nil {
@@ -153,23 +155,32 @@ func startProfiles(cpu, mem string) (stop func(), err error) {
 			return nil, fmt.Errorf("--cpuprofile: %w", err)
 		}
 	}
+	if mutex != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
 	return func() {
 		if cpuFile != nil {
 			pprof.StopCPUProfile()
 			cpuFile.Close()
 		}
-		if mem == "" {
-			return
+		if mem != "" {
+			runtime.GC()
+			writeProfile("heap", mem)
 		}
-		f, err := os.Create(mem)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "rendezvous: --memprofile: %v\n", err)
-			return
-		}
-		defer f.Close()
-		runtime.GC()
-		if err := pprof.WriteHeapProfile(f); err != nil {
-			fmt.Fprintf(os.Stderr, "rendezvous: --memprofile: %v\n", err)
+		if mutex != "" {
+			writeProfile("mutex", mutex)
 		}
 	}, nil
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rendezvous: %s profile: %v\n", name, err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "rendezvous: %s profile: %v\n", name, err)
+	}
 }

@@ -42,11 +42,11 @@ func reportLoadRun(p printer, run *bench.LoadRun) {
 	p("Server memory (per process): %.1f MiB before the clients, %.1f MiB with them registered and idle, so %.0f bytes per idle registered client; peak %.1f MiB. The clients took %.1f s to connect and say hello.",
 		run.ServerRSSIdleMiB, run.ServerRSSLoadedMiB, run.BytesPerIdleClient, run.ServerPeakRSSMiB, run.RegisterSeconds)
 	p("")
-	p("| offered/s (target) | offered | completed | rejected busy | failed | achieved/s | coordination p50 / p99 / max ms | session p50 / p99 ms | server CPU | generator CPU |")
-	p("|---|---|---|---|---|---|---|---|---|---|")
+	p("| offered/s (target) | offered | admitted | completed | rejected busy | failed | achieved/s | coordination p50 / p99 / max ms | session p50 / p99 ms | server CPU | generator CPU |")
+	p("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, st := range run.Steps {
-		p("| %.0f (%.0f) | %d | %d | %d | %d | %.0f | %.2f / %.2f / %.1f | %.2f / %.2f | %.0f%% | %.0f%% |",
-			st.OfferedRate, st.TargetRate, st.Offered, st.Completed, st.Rejected, st.Failed, st.AchievedRate,
+		p("| %.0f (%.0f) | %d | %d | %d | %d | %d | %.0f | %.2f / %.2f / %.1f | %.2f / %.2f | %.0f%% | %.0f%% |",
+			st.OfferedRate, st.TargetRate, st.Offered, st.Admitted, st.Completed, st.Rejected, st.Failed, st.AchievedRate,
 			st.CoordP50Ms, st.CoordP99Ms, st.CoordMaxMs, st.SessionP50Ms, st.SessionP99Ms,
 			100*st.ServerCPUSeconds/st.Seconds, 100*st.GenCPUSeconds/st.Seconds)
 	}
