@@ -29,70 +29,84 @@ func main() {
 	}
 }
 
-func run() error {
-	listen := flag.String("listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
-	secondary := flag.String("secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
-	relayAddr := flag.String("relay", "", "relay endpoint (empty: relay disabled)")
-	alternate := flag.String("alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
-	relayBytes := flag.Int64("relay-max-bytes", 8<<30, "bytes a relayed session may carry")
-	relayTime := flag.Duration("relay-max-duration", time.Hour, "how long a relayed session may last")
-	relayRate := flag.Float64("relay-rate", 1<<30, "relay bandwidth, all sessions together, bytes per second")
-	relaySessionRate := flag.Float64("relay-session-rate", 0, "relay bandwidth of one session, bytes per second (0: only --relay-rate)")
-	maxSessions := flag.Int("max-sessions", 100000, "sessions held at once (when full, the oldest idle session of the address holding most goes)")
-	maxSessionsPerAddr := flag.Int("max-sessions-per-addr", 64, "sessions created from one address held at once")
-	maxClients := flag.Int("max-clients", 0, "connections held at once (default and ceiling: 60% of the file-descriptor limit)")
-	maxPerAddr := flag.Int("max-per-addr", 256, "connections held at once from one address (rendezvous and relay ports each)")
-	idle := flag.Duration("idle", 5*time.Minute, "close connections silent this long")
-	connRate := flag.Float64("conn-rate", 50, "new connections per second per source address")
-	punchDelay := flag.Duration("punch-delay", 150*time.Millisecond, "lead time before a coordinated punch")
-	forge := flag.Bool("forge", false, "forge STUNT #1 SYN-ACKs for peers that ask (needs CAP_NET_RAW; refused outside a natlab namespace)")
-	flip := flag.Int64("fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
-	level := flag.String("log-level", "info", "debug, info, warn or error")
-	jsonLogs := flag.Bool("json", false, "log as JSON lines")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the server stops")
-	memProfile := flag.String("memprofile", "", "write a heap profile to this file when the server stops")
-	mutexProfile := flag.String("mutexprofile", "", "write a lock-contention profile to this file when the server stops")
-	budget := flag.Duration("budget", 10*time.Millisecond, "when requests may have waited this long, new sessions are refused with busy and a back-off hint")
-	maxPerClient := flag.Int("max-sessions-per-client", 16, "sessions one connection may hold, created by it")
+// options are the flags that are not server configuration.
+type options struct {
+	listen, secondary, relay, alternate  string
+	level                                string
+	jsonLogs                             bool
+	cpuProfile, memProfile, mutexProfile string
+}
+
+// parseFlags reads the command line into the server's configuration and
+// the other options.
+func parseFlags() (rendezvous.Config, options) {
+	var cfg rendezvous.Config
+	var o options
+	flag.StringVar(&o.listen, "listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
+	flag.StringVar(&o.secondary, "secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
+	flag.StringVar(&o.relay, "relay", "", "relay endpoint (empty: relay disabled)")
+	flag.StringVar(&o.alternate, "alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
+	flag.Int64Var(&cfg.RelayMaxBytes, "relay-max-bytes", 8<<30, "bytes a relayed session may carry")
+	flag.DurationVar(&cfg.RelayMaxDuration, "relay-max-duration", time.Hour, "how long a relayed session may last")
+	flag.Float64Var(&cfg.RelayRate, "relay-rate", 1<<30, "relay bandwidth, all sessions together, bytes per second")
+	flag.Float64Var(&cfg.RelaySessionRate, "relay-session-rate", 0, "relay bandwidth of one session, bytes per second (0: only --relay-rate)")
+	flag.IntVar(&cfg.MaxSessions, "max-sessions", 100000, "sessions held at once (when full, the oldest idle session of the address holding most goes)")
+	flag.IntVar(&cfg.MaxSessionsPerAddr, "max-sessions-per-addr", 64, "sessions created from one address held at once")
+	flag.IntVar(&cfg.MaxSessionsPerClient, "max-sessions-per-client", 16, "sessions one connection may hold, created by it")
+	flag.IntVar(&cfg.MaxClients, "max-clients", 0, "connections held at once (default and ceiling: 60% of the file-descriptor limit)")
+	flag.IntVar(&cfg.MaxClientsPerAddr, "max-per-addr", 256, "connections held at once from one address (rendezvous and relay ports each)")
+	flag.DurationVar(&cfg.IdleTimeout, "idle", 5*time.Minute, "close connections silent this long")
+	flag.Float64Var(&cfg.ConnRate, "conn-rate", 50, "new connections per second per source address")
+	flag.DurationVar(&cfg.PunchDelay, "punch-delay", 150*time.Millisecond, "lead time before a coordinated punch")
+	flag.DurationVar(&cfg.Budget, "budget", 10*time.Millisecond, "when requests may have waited this long, new sessions are refused with busy and a back-off hint")
+	flag.BoolVar(&cfg.Forge, "forge", false, "forge STUNT #1 SYN-ACKs for peers that ask (needs CAP_NET_RAW; refused outside a natlab namespace)")
+	flag.Int64Var(&cfg.FaultFlipByte, "fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
+	flag.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
+	flag.BoolVar(&o.jsonLogs, "json", false, "log as JSON lines")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
+	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the server stops")
+	flag.StringVar(&o.mutexProfile, "mutexprofile", "", "write a lock-contention profile to this file when the server stops")
 	flag.Parse()
-	stopProfiles, err := startProfiles(*cpuProfile, *memProfile, *mutexProfile)
+	return cfg, o
+}
+
+// endpoints sets the server's optional endpoints from the flags.
+func endpoints(cfg *rendezvous.Config, o options) error {
+	for _, e := range []struct {
+		name, v string
+		to      *netip.AddrPort
+	}{{"secondary", o.secondary, &cfg.Secondary}, {"relay", o.relay, &cfg.RelayAddr}, {"alternate", o.alternate, &cfg.Alternate}} {
+		if e.v == "" {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(e.v)
+		if err != nil {
+			return fmt.Errorf("--%s %q: want IP:PORT", e.name, e.v)
+		}
+		*e.to = ap
+	}
+	return nil
+}
+
+func run() error {
+	cfg, o := parseFlags()
+	stopProfiles, err := startProfiles(o.cpuProfile, o.memProfile, o.mutexProfile)
 	if err != nil {
 		return err
 	}
 	defer stopProfiles()
-
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
-	if *jsonLogs {
+	if o.jsonLogs {
 		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	log := slog.New(h)
-	cfg := rendezvous.Config{MaxSessions: *maxSessions, MaxSessionsPerClient: *maxPerClient, Budget: *budget, MaxSessionsPerAddr: *maxSessionsPerAddr, MaxClients: *maxClients, MaxClientsPerAddr: *maxPerAddr, IdleTimeout: *idle,
-		ConnRate: *connRate, PunchDelay: *punchDelay, RelayMaxBytes: *relayBytes, RelayMaxDuration: *relayTime, RelayRate: *relayRate, RelaySessionRate: *relaySessionRate, Logger: log, FaultFlipByte: *flip, Forge: *forge}
-	parse := func(flagName, v string) (netip.AddrPort, error) {
-		ap, err := netip.ParseAddrPort(v)
-		if err != nil {
-			return ap, fmt.Errorf("--%s %q: want IP:PORT", flagName, v)
-		}
-		return ap, nil
-	}
-	if *secondary != "" {
-		if cfg.Secondary, err = parse("secondary", *secondary); err != nil {
-			return err
-		}
-	}
-	if *relayAddr != "" {
-		if cfg.RelayAddr, err = parse("relay", *relayAddr); err != nil {
-			return err
-		}
-	}
-	if *alternate != "" {
-		if cfg.Alternate, err = parse("alternate", *alternate); err != nil {
-			return err
-		}
+	cfg.Logger = log
+	if err := endpoints(&cfg, o); err != nil {
+		return err
 	}
 	srv := rendezvous.NewServer(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -113,21 +127,14 @@ func run() error {
 		log.Info("listening", "addr", ln.Addr().String(), "relay", relay)
 		return nil
 	}
-	if err := serve(*listen, false); err != nil {
-		return err
-	}
-	if *secondary != "" {
-		if err := serve(*secondary, false); err != nil {
-			return err
+	for _, e := range []struct {
+		addr  string
+		relay bool
+	}{{o.listen, false}, {o.secondary, false}, {o.alternate, false}, {o.relay, true}} {
+		if e.addr == "" {
+			continue
 		}
-	}
-	if *alternate != "" {
-		if err := serve(*alternate, false); err != nil {
-			return err
-		}
-	}
-	if *relayAddr != "" {
-		if err := serve(*relayAddr, true); err != nil {
+		if err := serve(e.addr, e.relay); err != nil {
 			return err
 		}
 	}
