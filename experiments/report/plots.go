@@ -3,13 +3,17 @@ package report
 import (
 	"fmt"
 	"image/color"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette"
 	"gonum.org/v1/plot/palette/moreland"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/machsend/machsend/experiments/bench"
 	"github.com/machsend/machsend/experiments/spec"
@@ -76,9 +80,57 @@ func writeHeatmaps(dir string, cells []*CellStats) error {
 	}
 	for _, m := range spec.AllMethods {
 		if p := heatmap(m, order, cells); p != nil {
-			if err := save(p, dir, "heatmap-"+m, 9*vg.Inch, 8*vg.Inch); err != nil {
+			if err := saveBeside(p, colorBar(), dir, "heatmap-"+m, 10*vg.Inch, 8*vg.Inch, 1.2*vg.Inch); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// heatPalette is the heatmaps' colour map over [min, max].
+func heatPalette(min, max float64) palette.ColorMap {
+	pal := moreland.SmoothBlueRed()
+	pal.SetMin(min)
+	pal.SetMax(max)
+	return pal
+}
+
+// colorBar is the heatmaps' key: success rate in percent.
+func colorBar() *plot.Plot {
+	p := plot.New()
+	p.HideX()
+	p.Y.Label.Text = "success rate (%)"
+	p.Add(&plotter.ColorBar{ColorMap: heatPalette(0, 100), Vertical: true, Colors: 64})
+	return p
+}
+
+// saveBeside writes main with side drawn in a strip of width sideW at its
+// right, as PNG and SVG (see save).
+func saveBeside(main, side *plot.Plot, dir, name string, w, h, sideW vg.Length) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("plot %s: %v", name, r)
+		}
+	}()
+	for _, ext := range []string{"png", "svg"} {
+		c, err := draw.NewFormattedCanvas(w, h, ext)
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		dc := draw.New(c)
+		main.Draw(draw.Crop(dc, 0, -sideW, 0, 0))
+		side.Draw(draw.Crop(dc, w-sideW, 0, h/8, -h/8))
+		f, err := os.Create(filepath.Join(dir, name+"."+ext))
+		if err != nil {
+			return fmt.Errorf("plot %s: %w", name, err)
+		}
+		_, werr := c.WriteTo(f)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("plot %s: %w", name, werr)
 		}
 	}
 	return nil
@@ -110,11 +162,9 @@ func heatmap(m string, order []string, cells []*CellStats) *plot.Plot {
 		return nil
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s: success rate, NAT-A profile x NAT-B profile (two-nat)", m)
-	pal := moreland.SmoothBlueRed()
-	pal.SetMin(0)
-	pal.SetMax(1)
-	hm := plotter.NewHeatMap(g, pal.Palette(64))
+	p.Title.Text = fmt.Sprintf("%s: success rate per profile pair (two-nat, unimpaired; grey: not run)", m)
+	p.X.Label.Text, p.Y.Label.Text = "NAT-A profile", "NAT-B profile"
+	hm := plotter.NewHeatMap(g, heatPalette(0, 1).Palette(64))
 	hm.Min, hm.Max = 0, 1
 	hm.NaN = color.Gray{Y: 200}
 	hm.Underflow = color.Gray{Y: 230}
@@ -246,7 +296,7 @@ func writeThroughputPlot(dir string) error {
 	}
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Throughput over the same lab path (%d MiB)", tr.Bytes>>20)
-	p.Y.Label.Text = "MB/s"
+	p.X.Label.Text = "MB/s (receiver's rate)"
 	var keys []string
 	for k := range tr.MBps {
 		keys = append(keys, k)
@@ -258,11 +308,13 @@ func writeThroughputPlot(dir string) error {
 		vals = append(vals, tr.MBps[k])
 		ticks = append(ticks, plot.Tick{Value: float64(i), Label: k})
 	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(30))
+	bars, err := plotter.NewBarChart(vals, vg.Points(18))
 	if err != nil {
 		return err
 	}
+	bars.Horizontal = true // long labels read on the left, one per line
 	p.Add(bars)
-	p.X.Tick.Marker = plot.ConstantTicks(ticks)
-	return save(p, dir, "throughput", 6*vg.Inch, 4*vg.Inch)
+	p.X.Min, p.X.Max = 0, 1.05*slices.Max(vals)
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
+	return save(p, dir, "throughput", 7*vg.Inch, 4*vg.Inch)
 }

@@ -71,6 +71,9 @@ func reportHeader(p printer, info spec.RunInfo, trials, impaired []*spec.Trial, 
 		}
 	}
 	p("- %d trials in %d cells of the main matrix, %d more under impairment cases and offsets (below); code `%s`, kernel `%s`, %s", len(trials), len(cells), len(impaired), info.CodeVersion, info.Kernel, info.GoVersion)
+	if v := spec.CodeVersion(); v != info.CodeVersion {
+		p("- this report was written by the report stage at code `%s` from the trials measured at `%s`: the measurements are those of `%s`; the tables and pictures are what `%s` computes from them", v, info.CodeVersion, info.CodeVersion, v)
+	}
 	if labErrors > 0 {
 		p("- %d trials could not be run (twice) because of a lab problem; they are recorded with `lab_error` in trials.jsonl and left out of every figure", labErrors)
 	}

@@ -24,15 +24,26 @@ var approachNeeds = map[string]string{
 	"machsend":   "STUNT #2's conditions with a full-TTL SYN: the responder's side must also stay silent when the initiator's SYN arrives (no RST), unless the initiator filters endpoint-independently.",
 }
 
-// pairRates is one unordered two-NAT pair's success rate and median
-// connect time per approach.
+// pairRates is one unordered two-NAT pair's success rate and connect
+// times per approach, and which approaches are best.
 type pairRates struct {
 	a, b  string
 	rate  map[string]float64
-	ms    map[string]float64
+	lo    map[string]float64 // 95% Wilson interval of the rate
+	hi    map[string]float64
+	ms    map[string][]float64 // connect times, sorted
 	n     map[string]int
-	win   string // best rate, then fastest median connect
-	alone bool   // the winner is the only approach that connected at all
+	best  []string // the approaches that cannot be told apart from the best
+	alone bool     // the best is the only approach that connected at all
+}
+
+// win is the pair's single best approach, or "" when none connected or
+// several tie.
+func (pr *pairRates) win() string {
+	if len(pr.best) == 1 {
+		return pr.best[0]
+	}
+	return ""
 }
 
 func approachPairs(cells []*CellStats) []*pairRates {
@@ -49,33 +60,68 @@ func approachPairs(cells []*CellStats) []*pairRates {
 		k := a + " × " + b
 		pr := by[k]
 		if pr == nil {
-			pr = &pairRates{a: a, b: b, rate: map[string]float64{}, ms: map[string]float64{}, n: map[string]int{}}
+			pr = &pairRates{a: a, b: b, rate: map[string]float64{}, lo: map[string]float64{}, hi: map[string]float64{},
+				ms: map[string][]float64{}, n: map[string]int{}}
 			by[k] = pr
 			keys = append(keys, k)
 		}
-		pr.rate[c.Cell.Method] = c.Rate()
-		pr.n[c.Cell.Method] = c.N
-		pr.ms[c.Cell.Method] = stats.Quantile(c.ConnectMs, 0.5)
+		m := c.Cell.Method
+		pr.rate[m], pr.n[m] = c.Rate(), c.N
+		pr.lo[m], pr.hi[m] = stats.Wilson(c.Successes, c.N, 1.96)
+		pr.ms[m] = slices.Sorted(slices.Values(c.ConnectMs))
 	}
 	sort.Strings(keys)
 	var out []*pairRates
 	for _, k := range keys {
 		pr := by[k]
-		best, connected := "", 0
+		pr.best = bestApproaches(pr)
+		connected := 0
 		for _, m := range approaches2005 {
 			if pr.rate[m] > 0 {
 				connected++
 			}
-			switch {
-			case pr.n[m] == 0 || pr.rate[m] == 0:
-			case best == "" || pr.rate[m] > pr.rate[best] || (pr.rate[m] == pr.rate[best] && pr.ms[m] < pr.ms[best]):
-				best = m
-			}
 		}
-		pr.win, pr.alone = best, connected == 1
+		pr.alone = len(pr.best) == 1 && connected == 1
 		out = append(out, pr)
 	}
 	return out
+}
+
+// bestApproaches are the approaches a pair's trials cannot tell apart from
+// the best: first by success rate (those whose 95% interval reaches the
+// best one's lower bound), then, among those, by connect time (those whose
+// range of connect times overlaps the fastest one's; with five trials the
+// range is about a 94% interval of the median). None when nothing
+// connected.
+func bestApproaches(pr *pairRates) []string {
+	top := ""
+	for _, m := range approaches2005 {
+		if pr.n[m] > 0 && pr.rate[m] > 0 && (top == "" || pr.rate[m] > pr.rate[top]) {
+			top = m
+		}
+	}
+	if top == "" {
+		return nil
+	}
+	var byRate []string
+	for _, m := range approaches2005 {
+		if pr.n[m] > 0 && pr.rate[m] > 0 && pr.hi[m] >= pr.lo[top] {
+			byRate = append(byRate, m)
+		}
+	}
+	fastest := byRate[0]
+	for _, m := range byRate {
+		if len(pr.ms[m]) > 0 && (len(pr.ms[fastest]) == 0 || pr.ms[m][len(pr.ms[m])-1] < pr.ms[fastest][len(pr.ms[fastest])-1]) {
+			fastest = m
+		}
+	}
+	var best []string
+	for _, m := range byRate {
+		if f := pr.ms[fastest]; len(f) == 0 || len(pr.ms[m]) == 0 || pr.ms[m][0] <= f[len(f)-1] {
+			best = append(best, m)
+		}
+	}
+	return best
 }
 
 // failureReasons counts, per method, the reasons its failed attempts gave
@@ -145,13 +191,17 @@ func approachSummary(p printer, trials []*spec.Trial, pairs []*pairRates) {
 	for _, m := range ms {
 		stat[m.Method] = m
 	}
-	wins, alone, full := map[string]int{}, map[string]int{}, map[string]int{}
+	wins, ties, alone, full := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
 	for _, pr := range pairs {
-		if pr.win != "" {
-			wins[pr.win]++
+		if w := pr.win(); w != "" {
+			wins[w]++
+		} else {
+			for _, m := range pr.best {
+				ties[m]++
+			}
 		}
 		if pr.alone {
-			alone[pr.win]++
+			alone[pr.win()]++
 		}
 		for _, m := range approaches2005 {
 			if pr.n[m] > 0 && pr.rate[m] == 1 {
@@ -169,8 +219,8 @@ func approachSummary(p printer, trials []*spec.Trial, pairs []*pairRates) {
 			}
 		}
 	}
-	p("| approach | success over %d pairs | pairs always connected | pairs where it is best (rate, then speed) | pairs only it connects | median connect | crafted/sent packets (median, A's side) |", len(pairs))
-	p("|---|---:|---:|---:|---:|---:|---:|")
+	p("| approach | success over %d pairs | pairs always connected | pairs where it alone is best | pairs where it ties for best | pairs only it connects | median connect | crafted/sent packets (median, A's side) |", len(pairs))
+	p("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, m := range approaches2005 {
 		s := stat[m]
 		if s == nil {
@@ -180,17 +230,19 @@ func approachSummary(p printer, trials []*spec.Trial, pairs []*pairRates) {
 		if v := stats.Quantile(packets[m], 0.5); !math.IsNaN(v) {
 			pk = fmt.Sprintf("%.0f", v)
 		}
-		p("| %s | %.1f%% (%d/%d) | %d | %d | %d | %s | %s |", m, 100*float64(s.Successes)/float64(max(s.N, 1)), s.Successes, s.N,
-			full[m], wins[m], alone[m], msOrDash(s.MedianMs), pk)
+		p("| %s | %.1f%% (%d/%d) | %d | %d | %d | %d | %s | %s |", m, 100*float64(s.Successes)/float64(max(s.N, 1)), s.Successes, s.N,
+			full[m], wins[m], ties[m], alone[m], msOrDash(s.MedianMs), pk)
 	}
+	p("")
+	p("Best means the trials can tell it apart from the rest: a success rate whose 95%% Wilson interval lies above the others', or, among approaches whose intervals overlap, connect times whose range (five trials: about a 94%% interval of the median) lies below the others'. Otherwise the approaches tie.")
 	p("")
 }
 
 // approachDifferences lists the pairs where the approaches differ.
 func approachDifferences(p printer, pairs []*pairRates) {
-	p("Pairs where the approaches differ (success rate per approach; the winner is the best rate, then the fastest median connect):")
+	p("Pairs where the approaches differ (success rate per approach, with its 95%% interval when not 0 or 100%%; best as defined above, or the approaches that tie):")
 	p("")
-	p("| pair | %s | winner |", strings.Join(approaches2005, " | "))
+	p("| pair | %s | best |", strings.Join(approaches2005, " | "))
 	p("|---|%s---|", strings.Repeat("---:|", len(approaches2005)))
 	for _, pr := range pairs {
 		same := true
@@ -208,13 +260,20 @@ func approachDifferences(p printer, pairs []*pairRates) {
 				row = append(row, "-")
 				continue
 			}
-			row = append(row, fmt.Sprintf("%.0f%%", 100*pr.rate[m]))
+			cell := fmt.Sprintf("%.0f%%", 100*pr.rate[m])
+			if pr.rate[m] > 0 && pr.rate[m] < 1 {
+				cell += fmt.Sprintf(" (%.0f-%.0f)", 100*pr.lo[m], 100*pr.hi[m])
+			}
+			row = append(row, cell)
 		}
-		w := pr.win
-		if w == "" {
-			w = "none"
-		} else if pr.alone {
-			w += " (alone)"
+		w := "none connected"
+		switch {
+		case pr.alone:
+			w = pr.win() + " (alone)"
+		case pr.win() != "":
+			w = pr.win()
+		case len(pr.best) > 0:
+			w = "tie: " + strings.Join(pr.best, ", ")
 		}
 		row = append(row, w)
 		p("| %s |", strings.Join(row, " | "))
