@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -99,20 +97,14 @@ func (w *worker) lab(ctx context.Context, c spec.Cell) (*natlab.Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := natlab.Up(ctx, natlab.Options{Name: fmt.Sprintf("x%d%s", w.id, shortTopo(c.Topology)), Topology: topo, Profiles: profiles})
+	// A random name (natlab's): runners in other processes (make test
+	// beside make experiment) never collide with this one's labs.
+	l, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: profiles})
 	if err != nil {
 		return nil, err
 	}
 	w.labs[c.Topology] = l
 	return l, nil
-}
-
-// shortTopo is a 4-character tag of a topology name, so one worker's labs
-// (at most 8 characters with the "x" and worker id) never share a name.
-func shortTopo(t string) string {
-	h := fnv.New32a()
-	h.Write([]byte(t))
-	return fmt.Sprintf("%04s", strconv.FormatUint(uint64(h.Sum32()%(36*36*36*36)), 36))
 }
 
 // lineReader collects a process's stdout lines.

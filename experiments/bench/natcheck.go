@@ -206,7 +206,7 @@ func natcheckInLab(ctx context.Context, bin string, i int, c natcheckCase, yamlP
 			return nil, err
 		}
 	}
-	lab, err := natlab.Up(ctx, natlab.Options{Name: fmt.Sprintf("nc%d", i), Topology: topo, Profiles: profiles})
+	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: profiles}) // a random name: no collision with other processes' labs
 	if err != nil {
 		return nil, err
 	}
