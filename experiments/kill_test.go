@@ -61,7 +61,7 @@ func TestKillNineTwentyTimes(t *testing.T) {
 	var verified int64 // what the receiver's state vouched for at the last kill
 	for k := range kills {
 		if k > 0 {
-			waitBytes(t, g, verified+1)
+			waitFor(t, g, verified+1)
 			if r := lastProgress(g.Events()).Resumed; r != verified {
 				t.Fatalf("after kill %d the receiver resumed from %d bytes, but its state vouched for %d", k, r, verified)
 			}
@@ -69,7 +69,7 @@ func TestKillNineTwentyTimes(t *testing.T) {
 		at := lastProgress(g.Events()).FileBytes
 		step := (size - at) / int64(kills-k+1)
 		target := at + 1<<20 + rng.Int64N(max(step, 1))
-		waitBytes(t, g, target)
+		waitFor(t, g, target)
 		who := []string{"receiver", "sender", "both"}[rng.IntN(3)]
 		log = append(log, who)
 		if who != "sender" {
@@ -100,6 +100,24 @@ func TestKillNineTwentyTimes(t *testing.T) {
 		t.Fatalf("after %d kills (%v) the file differs: %s vs %s", kills, log, got, want)
 	}
 	t.Logf("%d kills: %v; the last get resumed %d bytes", kills, log, lastProgress(g.Events()).Resumed)
+}
+
+// waitFor waits until the receiver has verified at least n bytes, for as
+// long as a restart may take on a busy machine (a new session probes the
+// NATs and punches again before the first byte).
+func waitFor(t *testing.T, r *Running, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for lastProgress(r.Events()).FileBytes < n {
+		select {
+		case <-r.Proc.Done():
+			t.Fatalf("receiver ended before %d bytes", n)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver did not reach %d bytes within a minute", n)
+		}
+	}
 }
 
 // verifiedState reads how many bytes of big.bin the receiver's resume state
