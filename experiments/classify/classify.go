@@ -344,6 +344,12 @@ func (c *classifier) attempts(t *spec.Trial) {
 // classOrder ranks failure classes: the first present names the trial.
 var classOrder = []string{"synack-invalid", "icmp-translated", "prediction-miss", "syn-rst", "syn-icmp", "syn-dropped", "auth-failed", "icmp-dropped"}
 
+// FailureClasses are the classes a failed trial can get: the ranked
+// failure classes, then "not-applicable" and "no-evidence".
+func FailureClasses() []string {
+	return append(append([]string(nil), classOrder...), "not-applicable", "no-evidence")
+}
+
 // verdict is the trial's class: success by method, not applicable, or the
 // highest-ranked failure class seen.
 func (c *classifier) verdict(t *spec.Trial) string {

@@ -33,6 +33,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	reportHeatmaps(p, out)
 	reportOtherTopologies(p, cells)
 	reportPrediction(p, cells)
+	reportMechanisms(p, trials)
 	if pop != nil {
 		reportPopulation(p, cells, pop)
 	}

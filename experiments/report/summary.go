@@ -15,6 +15,10 @@ func reportSummary(p printer, out string, trials, all []*spec.Trial, cells []*Ce
 	p("")
 	agree, n := modelAgreement(cells)
 	p("- The NAT model predicted %d of %d main-matrix trials (%.1f%%).", agree, n, 100*float64(agree)/float64(max(n, 1)))
+	if st := mechanismAgreement(trials); st.modelled > 0 {
+		seen := st.modelled - st.unseen
+		p("- By mechanism (a failure agrees only when its packets show the mechanism the model names): %d of %d trials (%.1f%%).", st.success+st.shown, seen, pct(st.success+st.shown, seen))
+	}
 	ms := summariseMethods(trials, "two-nat")
 	slices.SortFunc(ms, func(a, b *MethodStats) int {
 		ra, rb := float64(a.Successes)/float64(max(a.N, 1)), float64(b.Successes)/float64(max(b.N, 1))
