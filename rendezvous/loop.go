@@ -109,6 +109,13 @@ func (l *loop) run() {
 			if c == nil {
 				continue
 			}
+			if ev.Events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+				// Shut down (by another goroutine) or reset: nothing more
+				// to read or write. Closing now matters for a paused client,
+				// which would otherwise report this event until it resumes.
+				l.closeClient(c)
+				continue
+			}
 			if ev.Events&syscall.EPOLLOUT != 0 {
 				c.flush()
 			}
