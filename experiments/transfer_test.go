@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +325,64 @@ func TestFlippedByteDetected(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dst, "f.bin")); err == nil {
 		t.Error("corrupted transfer renamed into place")
+	}
+}
+
+// A --keep share serves two receivers behind a NAT at the same time
+// through the sender's NAT: each punches its own path (neither is
+// relayed), both are connected before either finishes, and both files
+// arrive byte-identical.
+func TestKeepServesReceiversAtOnceThroughNATs(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
+	p := labPeers(t, bin, "two-nat", nil, "port-restricted-cone")
+	for _, ifc := range []string{"wan-a", "wan-b"} { // long enough to overlap
+		if err := p.Lab.Shape("core", ifc, 200e6); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcDir := t.TempDir()
+	src := filepath.Join(srcDir, "f.bin")
+	if err := WriteRandomFile(src, 48<<20, 7); err != nil {
+		t.Fatal(err)
+	}
+	snd, link, err := p.Send(p.A, []string{src}, "--keep", "--at-once", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Proc.Kill()
+	dsts := []string{t.TempDir(), t.TempDir()}
+	var gets []*Running
+	for _, dst := range dsts {
+		g, err := p.Get(p.B, link, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gets = append(gets, g)
+	}
+	var connected, done []time.Time
+	for i, g := range gets {
+		evs := waitOK(t, g, fmt.Sprintf("get %d", i+1), 3*time.Minute)
+		if path := pathOf(evs); path != "punched" {
+			t.Errorf("receiver %d: path %q, want punched", i+1, path)
+		}
+		c, _ := session.First(evs, session.KindConnected)
+		d, _ := session.First(evs, session.KindDone)
+		connected, done = append(connected, c.Time), append(done, d.Time)
+		if got, want := treeHashes(t, dsts[i])["f.bin"], treeHashes(t, srcDir)["f.bin"]; got != want {
+			t.Errorf("receiver %d's file differs: %s vs %s", i+1, got, want)
+		}
+	}
+	if last, first := slices.MaxFunc(connected, time.Time.Compare), slices.MinFunc(done, time.Time.Compare); !last.Before(first) {
+		t.Errorf("the receivers did not overlap: connected at %v, done at %v", connected, done)
+	}
+	numbered := map[int]bool{}
+	for _, e := range snd.Events() {
+		if e.Kind == session.KindDone {
+			numbered[e.Receiver] = true
+		}
+	}
+	if !numbered[1] || !numbered[2] {
+		t.Errorf("the sender's done events name receivers %v, want 1 and 2", numbered)
 	}
 }

@@ -159,6 +159,15 @@ func (c *Client) Join(ctx context.Context, session, key string) (JoinResult, err
 	return r, err
 }
 
+// Attach adds this connection to a session it created on another
+// connection, as a further sender waiting for a receiver of its own;
+// owner is the creation's CreateResult.Owner.
+func (c *Client) Attach(ctx context.Context, session, owner string) (JoinResult, error) {
+	var r JoinResult
+	err := c.call(ctx, MethodAttach, SessionParams{Session: session, Key: owner}, &r)
+	return r, err
+}
+
 // Leave says this peer is done with a session: the creator leaving ends
 // it, the joiner leaving frees its place (the other peer is told).
 func (c *Client) Leave(ctx context.Context, session string) error {

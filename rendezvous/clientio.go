@@ -44,8 +44,8 @@ type client struct {
 	registered bool
 
 	// Session state; guarded by srv.mu.
-	owned    int               // sessions it created and still holds
-	sessions map[string]string // id -> role; nil until the first session
+	owned    int              // sessions it created and still holds
+	sessions map[string]*pair // id -> its place there; nil until the first session
 }
 
 // updateEpollLocked makes the epoll set watch what the client needs:

@@ -13,7 +13,12 @@
 // peers send their candidates (private endpoints, observed mapping,
 // predicted ports) with punch.ready; when both have, the server picks the
 // roles (A initiates even rounds, B odd ones) and a start time and notifies
-// both with punch.go. It also serves NAT probing for natcheck (probe.go): a
+// both with punch.go. A session is a set of pairs, each one sender
+// connection and the receiver it serves: the creator may attach further
+// connections (session.attach, with the owner token only it was given), and
+// a joiner takes the first pair without a receiver, so one share serves
+// several receivers at once, each pair with its own attempts and relay
+// tokens. It also serves NAT probing for natcheck (probe.go): a
 // second listening endpoint and an alternate port for mapping comparison,
 // probe.connectback and probe.dial to send one SYN to the caller's own
 // address from another port, another address or a sink (a port that

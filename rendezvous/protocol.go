@@ -37,6 +37,7 @@ const (
 	MethodProbeDial   = "probe.dial"
 	MethodSinkSeen    = "probe.seen"
 	MethodLeave       = "session.leave"
+	MethodAttach      = "session.attach"
 )
 
 // Notifications (server to client, on the same connection).
@@ -109,10 +110,13 @@ type HelloResult struct {
 	Alternate netip.AddrPort `json:"alternate,omitzero"`
 }
 
-// CreateResult names a new session.
+// CreateResult names a new session. Owner is the token that lets the
+// creator attach more connections to it (session.attach), so that it
+// serves several receivers at once; it is given to the creator only.
 type CreateResult struct {
 	Session string    `json:"session"`
 	Expires time.Time `json:"expires"`
+	Owner   string    `json:"owner"`
 }
 
 // CreateParams create a session; Verifier (JoinProof) makes joining it
@@ -122,7 +126,8 @@ type CreateParams struct {
 }
 
 // SessionParams name a session; Key is the join key (JoinProof) when the
-// session has a verifier.
+// session has a verifier, or the owner token (CreateResult.Owner) to
+// attach.
 type SessionParams struct {
 	Session string `json:"session"`
 	Key     string `json:"key,omitempty"`

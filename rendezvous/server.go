@@ -42,7 +42,8 @@ type Config struct {
 	MaxSessions          int           // sessions held at once (default 100000)
 	MaxSessionsPerClient int           // sessions one connection may hold, created by it (default 16)
 	MaxSessionsPerAddr   int           // sessions created from one address held at once (default 64)
-	MaxAttempts          int           // pending punch attempts per session (default 64)
+	MaxAttempts          int           // pending punch attempts per pair (default 64)
+	MaxPairs             int           // receivers one share serves at once: its creator's connection and those it attaches (default 8)
 	SessionTTL           time.Duration // a session's lifetime (default 30 min)
 	IdleTimeout          time.Duration // a silent connection is closed (default 5 min)
 	ConnRate             float64       // new connections per second per source address (default 50)
@@ -89,6 +90,7 @@ func (c *Config) defaults() {
 	set(&c.MaxSessionsPerClient, 16)
 	set(&c.MaxSessionsPerAddr, 64)
 	set(&c.MaxAttempts, 64)
+	set(&c.MaxPairs, 8)
 	set(&c.ConnBurst, 200)
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 30 * time.Minute
@@ -162,18 +164,6 @@ type Stats struct {
 	// Busy counts new sessions refused because the server was not keeping
 	// up (CodeBusy, with a back-off hint).
 	Busy atomic.Int64
-}
-
-type session struct {
-	// verifier, when set, is what a joiner's key must hash to.
-	verifier *[32]byte
-	owner    netip.Addr // the creator's address
-	created  time.Time
-	id       string
-	a, b     *client
-	expires  time.Time
-	ready    map[AttemptID]map[string]ReadyParams // attempt -> role -> params
-	relay    map[string]string                    // role -> token
 }
 
 // NewServer makes a server; call Serve for each listener.
@@ -316,71 +306,6 @@ func (s *Server) accept(raw net.Conn) {
 	}
 }
 
-// drop forgets a disconnected client and tells its peers.
-func (s *Server) drop(c *client) {
-	s.perAddr.put(c.remote.Addr())
-	s.probe.dropClient(c)
-	s.mu.Lock()
-	delete(s.clients, c)
-	var notes []peerNote
-	for id, role := range c.sessions {
-		if n, ok := s.leaveLocked(c, id, role); ok {
-			notes = append(notes, n)
-		}
-	}
-	s.mu.Unlock()
-	for _, n := range notes {
-		n.to.notify(NotifyPeerLeft, n.ev)
-	}
-}
-
-// peerNote is a peer.left notification to send once s.mu is released.
-type peerNote struct {
-	to *client
-	ev PeerEvent
-}
-
-// leaveLocked takes c (in role) out of session id: the creator leaving
-// ends the session, the joiner leaving frees its place. It returns the
-// notification the other peer is owed, if any; s.mu is held.
-func (s *Server) leaveLocked(c *client, id, role string) (peerNote, bool) {
-	ss := s.sessions[id]
-	switch {
-	case ss == nil:
-		return peerNote{}, false
-	case role == RoleA:
-		s.removeSessionLocked(id, ss)
-		if ss.b != nil {
-			return peerNote{ss.b, PeerEvent{id, RoleA}}, true
-		}
-	case ss.b == c:
-		ss.b = nil
-		delete(c.sessions, id)
-		ss.ready = nil
-		if ss.a != nil {
-			return peerNote{ss.a, PeerEvent{id, RoleB}}, true
-		}
-	}
-	return peerNote{}, false
-}
-
-// leave is session.leave: the caller is done with the session.
-func (c *client) leave(id string) (any, error) {
-	s := c.srv
-	s.mu.Lock()
-	_, role, err := c.roleIn(id)
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	n, ok := s.leaveLocked(c, id, role)
-	s.mu.Unlock()
-	if ok {
-		n.to.notify(NotifyPeerLeft, n.ev)
-	}
-	return struct{}{}, nil
-}
-
 func (s *Server) janitor(stop chan struct{}) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -391,55 +316,14 @@ func (s *Server) janitor(stop chan struct{}) {
 		case now := <-t.C:
 			s.probe.expire(now)
 			s.mu.Lock()
-			for id, ss := range s.sessions {
+			for _, ss := range s.sessions {
 				if now.After(ss.expires) {
-					s.removeSessionLocked(id, ss)
+					s.removeSessionLocked(ss, nil)
 				}
 			}
 			s.mu.Unlock()
 		}
 	}
-}
-
-// removeSessionLocked forgets a session everywhere; s.mu is held.
-func (s *Server) removeSessionLocked(id string, ss *session) {
-	delete(s.sessions, id)
-	if s.byAddr[ss.owner]--; s.byAddr[ss.owner] <= 0 {
-		delete(s.byAddr, ss.owner)
-	}
-	for _, c := range []*client{ss.a, ss.b} {
-		if c != nil {
-			delete(c.sessions, id)
-		}
-	}
-	if ss.a != nil {
-		ss.a.owned--
-	}
-}
-
-// evictIdleLocked makes room in a full session table fairly: the oldest
-// session nobody has joined, of the address that holds the most sessions,
-// goes (its creator learns it when the link stops working). It reports
-// whether a session was evicted; s.mu is held.
-func (s *Server) evictIdleLocked() bool {
-	var top netip.Addr
-	for a, n := range s.byAddr {
-		if n > s.byAddr[top] {
-			top = a
-		}
-	}
-	var oldest *session
-	for _, ss := range s.sessions {
-		if ss.owner == top && ss.b == nil && (oldest == nil || ss.created.Before(oldest.created)) {
-			oldest = ss
-		}
-	}
-	if oldest == nil {
-		return false
-	}
-	s.removeSessionLocked(oldest.id, oldest)
-	s.Stats.Evicted.Add(1)
-	return true
 }
 
 func rpcErr(code int64, format string, args ...any) *jsonrpc2.Error {
@@ -520,13 +404,19 @@ func (c *client) dispatch(ctx context.Context, req *wireRequest) (any, error) {
 		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
-		return c.join(ctx, p)
+		return c.join(p)
+	case MethodAttach:
+		var p SessionParams
+		if err := decodeParams(req.Params, &p); err != nil {
+			return nil, err
+		}
+		return c.attach(p)
 	case MethodReady:
 		var p ReadyParams
 		if err := decodeParams(req.Params, &p); err != nil {
 			return nil, err
 		}
-		return c.ready(ctx, p)
+		return c.ready(p)
 	case MethodConnectBack:
 		var p ConnectBackParams
 		if err := decodeParams(req.Params, &p); err != nil {
@@ -541,159 +431,6 @@ func (c *client) dispatch(ctx context.Context, req *wireRequest) (any, error) {
 		return c.relayOpen(p.Session)
 	}
 	return nil, &jsonrpc2.Error{Code: jsonrpc2.CodeMethodNotFound, Message: fmt.Sprintf("unknown method %q", req.Method)}
-}
-
-func (c *client) create(p CreateParams) (any, error) {
-	var verifier *[32]byte
-	if p.Verifier != "" {
-		v, err := parseDigest("verifier", p.Verifier)
-		if err != nil {
-			return nil, err
-		}
-		verifier = &v
-	}
-	s := c.srv
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	owner := c.remote.Addr()
-	if s.byAddr[owner] >= s.cfg.MaxSessionsPerAddr {
-		return nil, rpcErr(CodeLimit, "this address holds its maximum of %d sessions", s.cfg.MaxSessionsPerAddr)
-	}
-	if len(s.sessions) >= s.cfg.MaxSessions && !s.evictIdleLocked() {
-		return nil, rpcErr(CodeLimit, "server holds its maximum of %d sessions", s.cfg.MaxSessions)
-	}
-	if c.owned >= s.cfg.MaxSessionsPerClient {
-		return nil, rpcErr(CodeLimit, "a connection may hold at most %d sessions it created", s.cfg.MaxSessionsPerClient)
-	}
-	ss := &session{id: newID(), a: c, owner: owner, created: time.Now(), expires: time.Now().Add(s.cfg.SessionTTL), verifier: verifier}
-	s.sessions[ss.id] = ss
-	s.byAddr[owner]++
-	c.joinLocked(ss.id, RoleA)
-	c.owned++
-	s.Stats.Sessions.Add(1)
-	s.log.Info("session created", "remote", c.remote)
-	return CreateResult{Session: ss.id, Expires: ss.expires}, nil
-}
-
-func validSessionID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	_, err := hex.DecodeString(id)
-	return err == nil
-}
-
-func (c *client) join(ctx context.Context, p SessionParams) (any, error) {
-	id := p.Session
-	s := c.srv
-	if !validSessionID(id) {
-		return nil, rpcErr(CodeNoSession, "malformed session id")
-	}
-	s.mu.Lock()
-	ss := s.sessions[id]
-	switch {
-	case ss == nil:
-		s.mu.Unlock()
-		return nil, rpcErr(CodeNoSession, "no such session")
-	case ss.a == c:
-		s.mu.Unlock()
-		return nil, rpcErr(CodeBadState, "cannot join your own session")
-	case ss.verifier != nil && !keyMatches(p.Key, *ss.verifier):
-		s.mu.Unlock()
-		s.Stats.WrongKeys.Add(1)
-		return nil, rpcErr(CodeWrongKey, "the join key does not match the session's verifier")
-	case ss.b != nil && ss.b != c:
-		s.mu.Unlock()
-		return nil, rpcErr(CodeSessionFull, "session already has a receiver")
-	}
-	if len(c.sessions) >= s.cfg.MaxSessionsPerClient {
-		s.mu.Unlock()
-		return nil, rpcErr(CodeLimit, "a connection may be in at most %d sessions", s.cfg.MaxSessionsPerClient)
-	}
-	ss.b = c
-	c.joinLocked(id, RoleB)
-	a := ss.a
-	s.mu.Unlock()
-	a.notify(NotifyPeerJoined, PeerEvent{Session: id, Role: RoleB})
-	return JoinResult{Session: id, Role: RoleB}, nil
-}
-
-// joinLocked records c's role in session id; s.mu is held.
-func (c *client) joinLocked(id, role string) {
-	if c.sessions == nil {
-		c.sessions = map[string]string{}
-	}
-	c.sessions[id] = role
-}
-
-// roleIn returns c's role in session id, or an error.
-func (c *client) roleIn(id string) (*session, string, error) {
-	ss := c.srv.sessions[id]
-	role := c.sessions[id]
-	if ss == nil || role == "" {
-		return nil, "", rpcErr(CodeNoSession, "not in that session")
-	}
-	return ss, role, nil
-}
-
-func (c *client) ready(ctx context.Context, p ReadyParams) (any, error) {
-	s := c.srv
-	if err := p.Attempt.Check(); err != nil {
-		return nil, err
-	}
-	if err := p.Candidates.check(c.remote.Addr()); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	ss, role, err := c.roleIn(p.Session)
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	if ss.ready[p.Attempt] == nil {
-		if len(ss.ready) >= s.cfg.MaxAttempts {
-			s.mu.Unlock()
-			return nil, rpcErr(CodeLimit, "too many pending attempts")
-		}
-		if ss.ready == nil {
-			ss.ready = map[AttemptID]map[string]ReadyParams{}
-		}
-		ss.ready[p.Attempt] = map[string]ReadyParams{}
-	}
-	ss.ready[p.Attempt][role] = p
-	both := ss.ready[p.Attempt]
-	if len(both) < 2 || ss.a == nil || ss.b == nil {
-		s.mu.Unlock()
-		return struct{}{}, nil
-	}
-	delete(ss.ready, p.Attempt)
-	a, b := ss.a, ss.b
-	s.mu.Unlock()
-
-	now := time.Now()
-	start := now.Add(s.cfg.PunchDelay).UnixMilli()
-	init := p.Attempt.Initiator()
-	roleOf := func(r string) string {
-		if r == init {
-			return Initiator
-		}
-		return Responder
-	}
-	s.Stats.Punches.Add(1)
-	s.log.Info("punch", "session", p.Session[:8], "attempt", p.Attempt.String(), "a", both[RoleA].Candidates.Public, "b", both[RoleB].Candidates.Public)
-	forged, ferr := 0, ""
-	if ca, cb := both[RoleA].Candidates, both[RoleB].Candidates; ca.Forge && cb.Forge && ca.SYN != nil && cb.SYN != nil {
-		var err error
-		if forged, err = s.forge(a.remote.Addr(), b.remote.Addr(), *ca.SYN, *cb.SYN); err != nil {
-			ferr = err.Error()
-			s.log.Info("forge", "session", p.Session[:8], "attempt", p.Attempt.String(), "err", err)
-		}
-	}
-	a.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
-		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
-	b.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
-		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
-	return struct{}{}, nil
 }
 
 // connectBack dials the caller's mapping from another port or address. It
@@ -736,38 +473,6 @@ func (c *client) connectBack(ctx context.Context, p ConnectBackParams) (any, err
 		conn.Close()
 	}
 	return res, nil
-}
-
-func (c *client) relayOpen(id string) (any, error) {
-	s := c.srv
-	if !s.cfg.RelayAddr.IsValid() {
-		return nil, rpcErr(CodeRelayOff, "relay disabled")
-	}
-	s.mu.Lock()
-	ss, role, err := c.roleIn(id)
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	// The relay carries bytes only for a session created with a join
-	// verifier: its tokens go to members only, and the joiner's to one that
-	// proved the link's secret, so a splice (both tokens) always joins two
-	// peers that know it; a session id alone never buys relay bandwidth.
-	if ss.verifier == nil {
-		s.mu.Unlock()
-		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier")
-	}
-	tok := ss.relay[role]
-	if tok == "" {
-		tok = newID()
-		if ss.relay == nil {
-			ss.relay = map[string]string{}
-		}
-		ss.relay[role] = tok
-	}
-	s.mu.Unlock()
-	s.relay.expect(tok, id, role)
-	return RelayResult{Addr: s.cfg.RelayAddr, Token: tok}, nil
 }
 
 // SessionCount returns how many sessions the server holds.

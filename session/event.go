@@ -42,6 +42,10 @@ const (
 type Event struct {
 	Kind Kind      `json:"type"`
 	Time time.Time `json:"time"`
+	// Receiver is which receiver of a share serving several at once
+	// (Sharing.ServeEach) the event concerns, numbered from 1 in the order
+	// they joined; 0 when not known or not such a share.
+	Receiver int `json:"receiver,omitempty"`
 
 	Server   string             `json:"server,omitempty"`
 	Skipped  []string           `json:"skipped,omitempty"`

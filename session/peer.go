@@ -68,6 +68,7 @@ type Peer struct {
 	client    *rendezvous.Client
 	secondary netip.AddrPort
 	signal    *traversal.RendezvousSignal
+	owner     string // the creator's owner token (Attach); "" for a joiner
 }
 
 // Create opens a new session on the server, joinable only with proof of
@@ -89,6 +90,32 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 	if len(secret) < 16 {
 		return nil, errors.New("session secret shorter than 16 bytes")
 	}
+	p, err := dialPeer(ctx, server, secret, o)
+	if err != nil {
+		return nil, err
+	}
+	key, verifier := rendezvous.JoinProof(secret)
+	if id == "" {
+		r, err := p.client.Create(ctx, verifier)
+		if err != nil {
+			p.client.Close()
+			return nil, fmt.Errorf("create session: %w", err)
+		}
+		p.ID, p.Role, p.owner = r.Session, rendezvous.RoleA, r.Owner
+	} else {
+		if err := joinWhenFree(ctx, p.client, id, key, o); err != nil {
+			p.client.Close()
+			return nil, fmt.Errorf("join session: %w", err)
+		}
+		p.ID, p.Role = id, rendezvous.RoleB
+	}
+	p.signal = traversal.NewRendezvousSignal(p.client, server, p.secondary, p.ID)
+	o.emit(Event{Kind: KindSession, Session: p.ID, Role: p.Role})
+	return p, nil
+}
+
+// dialPeer connects to the server and says hello, within ServerTimeout.
+func dialPeer(ctx context.Context, server netip.AddrPort, secret []byte, o Options) (*Peer, error) {
 	if o.Method == "" {
 		o.Method = method.Auto
 	}
@@ -104,25 +131,28 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 		c.Close()
 		return nil, serverErr(ctx, server, err)
 	}
-	p := &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary, relay: h.Relay}
-	key, verifier := rendezvous.JoinProof(secret)
-	if id == "" {
-		r, err := c.Create(ctx, verifier)
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("create session: %w", err)
-		}
-		p.ID, p.Role = r.Session, rendezvous.RoleA
-	} else {
-		if err := joinWhenFree(ctx, c, id, key, o); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("join session: %w", err)
-		}
-		p.ID, p.Role = id, rendezvous.RoleB
+	return &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary, relay: h.Relay}, nil
+}
+
+// Attach opens another connection to the server and attaches it to the
+// session p created, as a further sender waiting for a receiver of its
+// own (a share serving several receivers at once, each with its own
+// traversal); o configures the new peer.
+func (p *Peer) Attach(ctx context.Context, o Options) (*Peer, error) {
+	if p.owner == "" {
+		return nil, errors.New("attach: only the session's creator can attach connections")
 	}
-	p.signal = traversal.NewRendezvousSignal(c, server, h.Secondary, p.ID)
-	o.emit(Event{Kind: KindSession, Session: p.ID, Role: p.Role})
-	return p, nil
+	q, err := dialPeer(ctx, p.Server, p.secret, o)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := q.client.Attach(ctx, p.ID, p.owner); err != nil {
+		q.client.Close()
+		return nil, fmt.Errorf("attach a connection to the session: %w", err)
+	}
+	q.ID, q.Role, q.owner = p.ID, rendezvous.RoleA, p.owner
+	q.signal = traversal.NewRendezvousSignal(q.client, p.Server, q.secondary, p.ID)
+	return q, nil
 }
 
 // Connect probes this side's NAT and runs traversal to the other peer,
@@ -174,10 +204,14 @@ func (p *Peer) ConnectSecure(ctx context.Context) (*transfer.SecureConn, *traver
 
 // Next readies the session for its next peer (a sharer serving one
 // receiver after another).
-func (p *Peer) Next() {
-	p.signal.Stop()
-	p.signal = traversal.NextRendezvousSignal(p.client, p.Server, p.secondary, p.ID)
-}
+func (p *Peer) Next() { p.signal.Next() }
+
+// Joined is closed when a receiver joins this creator's connection (since
+// it was made, or since Next).
+func (p *Peer) Joined() <-chan struct{} { return p.signal.Joined() }
+
+// Done is closed when the connection to the server is lost.
+func (p *Peer) Done() <-chan struct{} { return p.client.Done() }
 
 // Close leaves the session and closes the server connection.
 func (p *Peer) Close() error {

@@ -46,24 +46,28 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 }
 
 // Serve waits for one receiver, connects to it and sends what it asks
-// for. Call it again to serve the next receiver on the same link.
+// for. Call it again to serve the next receiver on the same link, or use
+// ServeEach to serve several at once.
 func (s *Sharing) Serve(ctx context.Context) error {
+	defer s.peer.Next()
 	sc, _, err := s.peer.ConnectSecure(ctx)
 	if err != nil {
 		return err
 	}
-	err = transfer.Send(ctx, sc, s.Manifest, s.srcs, s.progress)
-	sc.Close()
-	s.peer.Next()
-	if err != nil {
-		s.opts.emit(Event{Kind: KindError, Error: err.Error()})
-		return fmt.Errorf("transfer failed: %w", err)
-	}
-	s.opts.emit(Event{Kind: KindDone, Bytes: s.Manifest.Total(), MaxRSSKB: MaxRSS()})
-	return nil
+	defer sc.Close()
+	return sendTo(ctx, sc, s, s.opts)
 }
 
-func (s *Sharing) progress(p transfer.Progress) { s.opts.emit(Event{Kind: KindProgress, Progress: &p}) }
+// sendTo sends the share over sc, reporting to o.
+func sendTo(ctx context.Context, sc *transfer.SecureConn, s *Sharing, o Options) error {
+	progress := func(p transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &p}) }
+	if err := transfer.Send(ctx, sc, s.Manifest, s.srcs, progress); err != nil {
+		o.emit(Event{Kind: KindError, Error: err.Error()})
+		return fmt.Errorf("transfer failed: %w", err)
+	}
+	o.emit(Event{Kind: KindDone, Bytes: s.Manifest.Total(), MaxRSSKB: MaxRSS()})
+	return nil
+}
 
 // Close stops sharing: the link stops working.
 func (s *Sharing) Close() error { return s.peer.Close() }

@@ -32,53 +32,85 @@ type Signal interface {
 }
 
 // RendezvousSignal implements Signal over a rendezvous client that has
-// created or joined Session.
+// created or joined Session. One goroutine routes the client's
+// notifications for the client's lifetime (or until Stop); Next readies
+// the signal for the session's next peer on the same client.
 type RendezvousSignal struct {
 	Client    *rendezvous.Client
 	Server    netip.AddrPort // primary endpoint (for Observe)
 	Secondary netip.AddrPort // second endpoint (for mapping comparison)
 	Session   string
 
-	mu       sync.Mutex
-	waiters  map[rendezvous.AttemptID]chan rendezvous.PunchGo
-	early    map[rendezvous.AttemptID]rendezvous.PunchGo
-	offset   time.Duration
-	peerGone chan struct{}
-	goneOnce sync.Once
-	// waitJoin (guarded by mu) makes peer.left mean nothing until the
-	// next peer.joined: a sharer's signal for its next receiver must not
-	// take the previous receiver's leaving for this one's.
-	waitJoin bool
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	// mu guards the state of the current peer, which Next resets.
+	mu      sync.Mutex
+	waiters map[rendezvous.AttemptID]chan rendezvous.PunchGo
+	early   map[rendezvous.AttemptID]rendezvous.PunchGo
+	offset  time.Duration
+	// peerGone is closed (gone set) when the server reports that the
+	// peer left; joined (hasJoined) when it reports that a peer joined.
+	peerGone  chan struct{}
+	gone      bool
+	joined    chan struct{}
+	hasJoined bool
+	// waitJoin makes peer.left mean nothing until the next peer.joined:
+	// a sharer's signal for its next receiver must not take the previous
+	// receiver's leaving for this one's.
+	waitJoin bool
 }
 
-// Stop ends the signal's routing of notifications (the client stays open,
-// so a new signal can serve the session's next peer).
+// Stop ends the signal's routing of notifications.
 func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
-	return newSignal(c, server, secondary, session, false)
-}
-
-// NextRendezvousSignal is the signal for a session's next peer: until that
-// peer joins, the previous one leaving is not taken for it (a sharer
-// serving one receiver after another).
-func NextRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
-	return newSignal(c, server, secondary, session, true)
-}
-
-func newSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string, waitJoin bool) *RendezvousSignal {
-	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session, waitJoin: waitJoin,
-		waiters: map[rendezvous.AttemptID]chan rendezvous.PunchGo{}, early: map[rendezvous.AttemptID]rendezvous.PunchGo{}, peerGone: make(chan struct{}),
-		stop: make(chan struct{})}
+	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session, stop: make(chan struct{})}
+	s.resetLocked(false)
 	go s.route()
 	return s
 }
 
-// PeerGone is closed when the server reports that the peer left.
-func (s *RendezvousSignal) PeerGone() <-chan struct{} { return s.peerGone }
+// Next readies the signal for the session's next peer (a sharer serving
+// one receiver after another on the same connection): until that peer
+// joins, the previous one leaving is not taken for it. No Ready may be in
+// flight.
+func (s *RendezvousSignal) Next() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetLocked(true)
+}
+
+func (s *RendezvousSignal) resetLocked(waitJoin bool) {
+	s.waiters = map[rendezvous.AttemptID]chan rendezvous.PunchGo{}
+	s.early = map[rendezvous.AttemptID]rendezvous.PunchGo{}
+	s.peerGone, s.gone = make(chan struct{}), false
+	s.joined, s.hasJoined = make(chan struct{}), false
+	s.waitJoin = waitJoin
+}
+
+// PeerGone is closed when the server reports that the current peer left.
+func (s *RendezvousSignal) PeerGone() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peerGone
+}
+
+// Joined is closed when the server reports that a peer joined the
+// creator's session (since the signal started, or since Next).
+func (s *RendezvousSignal) Joined() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joined
+}
+
+func (s *RendezvousSignal) goneLocked() {
+	if !s.gone {
+		s.gone = true
+		close(s.peerGone)
+	}
+}
 
 func (s *RendezvousSignal) route() {
 	for {
@@ -86,37 +118,44 @@ func (s *RendezvousSignal) route() {
 		case <-s.stop:
 			return
 		case <-s.Client.Done():
-			s.goneOnce.Do(func() { close(s.peerGone) })
+			s.mu.Lock()
+			s.goneLocked()
+			s.mu.Unlock()
 			return
 		case n := <-s.Client.Notifications():
-			switch n.Method {
-			case rendezvous.NotifyPunch:
-				var g rendezvous.PunchGo
-				if err := json.Unmarshal(n.Params, &g); err != nil || g.Session != s.Session {
-					continue
-				}
-				s.mu.Lock()
-				s.offset = time.Until(time.UnixMilli(g.ServerTime))
-				if w := s.waiters[g.Attempt]; w != nil {
-					delete(s.waiters, g.Attempt)
-					w <- g
-				} else if len(s.early) < 64 {
-					s.early[g.Attempt] = g
-				}
-				s.mu.Unlock()
-			case rendezvous.NotifyPeerJoined:
-				s.mu.Lock()
-				s.waitJoin = false
-				s.mu.Unlock()
-			case rendezvous.NotifyPeerLeft:
-				var ev rendezvous.PeerEvent
-				s.mu.Lock()
-				waiting := s.waitJoin
-				s.mu.Unlock()
-				if json.Unmarshal(n.Params, &ev) == nil && ev.Session == s.Session && !waiting {
-					s.goneOnce.Do(func() { close(s.peerGone) })
-				}
-			}
+			s.mu.Lock()
+			s.handleLocked(n)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// handleLocked routes one notification; s.mu is held.
+func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
+	switch n.Method {
+	case rendezvous.NotifyPunch:
+		var g rendezvous.PunchGo
+		if err := json.Unmarshal(n.Params, &g); err != nil || g.Session != s.Session {
+			return
+		}
+		s.offset = time.Until(time.UnixMilli(g.ServerTime))
+		if w := s.waiters[g.Attempt]; w != nil {
+			delete(s.waiters, g.Attempt)
+			w <- g
+		} else if len(s.early) < 64 {
+			s.early[g.Attempt] = g
+		}
+	case rendezvous.NotifyPeerJoined:
+		s.waitJoin = false
+		clear(s.early) // nothing from before this peer is for it
+		if !s.hasJoined {
+			s.hasJoined = true
+			close(s.joined)
+		}
+	case rendezvous.NotifyPeerLeft:
+		var ev rendezvous.PeerEvent
+		if json.Unmarshal(n.Params, &ev) == nil && ev.Session == s.Session && !s.waitJoin {
+			s.goneLocked()
 		}
 	}
 }
@@ -164,7 +203,7 @@ func (s *RendezvousSignal) Ready(ctx context.Context, attempt rendezvous.Attempt
 	select {
 	case g := <-ch:
 		return g, nil
-	case <-s.peerGone:
+	case <-s.PeerGone():
 		return rendezvous.PunchGo{}, ErrPeerGone
 	case <-ctx.Done():
 		return rendezvous.PunchGo{}, fmt.Errorf("waiting for the peer: %w", ctx.Err())

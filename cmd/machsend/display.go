@@ -20,15 +20,38 @@ type display struct {
 	json *session.JSONWriter // nil: for people
 	tty  bool
 
-	mu       sync.Mutex // guards the fields below
-	path     string
-	start    time.Time
-	last     time.Time
+	mu       sync.Mutex    // guards the fields below
+	views    map[int]*view // by event's Receiver (0: the only one)
 	lastKind session.Kind
 }
 
+// view is what the display tracks of one receiver's transfer.
+type view struct {
+	path  string
+	start time.Time // speed counts transfer time only
+	last  time.Time // chunk events are thinned
+}
+
+// viewLocked is the view of receiver n; d.mu is held.
+func (d *display) viewLocked(n int) *view {
+	v := d.views[n]
+	if v == nil {
+		v = &view{start: time.Now()}
+		d.views[n] = v
+	}
+	return v
+}
+
+// prefix names the receiver an event concerns on a share serving several.
+func prefix(e session.Event) string {
+	if e.Receiver == 0 {
+		return ""
+	}
+	return fmt.Sprintf("receiver %d: ", e.Receiver)
+}
+
 func newDisplay(asJSON bool) *display {
-	d := &display{tty: term.IsTerminal(int(os.Stdout.Fd())), start: time.Now()}
+	d := &display{tty: term.IsTerminal(int(os.Stdout.Fd())), views: map[int]*view{}}
 	if asJSON {
 		d.json = session.NewJSONWriter(os.Stdout)
 	}
@@ -48,11 +71,15 @@ func (d *display) show(e session.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e.Kind == session.KindConnected && e.Report != nil {
-		d.path = session.PathName(e.Report)
+		d.viewLocked(e.Receiver).path = session.PathName(e.Report)
 	}
 	text := d.textLocked(e)
 	if text == "" {
 		return
+	}
+	text = prefix(e) + text
+	if e.Kind == session.KindDone {
+		delete(d.views, e.Receiver)
 	}
 	if d.lastKind == session.KindProgress && d.tty {
 		fmt.Println()
@@ -121,18 +148,19 @@ func human(n int64) string {
 func (d *display) progress(p transfer.Progress, e session.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	v := d.viewLocked(e.Receiver)
 	if p.Kind == "manifest" || (p.Kind == "file-start" && p.Sent == 0) {
-		d.start = time.Now() // speed counts transfer time only
+		v.start = time.Now()
 	}
-	if p.Kind == "chunk" && time.Since(d.last) < 200*time.Millisecond {
+	if p.Kind == "chunk" && time.Since(v.last) < 200*time.Millisecond {
 		return
 	}
-	d.last = time.Now()
+	v.last = time.Now()
 	if d.json != nil {
 		_ = d.json.Write(e)
 		return
 	}
-	elapsed := time.Since(d.start).Seconds()
+	elapsed := time.Since(v.start).Seconds()
 	speed := float64(p.Sent) / max(elapsed, 0.001)
 	eta := "-"
 	if p.Sent > 0 && p.Total > 0 {
@@ -142,8 +170,8 @@ func (d *display) progress(p transfer.Progress, e session.Event) {
 	if p.FileSize > 0 {
 		filePct = 100 * float64(p.FileBytes) / float64(p.FileSize)
 	}
-	line := fmt.Sprintf("[%s] %s %3.0f%% | total %s / %s | %s/s | ETA %s",
-		d.path, p.File, filePct, human(p.Sent+p.Resumed), human(p.Total), human(int64(speed)), eta)
+	line := fmt.Sprintf("%s[%s] %s %3.0f%% | total %s / %s | %s/s | ETA %s",
+		prefix(e), v.path, p.File, filePct, human(p.Sent+p.Resumed), human(p.Total), human(int64(speed)), eta)
 	if p.Resumed > 0 {
 		line += fmt.Sprintf(" | resumed %s", human(p.Resumed))
 	}

@@ -17,7 +17,7 @@ import (
 const usage = `machsend: share files peer to peer, through NATs
 
 usage:
-  machsend send [--server HOST:PORT] [--keep] [--json] PATH...
+  machsend send [--server HOST:PORT] [--keep [--at-once N]] [--json] PATH...
   machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
   machsend punch --server HOST:PORT [--session ID] [--method M] [--json]
   machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]

@@ -60,7 +60,8 @@ func serverFrom(ctx context.Context, flagValue string) (netip.AddrPort, error) {
 func cmdSend(args []string) error {
 	fs := flag.NewFlagSet("machsend send", flag.ContinueOnError)
 	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
-	keep := fs.Bool("keep", false, "keep serving further receivers after the first")
+	keep := fs.Bool("keep", false, "keep serving further receivers after the first, several at once")
+	atOnce := fs.Int("at-once", session.DefaultAtOnce, "with --keep, how many receivers to serve at the same time (each with its own connection)")
 	linkFile := fs.String("link-file", "", "also write the link to this file (mode 0600)")
 	com := commonFlags(fs)
 	paths, err := cli.Parse(fs, args)
@@ -70,7 +71,10 @@ func cmdSend(args []string) error {
 	if len(paths) == 0 {
 		return errors.New("send: name the files or folders to share")
 	}
-	o, d, ctx, stop, err := com.options()
+	if *atOnce < 1 || *atOnce > 64 {
+		return fmt.Errorf("send: --at-once %d: give a number from 1 to 64", *atOnce)
+	}
+	o, _, ctx, stop, err := com.options()
 	if err != nil {
 		return err
 	}
@@ -89,19 +93,10 @@ func cmdSend(args []string) error {
 			return fmt.Errorf("write the link file: %w", err)
 		}
 	}
-	for {
-		err := sh.Serve(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil && !*keep:
-			return err
-		case err != nil:
-			d.show(session.Event{Kind: session.KindError, Error: err.Error()})
-		case !*keep:
-			return nil
-		}
+	if *keep {
+		return sh.ServeEach(ctx, *atOnce)
 	}
+	return sh.Serve(ctx)
 }
 
 // readLink takes the link from the argument, standard input ("-") or
