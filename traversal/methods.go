@@ -24,7 +24,7 @@ const (
 	// responder's SYN arrives there (Machsend, STUNT #2).
 	responderDelay = 100 * time.Millisecond
 	// retryDelay is how soon p2pnat retries a connect refused or reset.
-	retryDelay = 100 * time.Millisecond
+	retryDelay = model.P2PRetry
 	// holdRestore is when STUNT #2-hold restores the TTL of its pending connect.
 	holdRestore = 20 * time.Millisecond
 	authTimeout = 3 * time.Second

@@ -12,6 +12,7 @@ import (
 
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/traversal/method"
+	"github.com/machsend/machsend/traversal/model"
 
 	"github.com/machsend/machsend/rendezvous"
 )
@@ -47,7 +48,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.AttemptTimeout <= 0 {
-		c.AttemptTimeout = 3 * time.Second
+		c.AttemptTimeout = model.AttemptBudget
 	}
 	if c.Grace <= 0 {
 		c.Grace = 250 * time.Millisecond

@@ -109,11 +109,15 @@ func reportRaces(p printer, dir string, trials []*spec.Trial) error {
 	}
 	agree, total := raceAgreement(curves)
 	p("")
-	p("%d of %d sweep trials came out as the model predicted for their offset. The model's condition: %s.", agree, total, curves[0].race)
+	p("%d of %d sweep trials came out as the model predicted for their offset. The model's condition for each cell:", agree, total)
+	p("")
+	for _, rc := range curves {
+		p("- %s: %s.", rc.cell, rc.race)
+	}
 	p("")
 	p("![race curves](plots/race-curves.png)")
 	p("")
-	p("*Figure: success rate of each race cell against the SYN offset (positive: A's SYN later), with 95%% Wilson intervals; the model predicts success inside the window and failure outside.*")
+	p("*Figure: success rate of each race cell against the SYN offset (positive: A's SYN later), with 95%% Wilson intervals; the table's marks are the model's verdict at each offset.*")
 	p("")
 	return plotRaces(dir, curves)
 }

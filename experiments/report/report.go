@@ -30,6 +30,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	reportMethods(p, trials)
 	reportMachsend(p, cells)
 	writeApproaches(p, trials, cells)
+	writeFord2005(p, trials, cells)
 	reportHeatmaps(p, out)
 	reportOtherTopologies(p, cells)
 	reportPrediction(p, cells)

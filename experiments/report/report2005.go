@@ -170,7 +170,7 @@ func writeApproaches(p printer, trials []*spec.Trial, cells []*CellStats) {
 	}
 	p("## The four approaches of 2005 and Machsend, side by side")
 	p("")
-	p("Guha & Francis (IMC 2005) compared STUNT #1, STUNT #2, NATBlaster and P2PNAT; Machsend (2009) is STUNT #2 with a full-TTL SYN. STUNT #1 and NATBlaster need raw sockets: the peers capture their own SYN on an AF_PACKET socket, STUNT #1's server forges both SYN-ACKs (spoofed from each peer's public endpoint), NATBlaster's peers inject them themselves; injection is refused outside a natlab namespace. Every two-NAT profile pair of the main matrix, zero delay:")
+	p("Guha & Francis (IMC 2005) compared STUNT #1, STUNT #2, NATBlaster and P2PNAT; Machsend (2009) is STUNT #2 with a full-TTL SYN. STUNT #1 and NATBlaster need raw sockets: the peers capture their own SYN on an AF_PACKET socket, STUNT #1's server forges both SYN-ACKs (spoofed from each peer's public endpoint), NATBlaster's peers inject them themselves; injection is refused outside a natlab namespace. Every two-NAT profile pair of the main matrix, %s:", mainPath(trials))
 	p("")
 	approachSummary(p, trials, pairs)
 	p("What each approach needs (the NAT model's rules, which the measurements test):")
@@ -287,7 +287,7 @@ func approachFailures(p printer, trials []*spec.Trial) {
 	if len(reasons) == 0 {
 		return
 	}
-	p("Why the raw-socket approaches failed (each failed attempt's own reason, all topologies, zero delay):")
+	p("Why the raw-socket approaches failed (each failed attempt's own reason, all topologies, %s):", mainPath(trials))
 	p("")
 	p("| approach | reason | attempts |")
 	p("|---|---|---:|")
@@ -307,4 +307,18 @@ func approachFailures(p printer, trials []*spec.Trial) {
 		}
 	}
 	p("")
+}
+
+// mainPath says what path the main matrix's trials ran over, from the
+// trials themselves.
+func mainPath(trials []*spec.Trial) string {
+	for _, t := range trials {
+		if t.Cell.Case == "" && t.Delay != "" {
+			if rest, ok := strings.CutPrefix(t.Delay, "path: "); ok {
+				return "over the main matrix's path (" + rest + ")"
+			}
+			return "under " + t.Delay
+		}
+	}
+	return "with no emulated delay"
 }

@@ -49,7 +49,17 @@ type Path struct {
 func (p Path) Crossing() bool { return -p.DelayA < p.Offset && p.Offset < p.DelayB }
 
 func (p Path) window() string {
-	return fmt.Sprintf("connects when A's SYN leaves its NAT less than %v after B's and less than %v before it (the SYNs cross, so each NAT has its own entry when the peer's SYN arrives)", p.DelayB, p.DelayA)
+	return fmt.Sprintf("connects when A's SYN leaves its NAT less than %v after B's and less than %v before it (the SYNs cross, so each NAT has its own entry when the peer's SYN arrives); outside that window the early SYN is reset, and the retries connect only if the two sides' refusal-and-retry loops differ by no more than the window (%v), so that the retried SYNs drift into it within the attempt; equal loops stay in lockstep", p.DelayB, p.DelayA, p.DelayA+p.DelayB)
+}
+
+// early reports whether side a's (or else B's) SYN is the early one
+// outside the crossing window: it reaches the far NAT before that NAT has
+// its own entry.
+func (p Path) early(a bool) bool {
+	if a {
+		return p.Offset <= -p.DelayA
+	}
+	return p.Offset >= p.DelayB
 }
 
 // Topology kinds the model distinguishes.
@@ -262,6 +272,11 @@ func predictP2P(a, b *nat.Profile, path Path) Prediction {
 	p := predictP2PAt(a, b, path)
 	if p2pRace(a, b) {
 		p.Race = path.window()
+		for _, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
+			if strictResets(x[0], x[1]) {
+				p.Race += "; but when " + x[0].Name + "'s side (strict sequence tracking, RST) sends the early SYN, " + x[1].Name + "'s ICMP makes it fail whatever the retries do"
+			}
+		}
 	}
 	return p
 }
@@ -273,13 +288,14 @@ func p2pRace(a, b *nat.Profile) bool {
 	if reachable(a) || reachable(b) {
 		return false
 	}
-	icmp := func(n *nat.Profile) bool {
-		return n.UnsolicitedSYN == "icmp-port-unreachable" || n.UnsolicitedSYN == "icmp-admin-prohibited"
-	}
-	strictRST := func(s, o *nat.Profile) bool {
-		return s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && icmp(o)
-	}
-	return (a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst") || strictRST(a, b) || strictRST(b, a)
+	return (a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst") || strictResets(a, b) || strictResets(b, a)
+}
+
+// strictResets says whether s tracks sequence numbers strictly and resets
+// unsolicited SYNs while its peer o rejects them with ICMP.
+func strictResets(s, o *nat.Profile) bool {
+	icmp := o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited"
+	return s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && icmp
 }
 
 // predictP2PAt is p2pnat's verdict over path (see predictP2P).
@@ -295,14 +311,9 @@ func predictP2PAt(a, b *nat.Profile, path Path) Prediction {
 		// the peer's SYN from whatever port it comes.
 		return Prediction{Success: true, Reason: "an address-dependent filter admits the peer's SYN from its unpredicted port, once its own SYN went to the peer's address"}
 	}
-	for _, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
-		s, o := x[0], x[1]
-		if s.SequenceTracking == "strict" && s.UnsolicitedSYN == "rst" && (o.UnsolicitedSYN == "icmp-port-unreachable" || o.UnsolicitedSYN == "icmp-admin-prohibited") && !path.Crossing() {
-			// s's NAT resets the peer's first SYN, closing the peer's entry;
-			// the peer's NAT then rejects s's SYN, s's host retries with a
-			// new ISN on the same tuple, and s's strict *nat.Profile, still tracking
-			// the first ISN, drops the SYN-ACK of the simultaneous open.
-			return Prediction{Success: false, Reason: s.Name + " resets the early SYN, " + o.Name + " rejects the reply with ICMP, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}
+	for i, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
+		if p, ok := predictStrictRST(x[0], x[1], i == 0, path); ok {
+			return p
 		}
 	}
 	if ok, why := predictable(a); !ok {
@@ -319,14 +330,38 @@ func predictP2PAt(a, b *nat.Profile, path Path) Prediction {
 		// entry and is answered with RST, which moves the sender's entry to
 		// CLOSE. The other peer's SYN then meets a CLOSE entry: conntrack
 		// calls it invalid, it is delivered to the NAT itself and answered
-		// with RST again. The retries stay in lockstep.
-		return Prediction{Success: false, Reason: "both NATs answer an early SYN with RST; each RST closes the other side's entry, so every retry meets a closed entry and is reset again"}
+		// with RST again. Each host retries a fixed time after its refusal,
+		// reopening its CLOSE entry at once; whether the retries ever cross
+		// depends on how the two refusal loops differ (Path.RetriesCross).
+		ok, _ := path.RetriesCross()
+		return Prediction{Success: ok, Reason: "both NATs answer an early SYN with RST, and each RST closes the other side's entry; " + path.retryWhy()}
 	case a.UnsolicitedSYN == "rst" && b.UnsolicitedSYN == "rst" && (a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept"):
 		return Prediction{Success: true, Reason: fmt.Sprintf("the SYNs cross (offset %v inside the window): a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN) before any RST", path.Offset)}
 	case a.SimultaneousOpen == "accept" || b.SimultaneousOpen == "accept":
 		return Prediction{Success: true, Reason: "a NAT admits the peer's SYN on its own outbound SYN's tuple (simultaneous open, same ISN)"}
 	}
 	return Prediction{Success: false, Reason: "neither NAT forwards unsolicited SYNs nor accepts a simultaneous open"}
+}
+
+// predictStrictRST covers a NAT s with strict sequence tracking that
+// resets unsolicited SYNs, against a peer NAT o that rejects them with
+// ICMP, when the SYNs do not cross (sIsA: s is A's NAT). If s's SYN is the
+// early one, o's ICMP aborts s's connect; the peer's SYN then reaches s's
+// host before s retries, so s's NAT, still tracking the first ISN, drops
+// the SYN-ACK of the simultaneous open. If the peer's SYN is the early
+// one, s's NAT resets it; s's own SYN still draws o's ICMP, and s retries
+// with a new (larger) ISN while its entry is in SYN_SENT, which conntrack
+// takes as a reinitialised connection: the retries then cross as two
+// resetting NATs' would. ok is false when the rule does not apply.
+func predictStrictRST(s, o *nat.Profile, sIsA bool, path Path) (Prediction, bool) {
+	if !strictResets(s, o) || path.Crossing() {
+		return Prediction{}, false
+	}
+	if path.early(sIsA) {
+		return Prediction{Success: false, Reason: s.Name + "'s side sends the early SYN: " + o.Name + " rejects it with ICMP, which aborts the connect, the peer's SYN reaches the host before its retry, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}, true
+	}
+	ok, _ := path.RetriesCross()
+	return Prediction{Success: ok, Reason: s.Name + " resets the peer's early SYN and " + s.Name + "'s side retries on a larger ISN, which its strict NAT accepts in SYN_SENT; " + path.retryWhy()}, true
 }
 
 // predictSame covers two hosts behind one NAT n.

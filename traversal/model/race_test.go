@@ -8,9 +8,11 @@ import (
 )
 
 // p2pnat between two NATs that reset unsolicited SYNs is a race: it
-// connects exactly when the SYNs cross (each NAT has made its own entry
-// before the peer's SYN arrives), which depends on the path's delay and
-// the offset between the two SYNs, and the prediction says so.
+// connects at once when the SYNs cross (each NAT has made its own entry
+// before the peer's SYN arrives), and outside that window only if the two
+// sides' refusal-and-retry loops differ by no more than the window, so
+// that the retried SYNs drift into it; the prediction says so. The sweep
+// cases are the lab's (10 ms a side, offsets of 12 and 16 ms).
 func TestRaceDependsOnPath(t *testing.T) {
 	ms := time.Millisecond
 	icmp := with(func(n *nat.Profile) { n.UnsolicitedSYN = "icmp-port-unreachable" })
@@ -24,11 +26,17 @@ func TestRaceDependsOnPath(t *testing.T) {
 		{"zero delay: nothing crosses for certain", rst, rst, Path{}, false},
 		{"30 ms round trip, together", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond}, true},
 		{"A 5 ms late: still inside", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: 5 * ms}, true},
-		{"A 10 ms late: outside", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: 10 * ms}, false},
-		{"A 10 ms early: outside", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: -10 * ms}, false},
+		{"A 10 ms late: outside, retries drift in", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: 10 * ms}, true},
+		{"A 10 ms early: outside, retries drift in", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: -10 * ms}, true},
+		{"sweep: A 16 ms late", rst, rst, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, true},
+		{"A 40 ms late: the drift steps over the window", rst, rst, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 40 * ms}, false},
+		{"outside, equal loops: lockstep", rst, rst, Path{DelayA: 10 * ms, Offset: -10 * ms}, false},
 		{"asymmetric window", rst, rst, Path{DelayA: 2 * ms, DelayB: 20 * ms, Offset: 10 * ms}, true},
 		{"strict RST against ICMP, crossing", strictRST, icmp, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond}, true},
 		{"strict RST against ICMP, not crossing", strictRST, icmp, Path{}, false},
+		{"sweep: strict RST side early", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: -12 * ms}, false},
+		{"sweep: strict RST side late, retries drift in", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 12 * ms}, true},
+		{"sweep: strict RST side B early", icmp, strictRST, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -45,5 +53,29 @@ func TestRaceDependsOnPath(t *testing.T) {
 	}
 	if p := PredictAt(Separate, prc, prc, "p2pnat", Path{}); p.Race != "" {
 		t.Errorf("a cell that does not depend on timing marked as a race: %+v", p)
+	}
+}
+
+// The refusal loops and their drift, from the path: the late side's
+// offset lengthens its loop, a side's own delay counts twice (out and
+// back), the far side's once (its NAT's RST skips the egress delay).
+func TestRetryDrift(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		path   Path
+		drift  time.Duration
+		cross  bool
+		rounds int
+	}{
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, 16 * ms, true, 9},
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: -12 * ms}, -12 * ms, true, 12},
+		{Path{DelayA: 20 * ms, DelayB: 10 * ms}, 10 * ms, true, 13},
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms}, 0, false, 0},
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 25 * ms}, 25 * ms, false, 0},
+	} {
+		ok, n := c.path.RetriesCross()
+		if d := c.path.RetryDrift(); d != c.drift || ok != c.cross || n != c.rounds {
+			t.Errorf("%+v: drift %v, crosses %v after %d rounds; want %v, %v, %d", c.path, d, ok, n, c.drift, c.cross, c.rounds)
+		}
 	}
 }
