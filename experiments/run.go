@@ -55,6 +55,11 @@ func (e *evidenceSet) claim(t *spec.Trial) bool {
 // Run executes every trial of spec not already in opts.Out (so an
 // interrupted run resumes), in parallel labs, appending to trials.jsonl.
 func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error) {
+	// The model predicts for the attempts the trials make: one budget.
+	if opts.AttemptTimeout > 0 {
+		sp.AttemptTimeout = opts.AttemptTimeout
+	}
+	opts.AttemptTimeout = sp.AttemptTimeout
 	cells, err := sp.Cells()
 	if err != nil {
 		return nil, err

@@ -31,7 +31,8 @@ type Options struct {
 	Out string
 	// Workers overrides the spec's number of parallel labs.
 	Workers int
-	// AttemptTimeout is passed to machsend punch (per attempt).
+	// AttemptTimeout is passed to machsend punch (per attempt); 0 means
+	// the spec's attempt_timeout, which Run otherwise sets to it.
 	AttemptTimeout time.Duration
 	// Log receives one line per finished trial (may be nil).
 	Log io.Writer

@@ -85,7 +85,7 @@ func cmdRun(args []string) error {
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
-	attempt := fs.Duration("attempt-timeout", 2*time.Second, "per punching attempt")
+	attempt := fs.Duration("attempt-timeout", 0, "per punching attempt (default: the spec's attempt_timeout)")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
 	allowDirty := fs.Bool("allow-dirty", false, "write results/ although the code differs from the commit it names")
 	pos, err := cli.Parse(fs, args)
@@ -363,7 +363,7 @@ func cmdInvariance(args []string) error {
 		return err
 	}
 	defer stop()
-	r, err := bench.RunInvariance(ctx, experiments.Options{Bin: *bin, Out: *out, AttemptTimeout: 2 * time.Second}, sp, []int{1, 8, sp.Workers})
+	r, err := bench.RunInvariance(ctx, experiments.Options{Bin: *bin, Out: *out}, sp, []int{1, 8, sp.Workers})
 	if err != nil {
 		return err
 	}

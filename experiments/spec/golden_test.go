@@ -25,7 +25,7 @@ func TestModelGolden(t *testing.T) {
 	}
 	var b bytes.Buffer
 	line := func(c Cell) {
-		p, err := PredictUnder(c, nil)
+		p, err := PredictUnder(c, nil, 0)
 		if err != nil {
 			t.Fatalf("%s: %v", c.Key(), err)
 		}

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/natlab"
@@ -26,11 +27,12 @@ func Topology(name string) (*natlab.Topology, error) {
 }
 
 // PredictUnder is the NAT model's verdict for a cell over the network ic
-// describes (nil: no delay). The NATs between the peers come from the
+// describes (nil: no delay), with attempts of budget (0: the model's
+// default). The NATs between the peers come from the
 // topology's roles: the NATs on each peer's way out, nearest first,
 // composed into the one NAT the model sees per side; peers behind the same
 // NAT meet at it (hairpinning), a side without NATs is public.
-func PredictUnder(c Cell, ic *ImpairCase) (model.Prediction, error) {
+func PredictUnder(c Cell, ic *ImpairCase, budget time.Duration) (model.Prediction, error) {
 	topo, err := Topology(c.Topology)
 	if err != nil {
 		return model.Prediction{}, err
@@ -46,7 +48,9 @@ func PredictUnder(c Cell, ic *ImpairCase) (model.Prediction, error) {
 	} else if b, err = c.chain(sb); err != nil {
 		return model.Prediction{}, err
 	}
-	return model.PredictAt(kind, a, b, c.Method, ic.Path()), nil
+	path := ic.Path()
+	path.Budget = budget
+	return model.PredictAt(kind, a, b, c.Method, path), nil
 }
 
 // chain composes the profiles of a side's NATs, nearest first (a NAT

@@ -32,7 +32,10 @@ type Spec struct {
 	Seed        int64         `yaml:"seed" json:"seed"`
 	Repetitions int           `yaml:"repetitions" json:"repetitions"`
 	Deadline    time.Duration `yaml:"deadline" json:"deadline"`
-	Workers     int           `yaml:"workers" json:"workers"`
+	// AttemptTimeout bounds each punching attempt of a trial (default
+	// 2 s); the model counts retries within it.
+	AttemptTimeout time.Duration `yaml:"attempt_timeout" json:"attempt_timeout"`
+	Workers        int           `yaml:"workers" json:"workers"`
 	// ImpairedWorkers bounds the labs running impaired cells at once (they
 	// run after the others; default 8): the delay queue's timing needs CPU.
 	ImpairedWorkers int      `yaml:"impaired_workers" json:"impaired_workers,omitempty"`
@@ -137,6 +140,9 @@ func ParseSpec(file string, b []byte) (*Spec, error) {
 	if s.Deadline <= 0 {
 		s.Deadline = 30 * time.Second
 	}
+	if s.AttemptTimeout <= 0 {
+		s.AttemptTimeout = 2 * time.Second
+	}
 	if s.Workers <= 0 {
 		s.Workers = 8
 	}
@@ -211,7 +217,7 @@ func (s *Spec) Conditions(c Cell) *ImpairCase {
 
 // Predict is the NAT model's verdict for a cell over its conditions.
 func (s *Spec) Predict(c Cell) (model.Prediction, error) {
-	return PredictUnder(c, s.Conditions(c))
+	return PredictUnder(c, s.Conditions(c), s.AttemptTimeout)
 }
 
 // AllMethods is what "all" stands for in a spec.

@@ -39,6 +39,9 @@ type Path struct {
 	// Offset is how much later A's SYN leaves A's NAT than B's leaves B's
 	// (negative: earlier).
 	Offset time.Duration
+	// Budget is how long one punching attempt may take, for the rules
+	// that count on retries (0: AttemptBudget, traversal's default).
+	Budget time.Duration
 }
 
 // Crossing reports whether each NAT has made its own SYN's entry before
@@ -274,7 +277,7 @@ func predictP2P(a, b *nat.Profile, path Path) Prediction {
 		p.Race = path.window()
 		for _, x := range [][2]*nat.Profile{{a, b}, {b, a}} {
 			if strictResets(x[0], x[1]) {
-				p.Race += "; but when " + x[0].Name + "'s side (strict sequence tracking, RST) sends the early SYN, " + x[1].Name + "'s ICMP makes it fail whatever the retries do"
+				p.Race += "; but " + x[0].Name + " (strict sequence tracking, RST) against " + x[1].Name + "'s ICMP fails outside the window unless the peer's SYN is the early one and " + x[0].Name + "'s side retries before the peer's first retry reaches its NAT"
 			}
 		}
 	}
@@ -345,14 +348,16 @@ func predictP2PAt(a, b *nat.Profile, path Path) Prediction {
 
 // predictStrictRST covers a NAT s with strict sequence tracking that
 // resets unsolicited SYNs, against a peer NAT o that rejects them with
-// ICMP, when the SYNs do not cross (sIsA: s is A's NAT). If s's SYN is the
-// early one, o's ICMP aborts s's connect; the peer's SYN then reaches s's
-// host before s retries, so s's NAT, still tracking the first ISN, drops
-// the SYN-ACK of the simultaneous open. If the peer's SYN is the early
-// one, s's NAT resets it; s's own SYN still draws o's ICMP, and s retries
-// with a new (larger) ISN while its entry is in SYN_SENT, which conntrack
-// takes as a reinitialised connection: the retries then cross as two
-// resetting NATs' would. ok is false when the rule does not apply.
+// ICMP, when the SYNs do not cross (sIsA: s is A's NAT). o's ICMP aborts
+// s's connect either way, and s's entry stays in SYN_SENT tracking the
+// first ISN. If the peer's SYN reaches s's host before s retries, the host
+// (its listener) answers with a new ISN, which s's NAT drops; every later
+// SYN meets the same entry. That happens when s's SYN is the early one,
+// and when the peer's first retry reaches s's NAT before s's own retry
+// leaves (Path.retriesFirst). Otherwise s's retry, on a new and larger ISN
+// in SYN_SENT, reinitialises the entry (conntrack's RFC 793 rule), and the
+// peer's retried SYN meets it as a simultaneous open. ok is false when
+// the rule does not apply.
 func predictStrictRST(s, o *nat.Profile, sIsA bool, path Path) (Prediction, bool) {
 	if !strictResets(s, o) || path.Crossing() {
 		return Prediction{}, false
@@ -360,8 +365,10 @@ func predictStrictRST(s, o *nat.Profile, sIsA bool, path Path) (Prediction, bool
 	if path.early(sIsA) {
 		return Prediction{Success: false, Reason: s.Name + "'s side sends the early SYN: " + o.Name + " rejects it with ICMP, which aborts the connect, the peer's SYN reaches the host before its retry, and the retry's new ISN fails " + s.Name + "'s strict sequence tracking"}, true
 	}
-	ok, _ := path.RetriesCross()
-	return Prediction{Success: ok, Reason: s.Name + " resets the peer's early SYN and " + s.Name + "'s side retries on a larger ISN, which its strict NAT accepts in SYN_SENT; " + path.retryWhy()}, true
+	if !path.retriesFirst(sIsA) {
+		return Prediction{Success: false, Reason: s.Name + " resets the peer's early SYN and " + o.Name + "'s ICMP aborts the connect of " + s.Name + "'s side, and the peer's retried SYN reaches that host before its own retry: the host answers with a new ISN, which " + s.Name + "'s strict sequence tracking drops"}, true
+	}
+	return Prediction{Success: true, Reason: s.Name + " resets the peer's early SYN and " + o.Name + "'s ICMP aborts the connect of " + s.Name + "'s side, which retries on a larger ISN before the peer's retried SYN arrives; the retry reinitialises " + s.Name + "'s strict entry and the peer's SYN meets it as a simultaneous open"}, true
 }
 
 // predictSame covers two hosts behind one NAT n.

@@ -29,13 +29,15 @@ func TestRaceDependsOnPath(t *testing.T) {
 		{"A 10 ms late: outside, retries drift in", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: 10 * ms}, true},
 		{"A 10 ms early: outside, retries drift in", rst, rst, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond, Offset: -10 * ms}, true},
 		{"sweep: A 16 ms late", rst, rst, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, true},
-		{"A 40 ms late: the drift steps over the window", rst, rst, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 40 * ms}, false},
+		{"A 40 ms late: a later pair of retries lands in the window", rst, rst, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 40 * ms}, true},
 		{"outside, equal loops: lockstep", rst, rst, Path{DelayA: 10 * ms, Offset: -10 * ms}, false},
 		{"asymmetric window", rst, rst, Path{DelayA: 2 * ms, DelayB: 20 * ms, Offset: 10 * ms}, true},
 		{"strict RST against ICMP, crossing", strictRST, icmp, Path{DelayA: 7500 * time.Microsecond, DelayB: 7500 * time.Microsecond}, true},
 		{"strict RST against ICMP, not crossing", strictRST, icmp, Path{}, false},
 		{"sweep: strict RST side early", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: -12 * ms}, false},
-		{"sweep: strict RST side late, retries drift in", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 12 * ms}, true},
+		{"sweep: strict RST side 12 ms late: it retries first", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 12 * ms}, true},
+		{"sweep: strict RST side 16 ms late: it retries first", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, true},
+		{"sweep: strict RST side 24 ms late: the peer's retry comes first", strictRST, icmp, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 24 * ms}, false},
 		{"sweep: strict RST side B early", icmp, strictRST, Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, false},
 	}
 	for _, c := range cases {
@@ -67,11 +69,15 @@ func TestRetryDrift(t *testing.T) {
 		cross  bool
 		rounds int
 	}{
-		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, 16 * ms, true, 9},
-		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: -12 * ms}, -12 * ms, true, 12},
-		{Path{DelayA: 20 * ms, DelayB: 10 * ms}, 10 * ms, true, 13},
-		{Path{DelayA: 10 * ms, DelayB: 10 * ms}, 0, false, 0},
-		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 25 * ms}, 25 * ms, false, 0},
+		// The capture of the first sweep: A's 8th SYN crossed B's 9th.
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 16 * ms}, 16 * ms, true, 8},
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 40 * ms}, 40 * ms, true, 10},
+		{Path{DelayA: 10 * ms, DelayB: 10 * ms, Offset: 40 * ms, Budget: 1500 * ms}, 40 * ms, false, 0},
+		// Equal loops outside the window: lockstep.
+		{Path{DelayA: 10 * ms, Offset: -10 * ms}, 0, false, 0},
+		// Periods of 220 and 100 ms whose pairs all miss a 2 ms window
+		// within the attempt.
+		{Path{DelayA: 1 * ms, DelayB: 1 * ms, Offset: 118 * ms}, 118 * ms, false, 0},
 	} {
 		ok, n := c.path.RetriesCross()
 		if d := c.path.RetryDrift(); d != c.drift || ok != c.cross || n != c.rounds {
