@@ -415,6 +415,7 @@ func recordOutcome(t *spec.Trial, oa, ob punchOutput) {
 	if oa.Report != nil {
 		t.Attempts = oa.Report.Attempts
 	}
+	t.Birthday = joinBirthday(oa.Report, ob.Report)
 	if oa.Report != nil && ob.Report != nil && oa.Err == "" && ob.Err == "" && len(oa.RTT) > 0 {
 		t.Success = true
 		t.Method, t.Path = string(oa.Report.Method), oa.Report.Path
@@ -483,4 +484,27 @@ func (r *lineReader) snapshot() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.lines...)
+}
+
+// joinBirthday merges the two peers' last birthday-search records: one
+// side guessed, the other opened mappings.
+func joinBirthday(reports ...*traversal.Report) *traversal.Birthday {
+	var out *traversal.Birthday
+	for _, r := range reports {
+		if r == nil {
+			continue
+		}
+		for i := len(r.Attempts) - 1; i >= 0; i-- {
+			b := r.Attempts[i].Birthday
+			if b == nil {
+				continue
+			}
+			if out == nil {
+				out = &traversal.Birthday{}
+			}
+			out.Guesses, out.Pending, out.Mappings = max(out.Guesses, b.Guesses), max(out.Pending, b.Pending), max(out.Mappings, b.Mappings)
+			break
+		}
+	}
+	return out
 }

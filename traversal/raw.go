@@ -32,13 +32,18 @@ const (
 	// 1-(1-600/64512)^600 = 99.6%, for at most 1,200 SYNs (each retransmitted
 	// at most once).
 	birthdayPorts = 600
-	birthdayRange = 65536 - 1024
+	// BirthdayRange is how many ports a random NAT picks among (Linux's
+	// fully random masquerade: 1024-65535).
+	BirthdayRange = 65536 - 1024
 )
 
-// BirthdayProbability is the chance that NATBlaster's birthday fallback
-// finds a collision when the random side's NAT picks uniformly among n ports.
-func BirthdayProbability(n int) float64 {
-	return 1 - math.Pow(1-float64(birthdayPorts)/float64(n), birthdayPorts)
+// BirthdayChance is the chance that some of pending guessed ports equals
+// one of the mappings a NAT picking uniformly among n ports opens.
+func BirthdayChance(pending, mappings, n int) float64 {
+	if n <= 0 || pending <= 0 || mappings <= 0 {
+		return 0
+	}
+	return 1 - math.Pow(1-float64(min(pending, n))/float64(n), float64(mappings))
 }
 
 // unpredictable says whether candidates come from a NAT whose port toward a
@@ -308,8 +313,8 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 	}()
 	guessed := a.rec.ID.WithStep("guessed")
 	if !selfRandom {
-		a.emit("birthday", fmt.Sprintf("guessing %d ports of %s (collision probability %.1f%%)", birthdayPorts, t.Addr(), 100*BirthdayProbability(birthdayRange)), t)
-		ports := rand.Perm(birthdayRange)[:birthdayPorts]
+		a.emit("birthday", fmt.Sprintf("guessing %d ports of %s", birthdayPorts, t.Addr()), t)
+		ports := rand.Perm(BirthdayRange)[:birthdayPorts]
 		for _, p := range ports {
 			s, err := sockopt.NewRawSocket(anyAddr(a.port), a.lowTTL())
 			if err != nil {
@@ -329,6 +334,18 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 	if _, err := a.r.cfg.Signal.Ready(ctx, guessed, a.self); err != nil {
 		return err
 	}
+	if !selfRandom {
+		// The random side opens its mappings now: count the guesses it
+		// can still meet (an ICMP error aborts a guess's connect).
+		b := &Birthday{Guesses: len(socks)}
+		for _, s := range socks {
+			if s.Pending() {
+				b.Pending++
+			}
+		}
+		a.rec.Birthday = b
+		a.emit("birthday", fmt.Sprintf("%d of %d guesses still pending (collision probability %.1f%% against %d mappings)", b.Pending, b.Guesses, 100*BirthdayChance(b.Pending, birthdayPorts, BirthdayRange), birthdayPorts), t)
+	}
 	if selfRandom {
 		a.emit("birthday", fmt.Sprintf("opening %d mappings toward %s", birthdayPorts, t), t)
 		for i := 0; i < birthdayPorts; i++ {
@@ -343,6 +360,7 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 			}
 			a.rec.Packets++
 		}
+		a.rec.Birthday = &Birthday{Mappings: len(socks)}
 	}
 	// Several guesses may hit, and each side only sees its own end: offer
 	// every connection that completes (as acceptLoop does), so both sides

@@ -44,6 +44,19 @@ type Attempt struct {
 	// Packets counts the crafted or deliberately sent packets of the raw
 	// methods (low-TTL SYNs, injected SYN-ACKs, birthday SYNs).
 	Packets int `json:"packets,omitempty"`
+	// Birthday is what NATBlaster's birthday fallback measured on this
+	// side (nil when it did not run).
+	Birthday *Birthday `json:"birthday,omitempty"`
+}
+
+// Birthday is one side's part of NATBlaster's birthday search: the
+// predictable side's guesses and how many were still pending (in
+// SYN_SENT, not aborted by an ICMP error) when the random side opened its
+// mappings; the random side's mappings opened.
+type Birthday struct {
+	Guesses  int `json:"guesses,omitempty"`
+	Pending  int `json:"pending,omitempty"`
+	Mappings int `json:"mappings,omitempty"`
 }
 
 // Duration is how long the attempt ran.

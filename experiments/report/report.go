@@ -41,6 +41,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	if err := reportRaces(p, filepath.Join(out, "plots"), all); err != nil {
 		return err
 	}
+	reportBirthday(p, trials)
 	if err := writeImpairmentSection(p, filepath.Join(out, "plots"), trials, impaired); err != nil {
 		return err
 	}

@@ -50,6 +50,9 @@ type Trial struct {
 	AttemptsToWin   int                 `json:"attempts_to_success,omitempty"`
 	RTTms           []float64           `json:"rtt_ms,omitempty"`
 	Attempts        []traversal.Attempt `json:"attempts"`
+	// Birthday joins what both peers measured of NATBlaster's birthday
+	// search in their last attempt that ran it (nil when none did).
+	Birthday *traversal.Birthday `json:"birthday,omitempty"`
 	NATA            *traversal.NATInfo  `json:"nat_a,omitempty"`
 	NATB            *traversal.NATInfo  `json:"nat_b,omitempty"`
 	ErrorA          string              `json:"error_a,omitempty"`

@@ -21,6 +21,18 @@ func Wilson(k, n int, z float64) (lo, hi float64) {
 	return math.Max(0, center-half), math.Min(1, center+half)
 }
 
+// Mean is the arithmetic mean of xs (NaN when empty).
+func Mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
 // Quantile returns the q-quantile (0..1) of xs by linear interpolation.
 func Quantile(xs []float64, q float64) float64 {
 	if len(xs) == 0 {

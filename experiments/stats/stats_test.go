@@ -61,3 +61,17 @@ func TestFisherExact(t *testing.T) {
 		}
 	}
 }
+
+func TestMean(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want float64
+	}{{[]float64{1, 2, 3}, 2}, {[]float64{5}, 5}, {[]float64{-1, 1}, 0}} {
+		if got := Mean(c.xs); got != c.want {
+			t.Errorf("Mean(%v) = %v, want %v", c.xs, got, c.want)
+		}
+	}
+	if !math.IsNaN(Mean(nil)) {
+		t.Error("the mean of nothing is a number")
+	}
+}

@@ -170,6 +170,17 @@ func (s *RawSocket) SetSynCount(n int) error {
 	return unix.SetsockoptInt(s.fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, n)
 }
 
+// Pending reports whether the socket's connect is still in SYN_SENT (not
+// completed, refused or aborted by an ICMP error). It reads TCP_INFO, so
+// unlike Err it consumes no pending error.
+func (s *RawSocket) Pending() bool {
+	info, err := unix.GetsockoptTCPInfo(s.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err == nil && info.State == tcpSynSent
+}
+
+// tcpSynSent is TCP_SYN_SENT of include/net/tcp_states.h.
+const tcpSynSent = 2
+
 // Err reports, without waiting, whether a pending connect has failed
 // (for example aborted by an ICMP error); nil while it is still pending or
 // once it has completed.

@@ -479,10 +479,10 @@ func predictBirthday(p, r *nat.Profile, pSide, rSide string) Prediction {
 		return Prediction{Success: false, Reason: pre + "the predictable side " + pSide + " has " + string(p.Mapping) + " mapping, so its guesses leave from different ports"}
 	}
 	if !p.NAT || p.SimultaneousOpen == "accept" {
-		return Prediction{Success: true, Reason: pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (collision probability 99.6%)"}
+		return Prediction{Success: true, Reason: pre + rSide + "'s colliding SYN meets one of " + pSide + "'s 600 pending guesses, which " + pSide + " admits as a simultaneous open (a collision is likely: 99.6% while all 600 guesses stay pending)"}
 	}
 	if p.SimultaneousOpen == "drop" && p.Filtering != nat.EndpointIndependent && (p.UnsolicitedSYN == "drop" || p.UnsolicitedSYN == "delayed-icmp") && r.SimultaneousOpen == "accept" {
-		return Prediction{Success: true, Reason: pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (collision probability 99.6%)"}
+		return Prediction{Success: true, Reason: pre + pSide + "'s NAT silently drops " + rSide + "'s SYNs, so they stay pending; a guess's retransmission meets one of " + rSide + "'s 600 fresh mappings, which " + rSide + "'s NAT admits as a simultaneous open (a collision is likely: 99.6% while all 600 guesses stay pending)"}
 	}
 	return Prediction{Success: false, Reason: pre + pSide + "'s NAT rejects the colliding SYN (simultaneous-open " + string(p.SimultaneousOpen) + ") and answers or forwards the others, so no pending pair survives to meet again"}
 }
