@@ -75,7 +75,7 @@ func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error
 	}
 	info := &spec.RunInfo{Spec: sp, CodeVersion: version, Kernel: Kernel(), GoVersion: runtime.Version(),
 		Started: time.Now().UTC(), Resumed: resumed, CPUs: runtime.NumCPU(), Workers: sp.Workers,
-		NoiseBoundMs: float64(opts.noiseBound().Microseconds()) / 1000}
+		NoiseBoundMs: float64(opts.noiseBound().Microseconds()) / 1000, Shard: opts.Shard.String()}
 	if opts.Workers > 0 {
 		info.Workers = opts.Workers
 	}
@@ -89,6 +89,7 @@ func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error
 	// packet of an impaired link is released by this process, and 40
 	// busy labs on two CPUs add tens of milliseconds to a 30 ms path.
 	plain, impaired := pendingJobs(sp, cells, done)
+	plain, impaired = shardJobs(sp, cells, opts.Shard, plain), shardJobs(sp, cells, opts.Shard, impaired)
 	r := &runner{ctx: ctx, spec: sp, opts: &opts, out: f, total: len(plain) + len(impaired)}
 	r.runJobs(plain, info.Workers)
 	if ctx.Err() == nil {
@@ -114,9 +115,9 @@ func writeRunInfo(out string, info *spec.RunInfo) {
 func resume(sp *spec.Spec, opts *Options, path, version string) (map[string]bool, int, error) {
 	var prevInfo spec.RunInfo
 	if spec.ReadJSON(filepath.Join(opts.Out, "run.json"), &prevInfo) &&
-		(prevInfo.CodeVersion != version || prevInfo.Spec == nil || prevInfo.Spec.Hash != sp.Hash) {
+		(prevInfo.CodeVersion != version || prevInfo.Spec == nil || prevInfo.Spec.Hash != sp.Hash || prevInfo.Shard != opts.Shard.String()) {
 		if opts.Log != nil {
-			fmt.Fprintf(opts.Log, "results in %s come from code %s; starting afresh with %s\n", opts.Out, prevInfo.CodeVersion, version)
+			fmt.Fprintf(opts.Log, "results in %s come from code %s (shard %q); starting afresh with %s (shard %q)\n", opts.Out, prevInfo.CodeVersion, prevInfo.Shard, version, opts.Shard)
 		}
 		os.Remove(path)
 		os.RemoveAll(filepath.Join(opts.Out, "pcaps"))
@@ -155,7 +156,7 @@ func pendingJobs(sp *spec.Spec, cells []spec.Cell, done map[string]bool) (plain,
 			if c.Reps > 0 {
 				reps = c.Reps
 			}
-			if rep >= reps || done[fmt.Sprintf("%s #%d", c.Key(), rep)] {
+			if rep >= reps || done[TrialID(c, rep)] {
 				continue
 			}
 			if c.Case != "" {
@@ -242,7 +243,7 @@ func (r *runner) trial(w *worker, j job) *spec.Trial {
 		}
 		w.reset()
 	}
-	return &spec.Trial{ID: fmt.Sprintf("%s #%d", j.cell.Key(), j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
+	return &spec.Trial{ID: TrialID(j.cell, j.rep), Cell: j.cell, Rep: j.rep, Start: time.Now().UTC(),
 		LabError: err.Error(), Class: "lab-error", Agree: true}
 }
 

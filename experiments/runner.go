@@ -36,6 +36,8 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Log receives one line per finished trial (may be nil).
 	Log io.Writer
+	// Shard, when set, runs only that shard's trials (ParseShard).
+	Shard Shard
 	// NoiseBound is the scheduling noise above which a trial's timings are
 	// left out and fewer labs run at once (0: DefaultNoiseBound).
 	NoiseBound time.Duration
@@ -261,7 +263,7 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 // newTrial is the trial's record before it runs: its cell, the model's
 // prediction and the hashes of the profiles it uses.
 func newTrial(sp *spec.Spec, c spec.Cell, rep int) (*spec.Trial, *spec.ImpairCase, error) {
-	t := &spec.Trial{ID: fmt.Sprintf("%s #%d", c.Key(), rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
+	t := &spec.Trial{ID: TrialID(c, rep), Cell: c, Rep: rep, Start: time.Now().UTC(),
 		ProfileHashes: map[string]string{}, Delay: "none (no delay emulation; SYN races decided by scheduling)"}
 	ic := sp.Conditions(c)
 	switch {

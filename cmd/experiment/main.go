@@ -2,7 +2,8 @@
 // with the real machsend and rendezvous binaries, and turns the trials into
 // CSV summaries, plots and results/REPORT.md.
 //
-//	experiment run [SPEC] [--quick] [--out DIR] [--bin DIR] [--workers N]
+//	experiment run [SPEC] [--quick] [--out DIR] [--bin DIR] [--workers N] [--shard I/N]
+//	experiment merge OUT SHARD_DIR...  join shards' results into one run
 //	experiment report [--out DIR]
 //	experiment check [--out DIR]    fail if any trial disagrees with the model
 //	experiment throughput|load [--out DIR]
@@ -41,7 +42,7 @@ var commands = []struct {
 	name string
 	run  func([]string) error
 }{
-	{"run", cmdRun}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
+	{"run", cmdRun}, {"merge", cmdMerge}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
 	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance},
 	{"loadgen", cmdLoadgen},
 }
@@ -86,6 +87,7 @@ func cmdRun(args []string) error {
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
 	attempt := fs.Duration("attempt-timeout", 0, "per punching attempt (default: the spec's attempt_timeout)")
+	shardFlag := fs.String("shard", "", "run only shard I of N of the spec's trials (I/N, 0 <= I < N: Slurm's array task id and count)")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
 	allowDirty := fs.Bool("allow-dirty", false, "write results/ although the code differs from the commit it names")
 	pos, err := cli.Parse(fs, args)
@@ -95,6 +97,12 @@ func cmdRun(args []string) error {
 	if v := experiments.CodeVersion(); filepath.Base(filepath.Clean(*out)) == "results" && !*allowDirty &&
 		(strings.HasSuffix(v, "-dirty") || v == "unknown") {
 		return fmt.Errorf("the code is not a clean commit (%s): results/ must come from the code as committed; commit first, or pass --allow-dirty (or another --out) for a trial run", v)
+	}
+	var shard experiments.Shard
+	if *shardFlag != "" {
+		if shard, err = experiments.ParseShard(*shardFlag); err != nil {
+			return err
+		}
 	}
 	specPath := "experiments/paper.yaml"
 	if *quick {
@@ -118,7 +126,7 @@ func cmdRun(args []string) error {
 	}
 	start := time.Now()
 	info, err := experiments.Run(ctx, sp, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
-		AttemptTimeout: *attempt, Log: os.Stderr})
+		AttemptTimeout: *attempt, Log: os.Stderr, Shard: shard})
 	if info != nil {
 		fmt.Fprintf(os.Stderr, "%d trials in %s (%d resumed) -> %s\n", info.Trials, time.Since(start).Round(time.Second), info.Resumed, *out)
 	}
@@ -373,4 +381,22 @@ func cmdInvariance(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "invariance: worst Fisher p %.3f; median connect %v (ratios %v)\n", r.Worst, r.Median, r.Ratio)
 	return os.WriteFile(filepath.Join(*out, "invariance.json"), b, 0o644)
+}
+
+// cmdMerge joins the results directories of a spec's shards into one.
+func cmdMerge(args []string) error {
+	fs := flag.NewFlagSet("experiment merge", flag.ContinueOnError)
+	pos, err := cli.Parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return errors.New("merge: usage: experiment merge OUT SHARD_DIR... (then experiment report --out OUT)")
+	}
+	info, err := experiments.Merge(pos[0], pos[1:])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("merged %d trials of %d shards (%s) -> %s\n", info.Trials, len(info.Shards), strings.Join(info.Shards, ", "), pos[0])
+	return nil
 }

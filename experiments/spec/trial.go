@@ -33,6 +33,10 @@ type RunInfo struct {
 	NoiseBoundMs float64       `json:"noise_bound_ms"`
 	Parallel     []Parallelism `json:"parallel,omitempty"`
 	CPUs         int           `json:"cpus"`
+	// Shard is the part of the spec this run made ("I/N"; empty: all);
+	// Shards lists the shards a merged run was made of.
+	Shard  string   `json:"shard,omitempty"`
+	Shards []string `json:"shards,omitempty"`
 }
 
 // Trial is the record of one trial: its exact inputs, what happened, the
