@@ -3,12 +3,17 @@
 
 GO      ?= go
 DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
+# A one-machine Slurm cluster for make test-slurm.
+SLURM_DEBS := slurm-wlm munge
 BIN     := bin
 CMDS    := natlab machsend rendezvous experiment
 
-.PHONY: all deps build test test-unit bench experiment fuzz lint clean-lab
+.PHONY: all deps deps-slurm build test test-slurm test-unit bench experiment fuzz lint clean-lab
 
 all: build
+
+deps-slurm:
+	@$(MAKE) --no-print-directory deps DEBS="$(SLURM_DEBS)"
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -33,6 +38,11 @@ test: deps lint
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
 	$(GO) run ./internal/leakcheck -- $(GO) test -p 1 -count=1 -timeout 14m ./...
+
+# The sharded run on a real one-machine Slurm cluster (experiments/slurm):
+# the quick matrix as three array tasks and a merge job, against one run.
+test-slurm: deps deps-slurm
+	$(GO) run ./internal/leakcheck -- $(GO) test -count=1 -timeout 20m -tags slurmtest -run TestSlurm ./experiments/slurm
 
 test-unit:
 	$(GO) test -count=1 -short ./...
