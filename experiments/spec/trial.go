@@ -42,21 +42,21 @@ type RunInfo struct {
 // Trial is the record of one trial: its exact inputs, what happened, the
 // model's prediction, and the evidence kept.
 type Trial struct {
-	ID              string              `json:"id"`
-	Cell            Cell                `json:"cell"`
-	Rep             int                 `json:"rep"`
-	Start           time.Time           `json:"start"`
-	DurationMs      float64             `json:"duration_ms"`
-	Success         bool                `json:"success"`
-	Method          string              `json:"method_won,omitempty"`
-	Path            string              `json:"path,omitempty"`
-	ConnectMs       float64             `json:"connect_ms,omitempty"`
-	AttemptsToWin   int                 `json:"attempts_to_success,omitempty"`
-	RTTms           []float64           `json:"rtt_ms,omitempty"`
-	Attempts        []traversal.Attempt `json:"attempts"`
+	ID            string              `json:"id"`
+	Cell          Cell                `json:"cell"`
+	Rep           int                 `json:"rep"`
+	Start         time.Time           `json:"start"`
+	DurationMs    float64             `json:"duration_ms"`
+	Success       bool                `json:"success"`
+	Method        string              `json:"method_won,omitempty"`
+	Path          string              `json:"path,omitempty"`
+	ConnectMs     float64             `json:"connect_ms,omitempty"`
+	AttemptsToWin int                 `json:"attempts_to_success,omitempty"`
+	RTTms         []float64           `json:"rtt_ms,omitempty"`
+	Attempts      []traversal.Attempt `json:"attempts"`
 	// Birthday joins what both peers measured of NATBlaster's birthday
 	// search in their last attempt that ran it (nil when none did).
-	Birthday *traversal.Birthday `json:"birthday,omitempty"`
+	Birthday        *traversal.Birthday `json:"birthday,omitempty"`
 	NATA            *traversal.NATInfo  `json:"nat_a,omitempty"`
 	NATB            *traversal.NATInfo  `json:"nat_b,omitempty"`
 	ErrorA          string              `json:"error_a,omitempty"`
