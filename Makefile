@@ -8,7 +8,7 @@ SLURM_DEBS := slurm-wlm munge
 BIN     := bin
 CMDS    := natlab machsend rendezvous experiment
 
-.PHONY: all deps deps-slurm build test test-slurm test-unit bench experiment fuzz lint clean-lab
+.PHONY: all deps deps-slurm build test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
 
 all: build
 
@@ -80,6 +80,12 @@ experiment: deps build
 	$(BIN)/experiment natcheck --out results
 	$(BIN)/experiment invariance --out results
 	$(BIN)/experiment report --out results
+
+# The full matrix: every cell ten times, into results-full/ (hours on one
+# machine; or shard it, README "Running on a cluster").
+experiment-full: deps build
+	$(BIN)/experiment run experiments/paper.yaml --repetitions 10 --out results-full
+	$(BIN)/experiment report --out results-full
 
 clean-lab:
 	$(GO) run ./cmd/natlab clean

@@ -212,6 +212,8 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if err != nil {
 		return nil, err
 	}
+	t.Phases = &spec.Phases{}
+	mark := phaseClock()
 	lab, before, err := w.prepareLab(ctx, c, ic)
 	if err != nil {
 		return nil, err
@@ -220,6 +222,7 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if err != nil {
 		return nil, err
 	}
+	t.Phases.LabMs = mark()
 	// A fresh server port per trial: the previous trials' TIME_WAIT state
 	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
 	w.trials++
@@ -227,9 +230,11 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if err != nil {
 		return nil, err
 	}
+	t.Phases.ServerMs = mark()
 	if t.PathRTTms, t.NoiseMs, err = measureNoise(ctx, lab, peers, ic); err != nil {
 		return nil, fmt.Errorf("path probe: %w", err)
 	}
+	t.Phases.ProbeMs = mark()
 	t.Noisy = t.NoiseMs > float64(w.opt.noiseBound().Microseconds())/1000
 	if ic != nil && ic.Cross > 0 {
 		stop, err := startCross(lab, peers, ic.Cross)
@@ -245,6 +250,7 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if err != nil {
 		return nil, err
 	}
+	t.Phases.PeersMs = mark()
 	t.DurationMs = float64(time.Since(t.Start).Microseconds()) / 1000
 	recordOutcome(t, oa, ob)
 	if ic != nil {
@@ -257,7 +263,20 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	if w.opt.evidence.claim(t) {
 		keepEvidence(t, w.opt.Out, evidence)
 	}
+	t.Phases.EvidenceMs = mark()
 	return t, nil
+}
+
+// phaseClock returns a function that reports the milliseconds since its
+// previous call (or since phaseClock), on the monotonic clock.
+func phaseClock() func() float64 {
+	last := time.Now()
+	return func() float64 {
+		now := time.Now()
+		d := now.Sub(last)
+		last = now
+		return float64(d.Microseconds()) / 1000
+	}
 }
 
 // newTrial is the trial's record before it runs: its cell, the model's
@@ -456,9 +475,16 @@ func collectEvidence(t *spec.Trial, lab *natlab.Lab, caps []capRef) []classify.C
 			t.Conntrack[nat] = ents
 		}
 	}
+	// Stop every capture at once: each notices within its 50 ms read
+	// timeout, so one after another cost up to 50 ms each.
+	var wg sync.WaitGroup
+	for _, cr := range caps {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = cr.c.Stop() }()
+	}
+	wg.Wait()
 	var evidence []classify.Capture
 	for _, cr := range caps {
-		_ = cr.c.Stop()
 		evidence = append(evidence, classify.Capture{Node: cr.node, Iface: cr.iface, Packets: cr.c.Packets()})
 	}
 	return evidence

@@ -87,6 +87,7 @@ func cmdRun(args []string) error {
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	workers := fs.Int("workers", 0, "parallel labs (default: the spec's)")
 	attempt := fs.Duration("attempt-timeout", 0, "per punching attempt (default: the spec's attempt_timeout)")
+	reps := fs.Int("repetitions", 0, "run every cell this many times (default: the spec's)")
 	shardFlag := fs.String("shard", "", "run only shard I of N of the spec's trials (I/N, 0 <= I < N: Slurm's array task id and count)")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
 	allowDirty := fs.Bool("allow-dirty", false, "write results/ although the code differs from the commit it names")
@@ -115,6 +116,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	sp.SetRepetitions(*reps)
 	ctx, stop, err := labContext()
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 		return err
 	}
 	reportLadders(p, ladders)
+	reportTiming(p, out, all)
 	reportLimitations(p)
 	return os.WriteFile(filepath.Join(out, "REPORT.md"), []byte(b.String()), 0o644)
 }

@@ -87,12 +87,18 @@ func approachPairs(cells []*CellStats) []*pairRates {
 	return out
 }
 
+// minTimed is how many connect times an approach needs in a pair before
+// its times can separate it from another's (three: a range that covers
+// the median three times in four).
+const minTimed = 3
+
 // bestApproaches are the approaches a pair's trials cannot tell apart from
 // the best: first by success rate (those whose 95% interval reaches the
 // best one's lower bound), then, among those, by connect time (those whose
-// range of connect times overlaps the fastest one's; with five trials the
-// range is about a 94% interval of the median). None when nothing
-// connected.
+// range of connect times overlaps the fastest one's; the range of n trials
+// covers the median with probability 1-2^(1-n), 94% for five), and only
+// when every such approach has at least minTimed connect times: fewer do
+// not separate anything. None when nothing connected.
 func bestApproaches(pr *pairRates) []string {
 	top := ""
 	for _, m := range approaches2005 {
@@ -107,6 +113,11 @@ func bestApproaches(pr *pairRates) []string {
 	for _, m := range approaches2005 {
 		if pr.n[m] > 0 && pr.rate[m] > 0 && pr.hi[m] >= pr.lo[top] {
 			byRate = append(byRate, m)
+		}
+	}
+	for _, m := range byRate {
+		if len(pr.ms[m]) < minTimed {
+			return byRate
 		}
 	}
 	fastest := byRate[0]
@@ -234,7 +245,7 @@ func approachSummary(p printer, trials []*spec.Trial, pairs []*pairRates) {
 			full[m], wins[m], ties[m], alone[m], msOrDash(s.MedianMs), pk)
 	}
 	p("")
-	p("Best means the trials can tell it apart from the rest: a success rate whose 95%% Wilson interval lies above the others', or, among approaches whose intervals overlap, connect times whose range (five trials: about a 94%% interval of the median) lies below the others'. Otherwise the approaches tie.")
+	p("Best means the trials can tell it apart from the rest: a success rate whose 95%% Wilson interval lies above the others', or, among approaches whose intervals overlap and that each connected at least %d times in the pair, connect times whose range lies below the others' (the range of n trials covers the median with probability 1-2^(1-n): %.0f%% for the %d trials per pair of this run). Otherwise the approaches tie.", minTimed, 100*(1-math.Pow(2, float64(1-trialsPerPair(pairs)))), trialsPerPair(pairs))
 	p("")
 }
 
@@ -321,4 +332,15 @@ func mainPath(trials []*spec.Trial) string {
 		}
 	}
 	return "with no emulated delay"
+}
+
+// trialsPerPair is the most trials any approach has in any pair.
+func trialsPerPair(pairs []*pairRates) int {
+	n := 0
+	for _, pr := range pairs {
+		for _, k := range pr.n {
+			n = max(n, k)
+		}
+	}
+	return n
 }

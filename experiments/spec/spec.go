@@ -215,6 +215,22 @@ func (s *Spec) Conditions(c Cell) *ImpairCase {
 	return s.Path
 }
 
+// SetRepetitions makes every cell, in every group, run n times (a run
+// with more repetitions than its file says, such as make experiment-full);
+// the spec's hash changes with it, so such a run never resumes one of the
+// file as written, nor the other way round.
+func (s *Spec) SetRepetitions(n int) {
+	if n <= 0 {
+		return
+	}
+	s.Repetitions = n
+	for i := range s.Groups {
+		s.Groups[i].Repetitions = 0
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s repetitions=%d", s.Hash, n))
+	s.Hash = hex.EncodeToString(sum[:])
+}
+
 // Predict is the NAT model's verdict for a cell over its conditions.
 func (s *Spec) Predict(c Cell) (model.Prediction, error) {
 	return PredictUnder(c, s.Conditions(c), s.AttemptTimeout)

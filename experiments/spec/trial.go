@@ -54,6 +54,8 @@ type Trial struct {
 	AttemptsToWin int                 `json:"attempts_to_success,omitempty"`
 	RTTms         []float64           `json:"rtt_ms,omitempty"`
 	Attempts      []traversal.Attempt `json:"attempts"`
+	// Phases is where the trial's wall time went (nil in older runs).
+	Phases *Phases `json:"phases_ms,omitempty"`
 	// Birthday joins what both peers measured of NATBlaster's birthday
 	// search in their last attempt that ran it (nil when none did).
 	Birthday        *traversal.Birthday `json:"birthday,omitempty"`
@@ -149,4 +151,18 @@ type Parallelism struct {
 	Max     int `json:"max"`
 	Lowest  int `json:"lowest"`
 	Changes int `json:"changes"`
+}
+
+// Phases splits a trial's wall time, in milliseconds: the lab made ready
+// for the cell (reset, impairments, captures started), the rendezvous
+// server started, the path probed for scheduling noise, the two peers run
+// (process start, NAT probing, coordination, the method's attempts, the
+// round trips over the connection), and the evidence collected, classified
+// and kept.
+type Phases struct {
+	LabMs      float64 `json:"lab"`
+	ServerMs   float64 `json:"server"`
+	ProbeMs    float64 `json:"probe"`
+	PeersMs    float64 `json:"peers"`
+	EvidenceMs float64 `json:"evidence"`
 }
