@@ -20,12 +20,21 @@ type birthdayCell struct {
 }
 
 // birthdayCells gathers the unimpaired natblaster trials whose peers both
-// reported their part of the birthday search, by cell.
-func birthdayCells(trials []*spec.Trial) []*birthdayCell {
+// reported their part of the birthday search, by cell, where the model
+// says the search can meet (its reason is the birthday fallback's); it
+// also counts the cells left out because the model rules the search out
+// for a reason the counts do not show (a predictable side whose NAT maps
+// each guess to another port).
+func birthdayCells(trials []*spec.Trial) (cells []*birthdayCell, ruledOut int) {
 	by := map[string]*birthdayCell{}
+	out := map[string]bool{}
 	for _, t := range trials {
 		b := t.Birthday
 		if t.Cell.Method != "natblaster" || t.Cell.Case != "" || t.LabError != "" || b == nil || b.Guesses == 0 || b.Mappings == 0 {
+			continue
+		}
+		if !t.Predicted || !strings.HasPrefix(t.PredictedReason, birthdayReason) {
+			out[t.Cell.Key()] = true
 			continue
 		}
 		k := t.Cell.Key()
@@ -43,13 +52,16 @@ func birthdayCells(trials []*spec.Trial) []*birthdayCell {
 		c.mappings = append(c.mappings, float64(b.Mappings))
 		c.chance = append(c.chance, traversal.BirthdayChance(b.Pending, b.Mappings, traversal.BirthdayRange))
 	}
-	out := make([]*birthdayCell, 0, len(by))
 	for _, c := range by {
-		out = append(out, c)
+		cells = append(cells, c)
 	}
-	slices.SortFunc(out, func(a, b *birthdayCell) int { return strings.Compare(a.key, b.key) })
-	return out
+	slices.SortFunc(cells, func(a, b *birthdayCell) int { return strings.Compare(a.key, b.key) })
+	return cells, len(out)
 }
+
+// birthdayReason begins the model's reasons for cells that connect by the
+// birthday fallback (traversal/model predictBirthday).
+const birthdayReason = "birthday fallback: "
 
 // reportBirthday sets the birthday fallback's measured success beside the
 // chance computed from what each trial measured: how many of the
@@ -57,7 +69,7 @@ func birthdayCells(trials []*spec.Trial) []*birthdayCell {
 // error) when the random side opened its mappings, and how many it opened,
 // against a NAT choosing among traversal.BirthdayRange ports.
 func reportBirthday(p printer, trials []*spec.Trial) {
-	cells := birthdayCells(trials)
+	cells, ruledOut := birthdayCells(trials)
 	if len(cells) == 0 {
 		return
 	}
@@ -84,6 +96,6 @@ func reportBirthday(p printer, trials []*spec.Trial) {
 	}
 	lo, hi := stats.Wilson(ok, n, 1.96)
 	p("")
-	p("Over all %d cells: %d of %d trials connected (95%% Wilson %.1f–%.1f%%) against a mean predicted chance of %.1f%%; %d of %d cells agree.", len(cells), ok, n, 100*lo, 100*hi, 100*stats.Mean(all), agree, len(cells))
+	p("Over all %d cells: %d of %d trials connected (95%% Wilson %.1f–%.1f%%) against a mean predicted chance of %.1f%%; %d of %d cells agree. %d more cells ran the search where the model rules it out for a reason the counts do not show (the predictable side's NAT maps each guess to another port); they are in the prediction table above.", len(cells), ok, n, 100*lo, 100*hi, 100*stats.Mean(all), agree, len(cells), ruledOut)
 	p("")
 }

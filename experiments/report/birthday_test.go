@@ -39,6 +39,7 @@ func TestReportBirthday(t *testing.T) {
 	trial := func(profile string, pending int, ok bool) *spec.Trial {
 		return &spec.Trial{Cell: spec.Cell{Topology: "two-nat", Method: "natblaster",
 			Profiles: map[string]string{"nat-a": profile, "nat-b": "symmetric-random"}},
+			Predicted: true, PredictedReason: birthdayReason + "...",
 			Success: ok, Birthday: &traversal.Birthday{Guesses: 600, Pending: pending, Mappings: 600}}
 	}
 	var trials []*spec.Trial
@@ -47,10 +48,13 @@ func TestReportBirthday(t *testing.T) {
 	}
 	trials = append(trials, &spec.Trial{Cell: spec.Cell{Topology: "two-nat", Method: "natblaster", Case: "lossy"},
 		Birthday: &traversal.Birthday{Guesses: 600, Mappings: 600}}) // impaired: left out
+	trials = append(trials, &spec.Trial{Cell: spec.Cell{Topology: "two-nat", Method: "natblaster", Profiles: map[string]string{"nat-a": "x"}},
+		PredictedReason: "birthday fallback: the predictable side has dependent mapping", // ruled out by the model
+		Birthday: &traversal.Birthday{Guesses: 600, Pending: 500, Mappings: 600}})
 	var b strings.Builder
 	reportBirthday(func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }, trials)
 	out := b.String()
-	for _, want := range []string{"| 480 of 600 | 600 | 98.9% | yes |", "| 0 of 600 | 600 | 0.0% | no |", "10 of 10 trials connected", "1 of 2 cells agree"} {
+	for _, want := range []string{"| 480 of 600 | 600 | 98.9% | yes |", "| 0 of 600 | 600 | 0.0% | no |", "10 of 10 trials connected", "1 of 2 cells agree", "1 more cells ran the search"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the section lacks %q:\n%s", want, out)
 		}

@@ -66,7 +66,7 @@ func reportHeader(p printer, info spec.RunInfo, trials, impaired []*spec.Trial, 
 	p("")
 	if info.Spec != nil {
 		p("- matrix `%s` (sha256 %s): %s", info.Spec.Name, short(info.Spec.Hash), info.Spec.Description)
-		p("- %d repetitions per cell, per-trial deadline %s, %d parallel labs on %d CPUs", info.Spec.Repetitions, info.Spec.Deadline, info.Workers, info.CPUs)
+		p("- %s per cell (groups may say otherwise, as listed above), per-trial deadline %s, attempts of %s, %d parallel labs on %d CPUs", plural(info.Spec.Repetitions, "repetition"), info.Spec.Deadline, info.Spec.AttemptTimeout, info.Workers, info.CPUs)
 	}
 	labErrors := 0
 	for _, t := range trials {
@@ -337,4 +337,12 @@ func topMethod(m map[string]int) string {
 		}
 	}
 	return best
+}
+
+// plural is "1 repetition" or "n repetitions".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -94,12 +94,13 @@ func (ic *ImpairCase) Modelled() bool {
 }
 
 // ServerRTT is the round trip the case configures between peer A and the
-// rendezvous server: A's side of the core twice, and A's LAN link twice.
+// rendezvous server: A's side of the core twice, A's LAN link twice, and a
+// positive offset once (it delays A's NAT's egress).
 func (ic *ImpairCase) ServerRTT() time.Duration {
 	if ic == nil {
 		return 0
 	}
-	return ic.RTT/2 + ic.WANADelay + 2*ic.LANDelay
+	return ic.RTT/2 + ic.WANADelay + 2*ic.LANDelay + max(ic.Offset, 0)
 }
 
 // Path is the timing the NAT model needs from the case: how long each

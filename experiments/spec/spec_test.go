@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/machsend/machsend/experiments/spec"
 )
@@ -47,6 +48,26 @@ func TestSpecCells(t *testing.T) {
 	for _, f := range []string{"../quick.yaml", "../paper.yaml"} {
 		if _, err := spec.LoadSpec(f); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// The round trip the noise probe expects from peer A to the server: the
+// late side's offset is an egress delay on A's path only when A is late.
+func TestServerRTT(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		ic   *spec.ImpairCase
+		want time.Duration
+	}{
+		{nil, 0},
+		{&spec.ImpairCase{RTT: 40 * ms}, 20 * ms},
+		{&spec.ImpairCase{RTT: 40 * ms, Offset: 16 * ms}, 36 * ms},
+		{&spec.ImpairCase{RTT: 40 * ms, Offset: -16 * ms}, 20 * ms},
+		{&spec.ImpairCase{RTT: 30 * ms, WANADelay: 40 * ms, LANDelay: 5 * ms}, 65 * ms},
+	} {
+		if got := c.ic.ServerRTT(); got != c.want {
+			t.Errorf("%+v: %v, want %v", c.ic, got, c.want)
 		}
 	}
 }
