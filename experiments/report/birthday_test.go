@@ -50,7 +50,7 @@ func TestReportBirthday(t *testing.T) {
 		Birthday: &traversal.Birthday{Guesses: 600, Mappings: 600}}) // impaired: left out
 	trials = append(trials, &spec.Trial{Cell: spec.Cell{Topology: "two-nat", Method: "natblaster", Profiles: map[string]string{"nat-a": "x"}},
 		PredictedReason: "birthday fallback: the predictable side has dependent mapping", // ruled out by the model
-		Birthday: &traversal.Birthday{Guesses: 600, Pending: 500, Mappings: 600}})
+		Birthday:        &traversal.Birthday{Guesses: 600, Pending: 500, Mappings: 600}})
 	var b strings.Builder
 	reportBirthday(func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }, trials)
 	out := b.String()
