@@ -311,60 +311,65 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 			s.Close()
 		}
 	}()
-	guessed := a.rec.ID.WithStep("guessed")
+	open := func(local netip.AddrPort, ttl int, to netip.AddrPort) error {
+		s, err := sockopt.NewRawSocket(local, ttl)
+		if err != nil {
+			return err
+		}
+		socks = append(socks, s)
+		_ = s.SetSynCount(1)
+		if err := s.Connect(to); err != nil {
+			return err
+		}
+		a.rec.Packets++
+		return nil
+	}
 	if !selfRandom {
 		a.emit("birthday", fmt.Sprintf("guessing %d ports of %s", birthdayPorts, t.Addr()), t)
-		ports := rand.Perm(BirthdayRange)[:birthdayPorts]
-		for _, p := range ports {
-			s, err := sockopt.NewRawSocket(anyAddr(a.port), a.lowTTL())
-			if err != nil {
+		for _, p := range rand.Perm(BirthdayRange)[:birthdayPorts] {
+			if err := open(anyAddr(a.port), a.lowTTL(), netip.AddrPortFrom(t.Addr(), uint16(1024+p))); err != nil {
 				return err
 			}
-			socks = append(socks, s)
-			_ = s.SetSynCount(1)
-			if err := s.Connect(netip.AddrPortFrom(t.Addr(), uint16(1024+p))); err != nil {
-				return err
-			}
-			a.rec.Packets++
 		}
 		for _, s := range socks {
 			_ = s.SetTTL(64)
 		}
 	}
-	if _, err := a.r.cfg.Signal.Ready(ctx, guessed, a.self); err != nil {
+	if _, err := a.r.cfg.Signal.Ready(ctx, a.rec.ID.WithStep("guessed"), a.self); err != nil {
 		return err
 	}
 	if !selfRandom {
-		// The random side opens its mappings now: count the guesses it
-		// can still meet (an ICMP error aborts a guess's connect).
-		b := &Birthday{Guesses: len(socks)}
-		for _, s := range socks {
-			if s.Pending() {
-				b.Pending++
-			}
-		}
-		a.rec.Birthday = b
-		a.emit("birthday", fmt.Sprintf("%d of %d guesses still pending (collision probability %.1f%% against %d mappings)", b.Pending, b.Guesses, 100*BirthdayChance(b.Pending, birthdayPorts, BirthdayRange), birthdayPorts), t)
-	}
-	if selfRandom {
+		a.countPending(socks, t)
+	} else {
 		a.emit("birthday", fmt.Sprintf("opening %d mappings toward %s", birthdayPorts, t), t)
 		for i := 0; i < birthdayPorts; i++ {
-			s, err := sockopt.NewRawSocket(anyAddr(0), 0)
-			if err != nil {
+			if err := open(anyAddr(0), 0, t); err != nil {
 				return err
 			}
-			socks = append(socks, s)
-			_ = s.SetSynCount(1)
-			if err := s.Connect(t); err != nil {
-				return err
-			}
-			a.rec.Packets++
 		}
 		a.rec.Birthday = &Birthday{Mappings: len(socks)}
 	}
-	// Several guesses may hit, and each side only sees its own end: offer
-	// every connection that completes (as acceptLoop does), so both sides
-	// authenticate the same ones; A's nomination picks one.
+	return a.birthdayHits(ctx, socks, t)
+}
+
+// countPending records how many guesses the random side's mappings can
+// still meet: an ICMP error aborts a guess's connect.
+func (a *attempt) countPending(guesses []*sockopt.RawSocket, t netip.AddrPort) {
+	b := &Birthday{Guesses: len(guesses)}
+	for _, s := range guesses {
+		if s.Pending() {
+			b.Pending++
+		}
+	}
+	a.rec.Birthday = b
+	a.emit("birthday", fmt.Sprintf("%d of %d guesses still pending (collision probability %.1f%% against %d mappings)", b.Pending, b.Guesses, 100*BirthdayChance(b.Pending, birthdayPorts, BirthdayRange), birthdayPorts), t)
+}
+
+// birthdayHits waits for the birthday search's connections. Several
+// guesses may hit, and each side only sees its own end: it offers every
+// connection that completes (as acceptLoop does), so both sides
+// authenticate the same ones; A's nomination picks one.
+func (a *attempt) birthdayHits(ctx context.Context, socks []*sockopt.RawSocket, t netip.AddrPort) error {
 	live := append([]*sockopt.RawSocket(nil), socks...)
 	wctx, found := context.WithCancel(ctx)
 	defer found()
