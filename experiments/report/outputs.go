@@ -38,7 +38,9 @@ func (c *CellStats) Rate() float64 {
 	return float64(c.Successes) / float64(c.N)
 }
 
-// Summarise groups trials by cell, in the order cells first appear.
+// Summarise groups trials by cell, in the order of the cells' keys, so
+// that every table is the same however the trials were ordered (one run,
+// or shards merged).
 func Summarise(trials []*spec.Trial) []*CellStats {
 	by := map[string]*CellStats{}
 	var order []string
@@ -67,9 +69,11 @@ func Summarise(trials []*spec.Trial) []*CellStats {
 		}
 		cs.Classes[t.Class]++
 	}
+	sort.Strings(order)
 	var out []*CellStats
 	for _, k := range order {
 		cs := by[k]
+		sort.Float64s(cs.ConnectMs)
 		cs.Lo, cs.Hi = stats.Wilson(cs.Successes, cs.N, 1.96)
 		out = append(out, cs)
 	}

@@ -3,9 +3,11 @@
 package slurm_test
 
 import (
+	"encoding/csv"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,46 @@ func TestSlurmShardsEqualOneRun(t *testing.T) {
 		t.Fatalf("single run: %v\n%s", err, tail(out))
 	}
 	compareOutcomes(t, merged, single)
+	if out, err := exec.Command(filepath.Join(bin, "experiment"), "report", "--out", single).CombinedOutput(); err != nil {
+		t.Fatalf("single run's report: %v\n%s", err, tail(out))
+	}
+	compareCellTables(t, merged, single)
+}
+
+// compareCellTables checks that the two runs' cells.csv agree byte for byte
+// in every column computed from outcomes (all but the connect time, which
+// differs between any two runs).
+func compareCellTables(t *testing.T, a, b string) {
+	t.Helper()
+	read := func(dir string) []string {
+		f, err := os.Open(filepath.Join(dir, "cells.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rows, err := csv.NewReader(f).ReadAll()
+		if err != nil || len(rows) < 2 {
+			t.Fatalf("%s/cells.csv: %d rows, %v", dir, len(rows), err)
+		}
+		skip := slices.Index(rows[0], "median_connect_ms")
+		var out []string
+		for _, r := range rows {
+			if skip >= 0 {
+				r = slices.Delete(slices.Clone(r), skip, skip+1)
+			}
+			out = append(out, strings.Join(r, ","))
+		}
+		return out
+	}
+	ra, rb := read(a), read(b)
+	if !slices.Equal(ra, rb) {
+		for i := 0; i < min(len(ra), len(rb)); i++ {
+			if ra[i] != rb[i] {
+				t.Fatalf("cells.csv differs at row %d:\n sharded %s\n single  %s", i, ra[i], rb[i])
+			}
+		}
+		t.Fatalf("cells.csv: %d rows sharded, %d single", len(ra), len(rb))
+	}
 }
 
 // waitDone waits until the jobs have left the queue; a job whose
