@@ -89,7 +89,8 @@ func Run(ctx context.Context, sp *spec.Spec, opts Options) (*spec.RunInfo, error
 	// packet of an impaired link is released by this process, and 40
 	// busy labs on two CPUs add tens of milliseconds to a 30 ms path.
 	plain, impaired := pendingJobs(sp, cells, done)
-	plain, impaired = shardJobs(sp, cells, opts.Shard, plain), shardJobs(sp, cells, opts.Shard, impaired)
+	kept := shardJobs(sp, cells, opts.Shard, plain, impaired)
+	plain, impaired = kept[0], kept[1]
 	r := &runner{ctx: ctx, spec: sp, opts: &opts, out: f, total: len(plain) + len(impaired)}
 	r.runJobs(plain, info.Workers)
 	if ctx.Err() == nil {

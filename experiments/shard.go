@@ -93,16 +93,19 @@ func assign(sp *spec.Spec, cells []spec.Cell, n int) map[string]int {
 	return out
 }
 
-// shardJobs keeps the jobs of shard s (all of them for the zero shard).
-func shardJobs(sp *spec.Spec, cells []spec.Cell, s Shard, jobs []job) []job {
+// shardJobs keeps, of each list of jobs, those of shard s (all of them
+// for the zero shard); the assignment is computed once for all lists.
+func shardJobs(sp *spec.Spec, cells []spec.Cell, s Shard, lists ...[]job) [][]job {
 	if s.Count == 0 {
-		return jobs
+		return lists
 	}
 	owner := assign(sp, cells, s.Count)
-	var out []job
-	for _, j := range jobs {
-		if owner[TrialID(j.cell, j.rep)] == s.Index {
-			out = append(out, j)
+	out := make([][]job, len(lists))
+	for i, jobs := range lists {
+		for _, j := range jobs {
+			if owner[TrialID(j.cell, j.rep)] == s.Index {
+				out[i] = append(out[i], j)
+			}
 		}
 	}
 	return out

@@ -33,7 +33,7 @@ func TestShardsCoverOnceAndBalance(t *testing.T) {
 		load := make([]int, n)
 		maxCost := 0
 		for i := 0; i < n; i++ {
-			for _, j := range shardJobs(sp, cells, Shard{i, n}, jobs) {
+			for _, j := range shardJobs(sp, cells, Shard{i, n}, jobs)[0] {
 				seen[TrialID(j.cell, j.rep)]++
 				c := cost(sp, j)
 				load[i] += c
@@ -84,7 +84,7 @@ func TestMerge(t *testing.T) {
 	write := func(shard Shard, keep func(i int) bool, hash string) string {
 		dir := t.TempDir()
 		var b strings.Builder
-		for i, j := range shardJobs(sp, cells, shard, jobs) {
+		for i, j := range shardJobs(sp, cells, shard, jobs)[0] {
 			if keep(i) {
 				line, _ := json.Marshal(&spec.Trial{ID: TrialID(j.cell, j.rep), Cell: j.cell, Rep: j.rep})
 				b.Write(append(line, '\n'))
