@@ -30,7 +30,7 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 	if len(paths) == 0 {
 		return nil, errors.New("share: name the files or folders to share")
 	}
-	m, srcs, err := transfer.BuildManifest(paths, nil)
+	m, srcs, err := transfer.BuildManifest(paths)
 	if err != nil {
 		return nil, fmt.Errorf("cannot share: %w", err)
 	}

@@ -9,12 +9,16 @@
 // secret is refused, and any byte changed in transit fails a record's
 // authentication (ErrTampered).
 //
-// The sender sends a Manifest (paths, sizes, modes, SHA-256 of each file),
-// the receiver answers with what it still needs (resuming from the verified
-// prefix of each .part file), and the sender streams those files one after
-// another in chunks, each with its own SHA-256. The receiver writes into
-// NAME.part, records the verified length in NAME.part.json after every chunk,
-// checks the whole-file hash, and only then renames the file into place.
+// The sender sends a Manifest (paths, sizes, modes, modification times; it
+// reads no file, so a share of any size gets its link at once), the
+// receiver answers with what it still needs (resuming a part from an
+// earlier run, with the SHA-256 of the part's bytes, which the sender
+// checks against its file), and the sender streams those files one after
+// another in chunks. The secure channel authenticates every byte; with
+// ReceiveOptions.Checksum both sides also hash every file and the receiver
+// compares the sender's SHA-256 with its own before the rename. The
+// receiver writes into a part in StateDir, records the synced length in
+// the part's state, and renames the file into place when it is complete.
 // Names from the wire are validated (CleanPath, Manifest.Validate) and every
 // write goes through an os.Root that refuses symlinks, so a hostile manifest
 // cannot touch anything outside the destination.

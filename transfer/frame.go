@@ -12,8 +12,8 @@ import (
 const (
 	frameManifest = 'M' // sender -> receiver: JSON manifest
 	frameRequest  = 'R' // receiver -> sender: JSON request (files and offsets)
-	frameChunk    = 'C' // sender -> receiver: file index, offset, sha256, data
-	frameEnd      = 'E' // sender -> receiver: file index done
+	frameChunk    = 'C' // sender -> receiver: file index, offset, data
+	frameEnd      = 'E' // sender -> receiver: file index done, its SHA-256
 	frameDone     = 'D' // sender -> receiver: everything requested was sent
 	frameAck      = 'K' // receiver -> sender: everything verified and in place
 	frameError    = 'X' // either way: a message, then close
@@ -25,8 +25,14 @@ var ErrFrame = errors.New("malformed frame")
 // maxControl bounds manifest, request and error frames.
 const maxControl = 256 << 20
 
-// chunkHeader is index (4) + offset (8) + sha256 (32).
-const chunkHeader = 4 + 8 + sha256.Size
+// chunkHeader is index (4) + offset (8). A chunk carries no hash of its
+// own: the secure channel authenticates every record, in order, so a chunk
+// that arrives is the sender's. When the receiver asks for checksums, the
+// file's SHA-256 follows its last chunk (endSize: index (4) + SHA-256).
+const (
+	chunkHeader = 4 + 8
+	endSize     = 4 + sha256.Size
+)
 
 // frame is one decoded frame.
 type frame struct {
@@ -67,7 +73,7 @@ func readFrame(r io.Reader, maxChunk int, buf []byte) (frame, []byte, error) {
 		}
 	case frameManifest, frameRequest, frameError:
 	case frameEnd:
-		limit = 4
+		limit = endSize
 	case frameDone, frameAck:
 		limit = 0
 	default:
@@ -90,7 +96,6 @@ func readFrame(r io.Reader, maxChunk int, buf []byte) (frame, []byte, error) {
 type chunk struct {
 	index  uint32
 	offset int64
-	sum    [sha256.Size]byte
 	data   []byte
 }
 
@@ -102,12 +107,34 @@ func parseChunk(p []byte) (chunk, error) {
 	if c.offset < 0 {
 		return chunk{}, fmt.Errorf("%w: negative offset", ErrFrame)
 	}
-	copy(c.sum[:], p[12:chunkHeader])
 	return c, nil
 }
 
-func appendChunkHeader(b []byte, index uint32, offset int64, sum [sha256.Size]byte) []byte {
+func appendChunkHeader(b []byte, index uint32, offset int64) []byte {
 	b = binary.BigEndian.AppendUint32(b, index)
-	b = binary.BigEndian.AppendUint64(b, uint64(offset))
-	return append(b, sum[:]...)
+	return binary.BigEndian.AppendUint64(b, uint64(offset))
+}
+
+// fileEnd is a decoded end frame: which file ended, and its SHA-256 when
+// the receiver asked for checksums (nil otherwise).
+type fileEnd struct {
+	index uint32
+	sum   []byte
+}
+
+func parseEnd(p []byte) (fileEnd, error) {
+	if len(p) != 4 && len(p) != endSize {
+		return fileEnd{}, fmt.Errorf("%w: end frame of %d bytes", ErrFrame, len(p))
+	}
+	e := fileEnd{index: binary.BigEndian.Uint32(p[:4])}
+	if len(p) == endSize {
+		e.sum = append([]byte(nil), p[4:]...)
+	}
+	return e, nil
+}
+
+// appendEnd appends an end frame's payload; sum is nil or a SHA-256.
+func appendEnd(b []byte, index uint32, sum []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, index)
+	return append(b, sum...)
 }

@@ -123,14 +123,17 @@ func TestPrintable(t *testing.T) {
 // A receiver cannot have the sender read one file over and over, nor ask
 // for what the manifest does not offer.
 func TestSenderRefusesAbusiveRequests(t *testing.T) {
-	m := &Manifest{Version: 1, ChunkSize: MinChunk, Files: []Entry{{Path: "a", Size: 3 * MinChunk}, {Path: "d", Dir: true}}}
+	m := &Manifest{Version: Version, ChunkSize: MinChunk, Files: []Entry{{Path: "a", Size: 3 * MinChunk}, {Path: "d", Dir: true}}}
 	cases := []struct {
 		name string
 		req  request
 		ok   bool
 	}{
 		{"whole", request{Files: []fileRequest{{Index: 0}}}, true},
-		{"resumed", request{Files: []fileRequest{{Index: 0, Offset: MinChunk}}}, true},
+		{"resumed", request{Files: []fileRequest{{Index: 0, Offset: MinChunk, Prefix: strings.Repeat("ab", 32)}}}, true},
+		{"resumed without its prefix's hash", request{Files: []fileRequest{{Index: 0, Offset: MinChunk}}}, false},
+		{"resumed with a short hash", request{Files: []fileRequest{{Index: 0, Offset: MinChunk, Prefix: "abcd"}}}, false},
+		{"a hash with nothing resumed", request{Files: []fileRequest{{Index: 0, Prefix: strings.Repeat("ab", 32)}}}, false},
 		{"twice", request{Files: []fileRequest{{Index: 0}, {Index: 0}}}, false},
 		{"thousands", request{Files: slicesRepeat(fileRequest{Index: 0}, 5000)}, false},
 		{"a folder", request{Files: []fileRequest{{Index: 1}}}, false},

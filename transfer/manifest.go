@@ -1,12 +1,9 @@
 package transfer
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -32,12 +29,21 @@ var ErrManifest = errors.New("invalid manifest")
 // Entry is one file or directory being shared.
 type Entry struct {
 	// Path is slash-separated and relative: "photos/2009/a.jpg".
-	Path   string `json:"path"`
-	Size   int64  `json:"size"`
-	Mode   uint32 `json:"mode"`
-	Dir    bool   `json:"dir,omitempty"`
-	SHA256 string `json:"sha256,omitempty"` // whole-file hash, hex
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	Mode uint32 `json:"mode"`
+	Dir  bool   `json:"dir,omitempty"`
+	// MTime is the file's modification time (Unix nanoseconds): with Size,
+	// the version of the file a resumed part or an existing copy must
+	// match. The file's SHA-256 is not in the manifest: the sender computes
+	// it while it sends, and it follows the file's data (see Send).
+	MTime int64 `json:"mtime_ns,omitempty"`
 }
+
+// Version is the transfer protocol's version. Version 2 dropped the
+// per-chunk hash and moved each file's SHA-256 from the manifest to the
+// end of its data, so a share's link appears before any file is read.
+const Version = 2
 
 // Manifest lists what a sender shares.
 type Manifest struct {
@@ -97,8 +103,8 @@ func CleanPath(p string) (string, error) {
 // could break (paths, sizes, counts, duplicates, a file where a directory is
 // needed).
 func (m *Manifest) Validate() error {
-	if m.Version != 1 {
-		return fmt.Errorf("%w: version %d", ErrManifest, m.Version)
+	if m.Version != Version {
+		return fmt.Errorf("%w: protocol version %d, this machsend speaks %d: both sides need the same release of machsend", ErrManifest, m.Version, Version)
 	}
 	if m.ChunkSize < MinChunk || m.ChunkSize > MaxChunk {
 		return fmt.Errorf("%w: chunk size %d", ErrManifest, m.ChunkSize)
@@ -117,11 +123,6 @@ func (m *Manifest) Validate() error {
 		}
 		if e.Size < 0 || e.Size > MaxFileSize || (e.Dir && e.Size != 0) {
 			return fmt.Errorf("%w: %q: size %d", ErrManifest, p, e.Size)
-		}
-		if !e.Dir {
-			if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != sha256.Size {
-				return fmt.Errorf("%w: %q: bad sha256", ErrManifest, p)
-			}
 		}
 		kinds[p] = e.Dir
 	}
@@ -155,19 +156,19 @@ type Source struct {
 }
 
 // BuildManifest walks the given paths (files and folders; a folder is shared
-// with its own name as the top level) and hashes every file.
-func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest, []Source, error) {
+// with its own name as the top level). It reads no file: the cost is one
+// stat per entry, whatever the sizes, so a link can be shown at once.
+func BuildManifest(paths []string) (*Manifest, []Source, error) {
 	var srcs []Source
 	var skipped []string
 	seen := map[string]bool{}
 	for _, root := range paths {
 		root = filepath.Clean(root)
-		st, err := os.Stat(root)
-		if err != nil {
+		if _, err := os.Stat(root); err != nil {
 			return nil, nil, err
 		}
 		base := filepath.Dir(root)
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
@@ -187,7 +188,7 @@ func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest,
 			case d.IsDir():
 				srcs = append(srcs, Source{Entry{Path: rel, Mode: uint32(info.Mode().Perm()), Dir: true}, p})
 			case info.Mode().IsRegular():
-				srcs = append(srcs, Source{Entry{Path: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm())}, p})
+				srcs = append(srcs, Source{Entry{Path: rel, Size: info.Size(), Mode: uint32(info.Mode().Perm()), MTime: info.ModTime().UnixNano()}, p})
 			default:
 				skipped = append(skipped, rel) // symlinks, devices, sockets: not shared, but listed
 				return nil
@@ -198,28 +199,8 @@ func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest,
 		if err != nil {
 			return nil, nil, err
 		}
-		_ = st
 	}
-	var total, done int64
-	for _, s := range srcs {
-		total += s.Size
-	}
-	for i := range srcs {
-		if srcs[i].Dir {
-			continue
-		}
-		sum, err := hashFile(srcs[i].Local, func(n int64) {
-			done += n
-			if progress != nil {
-				progress(done, total)
-			}
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		srcs[i].SHA256 = sum
-	}
-	m := &Manifest{Version: 1, ChunkSize: DefaultChunk, Skipped: skipped}
+	m := &Manifest{Version: Version, ChunkSize: DefaultChunk, Skipped: skipped}
 	for _, s := range srcs {
 		m.Files = append(m.Files, s.Entry)
 	}
@@ -227,30 +208,6 @@ func BuildManifest(paths []string, progress func(done, total int64)) (*Manifest,
 		return nil, nil, err
 	}
 	return m, srcs, nil
-}
-
-func hashFile(p string, progress func(int64)) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	for {
-		n, err := f.Read(buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			progress(int64(n))
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // MatchAny selects the entries that match one of the patterns: a

@@ -2,7 +2,7 @@ package transfer
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +15,8 @@ import (
 
 // Receive reads the manifest, works out what is already here (complete
 // files, verified parts of .part files), requests the rest and writes it,
-// verifying every chunk and every whole file before renaming it into place.
+// hashing each byte once as it is written, and renames a file into place
+// only when its SHA-256 equals the one the sender sent after its data.
 func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progress func(Progress)) (*Manifest, error) {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -84,12 +85,16 @@ type receiver struct {
 	m        *Manifest
 	root     *os.Root
 	plans    []*plan
-	// total and resumed are the bytes requested and already verified here.
-	total, resumed int64
-	disk           *diskStage
-	// cur is the plan being received; expect[i] is the next offset of plan i.
+	// total is the bytes requested; resumed, those already here (it drops
+	// when a sender restarts a part that no longer matches its file).
+	total   int64
+	resumed atomic.Int64
+	disk    *diskStage
+	// cur is the plan being received; expect[i] is the next offset of plan
+	// i, and held[i] the part plan i resumes from (0 once restarted).
 	cur    int
 	expect []int64
+	held   []int64
 }
 
 // planFiles decides per selected entry what to fetch and from where.
@@ -115,17 +120,23 @@ func (r *receiver) planFiles() (request, error) {
 		}
 		r.plans = append(r.plans, p)
 		r.expect = append(r.expect, p.offset)
-		req.Files = append(req.Files, fileRequest{Index: i, Offset: p.offset})
+		r.held = append(r.held, p.offset)
+		fr := fileRequest{Index: i, Offset: p.offset}
+		if p.offset > 0 {
+			fr.Prefix = hex.EncodeToString(p.hash.Sum(nil))
+		}
+		req.Files = append(req.Files, fr)
 		r.total += e.Size
-		r.resumed += p.offset
+		r.resumed.Add(p.offset)
 	}
+	req.Checksum = r.opts.Checksum
 	if selected == 0 && len(r.m.Files) > 0 {
 		sendError(r.rw, errors.New("receiver selected nothing"))
 		return req, ErrNothingSelected
 	}
-	if free, ok := freeSpace(r.opts.Dir); ok && r.total-r.resumed > free {
+	if free, ok := freeSpace(r.opts.Dir); ok && r.total-r.resumed.Load() > free {
 		sendError(r.rw, errors.New("receiver has no room"))
-		return req, fmt.Errorf("%w: %d bytes to receive, %d free in %s", ErrNoSpace, r.total-r.resumed, free, r.opts.Dir)
+		return req, fmt.Errorf("%w: %d bytes to receive, %d free in %s", ErrNoSpace, r.total-r.resumed.Load(), free, r.opts.Dir)
 	}
 	return req, nil
 }
@@ -153,12 +164,22 @@ func (r *receiver) closeParts() {
 
 // event reports progress of kind for p (nil: the whole transfer).
 func (r *receiver) event(kind string, p *plan, fileBytes int64) {
-	ev := Progress{Time: time.Now(), Kind: kind, Resumed: r.resumed, Total: r.total}
+	ev := Progress{Time: time.Now(), Kind: kind, Resumed: r.resumed.Load(), Total: r.total}
 	if r.disk != nil {
 		ev.Sent = r.disk.sent.Load()
 	}
 	if p != nil {
 		ev.File, ev.FileBytes, ev.FileSize = p.entry.Path, fileBytes, p.entry.Size
+	}
+	r.progress(ev)
+}
+
+// fileDone reports p finished (and checked, when sum is not nil).
+func (r *receiver) fileDone(p *plan, sum []byte) {
+	ev := Progress{Time: time.Now(), Kind: "file-done", Resumed: r.resumed.Load(), Total: r.total, Sent: r.disk.sent.Load(),
+		File: p.entry.Path, FileBytes: p.entry.Size, FileSize: p.entry.Size}
+	if sum != nil {
+		ev.SHA256 = hex.EncodeToString(sum)
 	}
 	r.progress(ev)
 }
@@ -210,10 +231,21 @@ func (r *receiver) onFrame(fr frame, nb []byte) (done bool, err error) {
 	case frameChunk:
 		return false, r.onChunk(fr, nb)
 	case frameEnd:
-		if r.cur >= len(r.plans) || len(fr.payload) != 4 {
-			return false, r.fail(fmt.Errorf("%w: unexpected end of file", ErrFrame), "")
+		end, err := parseEnd(fr.payload)
+		if err != nil {
+			return false, r.fail(err, "")
 		}
-		r.disk.jobs <- diskJob{p: r.plans[r.cur], finish: true}
+		if r.cur >= len(r.plans) || int(end.index) != r.plans[r.cur].index || r.expect[r.cur] != r.plans[r.cur].entry.Size {
+			return false, r.fail(fmt.Errorf("%w: unexpected end of entry %d", ErrFrame, end.index), "")
+		}
+		if (end.sum != nil) != r.opts.Checksum {
+			return false, r.fail(fmt.Errorf("%w: end of entry %d with %d checksum bytes", ErrFrame, end.index, len(end.sum)), "")
+		}
+		select {
+		case r.disk.jobs <- diskJob{p: r.plans[r.cur], finish: true, sum: end.sum}:
+		case err := <-r.disk.errc:
+			return false, r.fail(err, "receiver cannot write")
+		}
 		r.cur++
 		if r.cur < len(r.plans) {
 			r.event("file-start", r.plans[r.cur], r.plans[r.cur].offset)
@@ -225,7 +257,8 @@ func (r *receiver) onFrame(fr frame, nb []byte) (done bool, err error) {
 	return false, r.fail(fmt.Errorf("%w: unexpected %q frame", ErrFrame, fr.typ), "")
 }
 
-// onChunk verifies a chunk against the plan and queues it for the disk.
+// onChunk checks a chunk is the next one of the plan and queues it for the
+// disk (the secure channel authenticated its bytes).
 func (r *receiver) onChunk(fr frame, nb []byte) error {
 	c, err := parseChunk(fr.payload)
 	if err != nil {
@@ -237,18 +270,19 @@ func (r *receiver) onChunk(fr frame, nb []byte) error {
 		return r.fail(fmt.Errorf("%w: chunk after the last requested file", ErrFrame), "")
 	}
 	p := r.plans[r.cur]
+	restart := c.offset == 0 && r.held[r.cur] > 0 && r.expect[r.cur] == r.held[r.cur]
+	if restart { // the sender's file does not start with our part's bytes
+		r.resumed.Add(-r.held[r.cur])
+		r.expect[r.cur], r.held[r.cur] = 0, 0
+	}
 	want := min(int64(r.m.ChunkSize), p.entry.Size-r.expect[r.cur])
 	if int(c.index) != p.index || c.offset != r.expect[r.cur] || int64(len(c.data)) != want {
 		r.disk.free <- nb
 		return r.fail(fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, r.expect[r.cur]), "")
 	}
-	if sha256.Sum256(c.data) != c.sum {
-		r.disk.free <- nb
-		return r.fail(fmt.Errorf("%w: %s at offset %d: chunk hash mismatch", ErrTampered, p.entry.Path, c.offset), "chunk failed verification")
-	}
 	r.expect[r.cur] += int64(len(c.data))
 	select {
-	case r.disk.jobs <- diskJob{p: p, data: c.data, buf: nb}:
+	case r.disk.jobs <- diskJob{p: p, data: c.data, buf: nb, restart: restart}:
 		return nil
 	case err := <-r.disk.errc:
 		return r.fail(err, "receiver cannot write")
@@ -275,17 +309,22 @@ func (r *receiver) onDone() error {
 // buffers bounds memory whatever the file size.
 const diskDepth = 4
 
-// diskJob is a verified chunk to write, or (finish) a file to complete.
+// diskJob is a chunk to write (restart: at offset 0 of a part that held
+// a prefix the sender's file no longer has), or (finish) a file to
+// complete, whose SHA-256 must be sum when sum is not nil.
 type diskJob struct {
-	p      *plan
-	data   []byte
-	buf    []byte
-	finish bool
+	p       *plan
+	data    []byte
+	buf     []byte
+	restart bool
+	finish  bool
+	sum     []byte
 }
 
-// diskStage writes verified chunks, extends each file's hash, records the
-// verified length and completes files, while the receiver reads the next
-// chunks. After its first error it only returns buffers.
+// diskStage writes chunks, extends each file's hash (the receiver's one
+// pass over each byte), records the length received and completes files,
+// while the receiver reads and decrypts the next chunks. After its first
+// error it only returns buffers.
 type diskStage struct {
 	r    *receiver
 	free chan []byte
@@ -327,13 +366,21 @@ func (d *diskStage) run() {
 func (d *diskStage) do(j diskJob) error {
 	p, r := j.p, d.r
 	if j.finish {
-		if err := finish(r.root, p, r.opts.Overwrite); err != nil {
+		if err := finish(r.root, p, j.sum, r.opts.Overwrite); err != nil {
 			return err
 		}
-		r.event("file-done", p, p.entry.Size)
+		r.fileDone(p, j.sum)
 		return nil
 	}
-	if p.part == nil {
+	if j.restart {
+		p.offset, p.resumed, p.saved = 0, 0, 0
+		p.hash.Reset()
+	}
+	if p.part == nil || j.restart {
+		if p.part != nil {
+			p.part.Close()
+			p.part = nil
+		}
 		if err := openPlan(r.root, p); err != nil {
 			return mapIOErr(err)
 		}
@@ -341,7 +388,9 @@ func (d *diskStage) do(j diskJob) error {
 	if _, err := p.part.WriteAt(j.data, p.offset); err != nil {
 		return mapIOErr(err)
 	}
-	p.hash.Write(j.data)
+	if r.opts.Checksum {
+		p.hash.Write(j.data)
+	}
 	p.offset += int64(len(j.data))
 	if err := checkpoint(r.root, p); err != nil {
 		return mapIOErr(err)

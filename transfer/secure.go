@@ -23,10 +23,13 @@ var ErrWrongSecret = errors.New("peer does not hold the link secret (wrong or st
 // bytes in transit. The transfer is aborted.
 var ErrTampered = errors.New("data failed authentication in transit")
 
-// maxNoiseMsg is Noise's message limit; a record carries at most maxPlain.
+// maxNoiseMsg is Noise's message limit (handshake messages); a record
+// after the handshake carries at most maxPlain bytes, and one Write puts up
+// to writeBatch bytes of records on the wire in one system call.
 const (
 	maxNoiseMsg = 65535
 	maxPlain    = maxNoiseMsg - 16
+	writeBatch  = 1 << 20
 )
 
 // SecureConn is an authenticated, encrypted stream over a connection: a Noise
@@ -143,27 +146,35 @@ func readRecord(r io.Reader, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// Write encrypts p as one or more records.
+// Write encrypts p as records of up to maxPlain bytes, writing up to
+// writeBatch bytes of them with one system call.
 func (s *SecureConn) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	n := 0
 	for len(p) > 0 {
-		chunk := p[:min(len(p), maxPlain)]
-		if cap(s.wraw) < 4+len(chunk)+16 {
-			s.wraw = make([]byte, 0, 4+maxNoiseMsg)
+		batch := p[:min(len(p), writeBatch)]
+		records := (len(batch) + maxPlain - 1) / maxPlain
+		if need := len(batch) + records*(4+16); cap(s.wraw) < need {
+			s.wraw = make([]byte, 0, max(need, writeBatch+(writeBatch/maxPlain+1)*(4+16)))
 		}
-		out := s.wraw[:4]
-		out, err := s.send.Encrypt(out, nil, chunk)
-		if err != nil {
-			return n, err
+		out := s.wraw[:0]
+		for rest := batch; len(rest) > 0; {
+			rec := rest[:min(len(rest), maxPlain)]
+			at := len(out)
+			sealed, err := s.send.Encrypt(append(out, 0, 0, 0, 0), nil, rec)
+			if err != nil {
+				return n, err
+			}
+			binary.BigEndian.PutUint32(sealed[at:], uint32(len(sealed)-at-4))
+			out = sealed
+			rest = rest[len(rec):]
 		}
-		binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
 		if _, err := s.conn.Write(out); err != nil {
 			return n, err
 		}
-		n += len(chunk)
-		p = p[len(chunk):]
+		n += len(batch)
+		p = p[len(batch):]
 	}
 	return n, nil
 }
@@ -178,6 +189,13 @@ func (s *SecureConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		s.rraw = raw[:0]
+		if len(raw) >= 16 && len(p) >= len(raw)-16 { // room: decrypt straight into p
+			plain, err := s.recv.Decrypt(p[:0], nil, raw)
+			if err != nil {
+				return 0, ErrTampered
+			}
+			return len(plain), nil
+		}
 		plain, err := s.recv.Decrypt(raw[:0], nil, raw)
 		if err != nil {
 			return 0, ErrTampered

@@ -4,18 +4,21 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"time"
 )
 
 // Send serves one receiver over an authenticated stream: the manifest, then
-// every requested file from its requested offset, in chunks, each with its
-// SHA-256. It returns when the receiver has acknowledged everything.
+// every requested file from its requested offset, in chunks, each file
+// followed by its SHA-256 (computed as it is read: one pass over each
+// byte, the part the receiver already holds read and hashed but not sent).
+// It returns when the receiver has acknowledged everything.
 func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, progress func(Progress)) error {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -31,7 +34,8 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 		return err
 	}
 	// A reader stage reads and hashes chunks while this goroutine encrypts
-	// and sends the previous ones; a fixed pool of buffers bounds memory.
+	// and sends the previous ones (two cores busy where there are two); a
+	// fixed pool of buffers bounds memory whatever the file sizes.
 	free := make(chan []byte, sendDepth)
 	for i := 0; i < sendDepth; i++ {
 		free <- make([]byte, chunkHeader+m.ChunkSize)
@@ -113,6 +117,9 @@ func (s *sender) checkRequest(req request) error {
 			r.Offset > m.Files[r.Index].Size || r.Offset%int64(m.ChunkSize) != 0 && r.Offset != m.Files[r.Index].Size {
 			return fmt.Errorf("%w: bad request for entry %d at %d", ErrFrame, r.Index, r.Offset)
 		}
+		if b, err := hex.DecodeString(r.Prefix); (r.Offset > 0) != (err == nil && len(b) == sha256.Size) || r.Offset == 0 && r.Prefix != "" {
+			return fmt.Errorf("%w: entry %d at %d with prefix %q", ErrFrame, r.Index, r.Offset, Printable(r.Prefix, 80))
+		}
 		s.total += m.Files[r.Index].Size
 		s.resumed += r.Offset
 	}
@@ -130,7 +137,11 @@ func (s *sender) event(kind string, e *Entry, fileBytes int64) {
 // send writes one piece: a chunk frame, or the end of a file.
 func (s *sender) send(pc piece) error {
 	if pc.err != nil {
-		sendError(s.rw, errors.New("sender cannot read a file"))
+		tell := "sender cannot read a file"
+		if errors.Is(pc.err, ErrChanged) {
+			tell = "a shared file changed on the sender's side after it was shared; the sender must share it again"
+		}
+		sendError(s.rw, errors.New(tell))
 		return pc.err
 	}
 	e := &s.m.Files[pc.index]
@@ -139,14 +150,12 @@ func (s *sender) send(pc piece) error {
 		s.event("file-start", e, pc.off)
 	}
 	if pc.end {
-		var idx [4]byte
-		binary.BigEndian.PutUint32(idx[:], uint32(pc.index))
-		if _, err := writeFrame(s.w, frameEnd, idx[:], nil); err != nil {
+		if _, err := writeFrame(s.w, frameEnd, appendEnd(nil, uint32(pc.index), pc.sum), nil); err != nil {
 			return mapIOErr(err)
 		}
 		return nil
 	}
-	hdr := appendChunkHeader(pc.buf[:0], uint32(pc.index), pc.off, pc.sum)
+	hdr := appendChunkHeader(pc.buf[:0], uint32(pc.index), pc.off)
 	var err error
 	if s.fbuf, err = writeFrame(s.w, frameChunk, pc.buf[:len(hdr)+pc.n], s.fbuf); err != nil {
 		return mapIOErr(err)
@@ -182,15 +191,16 @@ func (s *sender) finish() error {
 // sendDepth is how many chunks may be read ahead of the network.
 const sendDepth = 4
 
-// piece is a chunk read and hashed by the reader stage, the end of a
-// file (end), or the error that stopped the stage.
+// piece is a chunk read by the reader stage, the end of a file (end, with
+// the file's SHA-256 when the receiver asked for it), or the error that
+// stopped the stage.
 type piece struct {
 	index int
 	off   int64
 	n     int
-	sum   [sha256.Size]byte
 	buf   []byte
 	end   bool
+	sum   []byte
 	err   error
 }
 
@@ -208,15 +218,19 @@ func readPieces(ctx context.Context, m *Manifest, srcs []Source, req request, fr
 		}
 	}
 	for _, r := range req.Files {
-		if !readFile(ctx, m, srcs[r.Index].Local, r, free, put) {
+		if !readFile(ctx, m, srcs[r.Index].Local, r, req.Checksum, free, put) {
 			return
 		}
 	}
 }
 
-// readFile hands one file's requested chunks, then its end, to put; it
-// reports whether to go on.
-func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, free chan []byte, put func(piece) bool) bool {
+// readFile hands one file's requested chunks, then its end (with its
+// SHA-256 when checksum is set), to put; it reports whether to go on. A
+// file that is no longer the version the manifest described (size or
+// modification time changed since it was shared, or while it was read)
+// stops the transfer: what the receiver would get is not what it was
+// offered.
+func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, checksum bool, free chan []byte, put func(piece) bool) bool {
 	e := m.Files[r.Index]
 	file, err := os.Open(local)
 	if err != nil {
@@ -224,7 +238,17 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, fre
 		return false
 	}
 	defer file.Close()
-	for off := r.Offset; off < e.Size; {
+	if err := sameVersion(file, e); err != nil {
+		put(piece{err: err})
+		return false
+	}
+	h := sha256.New()
+	off, err := resumeFrom(file, r, h)
+	if err != nil {
+		put(piece{err: err})
+		return false
+	}
+	for off < e.Size {
 		var buf []byte
 		select {
 		case buf = <-free:
@@ -237,10 +261,51 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, fre
 			put(piece{err: fmt.Errorf("read %s: %w", local, err)})
 			return false
 		}
-		if !put(piece{index: r.Index, off: off, n: n, sum: sha256.Sum256(data), buf: buf}) {
+		if checksum {
+			h.Write(data)
+		}
+		if !put(piece{index: r.Index, off: off, n: n, buf: buf}) {
 			return false
 		}
 		off += int64(n)
 	}
-	return put(piece{index: r.Index, end: true})
+	if err := sameVersion(file, e); err != nil {
+		put(piece{err: err})
+		return false
+	}
+	end := piece{index: r.Index, end: true}
+	if checksum {
+		end.sum = h.Sum(nil)
+	}
+	return put(end)
+}
+
+// resumeFrom is where to start sending r: its offset when the file starts
+// with the bytes the receiver holds (their SHA-256 is r.Prefix; h has
+// then hashed them), 0 when it does not (h is reset).
+func resumeFrom(file *os.File, r fileRequest, h hash.Hash) (int64, error) {
+	if r.Offset == 0 {
+		return 0, nil
+	}
+	if _, err := io.Copy(h, io.NewSectionReader(file, 0, r.Offset)); err != nil {
+		return 0, fmt.Errorf("read %s: %w", file.Name(), err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) == r.Prefix {
+		return r.Offset, nil
+	}
+	h.Reset()
+	return 0, nil
+}
+
+// sameVersion checks that an open file is still the one e describes.
+func sameVersion(f *os.File, e Entry) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if st.Size() != e.Size || st.ModTime().UnixNano() != e.MTime {
+		return fmt.Errorf("%w: %s (%d bytes, modified %s; shared as %d bytes, modified %s): share it again once it has stopped changing",
+			ErrChanged, f.Name(), st.Size(), st.ModTime().Format(time.RFC3339Nano), e.Size, time.Unix(0, e.MTime).Format(time.RFC3339Nano))
+	}
+	return nil
 }

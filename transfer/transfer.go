@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,6 +31,8 @@ var (
 	ErrResumeDamaged = errors.New("resumed data was damaged")
 	// ErrNothingSelected: the selection matched no entry of the share.
 	ErrNothingSelected = errors.New("nothing in this share matches the selection")
+	// ErrChanged: a shared file changed after it was shared.
+	ErrChanged = errors.New("a shared file changed since it was shared")
 	// ErrNoSpace: the destination lacks room for what was requested.
 	ErrNoSpace = errors.New("not enough free space at the destination")
 )
@@ -81,15 +84,26 @@ type Progress struct {
 	Sent    int64 `json:"sent"`
 	Resumed int64 `json:"resumed"`
 	Total   int64 `json:"total"`
+	// SHA256 is a finished file's digest (file-done), as both sides
+	// computed it: what sha256sum prints for the file on either side.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
+// request is what the receiver asks for. With Checksum, the sender sends
+// each file's SHA-256 after its data and the receiver checks its copy
+// against it (one hash pass over each byte on each side).
 type request struct {
-	Files []fileRequest `json:"files"`
+	Files    []fileRequest `json:"files"`
+	Checksum bool          `json:"checksum,omitempty"`
 }
 
+// fileRequest asks for one entry from Offset; a receiver resuming a part
+// sends its part's SHA-256 (Prefix, hex), and a sender whose file does
+// not start with those bytes sends the file from offset 0 instead.
 type fileRequest struct {
-	Index  int   `json:"index"`
-	Offset int64 `json:"offset"`
+	Index  int    `json:"index"`
+	Offset int64  `json:"offset"`
+	Prefix string `json:"prefix_sha256,omitempty"`
 }
 
 func sendError(w io.Writer, err error) {
@@ -118,14 +132,21 @@ type ReceiveOptions struct {
 	// OnManifest, if set, sees the validated manifest before anything is
 	// requested (to show the user what is shared).
 	OnManifest func(*Manifest)
+	// Checksum asks the sender for each file's SHA-256 and checks the
+	// received file against it before renaming it into place (a hash pass
+	// over every byte on each side; the secure channel already
+	// authenticates every byte in transit).
+	Checksum bool
 }
 
-// partState is what a .part's sidecar records: how much of it is verified.
+// partState is what a .part's sidecar records: the version of the file
+// it is a part of (size and modification time) and how much of it arrived
+// through an authenticated channel and was synced to disk.
 type partState struct {
-	SHA256   string `json:"sha256"`
-	Size     int64  `json:"size"`
-	Chunk    int    `json:"chunk"`
-	Verified int64  `json:"verified"`
+	Size     int64 `json:"size"`
+	MTime    int64 `json:"mtime_ns"`
+	Chunk    int   `json:"chunk"`
+	Verified int64 `json:"verified"`
 }
 
 // plan is one file to receive.
@@ -222,8 +243,10 @@ func openPart(root *os.Root, entry string) (*os.File, error) {
 	return root.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 }
 
-// preparePlan decides what to do with one entry: skip it (already here and
-// identical), resume its .part from the verified offset, or start afresh.
+// preparePlan decides what to do with one entry: skip it (already here:
+// a regular file of the same size and modification time, which is what a
+// finished receive leaves, the quick check rsync makes too), resume its
+// .part from the verified offset, or start afresh.
 func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (*plan, bool, error) {
 	if err := noSymlinks(root, e.Path); err != nil {
 		return nil, false, err
@@ -240,16 +263,14 @@ func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (
 		}
 	}
 	if st, err := root.Lstat(e.Path); err == nil {
-		if st.Mode().IsRegular() && st.Size() == e.Size {
-			if sum, err := hashRootFile(root, e.Path, e.Size); err == nil && sum == e.SHA256 {
-				return nil, true, nil // already here, identical
-			}
+		if st.Mode().IsRegular() && st.Size() == e.Size && st.ModTime().UnixNano() == e.MTime {
+			return nil, true, nil // already here
 		}
 		if !overwrite {
 			return nil, false, fmt.Errorf("%w: %s (remove it, choose another -o, or pass --overwrite)", ErrExists, e.Path)
 		}
 	}
-	p := &plan{index: index, entry: e, hash: sha256.New(), state: partState{SHA256: e.SHA256, Size: e.Size, Chunk: chunk}}
+	p := &plan{index: index, entry: e, hash: sha256.New(), state: partState{Size: e.Size, MTime: e.MTime, Chunk: chunk}}
 	p.offset = resumable(root, p)
 	p.resumed, p.saved = p.offset, p.offset
 	return p, false, nil
@@ -263,7 +284,7 @@ func preparePlan(root *os.Root, index int, e Entry, chunk int, overwrite bool) (
 func resumable(root *os.Root, p *plan) int64 {
 	var st partState
 	b, err := root.ReadFile(StatePath(p.entry.Path))
-	if err != nil || json.Unmarshal(b, &st) != nil || st.SHA256 != p.entry.SHA256 || st.Size != p.entry.Size ||
+	if err != nil || json.Unmarshal(b, &st) != nil || st.MTime != p.entry.MTime || st.Size != p.entry.Size ||
 		st.Chunk != p.state.Chunk || st.Verified <= 0 || st.Verified > p.entry.Size {
 		return 0
 	}
@@ -296,19 +317,6 @@ func openPlan(root *os.Root, p *plan) error {
 	return saveState(root, p)
 }
 
-func hashRootFile(root *os.Root, p string, size int64) (string, error) {
-	f, err := root.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, size); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // saveState replaces the resume state atomically: written beside it, then
 // renamed over it, so a receiver killed at any moment leaves either the old
 // state or the new one, never a truncated file (which would lose the
@@ -332,9 +340,10 @@ func saveState(root *os.Root, p *plan) error {
 	return root.Rename(tmp, final)
 }
 
-// finish verifies a completed .part against the manifest hash and renames
-// it into place.
-func finish(root *os.Root, p *plan, overwrite bool) error {
+// finish verifies a completed .part against the SHA-256 the sender
+// computed as it read the file (sum; nil when no checksum was asked for),
+// gives it the sender's modification time and renames it into place.
+func finish(root *os.Root, p *plan, sum []byte, overwrite bool) error {
 	if p.part == nil { // an empty file, or one that was all resumed
 		if err := openPlan(root, p); err != nil {
 			return err
@@ -343,7 +352,7 @@ func finish(root *os.Root, p *plan, overwrite bool) error {
 	if p.offset != p.entry.Size {
 		return fmt.Errorf("%w: %s ended at %d of %d bytes", ErrFrame, p.entry.Path, p.offset, p.entry.Size)
 	}
-	if got := hex.EncodeToString(p.hash.Sum(nil)); got != p.entry.SHA256 {
+	if got := p.hash.Sum(nil); sum != nil && !bytes.Equal(got, sum) {
 		if p.resumed > 0 {
 			// Every chunk of this run was authenticated: the prefix kept
 			// from an earlier run is what went bad (a crash, a disk). Drop
@@ -354,7 +363,7 @@ func finish(root *os.Root, p *plan, overwrite bool) error {
 			_ = root.Remove(StatePath(p.entry.Path))
 			return fmt.Errorf("%w: %s: the part kept from an earlier run was damaged and has been discarded; run the same command again to fetch the file whole", ErrResumeDamaged, p.entry.Path)
 		}
-		return fmt.Errorf("%w: %s: whole-file hash %s, manifest says %s", ErrTampered, p.entry.Path, got, p.entry.SHA256)
+		return fmt.Errorf("%w: %s: SHA-256 here %x, the sender's %x", ErrTampered, p.entry.Path, got, sum)
 	}
 	if err := p.part.Sync(); err != nil {
 		return mapIOErr(err)
@@ -366,6 +375,9 @@ func finish(root *os.Root, p *plan, overwrite bool) error {
 		return err
 	}
 	p.part = nil
+	if err := root.Chtimes(PartPath(p.entry.Path), time.Now(), time.Unix(0, p.entry.MTime)); err != nil {
+		return err
+	}
 	if _, err := root.Lstat(p.entry.Path); err == nil && !overwrite {
 		return fmt.Errorf("%w: %s appeared while receiving", ErrExists, p.entry.Path)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
@@ -139,7 +140,7 @@ type run struct {
 // transferOnce sends srcs to dst over a fresh secure pair.
 func transferOnce(t *testing.T, srcPaths []string, dst string, opts ReceiveOptions, wrapB func(net.Conn) net.Conn) run {
 	t.Helper()
-	m, srcs, err := BuildManifest(srcPaths, nil)
+	m, srcs, err := BuildManifest(srcPaths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,17 +347,17 @@ func hostileSender(t *testing.T, m string) error {
 func TestHostileManifests(t *testing.T) {
 	h := strings.Repeat("0", 64)
 	tests := []struct{ name, manifest string }{
-		{"dot-dot", `{"version":1,"chunk_size":65536,"files":[{"path":"../escape","size":1,"sha256":"` + h + `"}]}`},
-		{"nested dot-dot", `{"version":1,"chunk_size":65536,"files":[{"path":"a/../../b","size":1,"sha256":"` + h + `"}]}`},
-		{"absolute", `{"version":1,"chunk_size":65536,"files":[{"path":"/etc/passwd","size":1,"sha256":"` + h + `"}]}`},
-		{"control char", `{"version":1,"chunk_size":65536,"files":[{"path":"a\u0007b","size":1,"sha256":"` + h + `"}]}`},
-		{"backslash", `{"version":1,"chunk_size":65536,"files":[{"path":"..\\x","size":1,"sha256":"` + h + `"}]}`},
-		{"duplicate", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a","size":1,"sha256":"` + h + `"}]}`},
-		{"file under file", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a/b","size":1,"sha256":"` + h + `"}]}`},
-		{"huge size", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":9223372036854775807,"sha256":"` + h + `"}]}`},
-		{"negative size", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":-5,"sha256":"` + h + `"}]}`},
-		{"bad chunk", `{"version":1,"chunk_size":1,"files":[]}`},
-		{"bad hash", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"xyz"}]}`},
+		{"dot-dot", `{"version":2,"chunk_size":65536,"files":[{"path":"../escape","size":1,"sha256":"` + h + `"}]}`},
+		{"nested dot-dot", `{"version":2,"chunk_size":65536,"files":[{"path":"a/../../b","size":1,"sha256":"` + h + `"}]}`},
+		{"absolute", `{"version":2,"chunk_size":65536,"files":[{"path":"/etc/passwd","size":1,"sha256":"` + h + `"}]}`},
+		{"control char", `{"version":2,"chunk_size":65536,"files":[{"path":"a\u0007b","size":1,"sha256":"` + h + `"}]}`},
+		{"backslash", `{"version":2,"chunk_size":65536,"files":[{"path":"..\\x","size":1,"sha256":"` + h + `"}]}`},
+		{"duplicate", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a","size":1,"sha256":"` + h + `"}]}`},
+		{"file under file", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a/b","size":1,"sha256":"` + h + `"}]}`},
+		{"huge size", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":9223372036854775807,"sha256":"` + h + `"}]}`},
+		{"negative size", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":-5,"sha256":"` + h + `"}]}`},
+		{"bad chunk", `{"version":2,"chunk_size":1,"files":[]}`},
+		{"old protocol", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"}]}`},
 		{"not json", `{{{`},
 	}
 	for _, tt := range tests {
@@ -368,7 +369,7 @@ func TestHostileManifests(t *testing.T) {
 	}
 	// Huge counts are refused before anything is allocated per entry.
 	var b strings.Builder
-	b.WriteString(`{"version":1,"chunk_size":65536,"files":[`)
+	b.WriteString(`{"version":2,"chunk_size":65536,"files":[`)
 	for i := 0; i <= MaxFiles; i++ {
 		if i > 0 {
 			b.WriteByte(',')
@@ -406,7 +407,7 @@ func TestWrongSecretTransfer(t *testing.T) {
 }
 
 func FuzzParseManifest(f *testing.F) {
-	f.Add([]byte(`{"version":1,"chunk_size":65536,"files":[{"path":"a/b","size":3,"sha256":"` + strings.Repeat("0", 64) + `"},{"path":"a","dir":true}]}`))
+	f.Add([]byte(`{"version":2,"chunk_size":65536,"files":[{"path":"a/b","size":3,"sha256":"` + strings.Repeat("0", 64) + `"},{"path":"a","dir":true}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseManifest(b)
 		if err != nil {
@@ -421,7 +422,8 @@ func FuzzParseManifest(f *testing.F) {
 }
 
 func FuzzFrames(f *testing.F) {
-	f.Add([]byte{frameChunk, 0, 0, 0, 44, 0, 0, 0, 1})
+	f.Add([]byte{frameChunk, 0, 0, 0, 12, 0, 0, 0, 1})
+	f.Add(append([]byte{frameEnd, 0, 0, 0, 36, 0, 0, 0, 1}, make([]byte, 32)...))
 	f.Add([]byte{frameEnd, 0, 0, 0, 4, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
@@ -432,9 +434,14 @@ func FuzzFrames(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if fr.typ == frameChunk {
+			switch fr.typ {
+			case frameChunk:
 				if c, err := parseChunk(fr.payload); err == nil && len(c.data) > MinChunk {
 					t.Fatalf("chunk of %d bytes passed a %d limit", len(c.data), MinChunk)
+				}
+			case frameEnd:
+				if e, err := parseEnd(fr.payload); err == nil && e.sum != nil && len(e.sum) != sha256.Size {
+					t.Fatalf("end frame with a %d-byte checksum", len(e.sum))
 				}
 			}
 		}

@@ -175,6 +175,9 @@ func (d *display) progress(p transfer.Progress, e session.Event) {
 	if p.Resumed > 0 {
 		line += fmt.Sprintf(" | resumed %s", human(p.Resumed))
 	}
+	if p.SHA256 != "" { // asked for with --checksum: what sha256sum prints on both sides
+		line += " | sha256 " + p.SHA256
+	}
 	if d.tty {
 		fmt.Printf("\r\033[K%s", line)
 		d.lastKind = session.KindProgress

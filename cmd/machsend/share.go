@@ -134,7 +134,8 @@ func cmdGet(args []string) error {
 	fs := flag.NewFlagSet("machsend get", flag.ContinueOnError)
 	out := fs.String("o", ".", "destination folder")
 	list := fs.Bool("list", false, "only list what is shared")
-	overwrite := fs.Bool("overwrite", false, "replace existing files that differ")
+	overwrite := fs.Bool("overwrite", false, "replace existing files (one of the shared file's size and modification time counts as already here and is skipped)")
+	checksum := fs.Bool("checksum", false, "also have both sides compute each file's SHA-256 and check it before the file is put in place, and print it (what sha256sum prints); costs a hash pass over every byte on each side, where the encrypted channel already authenticates every byte")
 	var only multi
 	fs.Var(&only, "only", "download only entries matching this pattern (path.Match, or a path prefix); repeatable")
 	com := commonFlags(fs)
@@ -151,7 +152,7 @@ func cmdGet(args []string) error {
 		return err
 	}
 	defer stop()
-	ro := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list}
+	ro := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list, Checksum: *checksum}
 	if len(only) > 0 {
 		ro.Select = transfer.MatchAny(only)
 	}
