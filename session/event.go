@@ -76,6 +76,9 @@ type Bulk struct {
 	Seconds float64 `json:"seconds"`
 	MBps    float64 `json:"mbps"`
 	Side    string  `json:"side"` // sender or receiver
+	// Cipher is "aes-256-gcm" for a copy through machsend's secure
+	// channel, "" for plain TCP.
+	Cipher string `json:"cipher,omitempty"`
 }
 
 // Text is the event as one line for people ("" for events a terminal

@@ -33,6 +33,7 @@ import (
 	"github.com/machsend/machsend/experiments/classify"
 	"github.com/machsend/machsend/experiments/report"
 	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/experiments/stats"
 	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/natlab"
 )
@@ -264,8 +265,9 @@ func cmdThroughput(args []string) error {
 	if err != nil {
 		return err
 	}
-	for k, v := range r.MBps {
-		fmt.Fprintf(os.Stderr, "%-22s %8.1f MB/s  ratio %.2f\n", k, v, r.Ratio[k])
+	for _, row := range r.Rows {
+		fmt.Fprintf(os.Stderr, "%-20s %-20s %8.1f MB/s  × AES copy %.2f  × plain %.2f\n", row.Path, row.Copy,
+			stats.Quantile(row.MBps, 0.5), stats.Quantile(row.RatioAES, 0.5), stats.Quantile(row.RatioPlain, 0.5))
 	}
 	fmt.Fprintln(os.Stderr, r.Notes)
 	return report.WriteOutputs(*out)

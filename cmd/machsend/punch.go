@@ -12,6 +12,7 @@ import (
 	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/session"
+	"github.com/machsend/machsend/transfer"
 )
 
 func secretFromEnv(name string) ([]byte, error) {
@@ -31,7 +32,11 @@ func cmdPunch(args []string) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	secretEnv := fs.String("secret-env", "MACHSEND_SECRET", "environment variable holding the session secret")
 	attemptTimeout := fs.Duration("attempt-timeout", 0, "bound on one punching attempt (default 3s)")
-	bulk := fs.Int64("bulk", 0, "after the pings, A sends this many bytes unencrypted and B measures the rate (plain TCP over the punched path)")
+	var bulk bulkOptions
+	fs.Int64Var(&bulk.n, "bulk", 0, "after the pings, A sends this many bytes and B measures the rate (plain TCP over the punched path)")
+	fs.BoolVar(&bulk.secure, "bulk-secure", false, "send the bulk bytes through machsend's secure channel (Noise handshake, AES-256-GCM records as a transfer uses): the cipher's limit on this path")
+	fs.StringVar(&bulk.from, "bulk-from", "", "A reads the bulk bytes from this file (default: from memory)")
+	fs.StringVar(&bulk.to, "bulk-to", "", "B writes the bulk bytes to this file (default: discards them)")
 	com := commonFlags(fs)
 	if pos, err := cli.Parse(fs, args); err != nil {
 		return err
@@ -70,12 +75,22 @@ func cmdPunch(args []string) error {
 		return err
 	}
 	defer conn.Close()
-	return exercise(conn, p.Role, *pings, *bulk, d)
+	bulk.secret, bulk.session = secret, p.ID
+	return exercise(conn, p.Role, *pings, bulk, d)
 }
 
-// exercise measures round trips over a punched connection, then (bulk > 0)
-// the rate of an unencrypted copy.
-func exercise(conn net.Conn, role string, pings int, bulk int64, d *display) error {
+// bulkOptions say what punch --bulk copies, through what, from where to where.
+type bulkOptions struct {
+	n        int64
+	secure   bool
+	from, to string
+	secret   []byte
+	session  string
+}
+
+// exercise measures round trips over a punched connection, then (bulk.n >
+// 0) the rate of a copy.
+func exercise(conn net.Conn, role string, pings int, bulk bulkOptions, d *display) error {
 	rtts, err := pingPong(conn, role, pings)
 	if err != nil {
 		return fmt.Errorf("ping over the connection: %w", err)
@@ -85,7 +100,7 @@ func exercise(conn net.Conn, role string, pings int, bulk int64, d *display) err
 		ms = append(ms, float64(r.Microseconds())/1000)
 	}
 	d.show(session.Event{Kind: session.KindPings, RTTms: ms})
-	if bulk <= 0 {
+	if bulk.n <= 0 {
 		return nil
 	}
 	b, err := bulkCopy(conn, role, bulk)
@@ -96,31 +111,41 @@ func exercise(conn net.Conn, role string, pings int, bulk int64, d *display) err
 	return nil
 }
 
-// bulkCopy sends n bytes from A to B over the raw connection; B times it
-// from the first byte to the last and acknowledges.
-func bulkCopy(c net.Conn, role string, n int64) (*session.Bulk, error) {
-	buf := make([]byte, 256<<10)
-	if role == rendezvous.RoleA {
-		start := time.Now()
-		for left := n; left > 0; {
-			w, err := c.Write(buf[:min(int64(len(buf)), left)])
-			if err != nil {
-				return nil, err
-			}
-			left -= int64(w)
-		}
-		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+// bulkCopy sends bulk.n bytes from A to B over the connection (through
+// the secure channel with bulk.secure), from a file or memory to a file or
+// nowhere; B times it from the first byte to the last and acknowledges.
+func bulkCopy(c net.Conn, role string, bulk bulkOptions) (*session.Bulk, error) {
+	var rw io.ReadWriter = c
+	cipher := ""
+	if bulk.secure {
+		sc, err := transfer.Secure(c, bulk.secret, bulk.session, role == rendezvous.RoleB)
+		if err != nil {
 			return nil, err
 		}
-		sec := time.Since(start).Seconds()
-		return &session.Bulk{Bytes: n, Seconds: sec, MBps: float64(n) / sec / 1e6, Side: "sender"}, nil
+		rw, cipher = sc, "aes-256-gcm"
+	}
+	buf := make([]byte, 1<<20) // what a transfer's chunk is
+	if role == rendezvous.RoleA {
+		return bulkSend(rw, bulk, buf, cipher)
+	}
+	var out io.Writer = io.Discard
+	if bulk.to != "" {
+		f, err := os.Create(bulk.to)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		out = f
 	}
 	var got int64
 	var start time.Time
-	for got < n {
-		k, err := c.Read(buf[:min(int64(len(buf)), n-got)])
+	for got < bulk.n {
+		k, err := rw.Read(buf[:min(int64(len(buf)), bulk.n-got)])
 		if got == 0 && k > 0 {
 			start = time.Now()
+		}
+		if _, werr := out.Write(buf[:k]); werr != nil {
+			return nil, werr
 		}
 		got += int64(k)
 		if err != nil {
@@ -128,10 +153,41 @@ func bulkCopy(c net.Conn, role string, n int64) (*session.Bulk, error) {
 		}
 	}
 	sec := time.Since(start).Seconds()
-	if _, err := c.Write([]byte{1}); err != nil {
+	if _, err := rw.Write([]byte{1}); err != nil {
 		return nil, err
 	}
-	return &session.Bulk{Bytes: n, Seconds: sec, MBps: float64(n) / sec / 1e6, Side: "receiver"}, nil
+	return &session.Bulk{Bytes: bulk.n, Seconds: sec, MBps: float64(bulk.n) / sec / 1e6, Side: "receiver", Cipher: cipher}, nil
+}
+
+// bulkSend is A's side of bulkCopy.
+func bulkSend(w io.ReadWriter, bulk bulkOptions, buf []byte, cipher string) (*session.Bulk, error) {
+	var in io.Reader
+	if bulk.from != "" {
+		f, err := os.Open(bulk.from)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = f
+	}
+	start := time.Now()
+	for left := bulk.n; left > 0; {
+		p := buf[:min(int64(len(buf)), left)]
+		if in != nil {
+			if _, err := io.ReadFull(in, p); err != nil {
+				return nil, fmt.Errorf("read %s: %w", bulk.from, err)
+			}
+		}
+		if _, err := w.Write(p); err != nil {
+			return nil, err
+		}
+		left -= int64(len(p))
+	}
+	if _, err := io.ReadFull(w, make([]byte, 1)); err != nil {
+		return nil, err
+	}
+	sec := time.Since(start).Seconds()
+	return &session.Bulk{Bytes: bulk.n, Seconds: sec, MBps: float64(bulk.n) / sec / 1e6, Side: "sender", Cipher: cipher}, nil
 }
 
 // pingPong exchanges n round trips: A pings, B echoes.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/machsend/machsend/experiments"
@@ -17,25 +16,35 @@ import (
 	"github.com/machsend/machsend/natlab"
 )
 
-// transferRate runs one send/get of file over method and returns the
-// receiver's rate (first file byte to last verified byte) and both peak RSSs.
-func transferRate(ctx context.Context, p *experiments.LabPeers, file, dir, method string) (mbps float64, rssSend, rssGet int64, err error) {
+// rate is one copy's figure: the receiver's rate and both peak RSSs.
+type rate struct {
+	mbps          float64
+	rssSendKiB    int64
+	rssReceiveKiB int64
+}
+
+// transferRate runs one send/get of file over method (extra flags for get)
+// and returns the receiver's rate (first file byte to last byte in place)
+// and both peak RSSs.
+func transferRate(p *experiments.LabPeers, file, dir, method string, extra ...string) (rate, error) {
+	defer os.RemoveAll(dir)
 	snd, link, err := p.Send(p.A, []string{file}, "--method", method)
 	if err != nil {
-		return 0, 0, 0, err
+		return rate{}, err
 	}
 	defer snd.Proc.Kill()
-	get, err := p.Get(p.B, link, dir, "--method", method)
+	get, err := p.Get(p.B, link, dir, append([]string{"--method", method}, extra...)...)
 	if err != nil {
-		return 0, 0, 0, err
+		return rate{}, err
 	}
 	evs, err := get.Wait(5 * time.Minute)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("get over %s: %w", method, err)
+		return rate{}, fmt.Errorf("get over %s: %w", method, err)
 	}
 	sevs, _ := snd.Wait(30 * time.Second)
 	var first, last time.Time
 	var bytes int64
+	var r rate
 	for _, e := range evs {
 		switch e.Kind {
 		case session.KindProgress:
@@ -47,27 +56,30 @@ func transferRate(ctx context.Context, p *experiments.LabPeers, file, dir, metho
 				last, bytes = pr.Time, pr.Sent
 			}
 		case session.KindDone:
-			rssGet = e.MaxRSSKB
+			r.rssReceiveKiB = e.MaxRSSKB
 		}
 	}
 	for _, e := range sevs {
 		if e.Kind == session.KindDone {
-			rssSend = e.MaxRSSKB
+			r.rssSendKiB = e.MaxRSSKB
 		}
 	}
 	if first.IsZero() || last.IsZero() || bytes == 0 {
-		return 0, 0, 0, fmt.Errorf("get over %s reported no transfer", method)
+		return rate{}, fmt.Errorf("get over %s reported no transfer", method)
 	}
-	return float64(bytes) / last.Sub(first).Seconds() / 1e6, rssSend, rssGet, nil
+	r.mbps = float64(bytes) / last.Sub(first).Seconds() / 1e6
+	return r, nil
 }
 
-// plainRate measures an unencrypted bulk copy over the connection a method
-// establishes (machsend punch --bulk): plain TCP over the same lab path.
-func plainRate(ctx context.Context, p *experiments.LabPeers, method string, n int64) (float64, error) {
-	args := []string{"punch", "--server", p.Server.String(), "--method", method, "--bulk", fmt.Sprint(n), "--pings", "1", "--timeout", "5m"}
-	a, err := p.Machsend(p.A, nil, args...)
+// bulkRate measures a copy of file over the connection a method
+// establishes (machsend punch --bulk, extra flags for both sides), from the
+// file into out on the same memory file system as a transfer.
+func bulkRate(p *experiments.LabPeers, method, file, out string, n int64, extra ...string) (rate, error) {
+	defer os.Remove(out)
+	args := append([]string{"punch", "--server", p.Server.String(), "--method", method, "--bulk", fmt.Sprint(n), "--pings", "1", "--timeout", "5m"}, extra...)
+	a, err := p.Machsend(p.A, nil, append(args, "--bulk-from", file)...)
 	if err != nil {
-		return 0, err
+		return rate{}, err
 	}
 	defer a.Proc.Kill()
 	var id string
@@ -78,54 +90,77 @@ func plainRate(ctx context.Context, p *experiments.LabPeers, method string, n in
 		time.Sleep(20 * time.Millisecond)
 	}
 	if id == "" {
-		return 0, fmt.Errorf("punch created no session")
+		return rate{}, fmt.Errorf("punch created no session")
 	}
-	b, err := p.Machsend(p.B, nil, append(args, "--session", id)...)
+	b, err := p.Machsend(p.B, nil, append(args, "--session", id, "--bulk-to", out)...)
 	if err != nil {
-		return 0, err
+		return rate{}, err
 	}
 	evs, err := b.Wait(5 * time.Minute)
 	if err != nil {
-		return 0, fmt.Errorf("bulk over %s: %w", method, err)
+		return rate{}, fmt.Errorf("bulk over %s: %w", method, err)
 	}
 	for _, e := range evs {
 		if e.Kind == session.KindBulk && e.Bulk != nil {
-			return e.Bulk.MBps, nil
+			return rate{mbps: e.Bulk.MBps}, nil
 		}
 	}
-	return 0, fmt.Errorf("bulk over %s: no figure", method)
+	return rate{}, fmt.Errorf("bulk over %s: no figure", method)
 }
 
-// MeasureThroughput sends tp.Bytes through a punched connection and through
-// the relay, with machsend (encrypted, hashed, written to disk) and as a
-// plain unencrypted copy over the same kind of connection, all in one run
-// in one two-NAT lab; peak memory is recorded for two file sizes.
+// Copy kinds, the one table of what the throughput measurement compares.
+const (
+	CopyPlain    = "plain TCP"
+	CopyAES      = "AES-256-GCM copy"
+	CopyMachsend = "machsend"
+	CopyChecksum = "machsend --checksum"
+)
+
+// copyKinds is every copy measured on each path, in the order of the
+// first repetition (later repetitions rotate it, so no kind always runs
+// first or last).
+var copyKinds = []struct {
+	name string
+	run  func(p *experiments.LabPeers, method, file, tmp string, n int64) (rate, error)
+}{
+	{CopyPlain, func(p *experiments.LabPeers, method, file, tmp string, n int64) (rate, error) {
+		return bulkRate(p, method, file, filepath.Join(tmp, "plain.out"), n)
+	}},
+	{CopyAES, func(p *experiments.LabPeers, method, file, tmp string, n int64) (rate, error) {
+		return bulkRate(p, method, file, filepath.Join(tmp, "aes.out"), n, "--bulk-secure")
+	}},
+	{CopyMachsend, func(p *experiments.LabPeers, method, file, tmp string, _ int64) (rate, error) {
+		return transferRate(p, file, filepath.Join(tmp, "out"), method)
+	}},
+	{CopyChecksum, func(p *experiments.LabPeers, method, file, tmp string, _ int64) (rate, error) {
+		return transferRate(p, file, filepath.Join(tmp, "out"), method, "--checksum")
+	}},
+}
+
+// throughputPaths are the lab paths: a punched connection and the relay,
+// at memory speed (CPU-bound, so noisy: repeated) and with the core
+// router's links shaped to 1 Gbit/s (link-bound: within a few per cent
+// from run to run, measured once).
+var throughputPaths = []struct {
+	label, method string
+	bps           uint64
+	repeat        bool
+}{
+	{"punched", "p2pnat", 0, true}, {"relay", "relay", 0, true},
+	{"punched @ 1 Gbit/s", "p2pnat", 1e9, false}, {"relay @ 1 Gbit/s", "relay", 1e9, false},
+}
+
+// MeasureThroughput copies tp.Bytes over the same lab paths in one run:
+// plain TCP, the same bytes through machsend's secure channel (the
+// cipher's limit), and machsend's transfer with and without --checksum,
+// each tp.Repetitions times in rotated order; ratios are paired within a
+// repetition. Peak memory is recorded for two file sizes.
 func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.Throughput) (*ThroughputResult, error) {
-	topo, err := natlab.LoadTopology("two-nat")
-	if err != nil {
-		return nil, err
-	}
-	pa, err := nat.Load(tp.ProfileA)
-	if err != nil {
-		return nil, err
-	}
-	pb, err := nat.Load(tp.ProfileB)
-	if err != nil {
-		return nil, err
-	}
-	sa, sb := topo.SideNATs()
-	if len(sa) == 0 || len(sb) == 0 {
-		return nil, fmt.Errorf("throughput: topology %s needs a NAT in front of each peer", topo.Name)
-	}
-	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{sa[0]: pa, sb[0]: pb}})
+	lab, peers, err := throughputLab(ctx, opts.Bin, tp)
 	if err != nil {
 		return nil, err
 	}
 	defer lab.Close()
-	peers, err := experiments.StartRendezvous(ctx, lab, opts.Bin, 0)
-	if err != nil {
-		return nil, err
-	}
 	// Files live in memory (/dev/shm when present), so the figure is about
 	// the network path and the protocol, not this machine's disk.
 	tmp, err := os.MkdirTemp(memDir(), "machsend-throughput-")
@@ -133,65 +168,109 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	res := &ThroughputResult{Bytes: tp.Bytes, MBps: map[string]float64{}, Ratio: map[string]float64{}}
-	big := filepath.Join(tmp, "big.bin")
-	small := filepath.Join(tmp, "quarter.bin")
+	big, small := filepath.Join(tmp, "big.bin"), filepath.Join(tmp, "quarter.bin")
 	if err := experiments.WriteRandomFile(big, tp.Bytes, 1); err != nil {
 		return nil, err
 	}
 	if err := experiments.WriteRandomFile(small, tp.Bytes/4, 2); err != nil {
 		return nil, err
 	}
-	var rss []string
-	// Unshaped, the lab path is a veth at memory speed and both peers share
-	// this machine's CPUs; shaped, the core router's links run at 1 Gbit/s
-	// (tbf), the regime a real network puts transfers in.
-	for _, shape := range []struct {
-		label string
-		bps   uint64
-	}{{"", 0}, {" @ 1 Gbit/s", 1e9}} {
+	reps := max(tp.Repetitions, 1)
+	res := &ThroughputResult{Bytes: tp.Bytes, Repetitions: reps}
+	var shaped uint64
+	for _, path := range throughputPaths {
 		for _, ifc := range []string{"wan-a", "wan-b"} {
-			if shape.bps > 0 {
-				if err := lab.Shape("core", ifc, shape.bps); err != nil {
-					return nil, err
-				}
+			if path.bps == shaped {
+				break
 			}
-		}
-		for _, m := range []struct{ name, method string }{{"punched", "p2pnat"}, {"relay", "relay"}} {
-			name := m.name + shape.label
-			plain, err := plainRate(ctx, peers, m.method, tp.Bytes)
-			if err != nil {
+			if err := lab.Shape("core", ifc, path.bps); err != nil {
 				return nil, err
 			}
-			res.MBps["plain TCP, "+name] = plain
-			res.Ratio["plain TCP, "+name] = 1
-			rate, rs, rg, err := transferRate(ctx, peers, big, filepath.Join(tmp, "out-"+m.name), m.method)
-			if err != nil {
-				return nil, err
-			}
-			os.RemoveAll(filepath.Join(tmp, "out-"+m.name))
-			res.MBps["machsend, "+name] = rate
-			res.Ratio["machsend, "+name] = rate / plain
-			if shape.bps == 0 {
-				rss = append(rss, fmt.Sprintf("%s: peak RSS %d MiB sender / %d MiB receiver for %d MiB", m.name, rs>>10, rg>>10, tp.Bytes>>20))
-			}
-			if m.name == "punched" && shape.bps == 0 {
-				_, rs2, rg2, err := transferRate(ctx, peers, small, filepath.Join(tmp, "out-small"), m.method)
-				if err != nil {
-					return nil, err
-				}
-				os.RemoveAll(filepath.Join(tmp, "out-small"))
-				rss = append(rss, fmt.Sprintf("punched: peak RSS %d MiB sender / %d MiB receiver for %d MiB (memory does not grow with file size)", rs2>>10, rg2>>10, tp.Bytes>>22))
-			}
 		}
+		shaped = path.bps
+		n := 1
+		if path.repeat {
+			n = reps
+		}
+		rows, err := measurePath(ctx, peers, path.label, path.method, big, tmp, tp.Bytes, n)
+		if err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, rows...)
 	}
-	res.Notes = fmt.Sprintf("Profiles %s / %s; machsend's rate is the receiver's, from the first file byte to the last verified byte (AES-256-GCM, per-chunk SHA-256, written to a tmpfs so the disk is not measured); plain TCP is an unencrypted copy over a connection made by the same method (machsend punch --bulk). Unshaped, all four run at memory speed on two CPUs shared by both peers, the relay and the kernel, so machsend's AES-GCM and SHA-256 work is the bottleneck; at 1 Gbit/s the link is. %s.",
-		tp.ProfileA, tp.ProfileB, strings.Join(rss, "; "))
+	r, err := transferRate(peers, small, filepath.Join(tmp, "out-small"), "p2pnat")
+	if err != nil {
+		return nil, err
+	}
+	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
+	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from the first file byte to the last byte in place; the copies' is the receiver's from the first byte to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(opts.Out, "throughput.json"), b, 0o644); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// throughputLab starts the two-NAT lab and its rendezvous server.
+func throughputLab(ctx context.Context, bin string, tp *spec.Throughput) (*natlab.Lab, *experiments.LabPeers, error) {
+	topo, err := natlab.LoadTopology("two-nat")
+	if err != nil {
+		return nil, nil, err
+	}
+	pa, err := nat.Load(tp.ProfileA)
+	if err != nil {
+		return nil, nil, err
+	}
+	pb, err := nat.Load(tp.ProfileB)
+	if err != nil {
+		return nil, nil, err
+	}
+	sa, sb := topo.SideNATs()
+	if len(sa) == 0 || len(sb) == 0 {
+		return nil, nil, fmt.Errorf("throughput: topology %s needs a NAT in front of each peer", topo.Name)
+	}
+	lab, err := natlab.Up(ctx, natlab.Options{Topology: topo, Profiles: map[string]*nat.Profile{sa[0]: pa, sb[0]: pb}})
+	if err != nil {
+		return nil, nil, err
+	}
+	peers, err := experiments.StartRendezvous(ctx, lab, bin, 0)
+	if err != nil {
+		lab.Close()
+		return nil, nil, err
+	}
+	return lab, peers, nil
+}
+
+// measurePath runs every copy kind reps times over one path, the order
+// rotated by repetition, and returns one row per kind with its ratios to
+// the AES copy and to plain TCP paired within each repetition.
+func measurePath(ctx context.Context, peers *experiments.LabPeers, label, method, file, tmp string, n int64, reps int) ([]ThroughputRow, error) {
+	rows := make([]ThroughputRow, len(copyKinds))
+	for i, k := range copyKinds {
+		rows[i] = ThroughputRow{Path: label, Copy: k.name}
+	}
+	for rep := 0; rep < reps; rep++ {
+		figures := make([]rate, len(copyKinds))
+		for j := range copyKinds {
+			i := (j + rep) % len(copyKinds)
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			r, err := copyKinds[i].run(peers, method, file, tmp, n)
+			if err != nil {
+				return nil, fmt.Errorf("%s over %s: %w", copyKinds[i].name, label, err)
+			}
+			figures[i] = r
+		}
+		for i := range rows {
+			rows[i].MBps = append(rows[i].MBps, figures[i].mbps)
+			rows[i].RatioAES = append(rows[i].RatioAES, figures[i].mbps/figures[1].mbps)
+			rows[i].RatioPlain = append(rows[i].RatioPlain, figures[i].mbps/figures[0].mbps)
+			rows[i].RSSSendKiB = max(rows[i].RSSSendKiB, figures[i].rssSendKiB)
+			rows[i].RSSReceiveKiB = max(rows[i].RSSReceiveKiB, figures[i].rssReceiveKiB)
+		}
+	}
+	return rows, nil
 }
 
 func memDir() string {
@@ -202,10 +281,24 @@ func memDir() string {
 }
 
 // ThroughputResult is the bulk-transfer figure of one run (written by the
-// throughput measurement).
+// throughput measurement to throughput.json).
 type ThroughputResult struct {
-	Bytes int64              `json:"bytes"`
-	MBps  map[string]float64 `json:"mbps"` // path -> MB/s
-	Ratio map[string]float64 `json:"ratio_to_plain"`
-	Notes string             `json:"notes"`
+	Bytes       int64           `json:"bytes"`
+	Repetitions int             `json:"repetitions"`
+	Rows        []ThroughputRow `json:"rows"`
+	// SmallFile is machsend with a quarter of Bytes, for peak memory.
+	SmallFile ThroughputRow `json:"small_file"`
+	Notes     string        `json:"notes"`
+}
+
+// ThroughputRow is one copy kind over one path: a figure per repetition,
+// and the ratios to the AES copy and to plain TCP of the same repetition.
+type ThroughputRow struct {
+	Path          string    `json:"path"`
+	Copy          string    `json:"copy"`
+	MBps          []float64 `json:"mbps"`
+	RatioAES      []float64 `json:"ratio_to_aes"`
+	RatioPlain    []float64 `json:"ratio_to_plain"`
+	RSSSendKiB    int64     `json:"rss_send_kib,omitempty"`
+	RSSReceiveKiB int64     `json:"rss_receive_kib,omitempty"`
 }

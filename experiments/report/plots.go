@@ -17,6 +17,7 @@ import (
 
 	"github.com/machsend/machsend/experiments/bench"
 	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/experiments/stats"
 )
 
 // save writes a plot as PNG and SVG. gonum/plot panics on data it cannot
@@ -291,24 +292,19 @@ func plotColor(i int) color.Color {
 
 func writeThroughputPlot(dir string) error {
 	var tr bench.ThroughputResult
-	if !spec.ReadJSON(filepath.Join(filepath.Dir(dir), "throughput.json"), &tr) || len(tr.MBps) == 0 {
+	if !spec.ReadJSON(filepath.Join(filepath.Dir(dir), "throughput.json"), &tr) || len(tr.Rows) == 0 {
 		return nil
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Throughput over the same lab path (%d MiB)", tr.Bytes>>20)
+	p.Title.Text = fmt.Sprintf("Throughput over the same lab paths (%d MiB, median of %d)", tr.Bytes>>20, tr.Repetitions)
 	p.X.Label.Text = "MB/s (receiver's rate)"
-	var keys []string
-	for k := range tr.MBps {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var vals plotter.Values
 	var ticks []plot.Tick
-	for i, k := range keys {
-		vals = append(vals, tr.MBps[k])
-		ticks = append(ticks, plot.Tick{Value: float64(i), Label: k})
+	for i, r := range tr.Rows {
+		vals = append(vals, stats.Quantile(r.MBps, 0.5))
+		ticks = append(ticks, plot.Tick{Value: float64(i), Label: r.Path + ", " + r.Copy})
 	}
-	bars, err := plotter.NewBarChart(vals, vg.Points(18))
+	bars, err := plotter.NewBarChart(vals, vg.Points(12))
 	if err != nil {
 		return err
 	}
@@ -316,5 +312,5 @@ func writeThroughputPlot(dir string) error {
 	p.Add(bars)
 	p.X.Min, p.X.Max = 0, 1.05*slices.Max(vals)
 	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
-	return save(p, dir, "throughput", 7*vg.Inch, 4*vg.Inch)
+	return save(p, dir, "throughput", 8*vg.Inch, 6*vg.Inch)
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -264,34 +265,37 @@ func reportPopulation(p printer, cells []*CellStats, pop *Population) {
 	p("")
 }
 
-// reportThroughput is the transfer's speed over the lab path, if measured.
+// reportThroughput is the transfer's speed over the lab paths, if measured.
 func reportThroughput(p printer, out string) {
 	var tr bench.ThroughputResult
-	if spec.ReadJSON(filepath.Join(out, "throughput.json"), &tr) && len(tr.MBps) > 0 {
-		p("## Throughput")
+	p("## Throughput")
+	p("")
+	if !spec.ReadJSON(filepath.Join(out, "throughput.json"), &tr) || len(tr.Rows) == 0 {
+		p("Not measured in this run: `throughput.json` has no figure.")
 		p("")
-		p("%d MiB over the same two-NAT lab path in one run; ratios are to plain TCP over the same path. %s", tr.Bytes>>20, tr.Notes)
-		p("")
-		p("| path | MB/s | ratio to plain TCP |")
-		p("|---|---:|---:|")
-		var ks []string
-		for k := range tr.MBps {
-			ks = append(ks, k)
+		return
+	}
+	p("%d MiB over the same two-NAT lab paths in one run, each copy on each path as many times as the table's range shows (up to %s, in rotated order); each figure is the median over the repetitions (range in brackets), and each ratio the median of the ratios within a repetition. %s",
+		tr.Bytes>>20, plural(tr.Repetitions, "repetition"), tr.Notes)
+	p("")
+	p("| path | copy | MB/s | × AES-256-GCM copy | × plain TCP | peak RSS send / receive |")
+	p("|---|---|---:|---:|---:|---:|")
+	for _, r := range tr.Rows {
+		rss := "-"
+		if r.RSSSendKiB > 0 {
+			rss = fmt.Sprintf("%d / %d MiB", r.RSSSendKiB>>10, r.RSSReceiveKiB>>10)
 		}
-		sort.Strings(ks)
-		for _, k := range ks {
-			p("| %s | %.1f | %.2f |", k, tr.MBps[k], tr.Ratio[k])
-		}
-		p("")
-		p("![throughput](plots/throughput.png)")
-		p("")
-	} else {
-		p("## Throughput")
-		p("")
-		p("Not measured in this run: the transfer layer (punched vs relay vs plain TCP) has no figure in `throughput.json` yet.")
+		p("| %s | %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %s |", r.Path, r.Copy, stats.Quantile(r.MBps, 0.5), slices.Min(r.MBps), slices.Max(r.MBps),
+			stats.Quantile(r.RatioAES, 0.5), stats.Quantile(r.RatioPlain, 0.5), rss)
+	}
+	p("")
+	if s := tr.SmallFile; s.RSSSendKiB > 0 {
+		p("Peak memory against file size: machsend moving %d MiB (%s) peaked at %d MiB sender / %d MiB receiver; the rows above are %d MiB.",
+			tr.Bytes>>22, s.Path, s.RSSSendKiB>>10, s.RSSReceiveKiB>>10, tr.Bytes>>20)
 		p("")
 	}
-
+	p("![throughput](plots/throughput.png)")
+	p("")
 }
 
 // reportLadders links the handshake ladders.

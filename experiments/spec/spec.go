@@ -80,9 +80,12 @@ type Group struct {
 
 // Throughput asks for a bulk-transfer measurement in a two-NAT lab.
 type Throughput struct {
-	Bytes    int64  `yaml:"bytes" json:"bytes"`
-	ProfileA string `yaml:"profile_a" json:"profile_a"`
-	ProfileB string `yaml:"profile_b" json:"profile_b"`
+	Bytes int64 `yaml:"bytes" json:"bytes"`
+	// Repetitions is how many times each copy runs on each path (1 when
+	// unset); ratios are paired within a repetition.
+	Repetitions int    `yaml:"repetitions" json:"repetitions"`
+	ProfileA    string `yaml:"profile_a" json:"profile_a"`
+	ProfileB    string `yaml:"profile_b" json:"profile_b"`
 }
 
 // Cell is one point of the matrix.

@@ -1,0 +1,49 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/machsend/machsend/experiments/bench"
+)
+
+// The throughput section is computed from throughput.json: medians over
+// the repetitions, the range, the paired ratios, and peak memory for both
+// file sizes.
+func TestReportThroughput(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "plots"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := bench.ThroughputResult{Bytes: 1 << 30, Repetitions: 3, Notes: "n", Rows: []bench.ThroughputRow{
+		{Path: "punched", Copy: bench.CopyAES, MBps: []float64{800, 700, 900}, RatioAES: []float64{1, 1, 1}, RatioPlain: []float64{0.5, 0.4, 0.6}},
+		{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{760, 600, 855}, RatioAES: []float64{0.95, 0.86, 0.95}, RatioPlain: []float64{0.4, 0.3, 0.5},
+			RSSSendKiB: 30 << 10, RSSReceiveKiB: 31 << 10},
+	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10}}
+	b, _ := json.Marshal(r)
+	if err := os.WriteFile(filepath.Join(dir, "throughput.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	reportThroughput(func(f string, a ...any) { fmt.Fprintf(&out, f+"\n", a...) }, dir)
+	for _, want := range []string{
+		"| punched | AES-256-GCM copy | 800 (700–900) | 1.00 | 0.50 | - |",
+		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 30 / 31 MiB |",
+		"moving 256 MiB (punched) peaked at 29 MiB sender / 30 MiB receiver; the rows above are 1024 MiB",
+		"up to 3 repetitions",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := writeThroughputPlot(filepath.Join(dir, "plots")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "plots", "throughput.png")); err != nil {
+		t.Error(err)
+	}
+}
