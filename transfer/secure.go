@@ -189,6 +189,12 @@ func (s *SecureConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		s.rraw = raw[:0]
+		if len(raw) == 16 { // an empty record: the stream goes on over the next path
+			if _, err := s.recv.Decrypt(raw[:0], nil, raw); err != nil {
+				return 0, ErrTampered
+			}
+			return 0, errPathEnd
+		}
 		if len(raw) >= 16 && len(p) >= len(raw)-16 { // room: decrypt straight into p
 			plain, err := s.recv.Decrypt(p[:0], nil, raw)
 			if err != nil {
@@ -205,6 +211,21 @@ func (s *SecureConn) Read(p []byte) (int, error) {
 	n := copy(p, s.rbuf)
 	s.rbuf = s.rbuf[n:]
 	return n, nil
+}
+
+// EndPath sends an end-of-path record (authenticated, with no data): the
+// stream in this direction goes on over another connection (Multipath).
+// Write never sends an empty record, so nothing else looks like one.
+func (s *SecureConn) EndPath() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	out, err := s.send.Encrypt(make([]byte, 4, 4+16), nil, nil)
+	if err != nil {
+		return err
+	}
+	binary.BigEndian.PutUint32(out[:4], uint32(len(out)-4))
+	_, err = s.conn.Write(out)
+	return err
 }
 
 // Close closes the underlying connection.

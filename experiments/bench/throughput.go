@@ -202,6 +202,9 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 	if err != nil {
 		return nil, err
 	}
+	if res.Link, err = measureLink(peers, tmp); err != nil {
+		return nil, err
+	}
 	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
 	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from the first file byte to the last byte in place; the copies' is the receiver's from the first byte to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -280,6 +283,52 @@ func memDir() string {
 	return ""
 }
 
+// linkBytes is the size of the file whose time to link is measured.
+const linkBytes = 10 << 30
+
+// measureLink times `machsend send` from its start to its link for a
+// file of linkBytes (sparse: it takes no memory, and reading it would
+// still cost a pass over every byte) and for a 1-byte file.
+func measureLink(p *experiments.LabPeers, tmp string) (LinkTime, error) {
+	lt := LinkTime{Bytes: linkBytes}
+	for _, f := range []struct {
+		name string
+		size int64
+		out  *float64
+	}{{"link-big.bin", linkBytes, &lt.Seconds}, {"link-one.bin", 1, &lt.OneByteSeconds}} {
+		path := filepath.Join(tmp, f.name)
+		file, err := os.Create(path)
+		if err != nil {
+			return lt, err
+		}
+		err = file.Truncate(f.size)
+		file.Close()
+		if err != nil {
+			return lt, err
+		}
+		start := time.Now()
+		snd, _, err := p.Send(p.A, []string{path})
+		if err != nil {
+			return lt, err
+		}
+		snd.Proc.Kill()
+		e, ok := session.First(snd.Events(), session.KindLink)
+		if !ok {
+			return lt, fmt.Errorf("send of %s: no link event", f.name)
+		}
+		*f.out = e.Time.Sub(start).Seconds()
+		os.Remove(path)
+	}
+	return lt, nil
+}
+
+// LinkTime is how long `machsend send` takes from its start to its link.
+type LinkTime struct {
+	Bytes          int64   `json:"bytes"`
+	Seconds        float64 `json:"seconds"`
+	OneByteSeconds float64 `json:"one_byte_seconds"`
+}
+
 // ThroughputResult is the bulk-transfer figure of one run (written by the
 // throughput measurement to throughput.json).
 type ThroughputResult struct {
@@ -288,6 +337,7 @@ type ThroughputResult struct {
 	Rows        []ThroughputRow `json:"rows"`
 	// SmallFile is machsend with a quarter of Bytes, for peak memory.
 	SmallFile ThroughputRow `json:"small_file"`
+	Link      LinkTime      `json:"link"`
 	Notes     string        `json:"notes"`
 }
 

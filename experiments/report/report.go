@@ -294,6 +294,11 @@ func reportThroughput(p printer, out string) {
 			tr.Bytes>>22, s.Path, s.RSSSendKiB>>10, s.RSSReceiveKiB>>10, tr.Bytes>>20)
 		p("")
 	}
+	if l := tr.Link; l.Seconds > 0 {
+		p("Time from `machsend send` starting to its link: %.3f s for a %d GiB file, %.3f s for a 1-byte file (×%.2f); the manifest reads no file.",
+			l.Seconds, l.Bytes>>30, l.OneByteSeconds, l.Seconds/l.OneByteSeconds)
+		p("")
+	}
 	p("![throughput](plots/throughput.png)")
 	p("")
 }

@@ -23,7 +23,8 @@ func TestReportThroughput(t *testing.T) {
 		{Path: "punched", Copy: bench.CopyAES, MBps: []float64{800, 700, 900}, RatioAES: []float64{1, 1, 1}, RatioPlain: []float64{0.5, 0.4, 0.6}},
 		{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{760, 600, 855}, RatioAES: []float64{0.95, 0.86, 0.95}, RatioPlain: []float64{0.4, 0.3, 0.5},
 			RSSSendKiB: 30 << 10, RSSReceiveKiB: 31 << 10},
-	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10}}
+	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10},
+		Link: bench.LinkTime{Bytes: 10 << 30, Seconds: 0.12, OneByteSeconds: 0.1}}
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(filepath.Join(dir, "throughput.json"), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -35,6 +36,7 @@ func TestReportThroughput(t *testing.T) {
 		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 30 / 31 MiB |",
 		"moving 256 MiB (punched) peaked at 29 MiB sender / 30 MiB receiver; the rows above are 1024 MiB",
 		"up to 3 repetitions",
+		"0.120 s for a 10 GiB file, 0.100 s for a 1-byte file (×1.20)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
