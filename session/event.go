@@ -28,6 +28,7 @@ const (
 	KindStep      Kind = "event"     // Step: one traversal step (attempt, expectation, ...)
 	KindReport    Kind = "report"    // Report: every attempt, also when none connected
 	KindConnected Kind = "connected" // Report: the path in use
+	KindMoved     Kind = "moved"     // Report: the transfer moved from the relay to this direct path
 	KindManifest  Kind = "manifest"  // Manifest (Fetch)
 	KindProgress  Kind = "progress"  // Progress
 	KindPings     Kind = "pings"     // RTTms (machsend punch)
@@ -102,6 +103,10 @@ func (e Event) Text() string {
 	case KindConnected:
 		if e.Report != nil {
 			return fmt.Sprintf("connected (%s) in %s", PathName(e.Report), e.Report.ConnectTime.Round(time.Millisecond))
+		}
+	case KindMoved:
+		if e.Report != nil {
+			return fmt.Sprintf("moved to the direct path (%s), found in %s", PathName(e.Report), e.Report.ConnectTime.Round(time.Millisecond))
 		}
 	case KindPings:
 		return fmt.Sprintf("round trips (ms): %v", e.RTTms)

@@ -158,13 +158,13 @@ func (s *Sharing) serveSlot(ctx context.Context, sl *slot, joinedN *atomic.Int64
 // asks for; the error is also emitted.
 func (s *Sharing) serveOne(ctx context.Context, p *Peer) error {
 	defer p.Next()
-	sc, _, err := p.ConnectSecure(ctx)
+	st, err := p.ConnectStream(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.opts.emit(Event{Kind: KindError, Error: err.Error()})
 		}
 		return err
 	}
-	defer sc.Close()
-	return sendTo(ctx, sc, s, p.opts)
+	defer st.Close()
+	return sendTo(ctx, st, s, p.opts)
 }

@@ -50,18 +50,18 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 // ServeEach to serve several at once.
 func (s *Sharing) Serve(ctx context.Context) error {
 	defer s.peer.Next()
-	sc, _, err := s.peer.ConnectSecure(ctx)
+	st, err := s.peer.ConnectStream(ctx)
 	if err != nil {
 		return err
 	}
-	defer sc.Close()
-	return sendTo(ctx, sc, s, s.opts)
+	defer st.Close()
+	return sendTo(ctx, st, s, s.opts)
 }
 
-// sendTo sends the share over sc, reporting to o.
-func sendTo(ctx context.Context, sc *transfer.SecureConn, s *Sharing, o Options) error {
+// sendTo sends the share over st, reporting to o.
+func sendTo(ctx context.Context, st Stream, s *Sharing, o Options) error {
 	progress := func(p transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &p}) }
-	if err := transfer.Send(ctx, sc, s.Manifest, s.srcs, progress); err != nil {
+	if err := transfer.Send(ctx, st, s.Manifest, s.srcs, progress); err != nil {
 		o.emit(Event{Kind: KindError, Error: err.Error()})
 		return fmt.Errorf("transfer failed: %w", err)
 	}
@@ -115,14 +115,14 @@ func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, 
 		return err
 	}
 	defer p.Close()
-	sc, _, err := p.ConnectSecure(ctx)
+	st, err := p.ConnectStream(ctx)
 	if err != nil {
 		if errors.Is(err, transfer.ErrWrongSecret) {
 			return fmt.Errorf("the peer does not hold this link's secret: %w", err)
 		}
 		return err
 	}
-	defer sc.Close()
+	defer st.Close()
 	onManifest := ro.OnManifest
 	ro.OnManifest = func(m *transfer.Manifest) {
 		o.emit(Event{Kind: KindManifest, Manifest: m})
@@ -130,7 +130,7 @@ func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, 
 			onManifest(m)
 		}
 	}
-	if _, err := transfer.Receive(ctx, sc, ro, func(pr transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &pr}) }); err != nil {
+	if _, err := transfer.Receive(ctx, st, ro, func(pr transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &pr}) }); err != nil {
 		return err
 	}
 	if !ro.ListOnly {

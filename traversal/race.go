@@ -40,7 +40,11 @@ type Config struct {
 	// punching continues, as a fallback that is already up when punching
 	// fails (default 3 s; negative: only after every punching attempt).
 	RelayAfter time.Duration
-	Clock      Clock
+	// NoRelay leaves the relay out of auto's race: the caller runs it
+	// beside the race (a transfer that starts on the relay and moves to
+	// the direct path the race finds).
+	NoRelay bool
+	Clock   Clock
 	// Events receives every event (may be nil). It is called from several
 	// goroutines; it must not block for long.
 	Events func(Event)
@@ -80,10 +84,10 @@ type chain struct {
 // Both peers compute the same schedule, so their punch.ready names match.
 // Auto runs the local methods in parallel, then every punching method one
 // after another, and the relay beside them after relayAfter (or after them
-// when relayAfter is 0). The raw-socket methods of 2005 come last in the
+// when relayAfter is 0; never with noRelay). The raw-socket methods of 2005 come last in the
 // table: both peers always list them (so their names match); a peer without
 // raw sockets in a lab namespace says so in the exchange and both skip them.
-func schedule(m Method, relayAfter time.Duration) [][]chain {
+func schedule(m Method, relayAfter time.Duration, noRelay bool) [][]chain {
 	rounds := func(m Method, n int) []rendezvous.AttemptID {
 		var out []rendezvous.AttemptID
 		for i := 0; i < n; i++ {
@@ -106,6 +110,9 @@ func schedule(m Method, relayAfter time.Duration) [][]chain {
 		case method.PhaseRelay:
 			relay = append(relay, rounds(s.Method, s.AutoRounds)...)
 		}
+	}
+	if noRelay {
+		return [][]chain{local, {{0, punch}}}
 	}
 	if relayAfter > 0 {
 		return [][]chain{local, {{0, punch}, {relayAfter, relay}}}
@@ -158,7 +165,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	phases := schedule(cfg.Method, cfg.RelayAfter)
+	phases := schedule(cfg.Method, cfg.RelayAfter, cfg.NoRelay)
 	for _, ph := range phases {
 		for _, ch := range ph {
 			for _, a := range ch.attempts {

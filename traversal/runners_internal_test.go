@@ -25,7 +25,7 @@ func TestEveryMethodRuns(t *testing.T) {
 // Auto's schedule is the table: every method appears with its AutoRounds.
 func TestScheduleFromTable(t *testing.T) {
 	count := map[Method]int{}
-	for _, phase := range schedule(method.Auto, 0) {
+	for _, phase := range schedule(method.Auto, 0, false) {
 		for _, c := range phase {
 			for _, a := range c.attempts {
 				count[a.Method]++

@@ -70,7 +70,7 @@ func (d *display) show(e session.Event) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e.Kind == session.KindConnected && e.Report != nil {
+	if (e.Kind == session.KindConnected || e.Kind == session.KindMoved) && e.Report != nil {
 		d.viewLocked(e.Receiver).path = session.PathName(e.Report)
 	}
 	text := d.textLocked(e)

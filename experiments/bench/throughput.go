@@ -205,6 +205,14 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 	if res.Link, err = measureLink(peers, tmp); err != nil {
 		return nil, err
 	}
+	for _, ifc := range []string{"wan-a", "wan-b"} {
+		if err := lab.Shape("core", ifc, 0); err != nil {
+			return nil, err
+		}
+	}
+	if res.FirstByte, err = measureFirstBytes(ctx, lab, peers, tmp, reps); err != nil {
+		return nil, err
+	}
 	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
 	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from the first file byte to the last byte in place; the copies' is the receiver's from the first byte to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
 	b, _ := json.MarshalIndent(res, "", "  ")
@@ -338,7 +346,9 @@ type ThroughputResult struct {
 	// SmallFile is machsend with a quarter of Bytes, for peak memory.
 	SmallFile ThroughputRow `json:"small_file"`
 	Link      LinkTime      `json:"link"`
-	Notes     string        `json:"notes"`
+	// FirstByte is the time to the first byte, per method and round trip.
+	FirstByte []FirstByteRow `json:"first_byte,omitempty"`
+	Notes     string         `json:"notes"`
 }
 
 // ThroughputRow is one copy kind over one path: a figure per repetition,

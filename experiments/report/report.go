@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -301,6 +302,60 @@ func reportThroughput(p printer, out string) {
 	}
 	p("![throughput](plots/throughput.png)")
 	p("")
+	reportFirstByte(p, tr.FirstByte)
+}
+
+// reportFirstByte is the time from `machsend get` starting to its first
+// chunk written, per method and round trip, and auto's move off the relay.
+func reportFirstByte(p printer, rows []bench.FirstByteRow) {
+	if len(rows) == 0 {
+		return
+	}
+	p("### Time to the first byte, and the move from the relay to the direct path")
+	p("")
+	p("From `machsend get` starting to its first chunk (1 MiB) written, fetching a %d MiB file, on the same lab with the round trip between the peers set by the core (the server is half of it away). `auto` starts on the relay when the server offers one and moves to the direct path the race finds; *direct at* is when that path authenticated, *move after* the time from then to the move. Medians, range in brackets.", bench.FirstByteFile>>20)
+	p("")
+	p("| RTT | method | first byte ms | in RTTs | first path | moved | direct at ms | move after ms | total ms |")
+	p("|---:|---|---:|---:|---|---:|---:|---:|---:|")
+	for _, r := range rows {
+		var fb, direct, after, total []float64
+		moved, first := 0, map[string]int{}
+		for _, t := range r.Trials {
+			fb, total = append(fb, t.FirstByteMs), append(total, t.TotalMs)
+			first[t.FirstPath]++
+			if t.Moved {
+				moved++
+				direct, after = append(direct, t.DirectMs), append(after, t.MoveAfterMs)
+			}
+		}
+		if len(fb) == 0 {
+			continue
+		}
+		rtts := "-"
+		if r.RTTms > 0 {
+			rtts = fmt.Sprintf("%.1f", stats.Quantile(fb, 0.5)/r.RTTms)
+		}
+		med := func(xs []float64) string {
+			if len(xs) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f", stats.Quantile(xs, 0.5))
+		}
+		p("| %.0f ms | %s | %.0f (%.0f–%.0f) | %s | %s | %d/%d | %s | %s | %s |", r.RTTms, r.Method, stats.Quantile(fb, 0.5), slices.Min(fb), slices.Max(fb),
+			rtts, mostCommon(first), moved, len(r.Trials), med(direct), med(after), med(total))
+	}
+	p("")
+}
+
+// mostCommon is the key seen most often (ties: the first in key order).
+func mostCommon(counts map[string]int) string {
+	best, n := "", -1
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		if counts[k] > n {
+			best, n = k, counts[k]
+		}
+	}
+	return best
 }
 
 // reportLadders links the handshake ladders.

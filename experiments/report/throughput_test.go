@@ -24,7 +24,12 @@ func TestReportThroughput(t *testing.T) {
 		{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{760, 600, 855}, RatioAES: []float64{0.95, 0.86, 0.95}, RatioPlain: []float64{0.4, 0.3, 0.5},
 			RSSSendKiB: 30 << 10, RSSReceiveKiB: 31 << 10},
 	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10},
-		Link: bench.LinkTime{Bytes: 10 << 30, Seconds: 0.12, OneByteSeconds: 0.1}}
+		Link: bench.LinkTime{Bytes: 10 << 30, Seconds: 0.12, OneByteSeconds: 0.1},
+		FirstByte: []bench.FirstByteRow{{RTTms: 30, Method: "auto", Trials: []bench.FirstByteTrial{
+			{FirstByteMs: 90, FirstPath: "relay", Moved: true, DirectMs: 200, MoveAfterMs: 3, TotalMs: 900},
+			{FirstByteMs: 60, FirstPath: "relay", Moved: true, DirectMs: 100, MoveAfterMs: 1, TotalMs: 700},
+			{FirstByteMs: 120, FirstPath: "relay", TotalMs: 1500},
+		}}}}
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(filepath.Join(dir, "throughput.json"), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -36,6 +41,7 @@ func TestReportThroughput(t *testing.T) {
 		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 30 / 31 MiB |",
 		"moving 256 MiB (punched) peaked at 29 MiB sender / 30 MiB receiver; the rows above are 1024 MiB",
 		"up to 3 repetitions",
+		"| 30 ms | auto | 90 (60–120) | 3.0 | relay | 2/3 | 150 | 2 | 900 |",
 		"0.120 s for a 10 GiB file, 0.100 s for a 1-byte file (×1.20)",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -1,0 +1,138 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/transfer"
+	"github.com/machsend/machsend/traversal"
+	"github.com/machsend/machsend/traversal/method"
+)
+
+// Stream is the authenticated byte stream a transfer runs over. Close
+// ends it and everything still looking for a better path.
+type Stream interface {
+	io.ReadWriteCloser
+}
+
+// relayFirst says whether p starts transfers on the relay and moves them
+// to a direct path: method auto with a server that relays (both peers see
+// the same, so both make the same choice).
+func (p *Peer) relayFirst() bool {
+	return p.relay && (p.opts.Method == "" || p.opts.Method == method.Auto)
+}
+
+// ConnectStream returns the stream a transfer runs on. When relayFirst, it
+// starts on the relay at once while every direct method races beside it;
+// a direct path that authenticates is added to the stream, which moves to
+// it (a KindMoved event), and the relay closes. Otherwise it is
+// ConnectSecure's one connection.
+func (p *Peer) ConnectStream(ctx context.Context) (Stream, error) {
+	if !p.relayFirst() {
+		sc, _, err := p.ConnectSecure(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sc, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ms := &multiStream{cancel: cancel}
+	direct := make(chan pathResult, 1)
+	ms.wg.Add(1)
+	go func() {
+		defer ms.wg.Done()
+		direct <- p.directPath(ctx)
+	}()
+	relay := p.securePath(ctx, traversal.Config{Method: method.Relay})
+	first := relay
+	if relay.err != nil { // no relay: the direct path is the stream
+		first = <-direct
+		if first.err != nil {
+			ms.Close()
+			return nil, fmt.Errorf("no path to the peer (relay: %v): %w", relay.err, first.err)
+		}
+	}
+	ms.mp = transfer.NewMultipath(first.sc, p.Role == rendezvous.RoleA)
+	var moved atomic.Pointer[traversal.Report]
+	ms.mp.OnMove = func(int) { p.opts.emit(Event{Kind: KindMoved, Report: moved.Load()}) }
+	p.opts.emit(Event{Kind: KindConnected, Report: first.rep})
+	if relay.err != nil {
+		return ms, nil
+	}
+	ms.wg.Add(1)
+	go func() {
+		defer ms.wg.Done()
+		second := <-direct
+		if second.err != nil {
+			return // the transfer stays on the relay
+		}
+		moved.Store(second.rep)
+		if err := ms.mp.Add(second.sc); err != nil {
+			second.sc.Close()
+		}
+	}()
+	return ms, nil
+}
+
+// pathResult is one authenticated path, or why there is none.
+type pathResult struct {
+	sc  *transfer.SecureConn
+	rep *traversal.Report
+	err error
+}
+
+// directPath probes the NAT and races every direct method (no relay).
+func (p *Peer) directPath(ctx context.Context) pathResult {
+	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
+	if err != nil {
+		return pathResult{err: fmt.Errorf("probe NAT: %w", err)}
+	}
+	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
+	return p.securePath(ctx, traversal.Config{Method: method.Auto, NoRelay: true, NAT: info})
+}
+
+// securePath runs traversal with cfg (completed from p) and the secure
+// channel's handshake over what it finds.
+func (p *Peer) securePath(ctx context.Context, cfg traversal.Config) pathResult {
+	cfg.Signal, cfg.Session, cfg.Role, cfg.Secret, cfg.AttemptTimeout = p.signal, p.ID, p.Role, p.secret, p.opts.AttemptTimeout
+	cfg.Events = func(e traversal.Event) { p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e}) }
+	conn, rep, err := traversal.Connect(ctx, cfg)
+	if rep != nil {
+		p.opts.emit(Event{Kind: KindReport, Report: rep})
+	}
+	if err != nil {
+		return pathResult{rep: rep, err: err}
+	}
+	sc, err := transfer.Secure(conn, p.secret, p.ID, p.Role == rendezvous.RoleB)
+	if err != nil {
+		return pathResult{rep: rep, err: err}
+	}
+	return pathResult{sc: sc, rep: rep}
+}
+
+// multiStream is a Multipath with the direct race still running beside it.
+type multiStream struct {
+	mp     *transfer.Multipath
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (m *multiStream) Read(b []byte) (int, error)  { return m.mp.Read(b) }
+func (m *multiStream) Write(b []byte) (int, error) { return m.mp.Write(b) }
+
+// Close stops the race (waiting for it, so no traversal outlives the
+// stream on the peer's signal) and closes every path.
+func (m *multiStream) Close() error {
+	m.cancel()
+	var err error
+	if m.mp != nil {
+		err = m.mp.Close()
+	}
+	m.wg.Wait()
+	return errors.Join(err)
+}
