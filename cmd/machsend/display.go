@@ -30,6 +30,9 @@ type view struct {
 	path  string
 	start time.Time // speed counts transfer time only
 	last  time.Time // chunk events are thinned
+	// moving is set by the first chunk: the first chunk of a transfer is
+	// always shown (its time is the time to the first byte).
+	moving bool
 }
 
 // viewLocked is the view of receiver n; d.mu is held.
@@ -144,7 +147,7 @@ func human(n int64) string {
 
 // progress renders one progress event: per file and total, speed and ETA
 // (resumed bytes are not counted in the speed), and the path in use. Chunk
-// events are thinned to five a second.
+// events after the first are thinned to five a second.
 func (d *display) progress(p transfer.Progress, e session.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -152,9 +155,10 @@ func (d *display) progress(p transfer.Progress, e session.Event) {
 	if p.Kind == "manifest" || (p.Kind == "file-start" && p.Sent == 0) {
 		v.start = time.Now()
 	}
-	if p.Kind == "chunk" && time.Since(v.last) < 200*time.Millisecond {
+	if p.Kind == "chunk" && v.moving && time.Since(v.last) < 200*time.Millisecond {
 		return
 	}
+	v.moving = v.moving || p.Kind == "chunk"
 	v.last = time.Now()
 	if d.json != nil {
 		_ = d.json.Write(e)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/machsend/machsend/experiments"
@@ -117,7 +118,11 @@ func firstByte(p *experiments.LabPeers, file, dir string, m method.Method) (Firs
 		}
 	}
 	if tr.FirstByteMs == 0 || tr.TotalMs == 0 {
-		return tr, fmt.Errorf("get over %s: no data or no end in its events", m)
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, string(e.Kind)+" "+e.Error)
+		}
+		return tr, fmt.Errorf("get over %s: no data or no end in its events (%s)", m, strings.Join(kinds, ", "))
 	}
 	return tr, nil
 }
