@@ -138,7 +138,8 @@ func TestSenderRefusesAbusiveRequests(t *testing.T) {
 		{"thousands", request{Files: slicesRepeat(fileRequest{Index: 0}, 5000)}, false},
 		{"a folder", request{Files: []fileRequest{{Index: 1}}}, false},
 		{"out of range", request{Files: []fileRequest{{Index: 7}}}, false},
-		{"mid-chunk", request{Files: []fileRequest{{Index: 0, Offset: 5}}}, false},
+		{"past the end", request{Files: []fileRequest{{Index: 0, Offset: 3*MinChunk + 1, Prefix: strings.Repeat("ab", 32)}}}, false},
+		{"anywhere inside, with its hash", request{Files: []fileRequest{{Index: 0, Offset: 5, Prefix: strings.Repeat("ab", 32)}}}, true},
 	}
 	for _, c := range cases {
 		s := &sender{m: m, started: map[int]bool{}}

@@ -275,10 +275,10 @@ func (r *receiver) onChunk(fr frame, nb []byte) error {
 		r.resumed.Add(-r.held[r.cur])
 		r.expect[r.cur], r.held[r.cur] = 0, 0
 	}
-	want := min(int64(r.m.ChunkSize), p.entry.Size-r.expect[r.cur])
-	if int(c.index) != p.index || c.offset != r.expect[r.cur] || int64(len(c.data)) != want {
+	left := p.entry.Size - r.expect[r.cur]
+	if int(c.index) != p.index || c.offset != r.expect[r.cur] || len(c.data) == 0 || int64(len(c.data)) > left {
 		r.disk.free <- nb
-		return r.fail(fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d", ErrFrame, c.index, c.offset, len(c.data), p.index, r.expect[r.cur]), "")
+		return r.fail(fmt.Errorf("%w: chunk of entry %d at %d (%d bytes), expected entry %d at %d (at most %d bytes)", ErrFrame, c.index, c.offset, len(c.data), p.index, r.expect[r.cur], left), "")
 	}
 	r.expect[r.cur] += int64(len(c.data))
 	select {

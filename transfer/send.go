@@ -102,7 +102,7 @@ type sender struct {
 }
 
 // checkRequest refuses a request for entries or offsets the manifest does
-// not offer (a receiver asks only for whole chunks of files), and a
+// not offer, a resumed offset without the hash of what precedes it, and a
 // request that names an entry twice (a receiver that would have the
 // sender read one file thousands of times).
 func (s *sender) checkRequest(req request) error {
@@ -114,7 +114,7 @@ func (s *sender) checkRequest(req request) error {
 		}
 		asked[r.Index] = true
 		if r.Index < 0 || r.Index >= len(m.Files) || m.Files[r.Index].Dir || r.Offset < 0 ||
-			r.Offset > m.Files[r.Index].Size || r.Offset%int64(m.ChunkSize) != 0 && r.Offset != m.Files[r.Index].Size {
+			r.Offset > m.Files[r.Index].Size {
 			return fmt.Errorf("%w: bad request for entry %d at %d", ErrFrame, r.Index, r.Offset)
 		}
 		if b, err := hex.DecodeString(r.Prefix); (r.Offset > 0) != (err == nil && len(b) == sha256.Size) || r.Offset == 0 && r.Prefix != "" {
@@ -248,6 +248,7 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, che
 		put(piece{err: err})
 		return false
 	}
+	start := off
 	for off < e.Size {
 		var buf []byte
 		select {
@@ -255,7 +256,7 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, che
 		case <-ctx.Done():
 			return false
 		}
-		n := int(min(int64(m.ChunkSize), e.Size-off))
+		n := int(min(int64(chunkAt(m.ChunkSize, off-start)), e.Size-off))
 		data := buf[chunkHeader : chunkHeader+n]
 		if _, err := file.ReadAt(data, off); err != nil {
 			put(piece{err: fmt.Errorf("read %s: %w", local, err)})
@@ -278,6 +279,22 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, che
 		end.sum = h.Sum(nil)
 	}
 	return put(end)
+}
+
+// firstChunk is the size of the first chunk a sender sends of a file;
+// each next chunk doubles, up to the manifest's chunk size. The first
+// bytes then reach the receiver's disk after one small record instead of
+// a whole chunk pushed through a new connection's slow start.
+const firstChunk = 16 << 10
+
+// chunkAt is the size of the chunk that starts sent bytes into a file's
+// transfer: firstChunk, doubling each chunk, at most max.
+func chunkAt(max int, sent int64) int {
+	n := int64(firstChunk)
+	for n < int64(max) && sent >= 2*n-firstChunk {
+		n *= 2
+	}
+	return int(min(n, int64(max)))
 }
 
 // resumeFrom is where to start sending r: its offset when the file starts

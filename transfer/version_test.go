@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -135,5 +136,29 @@ func TestManifestReadsNoData(t *testing.T) {
 	}
 	if len(m.Files) != 1 || m.Files[0].Size != 64<<30 || m.Files[0].MTime == 0 {
 		t.Errorf("manifest %+v", m.Files)
+	}
+}
+
+// The chunks of a file start at firstChunk and double up to the chunk size,
+// and together they cover the file exactly, from any starting offset.
+func TestChunkRamp(t *testing.T) {
+	for _, c := range []struct {
+		max  int
+		size int64
+		want []int
+	}{
+		{1 << 20, 100 << 10, []int{16 << 10, 32 << 10, 52 << 10}},
+		{64 << 10, 300 << 10, []int{16 << 10, 32 << 10, 64 << 10, 64 << 10, 64 << 10, 60 << 10}},
+		{1 << 20, 3 << 20, []int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 1 << 20, 16 << 10}},
+	} {
+		var got []int
+		for sent := int64(0); sent < c.size; {
+			n := int(min(int64(chunkAt(c.max, sent)), c.size-sent))
+			got = append(got, n)
+			sent += int64(n)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("max %d, size %d: chunks %v, want %v", c.max, c.size, got, c.want)
+		}
 	}
 }
