@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -273,6 +274,10 @@ func TestCandidatesBounded(t *testing.T) {
 		{"prediction elsewhere", Candidates{Public: ap("198.51.100.7:4000"), Predicted: []netip.AddrPort{ap("192.0.2.99:80")}}, false},
 		{"a spread of ports", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(33)}, false},
 		{"many private", Candidates{Public: ap("198.51.100.7:4000"), Private: many(9)}, false},
+		{"a server round trip", Candidates{ServerRTTms: 41.5}, true},
+		{"a negative round trip", Candidates{ServerRTTms: -1}, false},
+		{"a round trip of days", Candidates{ServerRTTms: 1e9}, false},
+		{"a round trip that is not a number", Candidates{ServerRTTms: math.NaN()}, false},
 	}
 	for _, c := range cases {
 		if err := c.c.check(me); (err == nil) != c.ok {

@@ -31,6 +31,13 @@ type Client struct {
 	closed bool
 }
 
+// RTT is the kernel's smoothed round trip to the server on this client's
+// connection (0 when unknown).
+func (c *Client) RTT() time.Duration {
+	rtt, _, _ := sockopt.RTT(c.raw)
+	return rtt
+}
+
 // DialOptions configure a client connection.
 type DialOptions struct {
 	// Local fixes the local endpoint (with SO_REUSEADDR/SO_REUSEPORT), so

@@ -159,6 +159,10 @@ type Candidates struct {
 	// Forge asks the server to forge the SYN-ACKs of this exchange (STUNT
 	// #1); it acts only when both peers ask and it was started with Forge.
 	Forge bool `json:"forge,omitempty"`
+	// ServerRTTms is this peer's round trip to the server (the kernel's
+	// smoothed RTT of its connection), from which both peers bound the
+	// attempts that need one round trip between them; 0 when unknown.
+	ServerRTTms float64 `json:"server_rtt_ms,omitempty"`
 }
 
 // AttemptID names one exchange of a punching attempt: the method (a row of
@@ -416,6 +420,8 @@ func fromRPCError(err error) error {
 const (
 	maxPrivate   = 8
 	maxPredicted = 4
+	// maxServerRTTms bounds a claimed round trip to the server.
+	maxServerRTTms = 60_000
 )
 
 // check bounds the candidates a peer submits: a handful of private
@@ -428,6 +434,8 @@ func (c Candidates) check(observed netip.Addr) error {
 		return fmt.Errorf("candidates: %d private endpoints (at most %d)", len(c.Private), maxPrivate)
 	case len(c.Predicted) > maxPredicted:
 		return fmt.Errorf("candidates: %d predicted endpoints (at most %d)", len(c.Predicted), maxPredicted)
+	case c.ServerRTTms < 0 || c.ServerRTTms > maxServerRTTms || c.ServerRTTms != c.ServerRTTms:
+		return fmt.Errorf("candidates: server round trip %v ms (0 to %d)", c.ServerRTTms, maxServerRTTms)
 	case c.Public.IsValid() && c.Public.Addr() != observed:
 		return fmt.Errorf("candidates: public endpoint %s is not on the address the server sees (%s)", c.Public, observed)
 	}

@@ -146,7 +146,8 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 	a.closer = closer
 	a.rec.Public = pub
-	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL, Mapping: cfg.NAT.Mapping}
+	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL, Mapping: cfg.NAT.Mapping,
+		ServerRTTms: serverRTTms(cfg.Signal)}
 	for _, ip := range cfg.Private {
 		a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
 	}
@@ -170,7 +171,7 @@ func (a *attempt) do(ctx context.Context) error {
 	if p := a.rec.Method.Path(); p == method.PathLAN || p == method.PathDirect {
 		// A LAN or public peer answers within a round trip; an unreachable
 		// one should not hold up the punching phase.
-		timeout = min(timeout, time.Second)
+		timeout = min(timeout, localTimeout(a.self.ServerRTTms, g.Peer.ServerRTTms))
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -196,6 +197,36 @@ var runners = map[Method]func(a *attempt, ctx, actx context.Context) error{
 	method.STUNT1:     func(a *attempt, _, actx context.Context) error { return a.stunt1(actx) },
 	method.NATBlaster: func(a *attempt, _, actx context.Context) error { return a.natblaster(actx) },
 	method.Relay:      nil, // run in do, before preparation
+}
+
+// serverRTTms is the signal's round trip to the server in milliseconds, if
+// it knows it (RendezvousSignal does, from the kernel); 0 otherwise.
+func serverRTTms(s Signal) float64 {
+	if r, ok := s.(interface{ ServerRTT() time.Duration }); ok {
+		return float64(r.ServerRTT().Microseconds()) / 1000
+	}
+	return 0
+}
+
+// Bounds of localTimeout.
+const (
+	localTimeoutMin = 300 * time.Millisecond
+	localTimeoutMax = time.Second
+)
+
+// localTimeout bounds a LAN or direct attempt: the peer, if it can be
+// reached at all, answers within a round trip between the peers, which is
+// at most the two round trips to the server (through it). Twice that,
+// within [localTimeoutMin, localTimeoutMax]: the floor absorbs a loaded
+// host's scheduling; the ceiling (and the value when either round trip is
+// unknown) is the fixed second this replaced. Both peers compute the same
+// value from the same two numbers.
+func localTimeout(ownMs, peerMs float64) time.Duration {
+	if ownMs <= 0 || peerMs <= 0 {
+		return localTimeoutMax
+	}
+	d := time.Duration(2 * (ownMs + peerMs) * float64(time.Millisecond))
+	return min(max(d, localTimeoutMin), localTimeoutMax)
 }
 
 func (a *attempt) waitUntil(ctx context.Context, t time.Time) error {

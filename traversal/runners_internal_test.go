@@ -2,6 +2,7 @@ package traversal
 
 import (
 	"testing"
+	"time"
 
 	"github.com/machsend/machsend/traversal/method"
 )
@@ -35,6 +36,28 @@ func TestScheduleFromTable(t *testing.T) {
 	for _, s := range method.Table {
 		if count[s.Method] != s.AutoRounds {
 			t.Errorf("%s: %d attempts in auto's schedule, table says %d", s.Method, count[s.Method], s.AutoRounds)
+		}
+	}
+}
+
+// A LAN or direct attempt waits twice the two round trips to the server,
+// within [300 ms, 1 s], and the full second when either is unknown; both
+// peers get the same bound whichever side computes it.
+func TestLocalTimeout(t *testing.T) {
+	for _, c := range []struct {
+		own, peer float64
+		want      time.Duration
+	}{
+		{0, 20, time.Second},
+		{20, 0, time.Second},
+		{1, 1, 300 * time.Millisecond},
+		{20, 20, 300 * time.Millisecond},
+		{80, 80, 320 * time.Millisecond},
+		{100, 160, 520 * time.Millisecond},
+		{400, 300, time.Second},
+	} {
+		if got := localTimeout(c.own, c.peer); got != c.want || localTimeout(c.peer, c.own) != got {
+			t.Errorf("own %v ms, peer %v ms: %v (and %v swapped), want %v", c.own, c.peer, got, localTimeout(c.peer, c.own), c.want)
 		}
 	}
 }

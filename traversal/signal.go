@@ -219,6 +219,10 @@ func (s *RendezvousSignal) Relay(ctx context.Context) (net.Conn, error) {
 	return rendezvous.DialRelay(ctx, r)
 }
 
+// ServerRTT is the kernel's smoothed round trip to the server (0 when
+// unknown); traversal reads it through serverRTT.
+func (s *RendezvousSignal) ServerRTT() time.Duration { return s.Client.RTT() }
+
 // ServerOffset implements Signal.
 func (s *RendezvousSignal) ServerOffset() time.Duration {
 	s.mu.Lock()
