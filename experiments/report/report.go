@@ -313,7 +313,7 @@ func reportFirstByte(p printer, rows []bench.FirstByteRow) {
 	}
 	p("### Time to the first byte, and the move from the relay to the direct path")
 	p("")
-	p("From `machsend get` starting to its first chunk (1 MiB) written, fetching a %d MiB file, on the same lab with the round trip between the peers set by the core (the server is half of it away). `auto` starts on the relay when the server offers one and moves to the direct path the race finds; *direct at* is when that path authenticated, *move after* the time from then to the move. Medians, range in brackets.", bench.FirstByteFile>>20)
+	p("From `machsend get` starting to the first chunk of file data written (a file's chunks start at 16 KiB and double), fetching a %d MiB file, on the same lab with the round trip between the peers set by the core (the server is half of it away). `auto` starts on the relay when the server offers one and moves to the direct path the race finds; *direct at* is when that path authenticated, *move after* the time from then to the move. Medians, range in brackets.", bench.FirstByteFile>>20)
 	p("")
 	p("| RTT | method | first byte ms | in RTTs | first path | moved | direct at ms | move after ms | total ms |")
 	p("|---:|---|---:|---:|---|---:|---:|---:|---:|")
