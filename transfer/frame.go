@@ -25,6 +25,9 @@ var ErrFrame = errors.New("malformed frame")
 // maxControl bounds manifest, request and error frames.
 const maxControl = 256 << 20
 
+// frameHeader is a frame's type (1) and payload length (4).
+const frameHeader = 5
+
 // chunkHeader is index (4) + offset (8). A chunk carries no hash of its
 // own: the secure channel authenticates every record, in order, so a chunk
 // that arrives is the sender's. When the receiver asks for checksums, the
@@ -43,7 +46,7 @@ type frame struct {
 // writeFrame writes type and length, then the payload (not copied: large
 // payloads go straight to the writer).
 func writeFrame(w io.Writer, typ byte, payload []byte, buf []byte) ([]byte, error) {
-	var h [5]byte
+	var h [frameHeader]byte
 	h[0] = typ
 	binary.BigEndian.PutUint32(h[1:5], uint32(len(payload)))
 	if _, err := w.Write(h[:]); err != nil {
@@ -59,7 +62,7 @@ func writeFrame(w io.Writer, typ byte, payload []byte, buf []byte) ([]byte, erro
 // readFrame reads one frame; chunk frames may be up to maxChunk bytes of
 // data, every other frame up to maxControl. buf is reused when large enough.
 func readFrame(r io.Reader, maxChunk int, buf []byte) (frame, []byte, error) {
-	var h [5]byte
+	var h [frameHeader]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return frame{}, buf, err
 	}

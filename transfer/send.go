@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,7 +39,7 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 	// fixed pool of buffers bounds memory whatever the file sizes.
 	free := make(chan []byte, sendDepth)
 	for i := 0; i < sendDepth; i++ {
-		free <- make([]byte, chunkHeader+m.ChunkSize)
+		free <- make([]byte, frameHeader+chunkHeader+m.ChunkSize)
 	}
 	pieces := make(chan piece, sendDepth)
 	rctx, cancel := context.WithCancel(ctx)
@@ -98,7 +99,6 @@ type sender struct {
 	total, resumed int64
 	sent           int64
 	started        map[int]bool
-	fbuf           []byte // frame buffer, reused
 }
 
 // checkRequest refuses a request for entries or offsets the manifest does
@@ -155,9 +155,17 @@ func (s *sender) send(pc piece) error {
 		}
 		return nil
 	}
-	hdr := appendChunkHeader(pc.buf[:0], uint32(pc.index), pc.off)
-	var err error
-	if s.fbuf, err = writeFrame(s.w, frameChunk, pc.buf[:len(hdr)+pc.n], s.fbuf); err != nil {
+	// The frame's and the chunk's headers go in front of the data in the
+	// same buffer, and the whole frame goes to the channel in one write,
+	// past the buffered writer: the data is copied only by the cipher.
+	frame := pc.buf[:frameHeader+chunkHeader+pc.n]
+	frame[0] = frameChunk
+	binary.BigEndian.PutUint32(frame[1:frameHeader], uint32(chunkHeader+pc.n))
+	appendChunkHeader(frame[frameHeader:frameHeader], uint32(pc.index), pc.off)
+	if err := s.w.Flush(); err != nil {
+		return mapIOErr(err)
+	}
+	if _, err := s.rw.Write(frame); err != nil {
 		return mapIOErr(err)
 	}
 	s.sent += int64(pc.n)
@@ -257,7 +265,7 @@ func readFile(ctx context.Context, m *Manifest, local string, r fileRequest, che
 			return false
 		}
 		n := int(min(int64(chunkAt(m.ChunkSize, off-start)), e.Size-off))
-		data := buf[chunkHeader : chunkHeader+n]
+		data := buf[frameHeader+chunkHeader : frameHeader+chunkHeader+n]
 		if _, err := file.ReadAt(data, off); err != nil {
 			put(piece{err: fmt.Errorf("read %s: %w", local, err)})
 			return false
