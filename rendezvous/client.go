@@ -34,7 +34,7 @@ type Client struct {
 // RTT is the kernel's smoothed round trip to the server on this client's
 // connection (0 when unknown).
 func (c *Client) RTT() time.Duration {
-	rtt, _, _ := sockopt.RTT(c.raw)
+	rtt, _ := sockopt.RTT(c.raw)
 	return rtt
 }
 

@@ -2,11 +2,8 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,38 +104,18 @@ func (p *Peer) relayPath(ctx context.Context) pathResult {
 		return pathResult{err: fmt.Errorf("relay: %w", err)}
 	}
 	rep := &traversal.Report{Method: method.Relay, Attempt: "relay/0", Path: string(method.Relay.Path()), Start: start, ConnectTime: time.Since(start),
-		Local: addrPortOf(conn.LocalAddr()), Remote: addrPortOf(conn.RemoteAddr())}
+		Local: traversal.AddrPortOf(conn.LocalAddr()), Remote: traversal.AddrPortOf(conn.RemoteAddr())}
 	return pathResult{sc: sc, rep: rep}
 }
 
-// addrPortOf is a TCP address as an AddrPort (the zero value otherwise).
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
-}
-
-// directPath probes the NAT and races every direct method (no relay).
+// directPath probes the NAT, races every direct method (no relay) and
+// runs the secure channel's handshake over what wins.
 func (p *Peer) directPath(ctx context.Context) pathResult {
-	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
+	info, err := p.probe(ctx)
 	if err != nil {
-		return pathResult{err: fmt.Errorf("probe NAT: %w", err)}
+		return pathResult{err: err}
 	}
-	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
-	return p.securePath(ctx, traversal.Config{Method: method.Auto, NoRelay: true, NAT: info})
-}
-
-// securePath runs traversal with cfg (completed from p) and the secure
-// channel's handshake over what it finds.
-func (p *Peer) securePath(ctx context.Context, cfg traversal.Config) pathResult {
-	cfg.Signal, cfg.Session, cfg.Role, cfg.Secret, cfg.AttemptTimeout = p.signal, p.ID, p.Role, p.secret, p.opts.AttemptTimeout
-	cfg.Events = func(e traversal.Event) { p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e}) }
-	conn, rep, err := traversal.Connect(ctx, cfg)
-	if rep != nil {
-		p.opts.emit(Event{Kind: KindReport, Report: rep})
-	}
+	conn, rep, err := p.traverse(ctx, traversal.Config{Method: method.Auto, NoRelay: true, NAT: info})
 	if err != nil {
 		return pathResult{rep: rep, err: err}
 	}
@@ -168,5 +145,5 @@ func (m *multiStream) Close() error {
 		err = m.mp.Close()
 	}
 	m.wg.Wait()
-	return errors.Join(err)
+	return err
 }

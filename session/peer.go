@@ -160,23 +160,11 @@ func (p *Peer) Attach(ctx context.Context, o Options) (*Peer, error) {
 // report of every attempt, which is also returned (and emitted) when no
 // attempt connected.
 func (p *Peer) Connect(ctx context.Context) (net.Conn, *traversal.Report, error) {
-	secret := p.secret
-	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
+	info, err := p.probe(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("probe NAT: %w", err)
+		return nil, nil, err
 	}
-	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
-	conn, rep, err := traversal.Connect(ctx, traversal.Config{Signal: p.signal, Session: p.ID, Role: p.Role,
-		Secret: secret, Method: p.opts.Method, NAT: info, AttemptTimeout: p.opts.AttemptTimeout,
-		Events: func(e traversal.Event) {
-			if e.Kind == "expect" && !p.relay && strings.Contains(e.Detail, "relay") {
-				e.Detail += "; but this rendezvous server has no relay (its operator can start it with --relay), so if no direct path works the transfer cannot happen"
-			}
-			p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e})
-		}})
-	if rep != nil {
-		p.opts.emit(Event{Kind: KindReport, Report: rep})
-	}
+	conn, rep, err := p.traverse(ctx, traversal.Config{Method: p.opts.Method, NAT: info})
 	if err != nil && !p.relay {
 		return nil, rep, fmt.Errorf("no path to the peer, and the rendezvous server %s has no relay to fall back on (its operator can start it with --relay): %w", p.Server, err)
 	}
@@ -185,6 +173,34 @@ func (p *Peer) Connect(ctx context.Context) (net.Conn, *traversal.Report, error)
 	}
 	p.opts.emit(Event{Kind: KindConnected, Report: rep})
 	return conn, rep, nil
+}
+
+// probe runs the cheap NAT probe and reports it (KindNAT).
+func (p *Peer) probe(ctx context.Context) (traversal.NATInfo, error) {
+	info, err := traversal.ProbeNAT(ctx, p.signal, p.Server)
+	if err != nil {
+		return info, fmt.Errorf("probe NAT: %w", err)
+	}
+	p.opts.emit(Event{Kind: KindNAT, NAT: &info})
+	return info, nil
+}
+
+// traverse runs traversal.Connect with cfg completed from p (signal,
+// session, role, secret, attempt bound, events) and reports its attempts
+// (KindReport), whether or not one connected.
+func (p *Peer) traverse(ctx context.Context, cfg traversal.Config) (net.Conn, *traversal.Report, error) {
+	cfg.Signal, cfg.Session, cfg.Role, cfg.Secret, cfg.AttemptTimeout = p.signal, p.ID, p.Role, p.secret, p.opts.AttemptTimeout
+	cfg.Events = func(e traversal.Event) {
+		if e.Kind == "expect" && !p.relay && strings.Contains(e.Detail, "relay") {
+			e.Detail += "; but this rendezvous server has no relay (its operator can start it with --relay), so if no direct path works the transfer cannot happen"
+		}
+		p.opts.emit(Event{Kind: KindStep, Time: e.Time, Step: &e})
+	}
+	conn, rep, err := traversal.Connect(ctx, cfg)
+	if rep != nil {
+		p.opts.emit(Event{Kind: KindReport, Report: rep})
+	}
+	return conn, rep, err
 }
 
 // ConnectSecure is Connect followed by the secure channel's handshake.

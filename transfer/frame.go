@@ -45,18 +45,18 @@ type frame struct {
 
 // writeFrame writes type and length, then the payload (not copied: large
 // payloads go straight to the writer).
-func writeFrame(w io.Writer, typ byte, payload []byte, buf []byte) ([]byte, error) {
+func writeFrame(w io.Writer, typ byte, payload []byte) error {
 	var h [frameHeader]byte
 	h[0] = typ
-	binary.BigEndian.PutUint32(h[1:5], uint32(len(payload)))
+	binary.BigEndian.PutUint32(h[1:], uint32(len(payload)))
 	if _, err := w.Write(h[:]); err != nil {
-		return buf, err
+		return err
 	}
 	if len(payload) == 0 {
-		return buf, nil
+		return nil
 	}
 	_, err := w.Write(payload)
-	return buf, err
+	return err
 }
 
 // readFrame reads one frame; chunk frames may be up to maxChunk bytes of

@@ -14,9 +14,9 @@ import (
 )
 
 // Receive reads the manifest, works out what is already here (complete
-// files, verified parts of .part files), requests the rest and writes it,
-// hashing each byte once as it is written, and renames a file into place
-// only when its SHA-256 equals the one the sender sent after its data.
+// files, parts kept from earlier runs), requests the rest, writes it and
+// renames each file into place once complete; with opts.Checksum, only
+// when its SHA-256 equals the one the sender sent after its data.
 func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progress func(Progress)) (*Manifest, error) {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -48,7 +48,7 @@ func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progres
 		return m, err
 	}
 	rb, _ := json.Marshal(req)
-	if _, err := writeFrame(rw, frameRequest, rb, nil); err != nil {
+	if err := writeFrame(rw, frameRequest, rb); err != nil {
 		return m, mapIOErr(err)
 	}
 	startDisk(r)
@@ -298,7 +298,7 @@ func (r *receiver) onDone() error {
 		sendError(r.rw, errors.New("file failed verification or could not be written"))
 		return err
 	}
-	if _, err := writeFrame(r.rw, frameAck, nil, nil); err != nil {
+	if err := writeFrame(r.rw, frameAck, nil); err != nil {
 		return mapIOErr(err)
 	}
 	r.event("done", nil, 0)
@@ -321,8 +321,8 @@ type diskJob struct {
 	sum     []byte
 }
 
-// diskStage writes chunks, extends each file's hash (the receiver's one
-// pass over each byte), records the length received and completes files,
+// diskStage writes chunks, extends each file's hash when checksums were
+// asked for, records the length received and completes files,
 // while the receiver reads and decrypts the next chunks. After its first
 // error it only returns buffers.
 type diskStage struct {
@@ -372,15 +372,15 @@ func (d *diskStage) do(j diskJob) error {
 		r.fileDone(p, j.sum)
 		return nil
 	}
-	if j.restart {
+	if j.restart { // openPlan below cuts the part to offset 0
 		p.offset, p.resumed, p.saved = 0, 0, 0
 		p.hash.Reset()
-	}
-	if p.part == nil || j.restart {
 		if p.part != nil {
 			p.part.Close()
 			p.part = nil
 		}
+	}
+	if p.part == nil {
 		if err := openPlan(r.root, p); err != nil {
 			return mapIOErr(err)
 		}

@@ -156,7 +156,7 @@ func (s *SecureConn) Write(p []byte) (int, error) {
 		batch := p[:min(len(p), writeBatch)]
 		records := (len(batch) + maxPlain - 1) / maxPlain
 		if need := len(batch) + records*(4+16); cap(s.wraw) < need {
-			s.wraw = make([]byte, 0, max(need, writeBatch+(writeBatch/maxPlain+1)*(4+16)))
+			s.wraw = make([]byte, 0, need) // grows to at most a batch's records
 		}
 		out := s.wraw[:0]
 		for rest := batch; len(rest) > 0; {

@@ -17,9 +17,9 @@ import (
 
 // Send serves one receiver over an authenticated stream: the manifest, then
 // every requested file from its requested offset, in chunks, each file
-// followed by its SHA-256 (computed as it is read: one pass over each
-// byte, the part the receiver already holds read and hashed but not sent).
-// It returns when the receiver has acknowledged everything.
+// followed by its end (with its SHA-256, computed as it is read, when the
+// receiver asked for checksums). It returns when the receiver has
+// acknowledged everything.
 func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, progress func(Progress)) error {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -34,7 +34,7 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 		sendError(rw, err)
 		return err
 	}
-	// A reader stage reads and hashes chunks while this goroutine encrypts
+	// A reader stage reads (and hashes) chunks while this goroutine encrypts
 	// and sends the previous ones (two cores busy where there are two); a
 	// fixed pool of buffers bounds memory whatever the file sizes.
 	free := make(chan []byte, sendDepth)
@@ -66,7 +66,7 @@ func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest) (request, err
 	if err != nil {
 		return req, err
 	}
-	if _, err := writeFrame(w, frameManifest, mb, nil); err != nil {
+	if err := writeFrame(w, frameManifest, mb); err != nil {
 		return req, mapIOErr(err)
 	}
 	if err := w.Flush(); err != nil {
@@ -150,7 +150,7 @@ func (s *sender) send(pc piece) error {
 		s.event("file-start", e, pc.off)
 	}
 	if pc.end {
-		if _, err := writeFrame(s.w, frameEnd, appendEnd(nil, uint32(pc.index), pc.sum), nil); err != nil {
+		if err := writeFrame(s.w, frameEnd, appendEnd(nil, uint32(pc.index), pc.sum)); err != nil {
 			return mapIOErr(err)
 		}
 		return nil
@@ -176,7 +176,7 @@ func (s *sender) send(pc piece) error {
 // finish says the transfer is done and waits for the receiver to confirm
 // every file verified and in place.
 func (s *sender) finish() error {
-	if _, err := writeFrame(s.w, frameDone, nil, nil); err != nil {
+	if err := writeFrame(s.w, frameDone, nil); err != nil {
 		return mapIOErr(err)
 	}
 	if err := s.w.Flush(); err != nil {

@@ -107,7 +107,7 @@ type fileRequest struct {
 }
 
 func sendError(w io.Writer, err error) {
-	_, _ = writeFrame(w, frameError, []byte(err.Error()), nil)
+	_ = writeFrame(w, frameError, []byte(err.Error()))
 }
 
 func mapIOErr(err error) error {

@@ -337,7 +337,7 @@ func hostileSender(t *testing.T, m string) error {
 		t.Fatal(errA, errB)
 	}
 	go func() {
-		writeFrame(a, frameManifest, []byte(m), nil)
+		writeFrame(a, frameManifest, []byte(m))
 		io.Copy(io.Discard, a)
 	}()
 	_, err := Receive(context.Background(), b, ReceiveOptions{Dir: t.TempDir()}, nil)

@@ -65,7 +65,7 @@ func (a *attempt) target() (netip.AddrPort, bool) {
 // offer authenticates a connection and hands it to the race. It reports
 // whether the connection was accepted as this attempt's result.
 func (a *attempt) offer(c net.Conn) bool {
-	remote := addrPortOf(c.RemoteAddr())
+	remote := AddrPortOf(c.RemoteAddr())
 	if err := authenticate(c, a.r.cfg.Secret, a.r.cfg.Session, a.r.cfg.Role, authTimeout); err != nil {
 		a.emit("auth-failed", err.Error(), remote)
 		c.Close()
@@ -262,7 +262,7 @@ func (a *attempt) acceptLoop(ctx context.Context) error {
 			}
 			return err
 		}
-		a.emit("accepted", "", addrPortOf(c.RemoteAddr()))
+		a.emit("accepted", "", AddrPortOf(c.RemoteAddr()))
 		if a.offer(c) {
 			return nil
 		}

@@ -222,7 +222,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 		return nil, rep, err
 	}
 	rep.Method, rep.Attempt, rep.Path = won.Method, won.Attempt, string(won.Method.Path())
-	rep.Local, rep.Remote = addrPortOf(conn.LocalAddr()), addrPortOf(conn.RemoteAddr())
+	rep.Local, rep.Remote = AddrPortOf(conn.LocalAddr()), AddrPortOf(conn.RemoteAddr())
 	rep.ConnectTime = cfg.Clock.Now().Sub(r.start)
 	r.emit(Event{Kind: "connected", Method: won.Method, Attempt: won.Attempt, Local: rep.Local, Remote: rep.Remote,
 		Detail: fmt.Sprintf("path %s after %s", rep.Path, rep.ConnectTime.Round(time.Millisecond))})

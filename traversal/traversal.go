@@ -75,7 +75,9 @@ type Report struct {
 	NAT         NATInfo        `json:"nat"`
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
+// AddrPortOf is a TCP address as an unmapped AddrPort (the zero value for
+// anything else).
+func AddrPortOf(a net.Addr) netip.AddrPort {
 	if t, ok := a.(*net.TCPAddr); ok {
 		ap := t.AddrPort()
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

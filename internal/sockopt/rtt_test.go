@@ -38,14 +38,14 @@ func TestRTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rtt, _, ok := RTT(c)
+	rtt, ok := RTT(c)
 	if !ok || rtt <= 0 || rtt > time.Second {
 		t.Errorf("loopback RTT %v (ok %v)", rtt, ok)
 	}
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if _, _, ok := RTT(a); ok {
+	if _, ok := RTT(a); ok {
 		t.Error("a pipe has an RTT")
 	}
 }

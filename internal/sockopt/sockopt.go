@@ -238,26 +238,26 @@ func WaitAny(ctx context.Context, socks []*RawSocket) (int, error) {
 	return -1, last
 }
 
-// RTT is the kernel's smoothed round-trip time of a TCP connection and its
-// mean deviation (TCP_INFO's tcpi_rtt and tcpi_rttvar); ok is false when c
-// is not a TCP connection or the kernel says nothing. A *tls.Conn is
-// looked through to its TCP connection.
-func RTT(c net.Conn) (rtt, rttvar time.Duration, ok bool) {
+// RTT is the kernel's smoothed round-trip time of a TCP connection
+// (TCP_INFO's tcpi_rtt); ok is false when c is not a TCP connection or the
+// kernel has no sample yet. A *tls.Conn is looked through to its TCP
+// connection.
+func RTT(c net.Conn) (rtt time.Duration, ok bool) {
 	if t, isTLS := c.(interface{ NetConn() net.Conn }); isTLS {
 		c = t.NetConn()
 	}
 	tc, isTCP := c.(*net.TCPConn)
 	if !isTCP {
-		return 0, 0, false
+		return 0, false
 	}
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return 0, 0, false
+		return 0, false
 	}
 	var info *unix.TCPInfo
 	cerr := raw.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
 	if cerr != nil || err != nil || info.Rtt == 0 {
-		return 0, 0, false
+		return 0, false
 	}
-	return time.Duration(info.Rtt) * time.Microsecond, time.Duration(info.Rttvar) * time.Microsecond, true
+	return time.Duration(info.Rtt) * time.Microsecond, true
 }
