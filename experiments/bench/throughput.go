@@ -24,8 +24,10 @@ type rate struct {
 }
 
 // transferRate runs one send/get of file over method (extra flags for get)
-// and returns the receiver's rate (first file byte to last byte in place)
-// and both peak RSSs.
+// and returns the receiver's rate and both peak RSSs. Like a copy's, the
+// rate starts at the first data: from the first chunk written (the
+// receiver always reports it) to the last byte in place, counting the
+// bytes after that chunk.
 func transferRate(p *experiments.LabPeers, file, dir, method string, extra ...string) (rate, error) {
 	defer os.RemoveAll(dir)
 	snd, link, err := p.Send(p.A, []string{file}, "--method", method)
@@ -43,14 +45,14 @@ func transferRate(p *experiments.LabPeers, file, dir, method string, extra ...st
 	}
 	sevs, _ := snd.Wait(30 * time.Second)
 	var first, last time.Time
-	var bytes int64
+	var firstBytes, bytes int64
 	var r rate
 	for _, e := range evs {
 		switch e.Kind {
 		case session.KindProgress:
 			pr := e.Progress
-			if pr.Kind == "file-start" && first.IsZero() {
-				first = pr.Time
+			if pr.Kind == "chunk" && first.IsZero() {
+				first, firstBytes = pr.Time, pr.Sent
 			}
 			if pr.Kind == "done" {
 				last, bytes = pr.Time, pr.Sent
@@ -64,10 +66,10 @@ func transferRate(p *experiments.LabPeers, file, dir, method string, extra ...st
 			r.rssSendKiB = e.MaxRSSKB
 		}
 	}
-	if first.IsZero() || last.IsZero() || bytes == 0 {
+	if first.IsZero() || last.IsZero() || bytes <= firstBytes {
 		return rate{}, fmt.Errorf("get over %s reported no transfer", method)
 	}
-	r.mbps = float64(bytes) / last.Sub(first).Seconds() / 1e6
+	r.mbps = float64(bytes-firstBytes) / last.Sub(first).Seconds() / 1e6
 	return r, nil
 }
 
@@ -214,7 +216,7 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 		return nil, err
 	}
 	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
-	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from the first file byte to the last byte in place; the copies' is the receiver's from the first byte to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
+	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from its first chunk written to the last byte in place (the bytes after that chunk); the copies' is the receiver's from the first byte read to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(filepath.Join(opts.Out, "throughput.json"), b, 0o644); err != nil {
 		return nil, err
