@@ -30,8 +30,39 @@ const (
 
 // slot is one of a share's sender connections and the receiver it serves.
 type slot struct {
-	peer     *Peer
-	receiver atomic.Int64 // the receiver it serves, numbered from 1 in order of joining; 0 while it waits
+	peer    *Peer
+	joinedN *atomic.Int64 // the share's count of receivers that joined
+
+	// mu guards the current round: its joined channel (the peer's, for
+	// the receiver being waited for or served) and that receiver's number.
+	mu       sync.Mutex
+	joined   <-chan struct{}
+	receiver int // numbered from 1 in order of joining; 0 while it waits
+}
+
+// beginRound starts waiting for the slot's next receiver.
+func (sl *slot) beginRound() <-chan struct{} {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	sl.joined, sl.receiver = sl.peer.Joined(), 0
+	return sl.joined
+}
+
+// number is the current receiver's number, given when it is first asked
+// for after the receiver joined (by the event sink or the join watcher,
+// whichever comes first), so every event of a receiver carries its
+// number; 0 before anyone joined.
+func (sl *slot) number() int {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.receiver == 0 && sl.joined != nil {
+		select {
+		case <-sl.joined:
+			sl.receiver = int(sl.joinedN.Add(1))
+		default:
+		}
+	}
+	return sl.receiver
 }
 
 // ServeEach serves every receiver that comes, up to atOnce at a time,
@@ -50,12 +81,12 @@ func (s *Sharing) ServeEach(ctx context.Context, atOnce int) error {
 	var wg sync.WaitGroup
 	var joinedN atomic.Int64
 	start := func(p *Peer) *slot {
-		sl := &slot{peer: p}
+		sl := &slot{peer: p, joinedN: &joinedN}
 		p.opts.Events = s.tagged(sl)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveSlot(ctx, sl, &joinedN, events)
+			s.serveSlot(ctx, sl, events)
 		}()
 		return sl
 	}
@@ -103,14 +134,14 @@ func (s *Sharing) ServeEach(ctx context.Context, atOnce int) error {
 // receiver numbered.
 func (s *Sharing) tagged(sl *slot) func(Event) {
 	return func(e Event) {
-		e.Receiver = int(sl.receiver.Load())
+		e.Receiver = sl.number()
 		s.opts.emit(e)
 	}
 }
 
 // serveSlot serves receivers on one sender connection, one after another,
 // telling ServeEach when each joins and is done.
-func (s *Sharing) serveSlot(ctx context.Context, sl *slot, joinedN *atomic.Int64, events chan<- slotEvent) {
+func (s *Sharing) serveSlot(ctx context.Context, sl *slot, events chan<- slotEvent) {
 	tell := func(ev slotEvent) bool {
 		select {
 		case events <- ev:
@@ -120,13 +151,13 @@ func (s *Sharing) serveSlot(ctx context.Context, sl *slot, joinedN *atomic.Int64
 		}
 	}
 	for {
-		joined := sl.peer.Joined()
+		joined := sl.beginRound()
 		watched := make(chan bool, 1)
 		served := make(chan struct{})
 		go func() {
 			select {
 			case <-joined:
-				sl.receiver.Store(joinedN.Add(1))
+				sl.number()
 				watched <- tell(slotEvent{slot: sl, kind: slotJoined})
 			case <-served:
 				watched <- false
@@ -138,7 +169,6 @@ func (s *Sharing) serveSlot(ctx context.Context, sl *slot, joinedN *atomic.Int64
 		if hadReceiver && !tell(slotEvent{slot: sl, kind: slotFreed}) {
 			return
 		}
-		sl.receiver.Store(0)
 		pause := time.Duration(0)
 		if err != nil && !hadReceiver {
 			pause = time.Second // failed before anyone joined: do not spin

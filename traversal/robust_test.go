@@ -179,3 +179,81 @@ func TestServerVanishesMidPunch(t *testing.T) {
 		t.Fatal("Ready hung after the server vanished")
 	}
 }
+
+// A sharer's next receiver can join the moment the previous one leaves,
+// while the sharer is still finishing with it: that join belongs to the
+// round Next starts and must not be lost (the round would wait for a join
+// that already happened), and a join and leave both before Next cancel out.
+func TestJoinBeforeNextIsKept(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rendezvous.NewServer(rendezvous.Config{})
+	go srv.Serve(ln)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	server := netip.MustParseAddrPort(ln.Addr().String())
+	dial := func() *rendezvous.Client {
+		c, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a := dial()
+	cr, err := a.Create(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := traversal.NewRendezvousSignal(a, server, netip.AddrPort{}, cr.Session)
+	defer sig.Stop()
+	closedWithin := func(c <-chan struct{}, d time.Duration) bool {
+		select {
+		case <-c:
+			return true
+		case <-time.After(d):
+			return false
+		}
+	}
+	join := func() *rendezvous.Client {
+		b := dial()
+		if _, err := b.Join(ctx, cr.Session, ""); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first := join()
+	if !closedWithin(sig.Joined(), 2*time.Second) {
+		t.Fatal("the first receiver's join was not seen")
+	}
+	// The first leaves and a second takes its place before Next.
+	if err := first.Leave(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	second := join()
+	time.Sleep(100 * time.Millisecond) // both notifications routed
+	sig.Next()
+	if !closedWithin(sig.Joined(), time.Second) {
+		t.Fatal("the second receiver joined before Next and its round never saw it")
+	}
+	if closedWithin(sig.PeerGone(), 100*time.Millisecond) {
+		t.Fatal("the first receiver's leaving was taken for the second's")
+	}
+	// The second leaves and a third joins and leaves, all before Next:
+	// the round Next starts has nobody yet.
+	if err := second.Leave(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	third := join()
+	if err := third.Leave(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	sig.Next()
+	if closedWithin(sig.Joined(), 200*time.Millisecond) {
+		t.Fatal("a receiver that joined and left before Next counts as joined")
+	}
+}

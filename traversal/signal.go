@@ -59,6 +59,10 @@ type RendezvousSignal struct {
 	// a sharer's signal for its next receiver must not take the previous
 	// receiver's leaving for this one's.
 	waitJoin bool
+	// nextJoined records a peer.joined that came while the current peer
+	// was still being served (its place freed, the next peer took it at
+	// once): it belongs to the round Next starts.
+	nextJoined bool
 }
 
 // Stop ends the signal's routing of notifications.
@@ -80,6 +84,10 @@ func (s *RendezvousSignal) Next() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetLocked(true)
+	if s.nextJoined {
+		s.nextJoined = false
+		s.joinedLocked()
+	}
 }
 
 func (s *RendezvousSignal) resetLocked(waitJoin bool) {
@@ -103,6 +111,14 @@ func (s *RendezvousSignal) Joined() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.joined
+}
+
+// joinedLocked marks the current round's peer as joined.
+func (s *RendezvousSignal) joinedLocked() {
+	s.waitJoin = false
+	clear(s.early) // nothing from before this peer is for it
+	s.hasJoined = true
+	close(s.joined)
 }
 
 func (s *RendezvousSignal) goneLocked() {
@@ -146,15 +162,22 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 			s.early[g.Attempt] = g
 		}
 	case rendezvous.NotifyPeerJoined:
-		s.waitJoin = false
-		clear(s.early) // nothing from before this peer is for it
-		if !s.hasJoined {
-			s.hasJoined = true
-			close(s.joined)
+		if s.hasJoined {
+			// The current peer's place was freed and taken again before
+			// Next: this join is the next round's.
+			s.nextJoined = true
+			return
 		}
+		s.joinedLocked()
 	case rendezvous.NotifyPeerLeft:
 		var ev rendezvous.PeerEvent
-		if json.Unmarshal(n.Params, &ev) == nil && ev.Session == s.Session && !s.waitJoin {
+		if json.Unmarshal(n.Params, &ev) != nil || ev.Session != s.Session {
+			return
+		}
+		switch {
+		case s.nextJoined: // the next round's peer left before its round began
+			s.nextJoined = false
+		case !s.waitJoin:
 			s.goneLocked()
 		}
 	}
