@@ -47,7 +47,7 @@ func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint
 	addrs := rv.Addrs()
 	primary := netip.AddrPortFrom(addrs[0], port)
 	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], port+1).String(),
-		"--relay", netip.AddrPortFrom(addrs[0], port+2).String(), "--log-level", "error", "--punch-delay", "100ms", "--conn-rate", "1000", "--forge"}, extra...)
+		"--relay", netip.AddrPortFrom(addrs[0], port+2).String(), "--log-level", "error", "--conn-rate", "1000", "--forge"}, extra...)
 	if _, err := lab.Start(rv.Name, exec.Command(filepath.Join(bin, "rendezvous"), args...)); err != nil {
 		return nil, err
 	}

@@ -49,7 +49,11 @@ type Config struct {
 	ConnRate             float64       // new connections per second per source address (default 50)
 	ConnBurst            int           // (default 200)
 	RequestRate          float64       // requests per second per connection (default 200)
-	PunchDelay           time.Duration // lead time before a coordinated punch (default 150 ms)
+	// PunchDelay is a lead before a coordinated punch (default none).
+	// A peer times its start from punch.go's arrival (its clock offset
+	// comes from that message), so a lead does not bring the peers'
+	// starts closer together: it only delays both.
+	PunchDelay time.Duration
 	// Budget is how long requests may wait for an event loop that is not
 	// keeping up before new sessions are refused with "busy" (and a
 	// back-off hint) instead of waiting (default 10 ms).
@@ -107,9 +111,7 @@ func (c *Config) defaults() {
 	if c.Budget <= 0 {
 		c.Budget = 10 * time.Millisecond
 	}
-	if c.PunchDelay <= 0 {
-		c.PunchDelay = 150 * time.Millisecond
-	}
+	c.PunchDelay = max(c.PunchDelay, 0)
 	if c.RelayMaxBytes <= 0 {
 		c.RelayMaxBytes = 8 << 30
 	}

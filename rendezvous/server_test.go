@@ -137,7 +137,7 @@ func TestSessionPunchCoordination(t *testing.T) {
 			if ga.Peer.Public != candB.Public || len(ga.Peer.Predicted) != 1 || gb.Peer.Public != candA.Public {
 				t.Errorf("candidates not exchanged: %+v / %+v", ga.Peer, gb.Peer)
 			}
-			if ga.StartAt != gb.StartAt || ga.StartAt <= ga.ServerTime {
+			if ga.StartAt != gb.StartAt || ga.StartAt != ga.ServerTime+50 {
 				t.Errorf("start times %d/%d, server %d", ga.StartAt, gb.StartAt, ga.ServerTime)
 			}
 		})

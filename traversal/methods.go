@@ -76,6 +76,7 @@ func (a *attempt) offer(c net.Conn) bool {
 	a.found = true
 	if first {
 		a.rec.Target = remote
+		a.rec.Authenticated = a.r.cfg.Clock.Now()
 	}
 	a.mu.Unlock()
 	a.emit("authenticated", "", remote)
@@ -155,6 +156,7 @@ func (a *attempt) do(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.rec.Ready = cfg.Clock.Now()
 	a.peer, a.role = g.Peer, g.Role
 	a.rec.Role, a.rec.PeerPublic = g.Role, g.Peer.Public
 	a.start = time.UnixMilli(g.StartAt).Add(-cfg.Signal.ServerOffset())

@@ -33,8 +33,9 @@ type Config struct {
 	Private []netip.Addr
 	// AttemptTimeout bounds one punching attempt (default 3 s).
 	AttemptTimeout time.Duration
-	// Grace is how long A waits, once it has a connection, for a better
-	// path still being tried (default 250 ms).
+	// Grace bounds how long A waits, once it has a connection, for a
+	// better path still being tried (default 250 ms); A waits a round trip
+	// of the connection it has, when the kernel knows it, within Grace.
 	Grace time.Duration
 	// RelayAfter starts the relay in auto mode after this long even while
 	// punching continues, as a fallback that is already up when punching
@@ -81,13 +82,19 @@ type chain struct {
 }
 
 // schedule returns the phases of attempts for a method, from method.Table.
-// Both peers compute the same schedule, so their punch.ready names match.
-// Auto runs the local methods in parallel, then every punching method one
-// after another, and the relay beside them after relayAfter (or after them
-// when relayAfter is 0; never with noRelay). The raw-socket methods of 2005 come last in the
-// table: both peers always list them (so their names match); a peer without
-// raw sockets in a lab namespace says so in the exchange and both skip them.
-func schedule(m Method, relayAfter time.Duration, noRelay bool) [][]chain {
+// Both peers compute the same attempts, so their punch.ready names match.
+// Auto runs the local methods in parallel and every punching method one
+// after another beside them (overlap) or after them, and the relay beside
+// the punching after relayAfter (or after them when relayAfter is 0; never
+// with noRelay). A peer overlaps only when its NAT maps endpoint-
+// independently (or it has none): then an attempt's ports are its own;
+// behind a NAT that maps per destination, a concurrent attempt's SYN would
+// take the port the peer predicted, so the local methods go first. The
+// peers may choose differently: an attempt starts when both are ready for
+// it. The raw-socket methods of 2005 come last in the table: both peers
+// always list them (so their names match); a peer without raw sockets in a
+// lab namespace says so in the exchange and both skip them.
+func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]chain {
 	rounds := func(m Method, n int) []rendezvous.AttemptID {
 		var out []rendezvous.AttemptID
 		for i := 0; i < n; i++ {
@@ -111,13 +118,19 @@ func schedule(m Method, relayAfter time.Duration, noRelay bool) [][]chain {
 			relay = append(relay, rounds(s.Method, s.AutoRounds)...)
 		}
 	}
-	if noRelay {
-		return [][]chain{local, {{0, punch}}}
+	var phases [][]chain
+	switch {
+	case noRelay:
+		phases = [][]chain{local, {{0, punch}}}
+	case relayAfter > 0:
+		phases = [][]chain{local, {{0, punch}, {relayAfter, relay}}}
+	default:
+		phases = [][]chain{local, {{0, punch}}, {{0, relay}}}
 	}
-	if relayAfter > 0 {
-		return [][]chain{local, {{0, punch}, {relayAfter, relay}}}
+	if overlap {
+		phases = append([][]chain{append(local, phases[1]...)}, phases[2:]...)
 	}
-	return [][]chain{local, {{0, punch}}, {{0, relay}}}
+	return phases
 }
 
 // offer is an authenticated connection found by an attempt.
@@ -165,7 +178,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	phases := schedule(cfg.Method, cfg.RelayAfter, cfg.NoRelay)
+	phases := schedule(cfg.Method, cfg.RelayAfter, cfg.NoRelay, cfg.NAT.Mapping.Easy())
 	for _, ph := range phases {
 		for _, ch := range ph {
 			for _, a := range ch.attempts {
@@ -277,6 +290,23 @@ func (r *race) betterRunning(p int) bool {
 	return false
 }
 
+// grace is how long A waits, once it holds c, for a better path still
+// being tried: a round trip of c's path (the kernel's smoothed RTT), within
+// cfg.Grace. A better path's attempt that started with c's has had the
+// time to connect and prove itself by then; one that answers a round trip
+// later is an attempt that is failing.
+func (r *race) grace(c net.Conn) time.Duration {
+	rtt, ok := sockopt.RTT(c)
+	if !ok {
+		return r.cfg.Grace
+	}
+	return min(r.cfg.Grace, max(rtt, minGrace))
+}
+
+// minGrace keeps a grace above a host's scheduling delays on a path whose
+// round trip is shorter.
+const minGrace = 10 * time.Millisecond
+
 // agree turns offers into the one connection both peers keep: A nominates
 // (the best path, after a grace period for better ones), B follows.
 func (r *race) agree(ctx context.Context, allDone <-chan struct{}) (net.Conn, *Attempt, error) {
@@ -326,7 +356,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 			pending = append(pending, o)
 			sortPending()
 			if grace == nil && r.betterRunning(pending[0].attempt.Method.Priority()) {
-				grace = r.cfg.Clock.After(r.cfg.Grace)
+				grace = r.cfg.Clock.After(r.grace(pending[0].conn))
 			}
 		case <-grace:
 			grace = nil

@@ -24,18 +24,41 @@ func TestEveryMethodRuns(t *testing.T) {
 }
 
 // Auto's schedule is the table: every method appears with its AutoRounds.
+// Overlapping the local and punching methods changes when attempts run,
+// never which.
 func TestScheduleFromTable(t *testing.T) {
-	count := map[Method]int{}
-	for _, phase := range schedule(method.Auto, 0, false) {
-		for _, c := range phase {
-			for _, a := range c.attempts {
-				count[a.Method]++
+	for _, c := range []struct {
+		relayAfter       time.Duration
+		noRelay, overlap bool
+		phases           int
+	}{
+		{0, false, false, 3},
+		{0, false, true, 2},
+		{3 * time.Second, false, false, 2},
+		{3 * time.Second, false, true, 1},
+		{0, true, false, 2},
+		{0, true, true, 1},
+	} {
+		count := map[Method]int{}
+		phases := schedule(method.Auto, c.relayAfter, c.noRelay, c.overlap)
+		for _, phase := range phases {
+			for _, ch := range phase {
+				for _, a := range ch.attempts {
+					count[a.Method]++
+				}
 			}
 		}
-	}
-	for _, s := range method.Table {
-		if count[s.Method] != s.AutoRounds {
-			t.Errorf("%s: %d attempts in auto's schedule, table says %d", s.Method, count[s.Method], s.AutoRounds)
+		if len(phases) != c.phases {
+			t.Errorf("%+v: %d phases, want %d", c, len(phases), c.phases)
+		}
+		for _, s := range method.Table {
+			want := s.AutoRounds
+			if s.Method == method.Relay && c.noRelay {
+				want = 0
+			}
+			if count[s.Method] != want {
+				t.Errorf("%+v: %s: %d attempts in auto's schedule, want %d", c, s.Method, count[s.Method], want)
+			}
 		}
 	}
 }

@@ -28,19 +28,25 @@ type Event struct {
 // Attempt is the record of one attempt of one method.
 type Attempt struct {
 	// Attempt is ID's display name, "method/round".
-	Attempt    string               `json:"attempt"`
-	ID         rendezvous.AttemptID `json:"-"`
-	Method     Method               `json:"method"`
-	Role       string               `json:"role,omitempty"`
-	Start      time.Time            `json:"start"`
-	End        time.Time            `json:"end"`
-	Outcome    string               `json:"outcome"` // connected, timeout, refused, reset, unreachable, auth-failed, not-applicable, canceled, error
-	Error      string               `json:"error,omitempty"`
-	Local      netip.AddrPort       `json:"local,omitzero"`
-	Public     netip.AddrPort       `json:"public,omitzero"`
-	PeerPublic netip.AddrPort       `json:"peer_public,omitzero"`
-	Target     netip.AddrPort       `json:"target,omitzero"`
-	Predicted  bool                 `json:"predicted,omitempty"`
+	Attempt string               `json:"attempt"`
+	ID      rendezvous.AttemptID `json:"-"`
+	Method  Method               `json:"method"`
+	Role    string               `json:"role,omitempty"`
+	Start   time.Time            `json:"start"`
+	// Ready is when this peer learnt that both peers were ready for the
+	// attempt (the server's punch.go arrived; zero for the relay, which
+	// the server pairs without it), Authenticated when the attempt's first
+	// connection proved the session secret.
+	Ready         time.Time      `json:"ready,omitzero"`
+	Authenticated time.Time      `json:"authenticated,omitzero"`
+	End           time.Time      `json:"end"`
+	Outcome       string         `json:"outcome"` // connected, timeout, refused, reset, unreachable, auth-failed, not-applicable, canceled, error
+	Error         string         `json:"error,omitempty"`
+	Local         netip.AddrPort `json:"local,omitzero"`
+	Public        netip.AddrPort `json:"public,omitzero"`
+	PeerPublic    netip.AddrPort `json:"peer_public,omitzero"`
+	Target        netip.AddrPort `json:"target,omitzero"`
+	Predicted     bool           `json:"predicted,omitempty"`
 	// Packets counts the crafted or deliberately sent packets of the raw
 	// methods (low-TTL SYNs, injected SYN-ACKs, birthday SYNs).
 	Packets int `json:"packets,omitempty"`

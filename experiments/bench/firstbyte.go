@@ -12,6 +12,7 @@ import (
 	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/session"
+	"github.com/machsend/machsend/traversal"
 	"github.com/machsend/machsend/traversal/method"
 )
 
@@ -20,9 +21,10 @@ import (
 var firstByteRTTs = []time.Duration{0, 30 * time.Millisecond, 160 * time.Millisecond}
 
 // firstByteMethods are what it compares: auto (which starts on the relay
-// and moves to the direct path when the server relays), the direct
-// method that works on the pair, and the relay alone.
-var firstByteMethods = []method.Method{method.Auto, method.P2PNAT, method.Relay}
+// and moves to the direct path when the server relays), the punching
+// methods that work between two endpoint-independent NATs (the
+// throughput lab's pair), and the relay alone.
+var firstByteMethods = []method.Method{method.Auto, method.P2PNAT, method.STUNT2, method.Relay}
 
 // FirstByteFile is the size of the file each get fetches: enough for the
 // direct race to finish while it is still moving at 160 ms.
@@ -36,10 +38,14 @@ type FirstByteTrial struct {
 	FirstPath   string  `json:"first_path"`
 	Moved       bool    `json:"moved"`
 	// DirectMs is when the direct path authenticated, from the get's start;
-	// MoveAfterMs is from then to the move.
+	// MoveAfterMs is from then to the move (auto).
 	DirectMs    float64 `json:"direct_ms,omitempty"`
 	MoveAfterMs float64 `json:"move_after_ms,omitempty"`
-	TotalMs     float64 `json:"total_ms"`
+	// CoordinationMs is the direct path's attempt from the receiver
+	// learning that both peers were ready (punch.go) to its connection
+	// authenticated.
+	CoordinationMs float64 `json:"coordination_ms,omitempty"`
+	TotalMs        float64 `json:"total_ms"`
 }
 
 // FirstByteRow is one method at one round trip.
@@ -107,12 +113,17 @@ func firstByte(p *experiments.LabPeers, file, dir string, m method.Method) (Firs
 		switch {
 		case e.Kind == session.KindConnected && tr.FirstPath == "" && e.Report != nil:
 			tr.FirstPath = session.PathName(e.Report)
+			if e.Report.Path != string(method.PathRelay) {
+				tr.DirectMs = ms(e.Report.Start.Add(e.Report.ConnectTime))
+				tr.CoordinationMs = coordinationMs(e.Report)
+			}
 		case e.Kind == session.KindProgress && e.Progress.Kind == "chunk" && tr.FirstByteMs == 0:
 			tr.FirstByteMs = ms(e.Progress.Time)
 		case e.Kind == session.KindMoved && e.Report != nil:
 			tr.Moved = true
 			tr.DirectMs = ms(e.Report.Start.Add(e.Report.ConnectTime))
 			tr.MoveAfterMs = ms(e.Time) - tr.DirectMs
+			tr.CoordinationMs = coordinationMs(e.Report)
 		case e.Kind == session.KindDone:
 			tr.TotalMs = ms(e.Time)
 		}
@@ -125,4 +136,15 @@ func firstByte(p *experiments.LabPeers, file, dir string, m method.Method) (Firs
 		return tr, fmt.Errorf("get over %s: no data or no end in its events (%s)", m, strings.Join(kinds, ", "))
 	}
 	return tr, nil
+}
+
+// coordinationMs is the winning attempt's time from both peers ready to
+// its connection authenticated (0 when the report does not say).
+func coordinationMs(r *traversal.Report) float64 {
+	for _, a := range r.Attempts {
+		if a.Attempt == r.Attempt && !a.Ready.IsZero() && !a.Authenticated.IsZero() {
+			return float64(a.Authenticated.Sub(a.Ready).Microseconds()) / 1000
+		}
+	}
+	return 0
 }

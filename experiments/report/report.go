@@ -14,6 +14,7 @@ import (
 	"github.com/machsend/machsend/experiments/classify"
 	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/experiments/stats"
+	"github.com/machsend/machsend/traversal/method"
 )
 
 // printer appends one formatted line to the report.
@@ -125,7 +126,7 @@ func reportMethods(p printer, trials []*spec.Trial) {
 	p("")
 	p("![attempts to success](plots/attempts-to-success.png)")
 	p("")
-	p("Connect time is measured by peer A from the start of traversal (after NAT probing) to the nominated connection. It includes the methods' own pacing (the coordinated start 100 ms after both peers are ready, Machsend's 100 ms responder delay, 1 s SYN retransmissions) besides the %.1f ms round trip.", rtt)
+	p("Connect time is measured by peer A from the start of traversal (after NAT probing) to the nominated connection. It includes the methods' own pacing (Machsend's 100 ms responder delay, p2pnat's retries 100 ms after a refusal, 1 s SYN retransmissions) besides the %.1f ms round trip; a coordinated attempt starts when the server's punch message reaches each peer, with no lead.", rtt)
 	p("")
 
 }
@@ -313,38 +314,98 @@ func reportFirstByte(p printer, rows []bench.FirstByteRow) {
 	}
 	p("### Time to the first byte, and the move from the relay to the direct path")
 	p("")
-	p("From `machsend get` starting to the first chunk of file data written (a file's chunks start at 16 KiB and double), fetching a %d MiB file, on the same lab with the round trip between the peers set by the core (the server is half of it away). `auto` starts on the relay when the server offers one and moves to the direct path the race finds; *direct at* is when that path authenticated, *move after* the time from then to the move. Medians, range in brackets.", bench.FirstByteFile>>20)
+	p("From `machsend get` starting to the first chunk of file data written (a file's chunks start at 16 KiB and double), fetching a %d MiB file, on the same lab with the round trip between the peers set by the core (the server is half of it away). `auto` starts on the relay when the server offers one and moves to the direct path the race finds; *direct at* is when the direct path authenticated (auto: the path it moved to), *move after* the time from then to the move, *coordination* the direct path's attempt from the receiver learning that both peers were ready (the server's punch message) to its connection authenticated. Medians, range in brackets.", bench.FirstByteFile>>20)
 	p("")
-	p("| RTT | method | first byte ms | in RTTs | first path | moved | direct at ms | move after ms | total ms |")
-	p("|---:|---|---:|---:|---|---:|---:|---:|---:|")
+	p("| RTT | method | first byte ms | in RTTs | first path | moved | direct at ms | move after ms | coordination ms | in RTTs | total ms |")
+	p("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		var fb, direct, after, total []float64
-		moved, first := 0, map[string]int{}
-		for _, t := range r.Trials {
-			fb, total = append(fb, t.FirstByteMs), append(total, t.TotalMs)
-			first[t.FirstPath]++
-			if t.Moved {
-				moved++
-				direct, after = append(direct, t.DirectMs), append(after, t.MoveAfterMs)
-			}
-		}
-		if len(fb) == 0 {
+		t := firstByteSummary(r)
+		if len(t.fb) == 0 {
 			continue
 		}
-		rtts := "-"
-		if r.RTTms > 0 {
-			rtts = fmt.Sprintf("%.1f", stats.Quantile(fb, 0.5)/r.RTTms)
-		}
-		med := func(xs []float64) string {
-			if len(xs) == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.0f", stats.Quantile(xs, 0.5))
-		}
-		p("| %.0f ms | %s | %.0f (%.0f–%.0f) | %s | %s | %d/%d | %s | %s | %s |", r.RTTms, r.Method, stats.Quantile(fb, 0.5), slices.Min(fb), slices.Max(fb),
-			rtts, mostCommon(first), moved, len(r.Trials), med(direct), med(after), med(total))
+		p("| %.0f ms | %s | %.0f (%.0f–%.0f) | %s | %s | %d/%d | %s | %s | %s | %s | %s |", r.RTTms, r.Method, stats.Quantile(t.fb, 0.5), slices.Min(t.fb), slices.Max(t.fb),
+			inRTTs(t.fb, r.RTTms), mostCommon(t.first), t.moved, len(r.Trials), medianMs(t.direct), medianMs(t.after), medianMs(t.coord), inRTTs(t.coord, r.RTTms), medianMs(t.total))
 	}
 	p("")
+	reportRaceCost(p, rows)
+}
+
+// firstByteTimes are one row's figures, trial by trial.
+type firstByteTimes struct {
+	fb, direct, after, coord, total []float64
+	moved                           int
+	first                           map[string]int
+}
+
+func firstByteSummary(r bench.FirstByteRow) firstByteTimes {
+	t := firstByteTimes{first: map[string]int{}}
+	for _, tr := range r.Trials {
+		t.fb, t.total = append(t.fb, tr.FirstByteMs), append(t.total, tr.TotalMs)
+		t.first[tr.FirstPath]++
+		if tr.Moved {
+			t.moved++
+			t.after = append(t.after, tr.MoveAfterMs)
+		}
+		if tr.DirectMs > 0 {
+			t.direct = append(t.direct, tr.DirectMs)
+		}
+		if tr.CoordinationMs > 0 {
+			t.coord = append(t.coord, tr.CoordinationMs)
+		}
+	}
+	return t
+}
+
+// reportRaceCost sets auto's direct path against the fastest single
+// method's at each round trip: what running every method costs.
+func reportRaceCost(p printer, rows []bench.FirstByteRow) {
+	var lines []string
+	for _, rtt := range slices.Compact(slices.Sorted(func(yield func(float64) bool) {
+		for _, r := range rows {
+			if !yield(r.RTTms) {
+				return
+			}
+		}
+	})) {
+		var auto []float64
+		fastest, fastestMs := "", 0.0
+		for _, r := range rows {
+			t := firstByteSummary(r)
+			if r.RTTms != rtt || len(t.direct) == 0 {
+				continue
+			}
+			med := stats.Quantile(t.direct, 0.5)
+			switch {
+			case r.Method == string(method.Auto):
+				auto = t.direct
+			case fastest == "" || med < fastestMs:
+				fastest, fastestMs = r.Method, med
+			}
+		}
+		if len(auto) == 0 || fastest == "" || rtt == 0 {
+			continue
+		}
+		d := stats.Quantile(auto, 0.5) - fastestMs
+		lines = append(lines, fmt.Sprintf("at %.0f ms, auto's direct path %.0f ms against %.0f ms for the fastest single method (%s): %+.0f ms, %+.1f RTT", rtt, stats.Quantile(auto, 0.5), fastestMs, fastest, d, d/rtt))
+	}
+	if len(lines) > 0 {
+		p("What the race costs (medians of *direct at*): %s.", strings.Join(lines, "; "))
+		p("")
+	}
+}
+
+func medianMs(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", stats.Quantile(xs, 0.5))
+}
+
+func inRTTs(xs []float64, rtt float64) string {
+	if len(xs) == 0 || rtt <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", stats.Quantile(xs, 0.5)/rtt)
 }
 
 // mostCommon is the key seen most often (ties: the first in key order).

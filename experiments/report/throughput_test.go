@@ -26,9 +26,15 @@ func TestReportThroughput(t *testing.T) {
 	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10},
 		Link: bench.LinkTime{Bytes: 10 << 30, Seconds: 0.12, OneByteSeconds: 0.1},
 		FirstByte: []bench.FirstByteRow{{RTTms: 30, Method: "auto", Trials: []bench.FirstByteTrial{
-			{FirstByteMs: 90, FirstPath: "relay", Moved: true, DirectMs: 200, MoveAfterMs: 3, TotalMs: 900},
-			{FirstByteMs: 60, FirstPath: "relay", Moved: true, DirectMs: 100, MoveAfterMs: 1, TotalMs: 700},
+			{FirstByteMs: 90, FirstPath: "relay", Moved: true, DirectMs: 200, MoveAfterMs: 3, CoordinationMs: 70, TotalMs: 900},
+			{FirstByteMs: 60, FirstPath: "relay", Moved: true, DirectMs: 100, MoveAfterMs: 1, CoordinationMs: 50, TotalMs: 700},
 			{FirstByteMs: 120, FirstPath: "relay", TotalMs: 1500},
+		}}, {RTTms: 30, Method: "p2pnat", Trials: []bench.FirstByteTrial{
+			{FirstByteMs: 150, FirstPath: "punched", DirectMs: 130, CoordinationMs: 60, TotalMs: 800},
+		}}, {RTTms: 30, Method: "stunt2", Trials: []bench.FirstByteTrial{
+			{FirstByteMs: 170, FirstPath: "punched", DirectMs: 140, CoordinationMs: 90, TotalMs: 800},
+		}}, {RTTms: 30, Method: "relay", Trials: []bench.FirstByteTrial{
+			{FirstByteMs: 80, FirstPath: "relay", TotalMs: 1000},
 		}}}}
 	b, _ := json.Marshal(r)
 	if err := os.WriteFile(filepath.Join(dir, "throughput.json"), b, 0o644); err != nil {
@@ -41,7 +47,10 @@ func TestReportThroughput(t *testing.T) {
 		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 30 / 31 MiB |",
 		"moving 256 MiB (punched) peaked at 29 MiB sender / 30 MiB receiver; the rows above are 1024 MiB",
 		"up to 3 repetitions",
-		"| 30 ms | auto | 90 (60–120) | 3.0 | relay | 2/3 | 150 | 2 | 900 |",
+		"| 30 ms | auto | 90 (60–120) | 3.0 | relay | 2/3 | 150 | 2 | 60 | 2.0 | 900 |",
+		"| 30 ms | stunt2 | 170 (170–170) | 5.7 | punched | 0/1 | 140 | - | 90 | 3.0 | 800 |",
+		"| 30 ms | relay | 80 (80–80) | 2.7 | relay | 0/1 | - | - | - | - | 1000 |",
+		"at 30 ms, auto's direct path 150 ms against 130 ms for the fastest single method (p2pnat): +20 ms, +0.7 RTT",
 		"0.120 s for a 10 GiB file, 0.100 s for a 1-byte file (×1.20)",
 	} {
 		if !strings.Contains(out.String(), want) {
