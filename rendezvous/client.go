@@ -152,6 +152,34 @@ func (c *Client) Hello(ctx context.Context, private []netip.AddrPort, probe bool
 	return r, err
 }
 
+// HelloJoin says hello and joins session p.Session right behind it, in one
+// round trip (the server answers a connection's requests in order). err
+// is the hello's error; joinErr the join's, as Join would return it.
+func (c *Client) HelloJoin(ctx context.Context, private []netip.AddrPort, p SessionParams) (h HelloResult, j JoinResult, joinErr, err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	hw, err := c.conn.DispatchCall(ctx, MethodHello, HelloParams{Version: Version, Private: private})
+	if err != nil {
+		return h, j, nil, fmt.Errorf("%s: %w", MethodHello, fromRPCError(err))
+	}
+	jw, jerr := c.conn.DispatchCall(ctx, MethodJoin, p)
+	if err := hw.Wait(ctx, &h); err != nil {
+		return h, j, nil, fmt.Errorf("%s: %w", MethodHello, fromRPCError(err))
+	}
+	if jerr == nil {
+		jerr = jw.Wait(ctx, &j)
+	}
+	if _, busy := retryAfter(jerr); busy {
+		j, jerr = c.Join(ctx, p.Session, p.Key) // backs off as the server asks
+	} else if jerr != nil {
+		jerr = fmt.Errorf("%s: %w", MethodJoin, fromRPCError(jerr))
+	}
+	return h, j, jerr, nil
+}
+
 // Create opens a session; the caller becomes its peer A.
 func (c *Client) Create(ctx context.Context, verifier string) (CreateResult, error) {
 	var r CreateResult

@@ -137,6 +137,9 @@ type SessionParams struct {
 type JoinResult struct {
 	Session string `json:"session"`
 	Role    string `json:"role"`
+	// Relay is the joiner's relay slot (as PeerEvent.Relay is the
+	// sender's); nil when the server does not relay this session.
+	Relay *RelayResult `json:"relay,omitempty"`
 }
 
 // Candidates are the endpoints a peer may be reached at for one attempt.
@@ -241,6 +244,10 @@ type PunchGo struct {
 type PeerEvent struct {
 	Session string `json:"session"`
 	Role    string `json:"role"`
+	// Relay is the receiving peer's relay slot, handed out with peer.joined
+	// when the server relays and the joiner proved the link's key, so the
+	// relay needs no relay.open round trip.
+	Relay *RelayResult `json:"relay,omitempty"`
 }
 
 // ConnectBackParams ask the server to open a TCP connection to Target (the

@@ -84,6 +84,19 @@ func (r *relay) expect(tok, session, role string) {
 	r.tokens[tok] = relayKey{session, role}
 }
 
+// revoke forgets tokens that were handed out and not used (their pair
+// ended), so unused tokens never accumulate.
+func (r *relay) revoke(toks map[string]string) {
+	if len(toks) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, tok := range toks {
+		delete(r.tokens, tok)
+	}
+}
+
 func (r *relay) serve(ln net.Listener) error {
 	return acceptLoop(ln, r.s.acceptFailed, func(c net.Conn) {
 		ip := addrPortOf(c.RemoteAddr()).Addr()

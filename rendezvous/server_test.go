@@ -533,3 +533,90 @@ func TestAttemptCheck(t *testing.T) {
 		}
 	}
 }
+
+// The relay slots go out with the join, one to each peer (the joiner's in
+// its join's answer, the sharer's with peer.joined), and splice without a
+// relay.open; a hello and a join sent back to back are answered in one
+// round trip. Slots of a receiver that left stop working, so unused
+// tokens never pile up; a session without a join verifier gets none.
+func TestRelaySlotsComeWithTheJoin(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a := dial(t, addr)
+	key, verifier := JoinProof([]byte("relay slot secret"))
+	cr, err := a.Create(ctx, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dial(t, addr)
+	h, jr, jerr, err := b.HelloJoin(ctx, nil, SessionParams{Session: cr.Session, Key: key})
+	if err != nil || jerr != nil || !h.Relay {
+		t.Fatalf("hello+join: %v / %v, relay offered %v", err, jerr, h.Relay)
+	}
+	var ev PeerEvent
+	if err := json.Unmarshal(next(t, a, NotifyPeerJoined), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if jr.Relay == nil || ev.Relay == nil || jr.Relay.Token == ev.Relay.Token {
+		t.Fatalf("relay slots: joiner %+v, sharer %+v; want one each", jr.Relay, ev.Relay)
+	}
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { c, err := DialRelay(ctx, *ev.Relay); ch <- res{c, err} }()
+	cb, err := DialRelay(ctx, *jr.Relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.c.Close()
+	if _, err := cb.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 1)
+	if _, err := io.ReadFull(r.c, got); err != nil || got[0] != 'x' {
+		t.Fatalf("spliced relay carried %q, %v", got, err)
+	}
+
+	// A second receiver joins after the first left: its slots are new,
+	// and the first's unused ones are revoked.
+	if err := b.Leave(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, addr)
+	jr2, err := c.Join(ctx, cr.Session, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr2.Relay == nil || jr2.Relay.Token == jr.Relay.Token {
+		t.Fatalf("the next receiver's slot %+v repeats the first's", jr2.Relay)
+	}
+	if err := c.Leave(ctx, cr.Session); err != nil {
+		t.Fatal(err)
+	}
+	// A live slot waits for its other half; a revoked one is refused.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if rc, err := DialRelay(short, *jr2.Relay); err == nil || short.Err() != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		t.Fatalf("a slot of a receiver that left still opens the relay (%v)", err)
+	}
+
+	open, err := a.Create(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr3, err := dial(t, addr).Join(ctx, open.Session, "")
+	if err != nil || jr3.Relay != nil {
+		t.Fatalf("a session without a join verifier: join %v, relay slot %+v", err, jr3.Relay)
+	}
+}

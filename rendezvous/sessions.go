@@ -90,16 +90,18 @@ func (s *Server) leaveLocked(c *client, id string) []peerNote {
 	case c == ss.creator():
 		return s.removeSessionLocked(ss, c)
 	case c == p.a:
+		s.forgetRelayLocked(p)
 		ss.pairs = slices.DeleteFunc(ss.pairs, func(q *pair) bool { return q == p })
 		delete(c.sessions, id)
 		if p.b != nil {
 			delete(p.b.sessions, id)
-			return []peerNote{{p.b, PeerEvent{id, RoleA}}}
+			return []peerNote{{p.b, PeerEvent{Session: id, Role: RoleA}}}
 		}
 	default:
-		p.b, p.ready, p.relay = nil, nil, nil
+		s.forgetRelayLocked(p)
+		p.b, p.ready = nil, nil
 		delete(c.sessions, id)
-		return []peerNote{{p.a, PeerEvent{id, RoleB}}}
+		return []peerNote{{p.a, PeerEvent{Session: id, Role: RoleB}}}
 	}
 	return nil
 }
@@ -129,13 +131,14 @@ func (s *Server) removeSessionLocked(ss *session, except *client) []peerNote {
 	ss.creator().owned--
 	var notes []peerNote
 	for _, p := range ss.pairs {
+		s.forgetRelayLocked(p)
 		for _, c := range []*client{p.a, p.b} {
 			if c == nil {
 				continue
 			}
 			delete(c.sessions, ss.id)
 			if c != except {
-				notes = append(notes, peerNote{c, PeerEvent{ss.id, RoleA}})
+				notes = append(notes, peerNote{c, PeerEvent{Session: ss.id, Role: RoleA}})
 			}
 		}
 	}
@@ -262,9 +265,12 @@ func (c *client) join(p SessionParams) (any, error) {
 	q := ss.pairs[i]
 	q.b = c
 	c.joinLocked(q)
+	// Both relay slots go out with the join, so a pair that starts on the
+	// relay spends no round trip asking for them.
+	relayA, relayB := s.relayTokenLocked(q, RoleA), s.relayTokenLocked(q, RoleB)
 	s.mu.Unlock()
-	q.a.notify(NotifyPeerJoined, PeerEvent{Session: p.Session, Role: RoleB})
-	return JoinResult{Session: p.Session, Role: RoleB}, nil
+	q.a.notify(NotifyPeerJoined, PeerEvent{Session: p.Session, Role: RoleB, Relay: relayA})
+	return JoinResult{Session: p.Session, Role: RoleB, Relay: relayB}, nil
 }
 
 // attach adds c to session id as a further sender connection, a pair
@@ -389,14 +395,24 @@ func (c *client) relayOpen(id string) (any, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	// The relay carries bytes only for a session created with a join
-	// verifier: its tokens go to the pair's members only, and the
-	// joiner's to one that proved the link's secret, so a splice (both
-	// tokens) always joins two peers that know it; a session id alone
-	// never buys relay bandwidth.
-	if q.ss.verifier == nil {
-		s.mu.Unlock()
+	r := s.relayTokenLocked(q, role)
+	s.mu.Unlock()
+	if r == nil {
 		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier")
+	}
+	return *r, nil
+}
+
+// relayTokenLocked is role's relay slot in pair q, its token made on first
+// use and registered with the relay; nil when the server does not relay
+// or q's session has no join verifier. The relay carries bytes only for
+// a session created with a join verifier: its tokens go to the pair's
+// members only, and the joiner's only to one that proved the link's
+// secret, so a splice (both tokens) always joins two peers that know it;
+// a session id alone never buys relay bandwidth. s.mu is held.
+func (s *Server) relayTokenLocked(q *pair, role string) *RelayResult {
+	if !s.cfg.RelayAddr.IsValid() || s.relay == nil || q.ss.verifier == nil {
+		return nil
 	}
 	tok := q.relay[role]
 	if tok == "" {
@@ -406,8 +422,15 @@ func (c *client) relayOpen(id string) (any, error) {
 		}
 		q.relay[role] = tok
 	}
-	key := q.key()
-	s.mu.Unlock()
-	s.relay.expect(tok, key, role)
-	return RelayResult{Addr: s.cfg.RelayAddr, Token: tok}, nil
+	s.relay.expect(tok, q.key(), role)
+	return &RelayResult{Addr: s.cfg.RelayAddr, Token: tok}
+}
+
+// forgetRelayLocked ends pair q's relay slots: tokens not yet used stop
+// working. s.mu is held.
+func (s *Server) forgetRelayLocked(q *pair) {
+	if s.relay != nil {
+		s.relay.revoke(q.relay)
+	}
+	q.relay = nil
 }

@@ -90,11 +90,16 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 	if len(secret) < 16 {
 		return nil, errors.New("session secret shorter than 16 bytes")
 	}
-	p, err := dialPeer(ctx, server, secret, o)
+	key, verifier := rendezvous.JoinProof(secret)
+	var join *rendezvous.SessionParams
+	if id != "" {
+		join = &rendezvous.SessionParams{Session: id, Key: key}
+	}
+	p, joined, err := dialPeer(ctx, server, secret, o, join)
 	if err != nil {
 		return nil, err
 	}
-	key, verifier := rendezvous.JoinProof(secret)
+	var relay *rendezvous.RelayResult
 	if id == "" {
 		r, err := p.client.Create(ctx, verifier)
 		if err != nil {
@@ -103,19 +108,25 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 		}
 		p.ID, p.Role, p.owner = r.Session, rendezvous.RoleA, r.Owner
 	} else {
-		if err := joinWhenFree(ctx, p.client, id, key, o); err != nil {
+		r, err := joinWhenFree(ctx, p.client, id, key, joined, o)
+		if err != nil {
 			p.client.Close()
 			return nil, fmt.Errorf("join session: %w", err)
 		}
-		p.ID, p.Role = id, rendezvous.RoleB
+		p.ID, p.Role, relay = id, rendezvous.RoleB, r.Relay
 	}
 	p.signal = traversal.NewRendezvousSignal(p.client, server, p.secondary, p.ID)
+	if relay != nil {
+		p.signal.OfferRelay(relay)
+	}
 	o.emit(Event{Kind: KindSession, Session: p.ID, Role: p.Role})
 	return p, nil
 }
 
-// dialPeer connects to the server and says hello, within ServerTimeout.
-func dialPeer(ctx context.Context, server netip.AddrPort, secret []byte, o Options) (*Peer, error) {
+// dialPeer connects to the server and says hello, within ServerTimeout;
+// with join, the join goes out right behind the hello, in the same round
+// trip, and its answer is returned.
+func dialPeer(ctx context.Context, server netip.AddrPort, secret []byte, o Options, join *rendezvous.SessionParams) (*Peer, *joinAnswer, error) {
 	if o.Method == "" {
 		o.Method = method.Auto
 	}
@@ -124,14 +135,28 @@ func dialPeer(ctx context.Context, server netip.AddrPort, secret []byte, o Optio
 	defer cancel()
 	c, err := rendezvous.Dial(dctx, server, rendezvous.DialOptions{})
 	if err != nil {
-		return nil, serverErr(ctx, server, err)
+		return nil, nil, serverErr(ctx, server, err)
 	}
-	h, err := c.Hello(dctx, nil, false)
+	var h rendezvous.HelloResult
+	var joined *joinAnswer
+	if join == nil {
+		h, err = c.Hello(dctx, nil, false)
+	} else {
+		var ja joinAnswer
+		h, ja.result, ja.err, err = c.HelloJoin(dctx, nil, *join)
+		joined = &ja
+	}
 	if err != nil {
 		c.Close()
-		return nil, serverErr(ctx, server, err)
+		return nil, nil, serverErr(ctx, server, err)
 	}
-	return &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary, relay: h.Relay}, nil
+	return &Peer{Server: server, opts: o, secret: secret, client: c, secondary: h.Secondary, relay: h.Relay}, joined, nil
+}
+
+// joinAnswer is a join sent behind the hello: its result or error.
+type joinAnswer struct {
+	result rendezvous.JoinResult
+	err    error
 }
 
 // Attach opens another connection to the server and attaches it to the
@@ -142,7 +167,7 @@ func (p *Peer) Attach(ctx context.Context, o Options) (*Peer, error) {
 	if p.owner == "" {
 		return nil, errors.New("attach: only the session's creator can attach connections")
 	}
-	q, err := dialPeer(ctx, p.Server, p.secret, o)
+	q, _, err := dialPeer(ctx, p.Server, p.secret, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -240,14 +265,21 @@ func (p *Peer) Close() error {
 const joinWait = 30 * time.Second
 
 // joinWhenFree joins id, waiting while the session already has a receiver:
-// a sharer serves receivers in turn.
-func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, o Options) error {
+// a sharer serves receivers in turn. first is the answer to a join
+// already sent (nil: none yet).
+func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, first *joinAnswer, o Options) (rendezvous.JoinResult, error) {
 	deadline := time.Now().Add(joinWait)
 	told := false
 	for {
-		_, err := c.Join(ctx, id, key)
+		var r rendezvous.JoinResult
+		var err error
+		if first != nil {
+			r, err, first = first.result, first.err, nil
+		} else {
+			r, err = c.Join(ctx, id, key)
+		}
 		if !errors.Is(err, rendezvous.ErrSessionFull) || time.Now().After(deadline) {
-			return err
+			return r, err
 		}
 		if !told {
 			o.emit(Event{Kind: KindWaiting})
@@ -256,7 +288,7 @@ func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, o O
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
-			return ctx.Err()
+			return rendezvous.JoinResult{}, ctx.Err()
 		}
 	}
 }

@@ -61,8 +61,12 @@ type RendezvousSignal struct {
 	waitJoin bool
 	// nextJoined records a peer.joined that came while the current peer
 	// was still being served (its place freed, the next peer took it at
-	// once): it belongs to the round Next starts.
+	// once): it belongs to the round Next starts, with nextRelay.
 	nextJoined bool
+	// relay is the relay slot the server handed out with the join (to the
+	// sharer with peer.joined, to the joiner with its join's answer), used
+	// by the first Relay of the round instead of asking for one.
+	relay, nextRelay *rendezvous.RelayResult
 }
 
 // Stop ends the signal's routing of notifications.
@@ -87,7 +91,16 @@ func (s *RendezvousSignal) Next() {
 	if s.nextJoined {
 		s.nextJoined = false
 		s.joinedLocked()
+		s.relay, s.nextRelay = s.nextRelay, nil
 	}
+}
+
+// OfferRelay hands the signal the relay slot the server gave with the
+// join (JoinResult.Relay), for the round's first Relay.
+func (s *RendezvousSignal) OfferRelay(r *rendezvous.RelayResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.relay = r
 }
 
 func (s *RendezvousSignal) resetLocked(waitJoin bool) {
@@ -96,6 +109,7 @@ func (s *RendezvousSignal) resetLocked(waitJoin bool) {
 	s.peerGone, s.gone = make(chan struct{}), false
 	s.joined, s.hasJoined = make(chan struct{}), false
 	s.waitJoin = waitJoin
+	s.relay = nil
 }
 
 // PeerGone is closed when the server reports that the current peer left.
@@ -162,13 +176,18 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 			s.early[g.Attempt] = g
 		}
 	case rendezvous.NotifyPeerJoined:
+		var ev rendezvous.PeerEvent
+		if json.Unmarshal(n.Params, &ev) != nil || ev.Session != s.Session {
+			return
+		}
 		if s.hasJoined {
 			// The current peer's place was freed and taken again before
 			// Next: this join is the next round's.
-			s.nextJoined = true
+			s.nextJoined, s.nextRelay = true, ev.Relay
 			return
 		}
 		s.joinedLocked()
+		s.relay = ev.Relay
 	case rendezvous.NotifyPeerLeft:
 		var ev rendezvous.PeerEvent
 		if json.Unmarshal(n.Params, &ev) != nil || ev.Session != s.Session {
@@ -176,7 +195,7 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 		}
 		switch {
 		case s.nextJoined: // the next round's peer left before its round began
-			s.nextJoined = false
+			s.nextJoined, s.nextRelay = false, nil
 		case !s.waitJoin:
 			s.goneLocked()
 		}
@@ -235,6 +254,18 @@ func (s *RendezvousSignal) Ready(ctx context.Context, attempt rendezvous.Attempt
 
 // Relay implements Signal.
 func (s *RendezvousSignal) Relay(ctx context.Context) (net.Conn, error) {
+	s.mu.Lock()
+	offered := s.relay
+	s.relay = nil
+	s.mu.Unlock()
+	if offered != nil {
+		c, err := rendezvous.DialRelay(ctx, *offered)
+		if err == nil || ctx.Err() != nil {
+			return c, err
+		}
+		// The slot given with the join did not work (the relay may have
+		// restarted, or dropped an unused token): ask for it anew.
+	}
 	r, err := s.Client.Relay(ctx, s.Session)
 	if err != nil {
 		return nil, err
