@@ -226,7 +226,7 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	// A fresh server port per trial: the previous trials' TIME_WAIT state
 	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
 	w.trials++
-	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3))
+	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3), serverArgs(ic)...)
 	if err != nil {
 		return nil, err
 	}
@@ -535,4 +535,16 @@ func joinBirthday(reports ...*traversal.Report) *traversal.Birthday {
 		}
 	}
 	return out
+}
+
+// serverArgs are the rendezvous server's extra flags for a case: a case
+// that offsets the peers' SYNs (the race sweep) sets that offset itself,
+// as extra delay on the late side's NAT egress, which the server would
+// otherwise see in that side's round trip and halve by delaying the
+// early side's start.
+func serverArgs(ic *spec.ImpairCase) []string {
+	if ic != nil && ic.Offset != 0 {
+		return []string{"--unsynced-starts"}
+	}
+	return nil
 }

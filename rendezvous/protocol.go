@@ -223,6 +223,10 @@ type ReadyParams struct {
 	Session    string     `json:"session"`
 	Attempt    AttemptID  `json:"attempt"`
 	Candidates Candidates `json:"candidates"`
+
+	// minRTT is the server's own measure of the peer's round trip (the
+	// kernel's minimum RTT on its connection; 0 when unknown).
+	minRTT time.Duration
 }
 
 // PunchGo is the server's notification that both peers are ready: the peer's

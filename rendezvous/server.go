@@ -54,6 +54,10 @@ type Config struct {
 	// comes from that message), so a lead does not bring the peers'
 	// starts closer together: it only delays both.
 	PunchDelay time.Duration
+	// UnsyncedStarts starts both peers of a punch when punch.go reaches
+	// them, without making the nearer one wait for the farther (for
+	// experiments that set the offset between the peers' SYNs themselves).
+	UnsyncedStarts bool
 	// Budget is how long requests may wait for an event loop that is not
 	// keeping up before new sessions are refused with "busy" (and a
 	// back-off hint) instead of waiting (default 10 ms).

@@ -137,7 +137,10 @@ func TestSessionPunchCoordination(t *testing.T) {
 			if ga.Peer.Public != candB.Public || len(ga.Peer.Predicted) != 1 || gb.Peer.Public != candA.Public {
 				t.Errorf("candidates not exchanged: %+v / %+v", ga.Peer, gb.Peer)
 			}
-			if ga.StartAt != gb.StartAt || ga.StartAt != ga.ServerTime+50 {
+			// 50 ms after the message, each: on loopback the two round
+			// trips differ by microseconds, which the millisecond clock
+			// may round to one.
+			if la, lb := ga.StartAt-ga.ServerTime, gb.StartAt-gb.ServerTime; la < 50 || la > 51 || lb < 50 || lb > 51 {
 				t.Errorf("start times %d/%d, server %d", ga.StartAt, gb.StartAt, ga.ServerTime)
 			}
 		})
@@ -618,5 +621,29 @@ func TestRelaySlotsComeWithTheJoin(t *testing.T) {
 	jr3, err := dial(t, addr).Join(ctx, open.Session, "")
 	if err != nil || jr3.Relay != nil {
 		t.Fatalf("a session without a join verifier: join %v, relay slot %+v", err, jr3.Relay)
+	}
+}
+
+// A punch is timed like DCUtR's: the peer nearer the server waits half
+// the difference of the two round trips, so both start when the farther
+// hears punch.go; not when a round trip is unknown or starts are unsynced.
+func TestStartLeads(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		cfg          Config
+		rttA, rttB   time.Duration
+		wantA, wantB time.Duration
+	}{
+		{Config{}, 20 * ms, 20 * ms, 0, 0},
+		{Config{}, 20 * ms, 60 * ms, 20 * ms, 0},
+		{Config{}, 90 * ms, 10 * ms, 0, 40 * ms},
+		{Config{}, 0, 60 * ms, 0, 0},
+		{Config{UnsyncedStarts: true}, 20 * ms, 60 * ms, 0, 0},
+		{Config{PunchDelay: 5 * ms}, 20 * ms, 60 * ms, 25 * ms, 5 * ms},
+	} {
+		s := &Server{cfg: c.cfg}
+		if a, b := s.startLeads(c.rttA, c.rttB); a != c.wantA || b != c.wantB {
+			t.Errorf("%+v, RTTs %v/%v: leads %v/%v, want %v/%v", c.cfg, c.rttA, c.rttB, a, b, c.wantA, c.wantB)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // session is a share: an id, the verifier a joiner's key must match, and
@@ -352,6 +354,7 @@ func (c *client) ready(p ReadyParams) (any, error) {
 	if err := p.Candidates.check(c.remote.Addr()); err != nil {
 		return nil, err
 	}
+	p.minRTT, _ = sockopt.MinRTT(c.fd) // c's own loop: its descriptor is live
 	s.mu.Lock()
 	both, a, b, err := c.readyLocked(p)
 	s.mu.Unlock()
@@ -359,7 +362,7 @@ func (c *client) ready(p ReadyParams) (any, error) {
 		return struct{}{}, err
 	}
 	now := time.Now()
-	start := now.Add(s.cfg.PunchDelay).UnixMilli()
+	leadA, leadB := s.startLeads(both[RoleA].minRTT, both[RoleB].minRTT)
 	init := p.Attempt.Initiator()
 	roleOf := func(r string) string {
 		if r == init {
@@ -378,10 +381,27 @@ func (c *client) ready(p ReadyParams) (any, error) {
 		}
 	}
 	a.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleA),
-		Peer: both[RoleB].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
+		Peer: both[RoleB].Candidates, StartAt: now.Add(leadA).UnixMilli(), ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
 	b.notify(NotifyPunch, PunchGo{Session: p.Session, Attempt: p.Attempt, Role: roleOf(RoleB),
-		Peer: both[RoleA].Candidates, StartAt: start, ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
+		Peer: both[RoleA].Candidates, StartAt: now.Add(leadB).UnixMilli(), ServerTime: now.UnixMilli(), Forged: forged, ForgeError: ferr})
 	return struct{}{}, nil
+}
+
+// startLeads is how long after punch.go reaches each peer it starts (a
+// peer times its start from that message's arrival). Timed like DCUtR:
+// the nearer peer waits half the difference of the two round trips, so
+// both start when the farther one hears the message, and SYNs sent at the
+// same moment meet on a path whose two halves are alike. The round trips
+// are the kernel's minimum RTTs of the peers' connections (queueing and
+// scheduling only ever add to an RTT); with one unknown, or
+// Config.UnsyncedStarts, neither waits beyond PunchDelay.
+func (s *Server) startLeads(rttA, rttB time.Duration) (a, b time.Duration) {
+	a, b = s.cfg.PunchDelay, s.cfg.PunchDelay
+	if s.cfg.UnsyncedStarts || rttA <= 0 || rttB <= 0 {
+		return a, b
+	}
+	far := max(rttA, rttB)
+	return a + (far-rttA)/2, b + (far-rttB)/2
 }
 
 func (c *client) relayOpen(id string) (any, error) {

@@ -58,6 +58,7 @@ func parseFlags() (rendezvous.Config, options) {
 	flag.DurationVar(&cfg.IdleTimeout, "idle", 5*time.Minute, "close connections silent this long")
 	flag.Float64Var(&cfg.ConnRate, "conn-rate", 50, "new connections per second per source address")
 	flag.DurationVar(&cfg.PunchDelay, "punch-delay", 0, "lead time before a coordinated punch (a peer times its start from the punch message's arrival, so a lead only delays both)")
+	flag.BoolVar(&cfg.UnsyncedStarts, "unsynced-starts", false, "start both peers of a punch when the punch message reaches them, without the nearer one waiting for the farther (experiments that set the SYN offset themselves)")
 	flag.DurationVar(&cfg.Budget, "budget", 10*time.Millisecond, "when requests may have waited this long, new sessions are refused with busy and a back-off hint")
 	flag.BoolVar(&cfg.Forge, "forge", false, "forge STUNT #1 SYN-ACKs for peers that ask (needs CAP_NET_RAW; refused outside a natlab namespace)")
 	flag.Int64Var(&cfg.FaultFlipByte, "fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")

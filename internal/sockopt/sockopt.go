@@ -261,3 +261,15 @@ func RTT(c net.Conn) (rtt time.Duration, ok bool) {
 	}
 	return time.Duration(info.Rtt) * time.Microsecond, true
 }
+
+// MinRTT is the smallest round trip the kernel has seen on the TCP socket
+// fd (TCP_INFO's tcpi_min_rtt): the path's delay without the queueing and
+// scheduling delays that inflate a smoothed RTT. ok is false when fd is
+// not a TCP socket or has no sample yet.
+func MinRTT(fd int) (rtt time.Duration, ok bool) {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil || info.Min_rtt == 0 || info.Min_rtt == ^uint32(0) {
+		return 0, false
+	}
+	return time.Duration(info.Min_rtt) * time.Microsecond, true
+}
