@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -20,9 +21,13 @@ import (
 
 // Timing constants of the punching methods.
 const (
-	// responderDelay lets the initiator's SYN pass its own NAT before the
-	// responder's SYN arrives there (Machsend, STUNT #2).
+	// responderDelay lets the initiator's SYN reach the responder's NAT
+	// before the responder's SYN leaves it (Machsend 2009, STUNT #2-hold):
+	// the order those methods are built on.
 	responderDelay = 100 * time.Millisecond
+	// lowTTLMargin is what STUNT #2's responder waits beyond the start skew
+	// the peers' round trips to the server allow (lowTTLDelay).
+	lowTTLMargin = 10 * time.Millisecond
 	// retryDelay is how soon p2pnat retries a connect refused or reset.
 	retryDelay = model.P2PRetry
 	// holdRestore is when STUNT #2-hold restores the TTL of its pending connect.
@@ -156,7 +161,9 @@ func (a *attempt) do(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.r.mu.Lock() // the nomination reads it (race.grace)
 	a.rec.Ready = cfg.Clock.Now()
+	a.r.mu.Unlock()
 	a.peer, a.role = g.Peer, g.Role
 	a.rec.Role, a.rec.PeerPublic = g.Role, g.Peer.Public
 	a.start = time.UnixMilli(g.StartAt).Add(-cfg.Signal.ServerOffset())
@@ -229,6 +236,24 @@ func localTimeout(ownMs, peerMs float64) time.Duration {
 	}
 	d := time.Duration(2 * (ownMs + peerMs) * float64(time.Millisecond))
 	return min(max(d, localTimeoutMin), localTimeoutMax)
+}
+
+// lowTTLDelay is how long STUNT #2's responder waits before its SYN. The
+// initiator's low-TTL SYN dies before the responder's NAT, so the order
+// there does not matter: the responder's SYN must only find the
+// initiator's entry made, i.e. reach the initiator's NAT after the
+// initiator started. The starts differ by at most half the difference of
+// the two round trips to the server (none when the server timed them,
+// which it does when it knows both), and the responder's SYN also takes
+// the path's one-way delay: it waits that bound plus lowTTLMargin, and
+// never longer than responderDelay. An unknown round trip gets
+// responderDelay.
+func lowTTLDelay(ownMs, peerMs float64) time.Duration {
+	if ownMs <= 0 || peerMs <= 0 {
+		return responderDelay
+	}
+	skew := time.Duration(math.Abs(ownMs-peerMs) / 2 * float64(time.Millisecond))
+	return min(skew+lowTTLMargin, responderDelay)
 }
 
 func (a *attempt) waitUntil(ctx context.Context, t time.Time) error {
@@ -347,7 +372,11 @@ func (a *attempt) machsend(ctx context.Context, ttl int, hold bool) error {
 	if a.role == rendezvous.Responder {
 		a.ln.Close() // the responder only connects
 		a.ln = nil
-		if err := a.waitUntil(ctx, a.r.cfg.Clock.Now().Add(responderDelay)); err != nil {
+		delay := responderDelay
+		if ttl > 0 && !hold {
+			delay = lowTTLDelay(a.self.ServerRTTms, a.peer.ServerRTTms)
+		}
+		if err := a.waitUntil(ctx, a.r.cfg.Clock.Now().Add(delay)); err != nil {
 			return err
 		}
 		return a.dialOffer(ctx, anyAddr(a.port), t)

@@ -290,17 +290,37 @@ func (r *race) betterRunning(p int) bool {
 	return false
 }
 
-// grace is how long A waits, once it holds c, for a better path still
-// being tried: a round trip of c's path (the kernel's smoothed RTT), within
-// cfg.Grace. A better path's attempt that started with c's has had the
-// time to connect and prove itself by then; one that answers a round trip
-// later is an attempt that is failing.
-func (r *race) grace(c net.Conn) time.Duration {
-	rtt, ok := sockopt.RTT(c)
-	if !ok {
-		return r.cfg.Grace
+// grace is how long A waits, once it holds o, for a better path still
+// being tried. A better attempt that became ready (both peers) with o's
+// and has not connected in the time o took from ready to authenticated is
+// failing: the better paths (LAN, direct) need no more round trips than a
+// punched one. So A waits until every better attempt still running has
+// had that long since its own ready, plus minGrace; and never longer than
+// a round trip of o's path (its kernel RTT), within cfg.Grace, which is
+// also the wait for a better attempt not yet ready.
+func (r *race) grace(o offer) time.Duration {
+	limit := r.cfg.Grace
+	if rtt, ok := sockopt.RTT(o.conn); ok {
+		limit = min(limit, max(rtt, minGrace))
 	}
-	return min(r.cfg.Grace, max(rtt, minGrace))
+	took := o.attempt.Authenticated.Sub(o.attempt.Ready)
+	if o.attempt.Ready.IsZero() || took <= 0 {
+		return limit
+	}
+	now, p := r.cfg.Clock.Now(), o.attempt.Method.Priority()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wait := time.Duration(0)
+	for _, a := range r.attempts {
+		if _, running := r.running[a.ID]; !running || a.Method.Priority() >= p {
+			continue
+		}
+		if a.Ready.IsZero() {
+			return limit
+		}
+		wait = max(wait, a.Ready.Add(took+minGrace).Sub(now))
+	}
+	return min(limit, wait)
 }
 
 // minGrace keeps a grace above a host's scheduling delays on a path whose
@@ -356,7 +376,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 			pending = append(pending, o)
 			sortPending()
 			if grace == nil && r.betterRunning(pending[0].attempt.Method.Priority()) {
-				grace = r.cfg.Clock.After(r.grace(pending[0].conn))
+				grace = r.cfg.Clock.After(r.grace(pending[0]))
 			}
 		case <-grace:
 			grace = nil

@@ -1,9 +1,11 @@
 package traversal
 
 import (
+	"net"
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal/method"
 )
 
@@ -82,5 +84,64 @@ func TestLocalTimeout(t *testing.T) {
 		if got := localTimeout(c.own, c.peer); got != c.want || localTimeout(c.peer, c.own) != got {
 			t.Errorf("own %v ms, peer %v ms: %v (and %v swapped), want %v", c.own, c.peer, got, localTimeout(c.peer, c.own), c.want)
 		}
+	}
+}
+
+// STUNT #2's responder waits the start skew the two round trips to the
+// server allow plus a margin, never more than the 2009 responder delay,
+// and that delay when a round trip is unknown; both roles compute alike.
+func TestLowTTLDelay(t *testing.T) {
+	for _, c := range []struct {
+		own, peer float64
+		want      time.Duration
+	}{
+		{20, 20, 10 * time.Millisecond},
+		{20, 60, 30 * time.Millisecond},
+		{0, 20, responderDelay},
+		{10, 400, responderDelay},
+	} {
+		if got := lowTTLDelay(c.own, c.peer); got != c.want || lowTTLDelay(c.peer, c.own) != got {
+			t.Errorf("own %v ms, peer %v ms: %v, want %v", c.own, c.peer, got, c.want)
+		}
+	}
+}
+
+// fixedClock is a Clock stopped at one instant.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time                         { return c.t }
+func (c fixedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// A waits for a better path only as long as that path's attempt could
+// still be catching up: until it has had, since its own ready, the time
+// the offered attempt took; the whole grace when it is not ready yet, and
+// none when nothing better runs.
+func TestGraceFromAttempts(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	punched := &Attempt{ID: rendezvous.AttemptID{Method: method.P2PNAT}, Method: method.P2PNAT, Ready: t0, Authenticated: t0.Add(60 * ms)}
+	for _, c := range []struct {
+		name   string
+		direct *Attempt // a better attempt still running (nil: none)
+		want   time.Duration
+	}{
+		{"ready with it", &Attempt{Method: method.Direct, Ready: t0}, minGrace},
+		{"ready later", &Attempt{Method: method.Direct, Ready: t0.Add(30 * ms)}, 30*ms + minGrace},
+		{"not ready", &Attempt{Method: method.Direct}, 250 * ms},
+		{"none", nil, 0},
+	} {
+		r := &race{cfg: &Config{Grace: 250 * ms, Clock: fixedClock{t0.Add(60 * ms)}}, running: map[rendezvous.AttemptID]Method{}}
+		r.attempts = []*Attempt{punched}
+		if c.direct != nil {
+			c.direct.ID = rendezvous.AttemptID{Method: method.Direct}
+			r.attempts = append(r.attempts, c.direct)
+			r.running[c.direct.ID] = method.Direct
+		}
+		a, b := net.Pipe() // no kernel RTT: the grace's bound is cfg.Grace
+		if got := r.grace(offer{conn: a, attempt: punched}); got != c.want {
+			t.Errorf("%s: grace %v, want %v", c.name, got, c.want)
+		}
+		a.Close()
+		b.Close()
 	}
 }
