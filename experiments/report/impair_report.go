@@ -154,6 +154,7 @@ func impairmentGroup(p printer, dir string, g *caseGroup) error {
 	caseRTTRow(p, g)
 	caseQueueLine(p, g)
 	casePairTable(p, g)
+	caseRaceTable(p, g)
 	name := "impairment-" + g.topology
 	if err := plotCases(dir, name, g, methods, stats); err != nil {
 		return err
@@ -201,13 +202,7 @@ func caseMethodTable(p printer, g *caseGroup, methods []string) map[string]map[s
 func caseRTTRow(p printer, g *caseGroup) {
 	row := "| measured peer RTT (median over successful trials' pings) |"
 	for _, cs := range g.cases {
-		var rtts []float64
-		for _, t := range g.byCase[cs] {
-			if t.Success && t.Method != "relay" {
-				rtts = append(rtts, t.RTTms...)
-			}
-		}
-		row += " " + msOrDash(stats.Quantile(rtts, 0.5)) + " |"
+		row += " " + msOrDash(caseRTT(g.byCase[cs])) + " |"
 	}
 	p("| |%s", strings.Repeat(" |", len(g.cases)))
 	p("%s", strings.Repeat("|---", len(g.cases)+1)+"|")
@@ -260,6 +255,99 @@ func casePairTable(p printer, g *caseGroup) {
 		p("%s", row)
 	}
 	p("")
+}
+
+// caseRaceTable sets auto against the single methods, per pair and case:
+// auto's success over a direct or punched path (not the relay) against
+// the best single punching method's, and auto's median connect time
+// against the fastest single method's, in round trips of the case.
+func caseRaceTable(p printer, g *caseGroup) {
+	p("What auto's race costs, per pair and case: auto's success without the relay against the best single method's (relay and auto left out), and auto's median connect time (successes without the relay) against the fastest single method's, in round trips measured in the case:")
+	p("")
+	p("| pair | case | best single (success) | auto without relay | fastest single (median) | auto (median) | auto − fastest |")
+	p("|---|---|---|---:|---|---:|---:|")
+	rows, asGood, within := 0, 0, 0
+	for _, pair := range g.pairs {
+		for _, cs := range g.cases {
+			var sel []*spec.Trial
+			for _, t := range g.byCase[cs] {
+				if profilesString(t.Cell) == pair {
+					sel = append(sel, t)
+				}
+			}
+			r, ok := raceCost(sel)
+			if !ok {
+				continue
+			}
+			rows++
+			if r.auto.rate() >= r.best.rate() {
+				asGood++
+			}
+			diff, rtt := "-", caseRTT(g.byCase[cs])
+			if r.fastest.n > 0 && r.auto.ok > 0 && rtt > 0 {
+				d := (r.auto.medianMs - r.fastest.medianMs) / rtt
+				diff = fmt.Sprintf("%+.1f RTT", d)
+				if d <= 1 {
+					within++
+				}
+			}
+			p("| %s | %s | %s %.0f%% | %.0f%% | %s %s | %s | %s |", pair, cs, r.bestName, 100*r.best.rate(), 100*r.auto.rate(),
+				r.fastestName, msOrDash(r.fastest.medianMs), msOrDash(r.auto.medianMs), diff)
+		}
+	}
+	p("")
+	p("Auto without the relay succeeded at least as often as the best single method in %d of %d pair-cases, and its median connect time was within one round trip of the fastest single method's in %d.", asGood, rows, within)
+	p("")
+}
+
+// raceCosts are one pair-case's figures for caseRaceTable.
+type raceCosts struct {
+	best, fastest, auto   caseStat
+	bestName, fastestName string
+}
+
+// raceCost finds the best and the fastest single punching method of a
+// pair-case's trials and auto's figures without the relay; ok is false
+// when auto or the single methods were not run.
+func raceCost(trials []*spec.Trial) (raceCosts, bool) {
+	var r raceCosts
+	var direct []*spec.Trial
+	for _, t := range trials {
+		if t.Cell.Method == "auto" {
+			d := *t
+			d.Success = t.Success && t.Path != "relay"
+			direct = append(direct, &d)
+		}
+	}
+	r.auto = statOf(direct, "auto")
+	for _, m := range spec.AllMethods {
+		if m == "auto" || m == "relay" {
+			continue
+		}
+		s := statOf(trials, m)
+		if s.n == 0 {
+			continue
+		}
+		if r.bestName == "" || s.rate() > r.best.rate() {
+			r.best, r.bestName = s, m
+		}
+		if s.ok > 0 && (r.fastestName == "" || s.medianMs < r.fastest.medianMs) {
+			r.fastest, r.fastestName = s, m
+		}
+	}
+	return r, r.auto.n > 0 && r.bestName != ""
+}
+
+// caseRTT is a case's measured peer round trip: the median of the
+// successful direct trials' pings (NaN when none).
+func caseRTT(trials []*spec.Trial) float64 {
+	var rtts []float64
+	for _, t := range trials {
+		if t.Success && t.Method != "relay" {
+			rtts = append(rtts, t.RTTms...)
+		}
+	}
+	return stats.Quantile(rtts, 0.5)
 }
 
 // plotCases draws grouped bars per method: success rate and median connect
