@@ -83,15 +83,16 @@ type chain struct {
 
 // schedule returns the phases of attempts for a method, from method.Table.
 // Both peers compute the same attempts, so their punch.ready names match.
-// Auto runs the local methods in parallel and every punching method one
-// after another beside them (overlap) or after them, and the relay beside
-// the punching after relayAfter (or after them when relayAfter is 0; never
-// with noRelay). A peer overlaps only when its NAT maps endpoint-
-// independently (or it has none): then an attempt's ports are its own;
-// behind a NAT that maps per destination, a concurrent attempt's SYN would
-// take the port the peer predicted, so the local methods go first. The
-// peers may choose differently: an attempt starts when both are ready for
-// it. The raw-socket methods of 2005 come last in the table: both peers
+// With overlap, auto runs every method at once (each method's rounds in
+// turn), the relay beside them after relayAfter (or after them when
+// relayAfter is 0; never with noRelay). Without, it runs the local
+// methods in parallel, then every punching method one after another, the
+// relay likewise. A peer overlaps only when its NAT maps endpoint-
+// independently (or it has none): then each attempt's port has a mapping
+// of its own; behind a NAT that maps per destination, a concurrent
+// attempt's SYN would take the port the peer predicted, so its attempts
+// take their ports one after another. The peers may choose differently:
+// an attempt starts when both are ready for it. The raw-socket methods of 2005 come last in the table: both peers
 // always list them (so their names match); a peer without raw sockets in a
 // lab namespace says so in the exchange and both skip them.
 func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]chain {
@@ -106,7 +107,7 @@ func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]cha
 		spec, _ := method.Lookup(m)
 		return [][]chain{{{0, rounds(m, max(spec.Rounds, 1))}}}
 	}
-	var local []chain
+	var local, each []chain
 	var punch, relay []rendezvous.AttemptID
 	for _, s := range method.Table {
 		switch s.Phase {
@@ -114,6 +115,7 @@ func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]cha
 			local = append(local, chain{0, rounds(s.Method, s.AutoRounds)})
 		case method.PhasePunch:
 			punch = append(punch, rounds(s.Method, s.AutoRounds)...)
+			each = append(each, chain{0, rounds(s.Method, s.AutoRounds)})
 		case method.PhaseRelay:
 			relay = append(relay, rounds(s.Method, s.AutoRounds)...)
 		}
@@ -127,8 +129,14 @@ func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]cha
 	default:
 		phases = [][]chain{local, {{0, punch}}, {{0, relay}}}
 	}
-	if overlap {
-		phases = append([][]chain{append(local, phases[1]...)}, phases[2:]...)
+	if overlap { // every method at once: the punching chain becomes one chain per method
+		first := append(local, each...)
+		for _, ch := range phases[1] {
+			if ch.attempts[0].Method == method.Relay {
+				first = append(first, ch)
+			}
+		}
+		phases = append([][]chain{first}, phases[2:]...)
 	}
 	return phases
 }

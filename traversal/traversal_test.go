@@ -195,3 +195,55 @@ func TestPredict(t *testing.T) {
 		})
 	}
 }
+
+// Behind a NAT that maps endpoint-independently, auto starts every method
+// at once (each attempt's port has a mapping of its own); behind one that
+// maps per destination, the punching methods wait for the local ones,
+// which here connect first, so none of them runs.
+func TestAutoRunsMethodsAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		mapping nat.Seen
+		atOnce  bool
+	}{
+		{nat.SeenIndependent, true},
+		{nat.SeenDependent, false},
+	} {
+		hub := traversaltest.NewHub(20 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var wg sync.WaitGroup
+		var ra, rb result
+		run := func(role string, out *result) {
+			defer wg.Done()
+			cfg := traversal.Config{Signal: hub.Signal(role), Session: "s1", Role: role, Secret: []byte("s"), Method: method.Auto,
+				Private: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, NAT: traversal.NATInfo{Mapping: c.mapping}, NoRelay: true}
+			out.conn, out.rep, out.err = traversal.Connect(ctx, cfg)
+		}
+		wg.Add(2)
+		go run(rendezvous.RoleA, &ra)
+		go run(rendezvous.RoleB, &rb)
+		wg.Wait()
+		cancel()
+		if ra.err != nil || rb.err != nil {
+			t.Fatal(ra.err, rb.err)
+		}
+		ra.conn.Close()
+		rb.conn.Close()
+		var lan time.Time
+		started := map[traversal.Method]time.Time{}
+		for _, a := range ra.rep.Attempts {
+			started[a.Method] = a.Start
+			if a.Method == method.LAN {
+				lan = a.Start
+			}
+		}
+		for _, m := range []traversal.Method{method.P2PNAT, method.Machsend, method.STUNT2} {
+			at, ran := started[m]
+			switch {
+			case c.atOnce && (!ran || at.Sub(lan) > 100*time.Millisecond):
+				t.Errorf("mapping %s: %s started %v after the LAN attempt (ran %v), want at once", c.mapping, m, at.Sub(lan), ran)
+			case !c.atOnce && ran:
+				t.Errorf("mapping %s: %s ran beside the local methods", c.mapping, m)
+			}
+		}
+	}
+}
