@@ -133,20 +133,15 @@ func TestStrayConnectionRejected(t *testing.T) {
 
 // The server vanishing mid-punch ends the wait promptly with an error.
 func TestServerVanishesMidPunch(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rendezvous.NewServer(rendezvous.Config{})
-	go srv.Serve(ln)
+	srv, server := loopbackServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a, err := rendezvous.Dial(ctx, ln.Addr().(*net.TCPAddr).AddrPort(), rendezvous.DialOptions{})
+	a, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := rendezvous.Dial(ctx, ln.Addr().(*net.TCPAddr).AddrPort(), rendezvous.DialOptions{})
+	b, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +153,6 @@ func TestServerVanishesMidPunch(t *testing.T) {
 	if _, err := b.Join(ctx, cr.Session, ""); err != nil {
 		t.Fatal(err)
 	}
-	server := netip.MustParseAddrPort(ln.Addr().String())
 	sig := traversal.NewRendezvousSignal(a, server, netip.AddrPort{}, cr.Session)
 	done := make(chan error, 1)
 	go func() {
@@ -185,16 +179,9 @@ func TestServerVanishesMidPunch(t *testing.T) {
 // round Next starts and must not be lost (the round would wait for a join
 // that already happened), and a join and leave both before Next cancel out.
 func TestJoinBeforeNextIsKept(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rendezvous.NewServer(rendezvous.Config{})
-	go srv.Serve(ln)
-	defer srv.Close()
+	_, server := loopbackServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	server := netip.MustParseAddrPort(ln.Addr().String())
 	dial := func() *rendezvous.Client {
 		c, err := rendezvous.Dial(ctx, server, rendezvous.DialOptions{})
 		if err != nil {
@@ -256,4 +243,18 @@ func TestJoinBeforeNextIsKept(t *testing.T) {
 	if closedWithin(sig.Joined(), 200*time.Millisecond) {
 		t.Fatal("a receiver that joined and left before Next counts as joined")
 	}
+}
+
+// loopbackServer starts a rendezvous server on loopback, closed when the
+// test ends (or earlier by the test).
+func loopbackServer(t *testing.T) (*rendezvous.Server, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rendezvous.NewServer(rendezvous.Config{})
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return srv, netip.MustParseAddrPort(ln.Addr().String())
 }
