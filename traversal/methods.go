@@ -480,10 +480,13 @@ func (a *attempt) sequential(outer, ctx context.Context) error {
 	c, err := sockopt.Dial(dctx, anyAddr(a.port), t, 0)
 	cancel()
 	if err == nil {
-		// The "doomed" connect got through (the peer's NAT let it in).
-		a.ln.Close()
-		a.ln = nil
+		// The "doomed" connect got through (the peer's NAT let it in). The
+		// listener stays until it proves the peer: a connection that fails
+		// (the peer's own listener, about to close, took it) leaves the
+		// initiator listening as the method goes on.
 		if a.offer(c) {
+			a.ln.Close()
+			a.ln = nil
 			return nil
 		}
 	}
