@@ -16,11 +16,32 @@ import (
 	"github.com/machsend/machsend/natlab"
 )
 
-// rate is one copy's figure: the receiver's rate and both peak RSSs.
+// rate is one copy's figure: the receiver's rate, both peak RSSs, and
+// the CPU time both processes used, start to exit.
 type rate struct {
 	mbps          float64
 	rssSendKiB    int64
 	rssReceiveKiB int64
+	cpuSec        float64
+}
+
+// cpuSeconds is the user and system time the exited processes used (the
+// kernel's account, from wait4); 0 (unknown) when one still runs.
+func cpuSeconds(rs ...*experiments.Running) float64 {
+	sum := 0.0
+	for _, r := range rs {
+		select {
+		case <-r.Proc.Done():
+		default:
+			return 0
+		}
+		st := r.Proc.Cmd.ProcessState
+		if st == nil {
+			return 0
+		}
+		sum += (st.UserTime() + st.SystemTime()).Seconds()
+	}
+	return sum
 }
 
 // transferRate runs one send/get of file over method (extra flags for get)
@@ -70,6 +91,7 @@ func transferRate(p *experiments.LabPeers, file, dir, method string, extra ...st
 		return rate{}, fmt.Errorf("get over %s reported no transfer", method)
 	}
 	r.mbps = float64(bytes-firstBytes) / last.Sub(first).Seconds() / 1e6
+	r.cpuSec = cpuSeconds(get, snd)
 	return r, nil
 }
 
@@ -102,9 +124,10 @@ func bulkRate(p *experiments.LabPeers, method, file, out string, n int64, extra 
 	if err != nil {
 		return rate{}, fmt.Errorf("bulk over %s: %w", method, err)
 	}
+	_, _ = a.Wait(30 * time.Second)
 	for _, e := range evs {
 		if e.Kind == session.KindBulk && e.Bulk != nil {
-			return rate{mbps: e.Bulk.MBps}, nil
+			return rate{mbps: e.Bulk.MBps, cpuSec: cpuSeconds(a, b)}, nil
 		}
 	}
 	return rate{}, fmt.Errorf("bulk over %s: no figure", method)
@@ -217,7 +240,10 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 	}
 	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
 	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from its first chunk written to the last byte in place (the bytes after that chunk); the copies' is the receiver's from the first byte read to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
-	b, _ := json.MarshalIndent(res, "", "  ")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("throughput.json: %w", err)
+	}
 	if err := os.WriteFile(filepath.Join(opts.Out, "throughput.json"), b, 0o644); err != nil {
 		return nil, err
 	}
@@ -279,6 +305,10 @@ func measurePath(ctx context.Context, peers *experiments.LabPeers, label, method
 			rows[i].MBps = append(rows[i].MBps, figures[i].mbps)
 			rows[i].RatioAES = append(rows[i].RatioAES, figures[i].mbps/figures[1].mbps)
 			rows[i].RatioPlain = append(rows[i].RatioPlain, figures[i].mbps/figures[0].mbps)
+			if c, aes := figures[i].cpuSec, figures[1].cpuSec; c > 0 && aes > 0 { // both processes' times known
+				rows[i].CPUPerGB = append(rows[i].CPUPerGB, c/(float64(n)/1e9))
+				rows[i].CPURatioAES = append(rows[i].CPURatioAES, c/aes)
+			}
 			rows[i].RSSSendKiB = max(rows[i].RSSSendKiB, figures[i].rssSendKiB)
 			rows[i].RSSReceiveKiB = max(rows[i].RSSReceiveKiB, figures[i].rssReceiveKiB)
 		}
@@ -355,12 +385,18 @@ type ThroughputResult struct {
 
 // ThroughputRow is one copy kind over one path: a figure per repetition,
 // and the ratios to the AES copy and to plain TCP of the same repetition.
+// CPUPerGB is the CPU time both processes used per GB of the file (from
+// their start to their exit, so the connection's set-up is in it), and
+// CPURatioAES that time against the AES copy's of the same repetition:
+// unlike a rate, it does not move with what else the machine runs.
 type ThroughputRow struct {
 	Path          string    `json:"path"`
 	Copy          string    `json:"copy"`
 	MBps          []float64 `json:"mbps"`
 	RatioAES      []float64 `json:"ratio_to_aes"`
 	RatioPlain    []float64 `json:"ratio_to_plain"`
+	CPUPerGB      []float64 `json:"cpu_s_per_gb,omitempty"`
+	CPURatioAES   []float64 `json:"cpu_ratio_to_aes,omitempty"`
 	RSSSendKiB    int64     `json:"rss_send_kib,omitempty"`
 	RSSReceiveKiB int64     `json:"rss_receive_kib,omitempty"`
 }

@@ -280,16 +280,22 @@ func reportThroughput(p printer, out string) {
 	p("%d MiB over the same two-NAT lab paths in one run, each copy on each path as many times as the table's range shows (up to %s, in rotated order); each figure is the median over the repetitions (range in brackets), and each ratio the median of the ratios within a repetition. %s",
 		tr.Bytes>>20, plural(tr.Repetitions, "repetition"), tr.Notes)
 	p("")
-	p("| path | copy | MB/s | × AES-256-GCM copy | × plain TCP | peak RSS send / receive |")
-	p("|---|---|---:|---:|---:|---:|")
+	p("| path | copy | MB/s | × AES-256-GCM copy | × plain TCP | CPU s per GB (both peers) | CPU × AES copy | peak RSS send / receive |")
+	p("|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range tr.Rows {
 		rss := "-"
 		if r.RSSSendKiB > 0 {
 			rss = fmt.Sprintf("%d / %d MiB", r.RSSSendKiB>>10, r.RSSReceiveKiB>>10)
 		}
-		p("| %s | %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %s |", r.Path, r.Copy, stats.Quantile(r.MBps, 0.5), slices.Min(r.MBps), slices.Max(r.MBps),
-			stats.Quantile(r.RatioAES, 0.5), stats.Quantile(r.RatioPlain, 0.5), rss)
+		cpu, cpuRatio := "-", "-"
+		if len(r.CPUPerGB) > 0 {
+			cpu, cpuRatio = fmt.Sprintf("%.2f", stats.Quantile(r.CPUPerGB, 0.5)), fmt.Sprintf("%.2f", stats.Quantile(r.CPURatioAES, 0.5))
+		}
+		p("| %s | %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %s | %s | %s |", r.Path, r.Copy, stats.Quantile(r.MBps, 0.5), slices.Min(r.MBps), slices.Max(r.MBps),
+			stats.Quantile(r.RatioAES, 0.5), stats.Quantile(r.RatioPlain, 0.5), cpu, cpuRatio, rss)
 	}
+	p("")
+	p("The CPU columns are the user and system time both processes used from start to exit (the kernel's account; the connection's set-up is in it, the kernel's softirq work on the path is not) per GB of the file, and its ratio to the AES copy's in the same repetition: a rate moves with whatever else the machine runs, CPU time per byte much less.")
 	p("")
 	if s := tr.SmallFile; s.RSSSendKiB > 0 {
 		p("Peak memory against file size: machsend moving %d MiB (%s) peaked at %d MiB sender / %d MiB receiver; the rows above are %d MiB.",

@@ -22,7 +22,7 @@ func TestReportThroughput(t *testing.T) {
 	r := bench.ThroughputResult{Bytes: 1 << 30, Repetitions: 3, Notes: "n", Rows: []bench.ThroughputRow{
 		{Path: "punched", Copy: bench.CopyAES, MBps: []float64{800, 700, 900}, RatioAES: []float64{1, 1, 1}, RatioPlain: []float64{0.5, 0.4, 0.6}},
 		{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{760, 600, 855}, RatioAES: []float64{0.95, 0.86, 0.95}, RatioPlain: []float64{0.4, 0.3, 0.5},
-			RSSSendKiB: 30 << 10, RSSReceiveKiB: 31 << 10},
+			CPUPerGB: []float64{2.5, 2.1, 2.3}, CPURatioAES: []float64{1.1, 1.05, 1.2}, RSSSendKiB: 30 << 10, RSSReceiveKiB: 31 << 10},
 	}, SmallFile: bench.ThroughputRow{Path: "punched", Copy: bench.CopyMachsend, MBps: []float64{700}, RSSSendKiB: 29 << 10, RSSReceiveKiB: 30 << 10},
 		Link: bench.LinkTime{Bytes: 10 << 30, Seconds: 0.12, OneByteSeconds: 0.1},
 		FirstByte: []bench.FirstByteRow{{RTTms: 30, Method: "auto", Trials: []bench.FirstByteTrial{
@@ -43,8 +43,8 @@ func TestReportThroughput(t *testing.T) {
 	var out strings.Builder
 	reportThroughput(func(f string, a ...any) { fmt.Fprintf(&out, f+"\n", a...) }, dir)
 	for _, want := range []string{
-		"| punched | AES-256-GCM copy | 800 (700–900) | 1.00 | 0.50 | - |",
-		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 30 / 31 MiB |",
+		"| punched | AES-256-GCM copy | 800 (700–900) | 1.00 | 0.50 | - | - | - |",
+		"| punched | machsend | 760 (600–855) | 0.95 | 0.40 | 2.30 | 1.10 | 30 / 31 MiB |",
 		"moving 256 MiB (punched) peaked at 29 MiB sender / 30 MiB receiver; the rows above are 1024 MiB",
 		"up to 3 repetitions",
 		"| 30 ms | auto | 90 (60–120) | 3.0 | relay | 2/3 | 150 | 2 | 60 | 2.0 | 900 |",
