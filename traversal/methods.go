@@ -71,7 +71,14 @@ func (a *attempt) target() (netip.AddrPort, bool) {
 // whether the connection was accepted as this attempt's result.
 func (a *attempt) offer(c net.Conn) bool {
 	remote := AddrPortOf(c.RemoteAddr())
-	if err := authenticate(c, a.r.cfg.Secret, a.r.cfg.Session, a.r.cfg.Role, authTimeout); err != nil {
+	// Once the race is decided, an authentication still in progress ends
+	// at once instead of holding Connect up for its round trips.
+	stop := context.AfterFunc(a.r.ctx, func() { _ = c.SetDeadline(time.Now()) })
+	err := authenticate(c, a.r.cfg.Secret, a.r.cfg.Session, a.r.cfg.Role, authTimeout)
+	if !stop() && err == nil {
+		err = errors.New("the race ended during authentication")
+	}
+	if err != nil {
 		a.emit("auth-failed", err.Error(), remote)
 		c.Close()
 		return false

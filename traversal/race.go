@@ -155,6 +155,9 @@ type race struct {
 	expectOnce sync.Once
 	start      time.Time
 	offers     chan offer
+	// ctx ends when the peers agreed on a connection (or the race
+	// failed): an authentication still running then is cut short.
+	ctx context.Context
 
 	mu       sync.Mutex
 	attempts []*Attempt
@@ -184,6 +187,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	rep := &Report{Start: r.start, NAT: cfg.NAT}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.ctx = ctx
 
 	var wg sync.WaitGroup
 	phases := schedule(cfg.Method, cfg.RelayAfter, cfg.NoRelay, cfg.NAT.Mapping.Easy())
@@ -219,6 +223,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	go func() { wg.Wait(); close(allDone) }()
 
 	conn, won, err := r.agree(ctx, allDone)
+	agreed := cfg.Clock.Now()
 	cancel()
 	wg.Wait()
 	// Drain offers that arrived late.
@@ -244,7 +249,7 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	}
 	rep.Method, rep.Attempt, rep.Path = won.Method, won.Attempt, string(won.Method.Path())
 	rep.Local, rep.Remote = AddrPortOf(conn.LocalAddr()), AddrPortOf(conn.RemoteAddr())
-	rep.ConnectTime = cfg.Clock.Now().Sub(r.start)
+	rep.ConnectTime = agreed.Sub(r.start)
 	r.emit(Event{Kind: "connected", Method: won.Method, Attempt: won.Attempt, Local: rep.Local, Remote: rep.Remote,
 		Detail: fmt.Sprintf("path %s after %s", rep.Path, rep.ConnectTime.Round(time.Millisecond))})
 	return conn, rep, nil

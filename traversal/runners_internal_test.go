@@ -1,6 +1,8 @@
 package traversal
 
 import (
+	"context"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -143,5 +145,26 @@ func TestGraceFromAttempts(t *testing.T) {
 		}
 		a.Close()
 		b.Close()
+	}
+}
+
+// Once the race is decided, an attempt still authenticating a connection
+// (here a peer that never answers) gives up at once instead of holding
+// Connect for the authentication's timeout.
+func TestOfferEndsWithTheRace(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &race{cfg: &Config{Secret: []byte("s"), Session: "s1", Role: rendezvous.RoleA, Clock: realClock{}},
+		offers: make(chan offer, 1), ctx: ctx}
+	a := &attempt{r: r, rec: &Attempt{}}
+	c, silent := net.Pipe()
+	defer silent.Close()
+	go io.Copy(io.Discard, silent) // reads the nonce, never answers
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	if a.offer(c) {
+		t.Fatal("a connection that never proved the secret was offered")
+	}
+	if took := time.Since(start); took >= authTimeout {
+		t.Errorf("offer returned after %v: it waited out the authentication timeout after the race ended", took)
 	}
 }
