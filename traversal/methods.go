@@ -33,6 +33,10 @@ const (
 	// holdRestore is when STUNT #2-hold restores the TTL of its pending connect.
 	holdRestore = 20 * time.Millisecond
 	authTimeout = 3 * time.Second
+	// launchMargin is how long after its start an attempt counts as
+	// launched: its first SYNs (and the mappings they take) are out, with
+	// room for the host's scheduling.
+	launchMargin = 10 * time.Millisecond
 )
 
 // attempt is one attempt in progress.
@@ -46,6 +50,9 @@ type attempt struct {
 	role   string // Initiator or Responder
 	start  time.Time
 	closer io.Closer // keeps the observed mapping alive
+	// launched is called once the attempt's first packets are on their
+	// way (launchMargin after its start); nil for none.
+	launched func()
 
 	mu    sync.Mutex
 	found bool
@@ -99,14 +106,14 @@ func (a *attempt) offer(c net.Conn) bool {
 }
 
 // run performs one attempt; it reports whether it produced a connection.
-func (r *race) run(ctx context.Context, id rendezvous.AttemptID) bool {
+func (r *race) run(ctx context.Context, id rendezvous.AttemptID, launched func()) bool {
 	rec := &Attempt{Attempt: id.String(), ID: id, Method: id.Method, Start: r.cfg.Clock.Now()}
 	r.mu.Lock()
 	r.attempts = append(r.attempts, rec)
 	r.mu.Unlock()
-	a := &attempt{r: r, rec: rec}
+	a := &attempt{r: r, rec: rec, launched: launched}
 	err := a.do(ctx)
-	rec.End = r.cfg.Clock.Now()
+	end := r.cfg.Clock.Now()
 	if a.ln != nil {
 		a.ln.Close()
 	}
@@ -116,21 +123,23 @@ func (r *race) run(ctx context.Context, id rendezvous.AttemptID) bool {
 	a.mu.Lock()
 	found := a.found
 	a.mu.Unlock()
+	outcome, detail := "timeout", ""
 	switch {
 	case found:
-		rec.Outcome = "connected"
+		outcome = "connected"
 	case errors.Is(err, ErrNotApplicable):
-		rec.Outcome, rec.Error = "not-applicable", err.Error()
+		outcome, detail = "not-applicable", err.Error()
 	case errors.Is(err, ErrAuth):
-		rec.Outcome, rec.Error = "auth-failed", err.Error()
+		outcome, detail = "auth-failed", err.Error()
 	case errors.Is(err, context.Canceled):
-		rec.Outcome = "canceled"
+		outcome = "canceled"
 	case err != nil:
-		rec.Outcome, rec.Error = rendezvous.Outcome(err), err.Error()
-	default:
-		rec.Outcome = "timeout"
+		outcome, detail = rendezvous.Outcome(err), err.Error()
 	}
-	a.emit("attempt-end", rec.Outcome+" "+rec.Error, rec.Target)
+	r.mu.Lock() // the race reads outcomes while other attempts run (anyFound)
+	rec.End, rec.Outcome, rec.Error = end, outcome, detail
+	r.mu.Unlock()
+	a.emit("attempt-end", outcome+" "+detail, rec.Target)
 	return found
 }
 
@@ -182,6 +191,9 @@ func (a *attempt) do(ctx context.Context) error {
 	a.emit("attempt-start", fmt.Sprintf("peer public %s predicted %v private %v", g.Peer.Public, g.Peer.Predicted, g.Peer.Private), g.Peer.Public)
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err
+	}
+	if a.launched != nil {
+		time.AfterFunc(launchMargin, a.launched)
 	}
 	timeout := cfg.AttemptTimeout
 	if p := a.rec.Method.Path(); p == method.PathLAN || p == method.PathDirect {

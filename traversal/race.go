@@ -202,20 +202,37 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var chains sync.WaitGroup
 		for _, ph := range phases {
 			var pw sync.WaitGroup
+			launched := make(chan struct{}, len(ph))
 			for _, ch := range ph {
 				pw.Add(1)
+				chains.Add(1)
 				go func() {
+					defer chains.Done()
 					defer pw.Done()
-					r.runChain(ctx, ch)
+					r.runChain(ctx, ch, func() { launched <- struct{}{} })
 				}()
 			}
-			pw.Wait()
+			if localOnly(ph) {
+				// The local attempts' SYNs take their mappings first; the
+				// punching attempts that follow observe and predict theirs
+				// after, without waiting for the local attempts to time out.
+				for range ph {
+					select {
+					case <-launched:
+					case <-ctx.Done():
+					}
+				}
+			} else {
+				pw.Wait()
+			}
 			if ctx.Err() != nil || r.anyFound() {
 				break
 			}
 		}
+		chains.Wait()
 		r.mu.Lock()
 		clear(r.running)
 		r.mu.Unlock()
@@ -255,8 +272,25 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	return conn, rep, nil
 }
 
-// runChain runs a chain's attempts in order until one connects.
-func (r *race) runChain(ctx context.Context, ch chain) {
+// localOnly reports whether a phase holds only local methods (LAN,
+// direct): the next phase starts once they are launched, not ended.
+func localOnly(ph []chain) bool {
+	for _, ch := range ph {
+		for _, a := range ch.attempts {
+			if s, _ := method.Lookup(a.Method); s.Phase != method.PhaseLocal {
+				return false
+			}
+		}
+	}
+	return len(ph) > 0
+}
+
+// runChain runs a chain's attempts in order until one connects; launched
+// is called once, when its first attempt is launched or the chain ends.
+func (r *race) runChain(ctx context.Context, ch chain, launched func()) {
+	var once sync.Once
+	launchedOnce := func() { once.Do(launched) }
+	defer launchedOnce()
 	if ch.at > 0 {
 		select {
 		case <-r.cfg.Clock.After(ch.at):
@@ -268,7 +302,7 @@ func (r *race) runChain(ctx context.Context, ch chain) {
 		if ctx.Err() != nil {
 			return
 		}
-		ok := r.run(ctx, a)
+		ok := r.run(ctx, a, launchedOnce)
 		r.mu.Lock()
 		delete(r.running, a)
 		r.mu.Unlock()

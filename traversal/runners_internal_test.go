@@ -4,11 +4,15 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/traversal/method"
+	"github.com/machsend/machsend/traversal/traversaltest"
 )
 
 // Every row of method.Table runs: the relay in do, every other method
@@ -166,5 +170,67 @@ func TestOfferEndsWithTheRace(t *testing.T) {
 	}
 	if took := time.Since(start); took >= authTimeout {
 		t.Errorf("offer returned after %v: it waited out the authentication timeout after the race ended", took)
+	}
+}
+
+// Behind a NAT that maps per destination, auto's punching methods start
+// once the local attempts are launched (their SYNs have taken their
+// mappings), not once they end: here the direct attempt hangs until the
+// race ends, and p2pnat still starts right after it and wins.
+func TestLocalAttemptsLaunchThePunchingPhase(t *testing.T) {
+	direct, p2p := runners[method.Direct], runners[method.P2PNAT]
+	defer func() { runners[method.Direct], runners[method.P2PNAT] = direct, p2p }()
+	var mu sync.Mutex
+	var directStart, directEnd, p2pStart time.Time
+	runners[method.Direct] = func(a *attempt, _, actx context.Context) error {
+		mu.Lock()
+		directStart = time.Now()
+		mu.Unlock()
+		<-actx.Done() // an unreachable peer: only the timeout or the race's end stops it
+		mu.Lock()
+		directEnd = time.Now()
+		mu.Unlock()
+		return actx.Err()
+	}
+	runners[method.P2PNAT] = func(a *attempt, ctx, actx context.Context) error {
+		mu.Lock()
+		if p2pStart.IsZero() {
+			p2pStart = time.Now()
+		}
+		mu.Unlock()
+		return p2p(a, ctx, actx)
+	}
+	hub := traversaltest.NewHub(5 * time.Millisecond)
+	hub.ObservedFor = func(role string, l netip.AddrPort) netip.AddrPort {
+		if role == rendezvous.RoleB { // behind another "NAT": no LAN path
+			return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.3"), l.Port())
+		}
+		return l
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, role := range []string{rendezvous.RoleA, rendezvous.RoleB} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := Config{Signal: hub.Signal(role), Session: "s1", Role: role, Secret: []byte("s"), Method: method.Auto, NoRelay: true,
+				Private: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, NAT: NATInfo{Mapping: nat.SeenDependent}}
+			c, _, err := Connect(ctx, cfg)
+			if err == nil {
+				c.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if p2pStart.IsZero() || directStart.IsZero() || !p2pStart.Before(directEnd) {
+		t.Errorf("direct ran %v to %v, p2pnat started %v: the punching phase waited for the local attempts to end", directStart, directEnd, p2pStart)
 	}
 }
