@@ -34,8 +34,9 @@ type Config struct {
 	// AttemptTimeout bounds one punching attempt (default 3 s).
 	AttemptTimeout time.Duration
 	// Grace bounds how long A waits, once it has a connection, for a
-	// better path still being tried (default 250 ms); A waits a round trip
-	// of the connection it has, when the kernel knows it, within Grace.
+	// better path still being tried (default 250 ms): A waits until each
+	// better attempt has had as long as the held one took (race.grace), at
+	// most a round trip of the held connection, within Grace.
 	Grace time.Duration
 	// RelayAfter starts the relay in auto mode after this long even while
 	// punching continues, as a fallback that is already up when punching
@@ -84,17 +85,18 @@ type chain struct {
 // schedule returns the phases of attempts for a method, from method.Table.
 // Both peers compute the same attempts, so their punch.ready names match.
 // With overlap, auto runs every method at once (each method's rounds in
-// turn), the relay beside them after relayAfter (or after them when
+// turn) and the relay beside them after relayAfter (or after them when
 // relayAfter is 0; never with noRelay). Without, it runs the local
-// methods in parallel, then every punching method one after another, the
-// relay likewise. A peer overlaps only when its NAT maps endpoint-
-// independently (or it has none): then each attempt's port has a mapping
-// of its own; behind a NAT that maps per destination, a concurrent
-// attempt's SYN would take the port the peer predicted, so its attempts
-// take their ports one after another. The peers may choose differently:
-// an attempt starts when both are ready for it. The raw-socket methods of 2005 come last in the table: both peers
-// always list them (so their names match); a peer without raw sockets in a
-// lab namespace says so in the exchange and both skip them.
+// methods in parallel, then, once they are launched (Connect), every
+// punching method one after another, the relay likewise. A peer overlaps
+// only when its NAT maps endpoint-independently (or it has none): then
+// each attempt's port has a mapping of its own; behind a NAT that maps
+// per destination, a concurrent attempt's SYN would take the port the
+// peer predicted, so its attempts take their ports one after another.
+// The peers may choose differently: an attempt starts when both are
+// ready for it. The raw-socket methods of 2005 come last in the table:
+// both peers always list them (so their names match); a peer without raw
+// sockets in a lab namespace says so in the exchange and both skip them.
 func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]chain {
 	rounds := func(m Method, n int) []rendezvous.AttemptID {
 		var out []rendezvous.AttemptID
