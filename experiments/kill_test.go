@@ -3,15 +3,18 @@ package experiments
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/natlab/natlabtest"
+	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
 )
 
@@ -115,7 +118,7 @@ func waitFor(t *testing.T, r *Running, n int64) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("receiver did not reach %d bytes within a minute", n)
+			t.Fatalf("receiver did not reach %d bytes within a minute; its events: %s", n, eventTrail(r.Events()))
 		}
 	}
 }
@@ -135,4 +138,20 @@ func verifiedState(t *testing.T, dst string) int64 {
 		t.Fatalf("resume state %q: %v", b, err)
 	}
 	return st.Verified
+}
+
+// eventTrail is a receiver's events in short, for a failure message.
+func eventTrail(evs []session.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		if e.Kind == session.KindProgress {
+			continue
+		}
+		line := e.Text()
+		if e.Step != nil {
+			line = fmt.Sprintf("%s %s %s", e.Step.Kind, e.Step.Attempt, e.Step.Detail)
+		}
+		fmt.Fprintf(&b, "\n  %s %s %s", e.Time.Format("15:04:05.000"), e.Kind, line)
+	}
+	return b.String()
 }

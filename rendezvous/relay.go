@@ -24,7 +24,10 @@ import (
 type relay struct {
 	s       *Server
 	mu      sync.Mutex
-	tokens  map[string]relayKey // token -> slot
+	tokens  map[string]relayToken // token -> slot, until it expires
+	// issued lists tokens in the order they were (re)issued, so expired
+	// ones are forgotten from the front, a few at each expect.
+	issued []issuedToken
 	waiting map[relayKey]net.Conn
 	active  map[net.Conn]struct{}
 	closed  bool
@@ -69,32 +72,62 @@ func (c *countedConn) CloseWrite() error {
 
 type relayKey struct{ session, role string }
 
+// relayToken is what a token opens (a pair's side), and until when.
+type relayToken struct {
+	key     relayKey
+	expires time.Time
+}
+
+type issuedToken struct {
+	tok     string
+	expires time.Time
+}
+
+// relayTokenTTL is how long a token stays good after it was last issued:
+// as long as the relay holds a half waiting for the other. A token of a
+// pair that ended is not revoked (its side may be on its way to the relay
+// as the pair ends and a next receiver takes its place); it expires.
+const relayTokenTTL = time.Minute
+
 func newRelay(s *Server) *relay {
-	return &relay{s: s, tokens: map[string]relayKey{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{},
+	return &relay{s: s, tokens: map[string]relayToken{}, waiting: map[relayKey]net.Conn{}, active: map[net.Conn]struct{}{},
 		open: newAddrCount(s.cfg.MaxRelayConns), perAddr: newAddrCount(s.cfg.MaxClientsPerAddr), rate: newByteLimiter(s.cfg.RelayRate)}
 }
 
-// expect registers a token handed out by relay.open.
+// expect registers (or renews) a token handed out for session's role,
+// good for relayTokenTTL; tokens that expired unused are forgotten, so
+// they never accumulate.
 func (r *relay) expect(tok, session, role string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	now := time.Now()
+	r.forgetExpiredLocked(now)
 	if len(r.tokens) > 2*r.s.cfg.MaxSessions {
 		return
 	}
-	r.tokens[tok] = relayKey{session, role}
+	exp := now.Add(r.ttl())
+	r.tokens[tok] = relayToken{relayKey{session, role}, exp}
+	r.issued = append(r.issued, issuedToken{tok, exp})
 }
 
-// revoke forgets tokens that were handed out and not used (their pair
-// ended), so unused tokens never accumulate.
-func (r *relay) revoke(toks map[string]string) {
-	if len(toks) == 0 {
-		return
+// forgetExpiredLocked drops the tokens at the front of issued that
+// expired (unless renewed since); r.mu is held.
+func (r *relay) forgetExpiredLocked(now time.Time) {
+	n := 0
+	for ; n < len(r.issued) && now.After(r.issued[n].expires); n++ {
+		it := r.issued[n]
+		if t, ok := r.tokens[it.tok]; ok && !t.expires.After(it.expires) {
+			delete(r.tokens, it.tok)
+		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, tok := range toks {
-		delete(r.tokens, tok)
+	r.issued = r.issued[n:]
+}
+
+func (r *relay) ttl() time.Duration {
+	if r.s.cfg.RelayTokenTTL > 0 {
+		return r.s.cfg.RelayTokenTTL
 	}
+	return relayTokenTTL
 }
 
 func (r *relay) serve(ln net.Listener) error {
@@ -125,8 +158,9 @@ func (r *relay) handle(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	tok := strings.TrimSpace(string(line))
 	r.mu.Lock()
-	key, ok := r.tokens[tok]
-	if !ok || r.closed {
+	t, ok := r.tokens[tok]
+	key := t.key
+	if !ok || r.closed || time.Now().After(t.expires) {
 		r.mu.Unlock()
 		c.Close()
 		return

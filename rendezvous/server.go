@@ -58,6 +58,9 @@ type Config struct {
 	// them, without making the nearer one wait for the farther (for
 	// experiments that set the offset between the peers' SYNs themselves).
 	UnsyncedStarts bool
+	// RelayTokenTTL is how long a relay token stays good after it was
+	// issued (default a minute, as long as a half waits for the other).
+	RelayTokenTTL time.Duration
 	// Budget is how long requests may wait for an event loop that is not
 	// keeping up before new sessions are refused with "busy" (and a
 	// back-off hint) instead of waiting (default 10 ms).

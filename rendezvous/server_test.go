@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -540,10 +541,12 @@ func TestAttemptCheck(t *testing.T) {
 // The relay slots go out with the join, one to each peer (the joiner's in
 // its join's answer, the sharer's with peer.joined), and splice without a
 // relay.open; a hello and a join sent back to back are answered in one
-// round trip. Slots of a receiver that left stop working, so unused
-// tokens never pile up; a session without a join verifier gets none.
+// round trip. A next receiver gets slots of its own; tokens that were
+// never used expire, so they never pile up; a session without a join
+// verifier gets none.
 func TestRelaySlotsComeWithTheJoin(t *testing.T) {
-	_, addr := startServer(t, Config{})
+	const ttl = 300 * time.Millisecond
+	_, addr := startServer(t, Config{RelayTokenTTL: ttl})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	a := dial(t, addr)
@@ -588,8 +591,7 @@ func TestRelaySlotsComeWithTheJoin(t *testing.T) {
 		t.Fatalf("spliced relay carried %q, %v", got, err)
 	}
 
-	// A second receiver joins after the first left: its slots are new,
-	// and the first's unused ones are revoked.
+	// A second receiver joins after the first left: its slots are new.
 	if err := b.Leave(ctx, cr.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -604,14 +606,15 @@ func TestRelaySlotsComeWithTheJoin(t *testing.T) {
 	if err := c.Leave(ctx, cr.Session); err != nil {
 		t.Fatal(err)
 	}
-	// A live slot waits for its other half; a revoked one is refused.
+	// A live slot waits for its other half; an expired one is refused.
+	time.Sleep(ttl + 100*time.Millisecond)
 	short, cancelShort := context.WithTimeout(ctx, time.Second)
 	defer cancelShort()
 	if rc, err := DialRelay(short, *jr2.Relay); err == nil || short.Err() != nil {
 		if rc != nil {
 			rc.Close()
 		}
-		t.Fatalf("a slot of a receiver that left still opens the relay (%v)", err)
+		t.Fatalf("a slot unused past its lifetime still opens the relay (%v)", err)
 	}
 
 	open, err := a.Create(ctx, "")
@@ -645,5 +648,24 @@ func TestStartLeads(t *testing.T) {
 		if a, b := s.startLeads(c.rttA, c.rttB); a != c.wantA || b != c.wantB {
 			t.Errorf("%+v, RTTs %v/%v: leads %v/%v, want %v/%v", c.cfg, c.rttA, c.rttB, a, b, c.wantA, c.wantB)
 		}
+	}
+}
+
+// Tokens that expire unused are forgotten as new ones are issued, so the
+// relay's table holds only live tokens; a renewed token lives on.
+func TestRelayForgetsExpiredTokens(t *testing.T) {
+	r := newRelay(&Server{cfg: Config{MaxSessions: 1000, RelayTokenTTL: 20 * time.Millisecond}})
+	for i := range 100 {
+		r.expect(fmt.Sprint("old", i), "s", RoleA)
+	}
+	r.expect("renewed", "s", RoleB)
+	time.Sleep(15 * time.Millisecond)
+	r.expect("renewed", "s", RoleB)
+	time.Sleep(10 * time.Millisecond)
+	r.expect("new", "s", RoleA)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.tokens) != 2 || r.tokens["renewed"].key.role != RoleB {
+		t.Errorf("tokens after expiry: %d (%v), want the renewed and the new one", len(r.tokens), r.tokens["renewed"])
 	}
 }

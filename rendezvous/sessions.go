@@ -446,11 +446,8 @@ func (s *Server) relayTokenLocked(q *pair, role string) *RelayResult {
 	return &RelayResult{Addr: s.cfg.RelayAddr, Token: tok}
 }
 
-// forgetRelayLocked ends pair q's relay slots: tokens not yet used stop
-// working. s.mu is held.
+// forgetRelayLocked ends pair q's relay slots: the pair's next members
+// get tokens of their own, and these expire (relayTokenTTL). s.mu is held.
 func (s *Server) forgetRelayLocked(q *pair) {
-	if s.relay != nil {
-		s.relay.revoke(q.relay)
-	}
 	q.relay = nil
 }
