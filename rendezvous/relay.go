@@ -22,12 +22,12 @@ import (
 // ways, within the byte and time limits. The relay sees only what the peers
 // send, which is ciphertext.
 type relay struct {
-	s       *Server
-	mu      sync.Mutex
-	tokens  map[string]relayToken // token -> slot, until it expires
+	s      *Server
+	mu     sync.Mutex
+	tokens map[string]relayToken // token -> slot, until it expires
 	// issued lists tokens in the order they were (re)issued, so expired
 	// ones are forgotten from the front, a few at each expect.
-	issued []issuedToken
+	issued  []issuedToken
 	waiting map[relayKey]net.Conn
 	active  map[net.Conn]struct{}
 	closed  bool
