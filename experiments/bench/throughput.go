@@ -388,7 +388,7 @@ type ThroughputResult struct {
 // CPUPerGB is the CPU time both processes used per GB of the file (from
 // their start to their exit, so the connection's set-up is in it), and
 // CPURatioAES that time against the AES copy's of the same repetition:
-// unlike a rate, it does not move with what else the machine runs.
+// a second view of the cost, which also varies with the scheduling.
 type ThroughputRow struct {
 	Path          string    `json:"path"`
 	Copy          string    `json:"copy"`

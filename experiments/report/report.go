@@ -295,7 +295,7 @@ func reportThroughput(p printer, out string) {
 			stats.Quantile(r.RatioAES, 0.5), stats.Quantile(r.RatioPlain, 0.5), cpu, cpuRatio, rss)
 	}
 	p("")
-	p("The CPU columns are the user and system time both processes used from start to exit (the kernel's account; the connection's set-up is in it, the kernel's softirq work on the path is not) per GB of the file, and its ratio to the AES copy's in the same repetition: a rate moves with whatever else the machine runs, CPU time per byte much less.")
+	p("The CPU columns are the user and system time both processes used from start to exit (the kernel's account; the connection's set-up is in it, the kernel's softirq work on the path is not) per GB of the file, and its ratio to the AES copy's in the same repetition. CPU time per byte also varies from repetition to repetition (how the work is batched changes with the scheduling), so read both columns with their ranges in throughput.json.")
 	p("")
 	if s := tr.SmallFile; s.RSSSendKiB > 0 {
 		p("Peak memory against file size: machsend moving %d MiB (%s) peaked at %d MiB sender / %d MiB receiver; the rows above are %d MiB.",
