@@ -32,6 +32,7 @@ type client struct {
 	paused   bool // reading paused for the request rate
 	reserved bool // the next request already took its rate token
 	gone     bool // closed by the loop
+	spoke    bool // sent its first bytes (which may say it is a browser)
 
 	// io guards writing: any goroutine may send to the client.
 	io         sync.Mutex

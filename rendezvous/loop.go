@@ -217,6 +217,13 @@ func (l *loop) readable(c *client) {
 		switch {
 		case n > 0:
 			c.lastRead = time.Now()
+			if !c.spoke {
+				c.spoke = true
+				if looksHTTP(l.buf[:n]) {
+					l.toWeb(c, l.buf[:n])
+					return
+				}
+			}
 			l.consume(c, l.buf[:n])
 			if n < len(l.buf) {
 				return
@@ -366,6 +373,17 @@ func (l *loop) closeClient(c *client) {
 	syscall.Close(c.fd)
 	c.io.Unlock()
 	l.srv.drop(c)
+}
+
+// toWeb hands a connection that speaks HTTP to the landing pages (landing.go):
+// they get a duplicate of its socket, and it stops being a rendezvous client.
+func (l *loop) toWeb(c *client, first []byte) {
+	fd, err := syscall.Dup(c.fd)
+	l.closeClient(c)
+	if err != nil {
+		return
+	}
+	l.srv.web.handOff(fd, c.remote, first)
 }
 
 // closeAll ends the loop: every client closes, then the epoll set.

@@ -142,6 +142,7 @@ type Server struct {
 	relay  *relay
 	probe  *prober
 	forger forger
+	web    *webFront // landing pages (landing.go)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -183,6 +184,7 @@ func NewServer(cfg Config) *Server {
 		probes: make(chan struct{}, share(fdLimit(), probeShare))}
 	s.relay = newRelay(s)
 	s.probe = newProber()
+	s.web = newWebFront(s)
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		l, err := newLoop(s)
 		if err != nil {
@@ -247,6 +249,7 @@ func (s *Server) Close() error {
 		l.stop() // each loop closes its clients
 	}
 	s.relay.close()
+	s.web.close()
 	if s.forger.inj != nil {
 		s.forger.inj.Close()
 	}

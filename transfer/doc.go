@@ -2,7 +2,7 @@
 // channel, the manifest and the protocol that moves files between a sender
 // and a receiver over the connection traversal established.
 //
-// A Link (machsend://SERVER/SESSION#SECRET) names the rendezvous server and
+// A Link (http://SERVER/s/SESSION#SECRET, or machsend://SERVER/SESSION#SECRET) names the rendezvous server and
 // session; its secret, after '#', never reaches the server. Secure runs a
 // Noise NNpsk0 handshake keyed by the secret (mutual authentication, forward
 // secrecy) and then carries AES-256-GCM records; a peer that cannot prove the

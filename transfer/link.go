@@ -10,8 +10,18 @@ import (
 	"strings"
 )
 
-// LinkScheme starts every machsend link.
+// LinkScheme starts the app form of a link, the one a desktop hands to
+// the machsend helper registered for the scheme (machsend web
+// --install-handler).
 const LinkScheme = "machsend://"
+
+// WebScheme starts the form of a link people share: an ordinary http URL
+// on the rendezvous server, which serves a landing page at WebPath+SESSION.
+const WebScheme = "http://"
+
+// WebPath is the landing page's path on the rendezvous server, before the
+// session id.
+const WebPath = "/s/"
 
 // SecretLen is the link secret's length in bytes (256 bits).
 const SecretLen = 32
@@ -20,10 +30,12 @@ const SecretLen = 32
 var ErrLink = errors.New("malformed machsend link")
 
 // Link names the rendezvous server and session, and carries the secret that
-// authenticates the peers. The secret is the part after '#': it is never sent
-// to the server.
+// authenticates the peers. The secret is the part after '#', the URL's
+// fragment: a browser never sends it to the server, and neither does
+// machsend. A link has two spellings, both parsed by ParseLink:
 //
-//	machsend://192.0.2.2:3478/0123456789abcdef0123456789abcdef#<base64url secret>
+//	http://192.0.2.2:3478/s/0123456789abcdef0123456789abcdef#<base64url secret>  (String: to share)
+//	machsend://192.0.2.2:3478/0123456789abcdef0123456789abcdef#<base64url secret> (App: for the helper)
 type Link struct {
 	Server  netip.AddrPort
 	Session string
@@ -39,28 +51,47 @@ func NewSecret() []byte {
 	return b
 }
 
-// String renders the link.
+// String renders the link as people share it: an http URL of the
+// rendezvous server's landing page (see WebScheme).
 func (l Link) String() string {
+	return fmt.Sprintf("%s%s%s%s#%s", WebScheme, l.Server, WebPath, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+}
+
+// App renders the link in the machsend:// form that opens the helper.
+func (l Link) App() string {
 	return fmt.Sprintf("%s%s/%s#%s", LinkScheme, l.Server, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
 }
 
-// ParseLink parses and validates a link.
+// linkForms are the spellings ParseLink accepts: a scheme and what comes
+// between the server and the session id.
+var linkForms = []struct{ scheme, sep string }{
+	{WebScheme, WebPath},
+	{LinkScheme, "/"},
+}
+
+// ParseLink parses and validates a link in either form (see Link).
 func ParseLink(s string) (Link, error) {
 	s = strings.TrimSpace(s)
 	if len(s) > 512 {
 		return Link{}, fmt.Errorf("%w: too long", ErrLink)
 	}
-	rest, ok := strings.CutPrefix(s, LinkScheme)
-	if !ok {
-		return Link{}, fmt.Errorf("%w: it must start with %s", ErrLink, LinkScheme)
+	for _, f := range linkForms {
+		if rest, ok := strings.CutPrefix(s, f.scheme); ok {
+			return parseLinkBody(rest, f.scheme, f.sep)
+		}
 	}
+	return Link{}, fmt.Errorf("%w: it must start with %s or %s", ErrLink, WebScheme, LinkScheme)
+}
+
+// parseLinkBody parses SERVER<sep>SESSION#SECRET.
+func parseLinkBody(rest, scheme, sep string) (Link, error) {
 	body, frag, ok := strings.Cut(rest, "#")
 	if !ok || frag == "" {
 		return Link{}, fmt.Errorf("%w: the secret after '#' is missing (was the link cut short?)", ErrLink)
 	}
-	server, session, ok := strings.Cut(body, "/")
+	server, session, ok := strings.Cut(body, sep)
 	if !ok {
-		return Link{}, fmt.Errorf("%w: want %sSERVER/SESSION#SECRET", ErrLink, LinkScheme)
+		return Link{}, fmt.Errorf("%w: want %sSERVER%sSESSION#SECRET", ErrLink, scheme, sep)
 	}
 	ap, err := netip.ParseAddrPort(server)
 	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {

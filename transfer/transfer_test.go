@@ -385,13 +385,25 @@ func TestHostileManifests(t *testing.T) {
 func TestLink(t *testing.T) {
 	l := Link{Secret: NewSecret(), Session: strings.Repeat("ab", 16)}
 	l.Server, _ = ParseLinkServer("192.0.2.2:3478")
-	got, err := ParseLink(l.String())
-	if err != nil || got.String() != l.String() {
-		t.Fatalf("round trip: %v %v", got, err)
+	if !strings.HasPrefix(l.String(), "http://192.0.2.2:3478/s/"+l.Session+"#") || !strings.HasPrefix(l.App(), "machsend://192.0.2.2:3478/"+l.Session+"#") {
+		t.Fatalf("forms: %s %s", l.String(), l.App())
 	}
-	bad := []string{"", "http://x", "machsend://192.0.2.2:3478/" + strings.Repeat("ab", 16),
-		"machsend://192.0.2.2:3478/abc#" + strings.Repeat("A", 30), "machsend://host:1/" + strings.Repeat("ab", 16) + "#" + strings.Repeat("A", 30),
-		"machsend://192.0.2.2:3478/" + strings.Repeat("ab", 16) + "#short", "machsend://192.0.2.2:0/" + strings.Repeat("ab", 16) + "#" + strings.Repeat("A", 30)}
+	for _, form := range []string{l.String(), l.App(), "  " + l.App() + "\n"} {
+		got, err := ParseLink(form)
+		if err != nil || got.String() != l.String() || got.App() != l.App() {
+			t.Fatalf("round trip of %q: %v %v", form, got, err)
+		}
+	}
+	sid, sec := strings.Repeat("ab", 16), strings.Repeat("A", 30)
+	bad := []string{"", "http://x", "machsend://192.0.2.2:3478/" + sid,
+		"machsend://192.0.2.2:3478/abc#" + sec, "machsend://host:1/" + sid + "#" + sec,
+		"machsend://192.0.2.2:3478/" + sid + "#short", "machsend://192.0.2.2:0/" + sid + "#" + sec,
+		"http://192.0.2.2:3478/" + sid + "#" + sec,       // the web form needs /s/
+		"http://192.0.2.2:3478/x/" + sid + "#" + sec,     // another page of the server
+		"http://192.0.2.2:3478/s/" + sid,                 // no secret: a link cut short
+		"https://192.0.2.2:3478/s/" + sid + "#" + sec,    // no TLS rendezvous yet
+		"machsend://192.0.2.2:3478/s/" + sid + "#" + sec, // the app form has no /s/
+	}
 	for _, s := range bad {
 		if _, err := ParseLink(s); !errors.Is(err, ErrLink) {
 			t.Errorf("%q: %v", s, err)
@@ -450,6 +462,7 @@ func FuzzFrames(f *testing.F) {
 
 func FuzzParseLink(f *testing.F) {
 	f.Add("machsend://192.0.2.2:3478/" + strings.Repeat("ab", 16) + "#" + strings.Repeat("A", 43))
+	f.Add("http://192.0.2.2:3478/s/" + strings.Repeat("ab", 16) + "#" + strings.Repeat("A", 43))
 	f.Fuzz(func(t *testing.T, s string) {
 		l, err := ParseLink(s)
 		if err != nil {
@@ -458,8 +471,10 @@ func FuzzParseLink(f *testing.F) {
 		if len(l.Secret) < 16 || len(l.Session) != 32 {
 			t.Fatalf("accepted weak link %q", s)
 		}
-		if _, err := ParseLink(l.String()); err != nil {
-			t.Fatalf("re-render of %q does not parse: %v", s, err)
+		for _, form := range []string{l.String(), l.App()} {
+			if back, err := ParseLink(form); err != nil || back.String() != l.String() {
+				t.Fatalf("re-render %q of %q does not parse back: %v", form, s, err)
+			}
 		}
 	})
 }
