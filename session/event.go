@@ -30,6 +30,7 @@ const (
 	KindConnected Kind = "connected" // Report: the path in use
 	KindMoved     Kind = "moved"     // Report: the transfer moved from the relay to this direct path
 	KindManifest  Kind = "manifest"  // Manifest (Fetch)
+	KindListed    Kind = "listed"    // the receiver only looked at the list of files (Share)
 	KindProgress  Kind = "progress"  // Progress
 	KindPings     Kind = "pings"     // RTTms (machsend punch)
 	KindBulk      Kind = "bulk"      // Bulk (machsend punch --bulk)
@@ -108,6 +109,8 @@ func (e Event) Text() string {
 		if e.Report != nil {
 			return fmt.Sprintf("moved to the direct path (%s), found in %s", PathName(e.Report), e.Report.ConnectTime.Round(time.Millisecond))
 		}
+	case KindListed:
+		return "the receiver looked at the list of files and left"
 	case KindPings:
 		return fmt.Sprintf("round trips (ms): %v", e.RTTms)
 	case KindBulk:

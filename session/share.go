@@ -46,9 +46,19 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 }
 
 // Serve waits for one receiver, connects to it and sends what it asks
-// for. Call it again to serve the next receiver on the same link, or use
-// ServeEach to serve several at once.
+// for. A receiver that only lists the files (get --list) does not count:
+// Serve then waits for the next. Call it again to serve the next receiver
+// on the same link, or use ServeEach to serve several at once.
 func (s *Sharing) Serve(ctx context.Context) error {
+	for {
+		err := s.serveNext(ctx)
+		if !errors.Is(err, transfer.ErrListedOnly) {
+			return err
+		}
+	}
+}
+
+func (s *Sharing) serveNext(ctx context.Context) error {
 	defer s.peer.Next()
 	st, err := s.peer.ConnectStream(ctx)
 	if err != nil {
@@ -58,10 +68,16 @@ func (s *Sharing) Serve(ctx context.Context) error {
 	return sendTo(ctx, st, s, s.opts)
 }
 
-// sendTo sends the share over st, reporting to o.
+// sendTo sends the share over st, reporting to o. A receiver that only
+// listed the files is reported as KindListed, and ErrListedOnly returned.
 func sendTo(ctx context.Context, st Stream, s *Sharing, o Options) error {
 	progress := func(p transfer.Progress) { o.emit(Event{Kind: KindProgress, Progress: &p}) }
-	if err := transfer.Send(ctx, st, s.Manifest, s.srcs, progress); err != nil {
+	err := transfer.Send(ctx, st, s.Manifest, s.srcs, progress)
+	switch {
+	case errors.Is(err, transfer.ErrListedOnly):
+		o.emit(Event{Kind: KindListed})
+		return err
+	case err != nil:
 		o.emit(Event{Kind: KindError, Error: err.Error()})
 		return fmt.Errorf("transfer failed: %w", err)
 	}

@@ -30,7 +30,7 @@ func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progres
 		opts.OnManifest(m)
 	}
 	if opts.ListOnly {
-		sendError(rw, errors.New("receiver only listed the files"))
+		sendError(rw, ErrListedOnly)
 		return m, nil
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {

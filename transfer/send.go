@@ -78,6 +78,9 @@ func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest) (request, err
 	}
 	switch f.typ {
 	case frameError:
+		if string(f.payload) == ErrListedOnly.Error() {
+			return req, ErrListedOnly
+		}
 		return req, fmt.Errorf("%w: %s", ErrRemote, Printable(string(f.payload), 200))
 	case frameRequest:
 	default:

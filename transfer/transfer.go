@@ -26,6 +26,9 @@ var (
 	ErrPeerGone = errors.New("the peer went away")
 	ErrDiskFull = errors.New("disk full")
 	ErrRemote   = errors.New("the peer reported an error")
+	// ErrListedOnly is what Send returns when the receiver only looked at
+	// the manifest (ReceiveOptions.ListOnly) and asked for nothing.
+	ErrListedOnly = errors.New("the receiver only listed the files")
 	// ErrResumeDamaged: a part kept from an earlier run did not match; it
 	// was discarded, and running again fetches the file whole.
 	ErrResumeDamaged = errors.New("resumed data was damaged")
