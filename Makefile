@@ -2,7 +2,8 @@
 # need from Debian first (make deps), so a fresh machine needs no manual step.
 
 GO      ?= go
-DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
+# chromium: the browser end-to-end test and experiment (experiments/browser).
+DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping chromium
 # A one-machine Slurm cluster for make test-slurm.
 SLURM_DEBS := slurm-wlm munge
 BIN     := bin
@@ -69,6 +70,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseErrQueue -fuzztime 30s ./internal/sockopt
 	$(GO) test -run '^$$' -fuzz FuzzParseSegment -fuzztime 30s ./internal/rawtcp
 	$(GO) test -run '^$$' -fuzz FuzzParseEvents -fuzztime 30s ./session
+	$(GO) test -run '^$$' -fuzz FuzzSetDefault -fuzztime 30s ./web
+	$(GO) test -run '^$$' -fuzz FuzzStagePath -fuzztime 30s ./web
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.
@@ -78,6 +81,7 @@ experiment: deps build
 	$(BIN)/experiment load --out results
 	$(BIN)/experiment calibrate --out results
 	$(BIN)/experiment natcheck --out results
+	$(BIN)/experiment browser --out results
 	$(BIN)/experiment invariance --out results
 	$(BIN)/experiment report --out results
 

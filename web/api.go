@@ -118,12 +118,28 @@ func (h *Helper) handleShare(w http.ResponseWriter, r *http.Request) {
 // Share shares the staged files until StopShare, serving recipients
 // (several at once); it returns the link.
 func (h *Helper) Share() (string, error) {
+	if !h.cfg.Server.IsValid() {
+		return "", errors.New("this helper has no rendezvous server to share on: start it with machsend web --server HOST:PORT")
+	}
 	h.mu.Lock()
-	busy := h.share != nil && h.share.Sharing
+	busy := h.shareBusy
+	h.shareBusy = true
 	h.mu.Unlock()
 	if busy {
 		return "", errors.New("already sharing: stop sharing first")
 	}
+	link, err := h.startShare()
+	if err != nil {
+		h.mu.Lock()
+		h.shareBusy = false
+		h.mu.Unlock()
+	}
+	return link, err
+}
+
+// startShare freezes the stage, makes the session and serves it in the
+// background until StopShare or Close.
+func (h *Helper) startShare() (string, error) {
 	paths := h.stage.freeze()
 	if len(paths) == 0 {
 		return "", errors.New("nothing to share yet: drop files or folders first")
@@ -144,7 +160,7 @@ func (h *Helper) Share() (string, error) {
 		h.stage.thaw()
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.share.Sharing = false
+		h.share.Sharing, h.shareBusy = false, false
 		if err != nil && ctx.Err() == nil {
 			h.share.Error = err.Error()
 		}
@@ -277,11 +293,8 @@ func (h *Helper) fetchEvent(e session.Event) {
 	if h.fetch == nil {
 		return
 	}
-	if h.fetch.Now == nil {
-		h.fetch.Now = &ProgressView{Status: "connecting", ETA: -1}
-	}
-	if e.Kind == session.KindError {
-		return // runFetch records the error, with its advice
+	if h.fetch.Status != "downloading" || h.fetch.Now == nil || e.Kind == session.KindError {
+		return // listing shows only the list; runFetch records errors, with advice
 	}
 	h.fetch.Now.apply(e)
 	if e.Kind == session.KindDone && e.Dir != "" {

@@ -56,6 +56,7 @@ type Helper struct {
 
 	mu        sync.Mutex // guards the fields below
 	share     *ShareView
+	shareBusy bool // a share is starting or running
 	stopShare context.CancelFunc
 	fetch     *FetchView
 	fetchLink transfer.Link

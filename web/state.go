@@ -58,6 +58,7 @@ type ProgressView struct {
 	Resumed  int64   `json:"resumed,omitempty"`
 	BPS      float64 `json:"bytes_per_second"`
 	ETA      float64 `json:"eta_seconds"` // -1: unknown
+	Seconds  float64 `json:"seconds"`     // since the data began
 	Error    string  `json:"error,omitempty"`
 
 	start time.Time // of the data phase (speed excludes resumed bytes)
@@ -96,7 +97,8 @@ func (v *ProgressView) progress(p transfer.Progress) {
 	if p.FileSize > 0 {
 		v.FilePct = 100 * float64(p.FileBytes) / float64(p.FileSize)
 	}
-	v.BPS = float64(p.Sent) / max(time.Since(v.start).Seconds(), 0.001)
+	v.Seconds = time.Since(v.start).Seconds()
+	v.BPS = float64(p.Sent) / max(v.Seconds, 0.001)
 	v.ETA = -1
 	if p.Sent > 0 && v.BPS > 0 {
 		v.ETA = float64(p.Total-v.Done) / v.BPS

@@ -10,6 +10,7 @@
 //	experiment loadgen ...           the load generator process experiment load starts
 //	experiment calibrate [--out DIR] measure the impairment datapath (IMPAIRMENT.md)
 //	experiment natcheck [--out DIR]  natcheck behind every profile (NATCHECK.md)
+//	experiment browser [--out DIR]   the browser experience end to end (browser/README.md)
 package main
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"github.com/machsend/machsend/experiments"
 	"github.com/machsend/machsend/experiments/bench"
+	"github.com/machsend/machsend/experiments/browser"
 	"github.com/machsend/machsend/experiments/classify"
 	"github.com/machsend/machsend/experiments/report"
 	"github.com/machsend/machsend/experiments/spec"
@@ -44,7 +46,7 @@ var commands = []struct {
 	run  func([]string) error
 }{
 	{"run", cmdRun}, {"merge", cmdMerge}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
-	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance},
+	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance}, {"browser", cmdBrowser},
 	{"loadgen", cmdLoadgen},
 }
 
@@ -403,4 +405,41 @@ func cmdMerge(args []string) error {
 	}
 	fmt.Printf("merged %d trials of %d shards (%s) -> %s\n", info.Trials, len(info.Shards), strings.Join(info.Shards, ", "), pos[0])
 	return nil
+}
+
+// cmdBrowser runs the browser cases and writes results/browser; it fails
+// if any run fails its check.
+func cmdBrowser(args []string) error {
+	fs := flag.NewFlagSet("experiment browser", flag.ContinueOnError)
+	out := fs.String("out", "results", "results directory")
+	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop, err := labContext()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	dir := filepath.Join(*out, "browser")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	var results []browser.Result
+	var failed []error
+	for _, c := range browser.Cases {
+		res, err := browser.Run(ctx, c, *bin, dir)
+		if err == nil {
+			err = res.Check()
+		}
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", c.Name, err))
+		}
+		results = append(results, res)
+		fmt.Fprintf(os.Stderr, "browser %s: sender %s, recipient %s, %d files identical=%v\n", c.Name, res.SenderPath, res.RecipientPath, res.Files, res.Identical)
+	}
+	if err := browser.WriteReport(dir, results); err != nil {
+		return err
+	}
+	return errors.Join(failed...)
 }

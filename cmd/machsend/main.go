@@ -3,6 +3,7 @@
 //
 //	machsend send --server HOST:PORT PATH...      prints a link, serves the files
 //	machsend get LINK [-o DIR]                  downloads them (LINK, - for stdin, or $MACHSEND_LINK)
+//	machsend web [--server HOST:PORT] [LINK]    the same in the browser: a page on 127.0.0.1
 //	machsend punch --server HOST:PORT [--session ID] --method M --json
 //	machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--quick]
 package main
@@ -19,6 +20,8 @@ const usage = `machsend: share files peer to peer, through NATs
 usage:
   machsend send [--server HOST:PORT] [--keep [--at-once N]] [--json] PATH...
   machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
+  machsend web [--server HOST:PORT] [-o DIR] [--no-open] [LINK]
+  machsend web --install-handler
   machsend punch --server HOST:PORT [--session ID] [--method M] [--json]
   machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]
 `
@@ -34,6 +37,8 @@ func main() {
 		err = cmdSend(os.Args[2:])
 	case "get":
 		err = cmdGet(os.Args[2:])
+	case "web":
+		err = cmdWeb(os.Args[2:])
 	case "punch":
 		err = cmdPunch(os.Args[2:])
 	case "natcheck":

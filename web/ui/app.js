@@ -159,6 +159,9 @@ function progressLine(p) {
     parts.push(human(p.bytes_per_second) + "/s");
     parts.push("ETA " + duration(p.eta_seconds));
   }
+  if (p.status === "done" && p.seconds > 0) {
+    parts.push("in " + duration(p.seconds) + ", " + human(p.bytes_per_second) + "/s");
+  }
   if (p.resumed) { parts.push("resumed " + human(p.resumed)); }
   return parts.join(" · ");
 }
@@ -168,12 +171,14 @@ function progressItem(p, label) {
   li.className = "progress-item";
   var t = document.createElement("div");
   t.textContent = label + ": " + progressLine(p);
-  var bar = document.createElement("progress");
-  bar.max = Math.max(p.total, 1);
-  bar.value = p.status === "done" ? bar.max : p.done;
-  bar.setAttribute("aria-label", label + " progress");
   li.appendChild(t);
-  li.appendChild(bar);
+  if (p.status !== "listed") {
+    var bar = document.createElement("progress");
+    bar.max = Math.max(p.total, 1);
+    bar.value = p.status === "done" ? bar.max : p.done;
+    bar.setAttribute("aria-label", label + " progress");
+    li.appendChild(bar);
+  }
   if (p.error) {
     var e = document.createElement("div");
     e.className = "error";
@@ -192,6 +197,9 @@ function renderShare(st) {
     return [{ text: e.dir ? e.path + "/" : e.path }, { text: e.dir ? "" : human(e.size), cls: "num" }];
   });
   $("staged-total").textContent = human(total(staged));
+  $("drop").hidden = !!sharing;
+  $("sharing-note").hidden = !sharing;
+  if (sharing) { $("uploading").textContent = ""; }
   $("shared").hidden = !sh;
   if (!sh) { return; }
   if (sh.link !== lastLink) {
@@ -232,7 +240,10 @@ var fetchWords = {
 function renderFetch(st) {
   var f = st.fetch;
   $("dir").textContent = st.download_dir;
+  // Someone who came to receive sees that first.
+  document.body.classList.toggle("receiving", !!f && !st.share && (st.staged || []).length === 0);
   if (!f) { return; }
+  if (!$("open-link").value && document.activeElement !== $("open-link")) { $("open-link").value = f.link; }
   var words = fetchWords[f.status] || f.status;
   if (f.status === "done") { words = "Done: saved in " + (f.dir || st.download_dir) + "."; }
   if (f.error) { words += " " + f.error; }
