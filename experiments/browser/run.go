@@ -27,6 +27,9 @@ type Case struct {
 	Name    string `json:"case"`
 	Profile string `json:"profile"`
 	Want    string `json:"want_path"` // punched or relay (traversal.Report.Path)
+	// Drop gives the page the files by dragging them from the desktop
+	// onto its drop zone; otherwise through its two file pickers.
+	Drop bool `json:"drop"`
 }
 
 // Cases are the runs make test and make experiment do: port-restricted
@@ -34,7 +37,7 @@ type Case struct {
 // relay and moves to the punched path), and NATs with random ports for
 // every destination, which it does not (the transfer stays on the relay).
 var Cases = []Case{
-	{Name: "punched", Profile: "port-restricted-cone", Want: "punched"},
+	{Name: "punched", Profile: "port-restricted-cone", Want: "punched", Drop: true},
 	{Name: "relay", Profile: "symmetric-random", Want: "relay"},
 }
 

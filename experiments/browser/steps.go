@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 
 	"github.com/machsend/machsend/experiments"
@@ -33,12 +35,9 @@ func makeSource(root string) (string, [][]string, error) {
 	return root, picks, nil
 }
 
-// stagedRows is how many rows the sender's list has once the picks
-// arrived: the four files (a picked folder arrives as its files).
-const stagedRows = 4
-
-// share has the sender pick the files and the folder on its helper's page
-// and share them; it returns the helper and the link the page shows.
+// share has the sender drop (or pick) the files and the folder on its
+// helper's page and share them; it returns the helper and the link the
+// page shows.
 func (r *run) share(ctx context.Context, a *Browser, picks [][]string, dir string) (*experiments.Running, string, error) {
 	h, url, err := r.helper(r.p.A, dir, "--server", r.p.Server.String())
 	if err != nil {
@@ -47,13 +46,22 @@ func (r *run) share(ctx context.Context, a *Browser, picks [][]string, dir strin
 	if err := chromedp.Do(a.Tab, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.ID("drop"))); err != nil {
 		return nil, "", fmt.Errorf("open the sender's page: %w", err)
 	}
-	if err := chromedp.Do(a.Tab, chromedp.SetUploadFiles(chromedp.ID("pick-files"), picks[0]), chromedp.SetUploadFiles(chromedp.ID("pick-folder"), picks[1])); err != nil {
-		return nil, "", fmt.Errorf("pick the files: %w", err)
+	// A dropped folder arrives with its sub-folders as entries of their
+	// own; a picked one as its files.
+	rows := 4
+	if r.c.Drop {
+		rows = 6
+		err = drop(a, "drop", append(picks[0], picks[1]...))
+	} else {
+		err = chromedp.Do(a.Tab, chromedp.SetUploadFiles(chromedp.ID("pick-files"), picks[0]), chromedp.SetUploadFiles(chromedp.ID("pick-folder"), picks[1]))
 	}
-	if err := poll(a, "the picked files are listed", fmt.Sprintf(`document.querySelectorAll("#staged tbody tr").length === %d`, stagedRows), 30*time.Second); err != nil {
+	if err != nil {
+		return nil, "", fmt.Errorf("give the page the files: %w", err)
+	}
+	if err := poll(a, "the files are listed", fmt.Sprintf(`document.querySelectorAll("#staged tbody tr").length === %d`, rows), 30*time.Second); err != nil {
 		return nil, "", err
 	}
-	if err := r.shot(a, "sender-picked"); err != nil {
+	if err := r.shot(a, "sender-added"); err != nil {
 		return nil, "", err
 	}
 	if err := chromedp.Do(a.Tab, chromedp.Click(chromedp.ID("share"))); err != nil {
@@ -67,6 +75,28 @@ func (r *run) share(ctx context.Context, a *Browser, picks [][]string, dir strin
 		return nil, "", err
 	}
 	return h, link, r.shot(a, "sender-shared")
+}
+
+// drop drags paths from the desktop onto the element with the given id
+// and drops them there: the browser's own drag-and-drop (Input.dispatchDragEvent),
+// whose drop event carries the files and folders as a user's would.
+func drop(b *Browser, id string, paths []string) error {
+	type point struct{ X, Y float64 }
+	at, err := chromedp.Run(b.Tab, chromedp.Evaluate[point](fmt.Sprintf(
+		`(function(){var r=document.getElementById(%q).getBoundingClientRect();return {X:r.left+r.width/2,Y:r.top+r.height/2};})()`, id)))
+	if err != nil {
+		return err
+	}
+	data := &input.DragData{Items: []*input.DragDataItem{}, Files: paths, DragOperationsMask: 1}
+	for _, typ := range []input.DispatchDragEventType{input.DispatchDragEventTypeDragEnter, input.DispatchDragEventTypeDragOver, input.DispatchDragEventTypeDrop} {
+		params := input.DispatchDragEventParams{Type: typ, X: at.X, Y: at.Y, Data: data}
+		if _, err := chromedp.Run(b.Tab, func(ctx context.Context, t *chromedp.Target) (cdp.Empty, error) {
+			return cdp.Call(ctx, t, input.DispatchDragEvent, params)
+		}); err != nil {
+			return fmt.Errorf("%s: %w", typ, err)
+		}
+	}
+	return nil
 }
 
 // receive opens the link in the recipient's browser (the landing page),
