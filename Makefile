@@ -2,8 +2,10 @@
 # need from Debian first (make deps), so a fresh machine needs no manual step.
 
 GO      ?= go
-# chromium: the browser end-to-end test and experiment (experiments/browser).
-DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping chromium
+DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
+# The browser end-to-end test and experiment (experiments/browser); not in
+# the lab image of experiments/k8s, whose shards run no browser.
+BROWSER_DEBS := chromium
 # A one-machine Slurm cluster for make test-slurm.
 SLURM_DEBS := slurm-wlm munge
 BIN     := bin
@@ -14,10 +16,10 @@ CMDS    := natlab machsend rendezvous experiment
 all: build
 
 deps-slurm:
-	@$(MAKE) --no-print-directory deps DEBS="$(SLURM_DEBS)"
+	@$(MAKE) --no-print-directory deps DEBS="$(SLURM_DEBS)" BROWSER_DEBS=
 
 deps:
-	@missing=""; for p in $(DEBS); do \
+	@missing=""; for p in $(DEBS) $(BROWSER_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
