@@ -64,6 +64,8 @@ type Result struct {
 	Probes   int64          `json:"probe_connections"`
 	LeftOpen int            `json:"sockets_left_open"`
 	Duration time.Duration  `json:"duration_ns"`
+	// Warn is Warning(), for JSON readers.
+	Warn string `json:"warning,omitempty"`
 
 	mu sync.Mutex // probes running side by side set knobs
 }
@@ -126,6 +128,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ctrl.Close()
 	c.res.Probes = c.probes.Load()
 	c.res.Duration = time.Since(start)
+	c.res.Warn = c.res.Warning()
 	// Every probe socket is closed: count descriptors again (the control
 	// connection's goroutines may need a moment to let go).
 	for i := 0; i < 20; i++ {

@@ -3,6 +3,7 @@ package natcheck
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 
@@ -15,6 +16,9 @@ import (
 
 // WriteTable prints the result for a person: one knob a line, with evidence.
 func (r *Result) WriteTable(w io.Writer) error {
+	if warn := r.Warning(); warn != "" {
+		fmt.Fprintf(w, "WARNING: %s\n\n", warn)
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(tw, "server\t%s\n", r.Server)
 	fmt.Fprintf(tw, "this host\t%s, seen as %s\n", r.Local, r.Public)
@@ -209,3 +213,33 @@ func (r *Result) WriteVerdict(w io.Writer) {
 	}
 	fmt.Fprintln(w, "  The relay works against every peer.")
 }
+
+// Warning says why the result may not describe this host's NAT on the
+// internet: a server that sees this host at a loopback, private, shared
+// (carrier-grade NAT) or link-local address is on the same side of the
+// NAT, so it cannot observe the NAT at all ("" when there is no such
+// reason).
+func (r *Result) Warning() string {
+	a := r.Public.Unmap()
+	var what string
+	switch {
+	case !a.IsValid():
+		return ""
+	case a.IsLoopback():
+		what = "a loopback address"
+	case a.IsPrivate():
+		what = "a private address"
+	case sharedSpace.Contains(a):
+		what = "an address of carrier-grade NAT space (100.64.0.0/10)"
+	case a.IsLinkLocalUnicast():
+		what = "a link-local address"
+	default:
+		return ""
+	}
+	return fmt.Sprintf("the server %s sees this host at %s, %s: it is inside the same network, so it cannot see a NAT between this host and the internet. "+
+		"Run natcheck against a server on the internet to measure the NAT people reach you through.", r.Server, a, what)
+}
+
+// sharedSpace is RFC 6598's shared address space, which carrier-grade NATs
+// number their customers from.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")

@@ -40,39 +40,30 @@ import (
 	"github.com/machsend/machsend/natlab"
 )
 
-// commands are experiment's subcommands, in the order usage lists them.
-var commands = []struct {
-	name string
-	run  func([]string) error
-}{
-	{"run", cmdRun}, {"merge", cmdMerge}, {"report", cmdReport}, {"check", cmdCheck}, {"throughput", cmdThroughput},
-	{"load", cmdLoad}, {"calibrate", cmdCalibrate}, {"natcheck", cmdNATCheck}, {"invariance", cmdInvariance}, {"browser", cmdBrowser},
-	{"loadgen", cmdLoadgen},
-}
+// version is stamped by make dist (-ldflags -X main.version=...).
+var version string
 
-func commandNames() string {
-	var names []string
-	for _, c := range commands {
-		names = append(names, c.name)
-	}
-	return strings.Join(names, "|")
+var program = &cli.Program{
+	Name:    "experiment",
+	Summary: "NAT-traversal experiments in natlab labs with the real binaries, and their reports",
+	Commands: []*cli.Command{
+		{Name: "run", Args: "[SPEC]", Summary: "run a spec's matrix (default experiments/paper.yaml), resuming, then write the report", Setup: setupRun},
+		{Name: "merge", Args: "OUT SHARD_DIR...", Summary: "join shards' results into one run", Setup: setupMerge},
+		{Name: "report", Summary: "summaries, plots and REPORT.md from the data files", Setup: setupReport},
+		{Name: "check", Summary: "fail if any trial disagrees with the model", Setup: setupCheck},
+		{Name: "throughput", Summary: "throughput and first-byte figures against same-run baselines", Setup: setupThroughput},
+		{Name: "load", Summary: "rendezvous server under load (results/rendezvous-load.json)", Setup: setupLoad},
+		{Name: "calibrate", Summary: "measure the impairment datapath (IMPAIRMENT.md)", Setup: setupCalibrate},
+		{Name: "natcheck", Summary: "natcheck behind every profile (NATCHECK.md)", Setup: setupNATCheck},
+		{Name: "invariance", Summary: "the same cells at 1, 8 and the spec's labs at once (invariance.json)", Setup: setupInvariance},
+		{Name: "browser", Summary: "the browser experience end to end in Chromium (browser/README.md)", Setup: setupBrowser},
+		{Name: "loadgen", Summary: "the load generator process experiment load starts", Setup: setupLoadgen, Hidden: true},
+	},
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintf(os.Stderr, "usage: experiment %s [flags]\n", commandNames())
-		os.Exit(2)
-	}
-	err := fmt.Errorf("unknown command %q (%s)", os.Args[1], commandNames())
-	for _, c := range commands {
-		if c.name == os.Args[1] {
-			err = c.run(os.Args[2:])
-		}
-	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(os.Stderr, "experiment: %v\n", err)
-		os.Exit(1)
-	}
+	program.Version = version
+	program.Main()
 }
 
 func binDir() string {
@@ -83,8 +74,7 @@ func binDir() string {
 	return filepath.Dir(self)
 }
 
-func cmdRun(args []string) error {
-	fs := flag.NewFlagSet("experiment run", flag.ContinueOnError)
+func setupRun(fs *flag.FlagSet) func([]string) error {
 	quick := fs.Bool("quick", false, "run experiments/quick.yaml (every knob once) into --out")
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
@@ -94,51 +84,53 @@ func cmdRun(args []string) error {
 	shardFlag := fs.String("shard", "", "run only shard I of N of the spec's trials (I/N, 0 <= I < N: Slurm's array task id and count)")
 	fresh := fs.Bool("fresh", false, "discard earlier trials in --out instead of resuming")
 	allowDirty := fs.Bool("allow-dirty", false, "write results/ although the code differs from the commit it names")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if v := experiments.CodeVersion(); filepath.Base(filepath.Clean(*out)) == "results" && !*allowDirty &&
-		(strings.HasSuffix(v, "-dirty") || v == "unknown") {
-		return fmt.Errorf("the code is not a clean commit (%s): results/ must come from the code as committed; commit first, or pass --allow-dirty (or another --out) for a trial run", v)
-	}
-	var shard experiments.Shard
-	if *shardFlag != "" {
-		if shard, err = experiments.ParseShard(*shardFlag); err != nil {
+	return func(pos []string) error {
+		if v := experiments.CodeVersion(); filepath.Base(filepath.Clean(*out)) == "results" && !*allowDirty &&
+			(strings.HasSuffix(v, "-dirty") || v == "unknown") {
+			return fmt.Errorf("the code is not a clean commit (%s): results/ must come from the code as committed; commit first, or pass --allow-dirty (or another --out) for a trial run", v)
+		}
+		var shard experiments.Shard
+		if *shardFlag != "" {
+			var err error
+			if shard, err = experiments.ParseShard(*shardFlag); err != nil {
+				return cli.UsageError{Err: err}
+			}
+		}
+		specPath := "experiments/paper.yaml"
+		if *quick {
+			specPath = "experiments/quick.yaml"
+		}
+		if len(pos) > 1 {
+			return cli.Usagef("one SPEC at a time (got %d)", len(pos))
+		}
+		if len(pos) > 0 {
+			specPath = pos[0]
+		}
+		sp, err := spec.LoadSpec(specPath)
+		if err != nil {
 			return err
 		}
+		sp.SetRepetitions(*reps)
+		ctx, stop, err := labContext()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if *fresh {
+			os.Remove(filepath.Join(*out, spec.TrialsFile))
+			os.RemoveAll(filepath.Join(*out, "pcaps"))
+		}
+		start := time.Now()
+		info, err := experiments.Run(ctx, sp, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
+			AttemptTimeout: *attempt, Log: os.Stderr, Shard: shard})
+		if info != nil {
+			fmt.Fprintf(os.Stderr, "%d trials in %s (%d resumed) -> %s\n", info.Trials, time.Since(start).Round(time.Second), info.Resumed, *out)
+		}
+		if err != nil {
+			return err
+		}
+		return outputs(*out)
 	}
-	specPath := "experiments/paper.yaml"
-	if *quick {
-		specPath = "experiments/quick.yaml"
-	}
-	if len(pos) > 0 {
-		specPath = pos[0]
-	}
-	sp, err := spec.LoadSpec(specPath)
-	if err != nil {
-		return err
-	}
-	sp.SetRepetitions(*reps)
-	ctx, stop, err := labContext()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if *fresh {
-		os.Remove(filepath.Join(*out, spec.TrialsFile))
-		os.RemoveAll(filepath.Join(*out, "pcaps"))
-	}
-	start := time.Now()
-	info, err := experiments.Run(ctx, sp, experiments.Options{Bin: *bin, Out: *out, Workers: *workers,
-		AttemptTimeout: *attempt, Log: os.Stderr, Shard: shard})
-	if info != nil {
-		fmt.Fprintf(os.Stderr, "%d trials in %s (%d resumed) -> %s\n", info.Trials, time.Since(start).Round(time.Second), info.Resumed, *out)
-	}
-	if err != nil {
-		return err
-	}
-	return outputs(*out)
 }
 
 // outputs draws the ladders from the captures (classification), then
@@ -150,108 +142,121 @@ func outputs(out string) error {
 	return report.WriteOutputs(out)
 }
 
-func cmdReport(args []string) error {
-	fs := flag.NewFlagSet("experiment report", flag.ContinueOnError)
+func setupReport(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		return outputs(*out)
 	}
-	return outputs(*out)
 }
 
-func cmdCheck(args []string) error {
-	fs := flag.NewFlagSet("experiment check", flag.ContinueOnError)
+func setupCheck(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	trials, err := spec.LoadTrials(filepath.Join(*out, spec.TrialsFile))
-	if err != nil {
-		return err
-	}
-	bad, unmodelled := 0, 0
-	for _, t := range trials {
-		if !t.Modelled || t.LabError != "" {
-			// Loss, jitter, rate limits and cross traffic are outside the model.
-			unmodelled++
-			continue
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
 		}
-		if !t.Agree {
-			bad++
-			fmt.Fprintf(os.Stderr, "DISAGREE %s: measured success=%v (%s), model %v: %s\n", t.ID, t.Success, t.Class, t.Predicted, t.PredictedReason)
+		trials, err := spec.LoadTrials(filepath.Join(*out, spec.TrialsFile))
+		if err != nil {
+			return err
 		}
+		bad, unmodelled := 0, 0
+		for _, t := range trials {
+			if !t.Modelled || t.LabError != "" {
+				// Loss, jitter, rate limits and cross traffic are outside the model.
+				unmodelled++
+				continue
+			}
+			if !t.Agree {
+				bad++
+				fmt.Fprintf(os.Stderr, "DISAGREE %s: measured success=%v (%s), model %v: %s\n", t.ID, t.Success, t.Class, t.Predicted, t.PredictedReason)
+			}
+		}
+		if len(trials) == 0 {
+			return errors.New("no trials")
+		}
+		if bad > 0 {
+			return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
+		}
+		fmt.Fprintf(os.Stderr, "all %d trials the model accounts for agree with it (%d not checked: loss, jitter, rate limits and cross traffic are outside the model)\n", len(trials)-unmodelled, unmodelled)
+		return nil
 	}
-	if len(trials) == 0 {
-		return errors.New("no trials")
-	}
-	if bad > 0 {
-		return fmt.Errorf("%d of %d trials disagree with the NAT model", bad, len(trials))
-	}
-	fmt.Fprintf(os.Stderr, "all %d trials the model accounts for agree with it (%d not checked: loss, jitter, rate limits and cross traffic are outside the model)\n", len(trials)-unmodelled, unmodelled)
-	return nil
 }
 
-func cmdNATCheck(args []string) error {
-	fs := flag.NewFlagSet("experiment natcheck", flag.ContinueOnError)
+func setupNATCheck(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	parallel := fs.Int("parallel", 4, "labs at a time")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		ctx, stop, err := labContext()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		rows, err := bench.RunNATCheck(ctx, *bin, *parallel)
+		if err != nil {
+			return err
+		}
+		if err := bench.WriteNATCheck(*out, rows); err != nil {
+			return err
+		}
+		agree, counted := bench.NATCheckSummary(rows)
+		fmt.Fprintf(os.Stderr, "natcheck: %d of %d observed knobs agree with the configuration\n", agree, counted)
+		return nil
 	}
-	ctx, stop, err := labContext()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	rows, err := bench.RunNATCheck(ctx, *bin, *parallel)
-	if err != nil {
-		return err
-	}
-	if err := bench.WriteNATCheck(*out, rows); err != nil {
-		return err
-	}
-	agree, counted := bench.NATCheckSummary(rows)
-	fmt.Fprintf(os.Stderr, "natcheck: %d of %d observed knobs agree with the configuration\n", agree, counted)
-	return nil
 }
 
-func cmdCalibrate(args []string) error {
-	fs := flag.NewFlagSet("experiment calibrate", flag.ContinueOnError)
+func setupCalibrate(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		ctx, stop, err := labContext()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		c, err := bench.Calibrate(ctx, *out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "delay queue at %.0f ms RTT: %.0f pps (unimpaired %.0f), TCP %.0f Mbit/s (unimpaired %.0f)\n",
+			c.Ceiling.RTTms, c.Ceiling.QueuedPPS, c.Ceiling.BaselinePPS, c.Ceiling.TCPQueuedMbps, c.Ceiling.TCPBaselineMbps)
+		return nil
 	}
-	ctx, stop, err := labContext()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	c, err := bench.Calibrate(ctx, *out)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "delay queue at %.0f ms RTT: %.0f pps (unimpaired %.0f), TCP %.0f Mbit/s (unimpaired %.0f)\n",
-		c.Ceiling.RTTms, c.Ceiling.QueuedPPS, c.Ceiling.BaselinePPS, c.Ceiling.TCPQueuedMbps, c.Ceiling.TCPBaselineMbps)
-	return nil
 }
 
-// specFlags parses the flags a spec-driven benchmark takes (--out, --bin,
-// --spec) and loads the spec.
-func specFlags(name, specDefault, specHelp string, args []string) (out, bin *string, sp *spec.Spec, err error) {
-	fs := flag.NewFlagSet("experiment "+name, flag.ContinueOnError)
-	out = fs.String("out", "results", "results directory")
-	bin = fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
-	specPath := fs.String("spec", specDefault, specHelp)
-	if err = fs.Parse(args); err != nil {
-		return nil, nil, nil, err
-	}
-	sp, err = spec.LoadSpec(*specPath)
-	return out, bin, sp, err
+// specFlags defines the flags a spec-driven benchmark takes (--out, --bin,
+// --spec); load reads the spec they name.
+type specFlags struct{ out, bin, spec *string }
+
+func defineSpec(fs *flag.FlagSet, specDefault, specHelp string) specFlags {
+	return specFlags{out: fs.String("out", "results", "results directory"),
+		bin:  fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries"),
+		spec: fs.String("spec", specDefault, specHelp)}
 }
 
-func cmdThroughput(args []string) error {
-	out, bin, sp, err := specFlags("throughput", "experiments/paper.yaml", "spec whose throughput section to run", args)
+func (f specFlags) load(args []string) (*spec.Spec, error) {
+	if len(args) > 0 {
+		return nil, cli.Usagef("unexpected argument %q (flags only)", args[0])
+	}
+	return spec.LoadSpec(*f.spec)
+}
+
+func setupThroughput(fs *flag.FlagSet) func([]string) error {
+	f := defineSpec(fs, "experiments/paper.yaml", "spec whose throughput section to run")
+	return func(args []string) error { return throughput(f, args) }
+}
+
+func throughput(f specFlags, args []string) error {
+	out, bin := f.out, f.bin
+	sp, err := f.load(args)
 	if err != nil {
 		return err
 	}
@@ -275,8 +280,7 @@ func cmdThroughput(args []string) error {
 	return report.WriteOutputs(*out)
 }
 
-func cmdLoad(args []string) error {
-	fs := flag.NewFlagSet("experiment load", flag.ContinueOnError)
+func setupLoad(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the rendezvous and experiment binaries")
 	clients := fs.Int("clients", 10000, "registered clients per server with one server")
@@ -284,35 +288,37 @@ func cmdLoad(args []string) error {
 	rates := fs.String("rates", "1000,2000,5000,6000,10000", "offered sessions per second, stepped")
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
 	two := fs.Bool("two", true, "also run two server processes at once")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	rs, err := parseRates(*rates)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	res := &bench.LoadResult{FDLimit: bench.FDLimit(), CPUs: runtime.NumCPU()}
-	for _, c := range []bench.LoadConfig{{Servers: 1, ClientsPerServer: *clients}, {Servers: 2, ClientsPerServer: *clients2}} {
-		if !*two && c.Servers == 2 {
-			continue
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
 		}
-		c.Rates, c.Step = rs, *step
-		fmt.Fprintf(os.Stderr, "rendezvous load: %d server(s), %d clients each, rates %s\n", c.Servers, c.ClientsPerServer, *rates)
-		run, err := bench.RunLoad(ctx, *bin, c)
+		rs, err := parseRates(*rates)
 		if err != nil {
-			return fmt.Errorf("load with %d server(s): %w", c.Servers, err)
+			return err
 		}
-		res.Runs = append(res.Runs, run)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		res := &bench.LoadResult{FDLimit: bench.FDLimit(), CPUs: runtime.NumCPU()}
+		for _, c := range []bench.LoadConfig{{Servers: 1, ClientsPerServer: *clients}, {Servers: 2, ClientsPerServer: *clients2}} {
+			if !*two && c.Servers == 2 {
+				continue
+			}
+			c.Rates, c.Step = rs, *step
+			fmt.Fprintf(os.Stderr, "rendezvous load: %d server(s), %d clients each, rates %s\n", c.Servers, c.ClientsPerServer, *rates)
+			run, err := bench.RunLoad(ctx, *bin, c)
+			if err != nil {
+				return fmt.Errorf("load with %d server(s): %w", c.Servers, err)
+			}
+			res.Runs = append(res.Runs, run)
+		}
+		res.Notes = bench.LoadNotes(res)
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintf(os.Stderr, "%s\n", b)
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
 	}
-	res.Notes = bench.LoadNotes(res)
-	b, _ := json.MarshalIndent(res, "", "  ")
-	fmt.Fprintf(os.Stderr, "%s\n", b)
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(*out, "rendezvous-load.json"), b, 0o644)
 }
 
 func parseRates(s string) ([]float64, error) {
@@ -327,10 +333,9 @@ func parseRates(s string) ([]float64, error) {
 	return rs, nil
 }
 
-// cmdLoadgen is the load generator process that experiment load starts
+// setupLoadgen is the load generator process that experiment load starts
 // (not meant to be run by hand).
-func cmdLoadgen(args []string) error {
-	fs := flag.NewFlagSet("experiment loadgen", flag.ContinueOnError)
+func setupLoadgen(fs *flag.FlagSet) func([]string) error {
 	var servers []netip.AddrPort
 	fs.Func("server", "rendezvous server IP:PORT (repeat for several)", func(v string) error {
 		ap, err := netip.ParseAddrPort(v)
@@ -340,19 +345,21 @@ func cmdLoadgen(args []string) error {
 	clients := fs.Int("clients", 1000, "clients per server")
 	rates := fs.String("rates", "1000", "offered sessions per second, stepped")
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		rs, err := parseRates(*rates)
+		if err != nil {
+			return err
+		}
+		if len(servers) == 0 || *clients < 2 {
+			return cli.Usagef("need --server and at least 2 --clients")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return bench.RunLoadGen(ctx, bench.GenConfig{Servers: servers, Clients: *clients, Rates: rs, Step: *step}, os.Stdin, os.Stdout)
 	}
-	rs, err := parseRates(*rates)
-	if err != nil {
-		return err
-	}
-	if len(servers) == 0 || *clients < 2 {
-		return errors.New("loadgen: need --server and at least 2 --clients")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return bench.RunLoadGen(ctx, bench.GenConfig{Servers: servers, Clients: *clients, Rates: rs, Step: *step}, os.Stdin, os.Stdout)
 }
 
 // labContext checks that labs can be built here and returns a context that
@@ -365,10 +372,16 @@ func labContext() (context.Context, context.CancelFunc, error) {
 	return ctx, stop, nil
 }
 
-// cmdInvariance runs the invariance spec at 1, 8 and the spec's number of
+// setupInvariance: invariance runs the invariance spec at 1, 8 and the spec's number of
 // labs at once and writes invariance.json.
-func cmdInvariance(args []string) error {
-	out, bin, sp, err := specFlags("invariance", "experiments/invariance.yaml", "the cells to run at each level", args)
+func setupInvariance(fs *flag.FlagSet) func([]string) error {
+	f := defineSpec(fs, "experiments/invariance.yaml", "the cells to run at each level")
+	return func(args []string) error { return invariance(f, args) }
+}
+
+func invariance(f specFlags, args []string) error {
+	out, bin := f.out, f.bin
+	sp, err := f.load(args)
 	if err != nil {
 		return err
 	}
@@ -389,57 +402,56 @@ func cmdInvariance(args []string) error {
 	return os.WriteFile(filepath.Join(*out, "invariance.json"), b, 0o644)
 }
 
-// cmdMerge joins the results directories of a spec's shards into one.
-func cmdMerge(args []string) error {
-	fs := flag.NewFlagSet("experiment merge", flag.ContinueOnError)
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+// setupMerge joins the results directories of a spec's shards into one.
+func setupMerge(fs *flag.FlagSet) func([]string) error {
+
+	return func(pos []string) error {
+		if len(pos) < 2 {
+			return cli.Usagef("want OUT SHARD_DIR... (then experiment report --out OUT)")
+		}
+		info, err := experiments.Merge(pos[0], pos[1:])
+		if err != nil {
+			return err
+		}
+		fmt.Printf("merged %d trials of %d shards (%s) -> %s\n", info.Trials, len(info.Shards), strings.Join(info.Shards, ", "), pos[0])
+		return nil
 	}
-	if len(pos) < 2 {
-		return errors.New("merge: usage: experiment merge OUT SHARD_DIR... (then experiment report --out OUT)")
-	}
-	info, err := experiments.Merge(pos[0], pos[1:])
-	if err != nil {
-		return err
-	}
-	fmt.Printf("merged %d trials of %d shards (%s) -> %s\n", info.Trials, len(info.Shards), strings.Join(info.Shards, ", "), pos[0])
-	return nil
 }
 
-// cmdBrowser runs the browser cases and writes results/browser; it fails
+// setupBrowser runs the browser cases and writes results/browser; it fails
 // if any run fails its check.
-func cmdBrowser(args []string) error {
-	fs := flag.NewFlagSet("experiment browser", flag.ContinueOnError)
+func setupBrowser(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, stop, err := labContext()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	dir := filepath.Join(*out, "browser")
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	var results []browser.Result
-	var failed []error
-	for _, c := range browser.Cases {
-		res, err := browser.Run(ctx, c, *bin, dir)
-		if err == nil {
-			err = res.Check()
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
 		}
+		ctx, stop, err := labContext()
 		if err != nil {
-			failed = append(failed, fmt.Errorf("%s: %w", c.Name, err))
+			return err
 		}
-		results = append(results, res)
-		fmt.Fprintf(os.Stderr, "browser %s: sender %s, recipient %s, %d files identical=%v\n", c.Name, res.SenderPath, res.RecipientPath, res.Files, res.Identical)
+		defer stop()
+		dir := filepath.Join(*out, "browser")
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		var results []browser.Result
+		var failed []error
+		for _, c := range browser.Cases {
+			res, err := browser.Run(ctx, c, *bin, dir)
+			if err == nil {
+				err = res.Check()
+			}
+			if err != nil {
+				failed = append(failed, fmt.Errorf("%s: %w", c.Name, err))
+			}
+			results = append(results, res)
+			fmt.Fprintf(os.Stderr, "browser %s: sender %s, recipient %s, %d files identical=%v\n", c.Name, res.SenderPath, res.RecipientPath, res.Files, res.Identical)
+		}
+		if err := browser.WriteReport(dir, results); err != nil {
+			return err
+		}
+		return errors.Join(failed...)
 	}
-	if err := browser.WriteReport(dir, results); err != nil {
-		return err
-	}
-	return errors.Join(failed...)
 }

@@ -1,59 +1,41 @@
-// Command machsend shares files peer to peer through NATs (send, get), and
-// exposes the traversal machinery for experiments (punch, natcheck).
+// Command machsend shares files peer to peer through NATs (send, get, and
+// the browser helper web), and exposes the traversal machinery for
+// experiments (punch, natcheck).
 //
-//	machsend send --server HOST:PORT PATH...      prints a link, serves the files
-//	machsend get LINK [-o DIR]                  downloads them (LINK, - for stdin, or $MACHSEND_LINK)
-//	machsend web [--server HOST:PORT] [LINK]    the same in the browser: a page on 127.0.0.1
+//	machsend send [--server HOST:PORT] PATH...   prints a link, serves the files
+//	machsend get LINK [-o DIR]                   downloads them (LINK, - for stdin, or $MACHSEND_LINK)
+//	machsend web [--server HOST:PORT] [LINK]     the same in the browser: a page on 127.0.0.1
 //	machsend punch --server HOST:PORT [--session ID] --method M --json
 //	machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--quick]
+//
+// machsend help COMMAND describes each; machsend man prints the manual page.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
-	"os"
+	"github.com/machsend/machsend/internal/cli"
 )
 
-const usage = `machsend: share files peer to peer, through NATs
+// version is stamped by make dist (-ldflags -X main.version=...).
+var version string
 
-usage:
-  machsend send [--server HOST:PORT] [--keep [--at-once N]] [--json] PATH...
-  machsend get LINK|- [-o DIR] [--list] [--only PATTERN]... [--overwrite] [--json]
-  machsend web [--server HOST:PORT] [-o DIR] [--no-open] [LINK]
-  machsend web --install-handler
-  machsend punch --server HOST:PORT [--session ID] [--method M] [--json]
-  machsend natcheck --server HOST:PORT [--json] [--profile FILE] [--name N] [--max-transitory D] [--quick]
-`
+// program is machsend's command line.
+var program = &cli.Program{
+	Name:    "machsend",
+	Summary: "share files peer to peer, through NATs",
+	Version: version,
+	Detail: `A link is http://SERVER:PORT/s/SESSION#SECRET (or machsend://SERVER:PORT/SESSION#SECRET);
+the part after '#' never reaches the server. The rendezvous server is --server
+HOST:PORT or $MACHSEND_SERVER.`,
+	Commands: []*cli.Command{
+		{Name: "send", Args: "PATH...", Summary: "share files and folders: print a link and serve whoever opens it", Setup: setupSend},
+		{Name: "get", Args: "[LINK|-]", Summary: "download what a link shares (the link as argument, on stdin with -, or in $MACHSEND_LINK)", Setup: setupGet},
+		{Name: "web", Args: "[LINK]", Summary: "the browser helper: a page on 127.0.0.1 to share files and open links", Setup: setupWeb},
+		{Name: "punch", Summary: "only establish a connection through the NATs and report how (experiments)", Setup: setupPunch},
+		{Name: "natcheck", Summary: "measure the NAT in front of this host from the outside, with a verdict", Setup: setupNATCheck},
+	},
+}
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "send":
-		err = cmdSend(os.Args[2:])
-	case "get":
-		err = cmdGet(os.Args[2:])
-	case "web":
-		err = cmdWeb(os.Args[2:])
-	case "punch":
-		err = cmdPunch(os.Args[2:])
-	case "natcheck":
-		err = cmdNATCheck(os.Args[2:])
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return
-	default:
-		err = fmt.Errorf("unknown command %q (see machsend help)", os.Args[1])
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "machsend: %v\n", err)
-		os.Exit(1)
-	}
+	program.Version = version
+	program.Main()
 }

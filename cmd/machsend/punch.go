@@ -23,9 +23,8 @@ func secretFromEnv(name string) ([]byte, error) {
 	return []byte(v), nil
 }
 
-// cmdPunch establishes a connection, exchanges pings and prints the report.
-func cmdPunch(args []string) error {
-	fs := flag.NewFlagSet("machsend punch", flag.ContinueOnError)
+// setupPunch establishes a connection, exchanges pings and prints the report.
+func setupPunch(fs *flag.FlagSet) func([]string) error {
 	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
 	id := fs.String("session", "", "session to join (default: create one and print its id)")
 	pings := fs.Int("pings", 3, "round trips to measure over the connection")
@@ -38,45 +37,45 @@ func cmdPunch(args []string) error {
 	fs.StringVar(&bulk.from, "bulk-from", "", "A reads the bulk bytes from this file (default: from memory)")
 	fs.StringVar(&bulk.to, "bulk-to", "", "B writes the bulk bytes to this file (default: discards them)")
 	com := commonFlags(fs)
-	if pos, err := cli.Parse(fs, args); err != nil {
-		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("punch: unexpected argument %q (flags only)", pos[0])
+	return func(pos []string) error {
+		if len(pos) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", pos[0])
+		}
+		secret, err := secretFromEnv(*secretEnv)
+		if err != nil {
+			return err
+		}
+		o, d, sigCtx, stop, err := com.options()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		ctx, cancel := context.WithTimeout(sigCtx, *timeout)
+		defer cancel()
+		o.AttemptTimeout = *attemptTimeout
+		srv, err := serverFrom(ctx, *server)
+		if err != nil {
+			return err
+		}
+		var p *session.Peer
+		if *id == "" {
+			p, err = session.Create(ctx, srv, secret, o)
+		} else {
+			p, err = session.Join(ctx, srv, *id, secret, o)
+		}
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		conn, _, err := p.Connect(ctx)
+		if err != nil {
+			d.show(session.Event{Kind: session.KindError, Error: err.Error()})
+			return err
+		}
+		defer conn.Close()
+		bulk.secret, bulk.session = secret, p.ID
+		return exercise(conn, p.Role, *pings, bulk, d)
 	}
-	secret, err := secretFromEnv(*secretEnv)
-	if err != nil {
-		return err
-	}
-	o, d, sigCtx, stop, err := com.options()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
-	defer cancel()
-	o.AttemptTimeout = *attemptTimeout
-	srv, err := serverFrom(ctx, *server)
-	if err != nil {
-		return err
-	}
-	var p *session.Peer
-	if *id == "" {
-		p, err = session.Create(ctx, srv, secret, o)
-	} else {
-		p, err = session.Join(ctx, srv, *id, secret, o)
-	}
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	conn, _, err := p.Connect(ctx)
-	if err != nil {
-		d.show(session.Event{Kind: session.KindError, Error: err.Error()})
-		return err
-	}
-	defer conn.Close()
-	bulk.secret, bulk.session = secret, p.ID
-	return exercise(conn, p.Role, *pings, bulk, d)
 }
 
 // bulkOptions say what punch --bulk copies, through what, from where to where.

@@ -56,47 +56,44 @@ func serverFrom(ctx context.Context, flagValue string) (netip.AddrPort, error) {
 	return session.ResolveServer(ctx, v)
 }
 
-// cmdSend shares files and folders: prints a link and serves the receiver.
-func cmdSend(args []string) error {
-	fs := flag.NewFlagSet("machsend send", flag.ContinueOnError)
+// setupSend shares files and folders: prints a link and serves the receiver.
+func setupSend(fs *flag.FlagSet) func([]string) error {
 	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
 	keep := fs.Bool("keep", false, "keep serving further receivers after the first, several at once")
 	atOnce := fs.Int("at-once", session.DefaultAtOnce, "with --keep, how many receivers to serve at the same time (each with its own connection)")
 	linkFile := fs.String("link-file", "", "also write the link to this file (mode 0600)")
 	com := commonFlags(fs)
-	paths, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(paths) == 0 {
-		return errors.New("send: name the files or folders to share")
-	}
-	if *atOnce < 1 || *atOnce > 64 {
-		return fmt.Errorf("send: --at-once %d: give a number from 1 to 64", *atOnce)
-	}
-	o, _, ctx, stop, err := com.options()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	srv, err := serverFrom(ctx, *server)
-	if err != nil {
-		return err
-	}
-	sh, err := session.Share(ctx, srv, paths, o)
-	if err != nil {
-		return err
-	}
-	defer sh.Close()
-	if *linkFile != "" {
-		if err := os.WriteFile(*linkFile, []byte(sh.Link.String()+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write the link file: %w", err)
+	return func(paths []string) error {
+		if len(paths) == 0 {
+			return cli.Usagef("name the files or folders to share")
 		}
+		if *atOnce < 1 || *atOnce > 64 {
+			return cli.Usagef("--at-once %d: give a number from 1 to 64", *atOnce)
+		}
+		o, _, ctx, stop, err := com.options()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		srv, err := serverFrom(ctx, *server)
+		if err != nil {
+			return err
+		}
+		sh, err := session.Share(ctx, srv, paths, o)
+		if err != nil {
+			return err
+		}
+		defer sh.Close()
+		if *linkFile != "" {
+			if err := os.WriteFile(*linkFile, []byte(sh.Link.String()+"\n"), 0o600); err != nil {
+				return fmt.Errorf("write the link file: %w", err)
+			}
+		}
+		if *keep {
+			return sh.ServeEach(ctx, *atOnce)
+		}
+		return sh.Serve(ctx)
 	}
-	if *keep {
-		return sh.ServeEach(ctx, *atOnce)
-	}
-	return sh.Serve(ctx)
 }
 
 // readLink takes the link from the argument, standard input ("-") or
@@ -105,7 +102,7 @@ func readLink(args []string) (transfer.Link, error) {
 	var raw string
 	switch {
 	case len(args) > 1:
-		return transfer.Link{}, fmt.Errorf("get: one link at a time (got %d arguments)", len(args))
+		return transfer.Link{}, cli.Usagef("one link at a time (got %d arguments)", len(args))
 	case len(args) > 0 && args[0] == "-":
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -118,7 +115,7 @@ func readLink(args []string) (transfer.Link, error) {
 		raw = os.Getenv("MACHSEND_LINK")
 	}
 	if strings.TrimSpace(raw) == "" {
-		return transfer.Link{}, errors.New("get: give the link as an argument, on standard input (-) or in MACHSEND_LINK")
+		return transfer.Link{}, cli.Usagef("give the link as an argument, on standard input (-) or in MACHSEND_LINK")
 	}
 	return transfer.ParseLink(raw)
 }
@@ -129,9 +126,8 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-// cmdGet downloads what a link shares.
-func cmdGet(args []string) error {
-	fs := flag.NewFlagSet("machsend get", flag.ContinueOnError)
+// setupGet downloads what a link shares.
+func setupGet(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("o", ".", "destination folder")
 	list := fs.Bool("list", false, "only list what is shared")
 	overwrite := fs.Bool("overwrite", false, "replace existing files (one of the shared file's size and modification time counts as already here and is skipped)")
@@ -139,22 +135,20 @@ func cmdGet(args []string) error {
 	var only multi
 	fs.Var(&only, "only", "download only entries matching this pattern (path.Match, or a path prefix); repeatable")
 	com := commonFlags(fs)
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		link, err := readLink(pos)
+		if err != nil {
+			return err
+		}
+		o, _, ctx, stop, err := com.options()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		ro := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list, Checksum: *checksum}
+		if len(only) > 0 {
+			ro.Select = transfer.MatchAny(only)
+		}
+		return session.Fetch(ctx, link, ro, o)
 	}
-	link, err := readLink(pos)
-	if err != nil {
-		return err
-	}
-	o, _, ctx, stop, err := com.options()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	ro := transfer.ReceiveOptions{Dir: *out, Overwrite: *overwrite, ListOnly: *list, Checksum: *checksum}
-	if len(only) > 0 {
-		ro.Select = transfer.MatchAny(only)
-	}
-	return session.Fetch(ctx, link, ro, o)
 }

@@ -15,10 +15,9 @@ import (
 	"github.com/machsend/machsend/web"
 )
 
-// cmdWeb runs the browser helper: a page on 127.0.0.1 to share files and
+// setupWeb runs the browser helper: a page on 127.0.0.1 to share files and
 // to open links (package web).
-func cmdWeb(args []string) error {
-	fs := flag.NewFlagSet("machsend web", flag.ContinueOnError)
+func setupWeb(fs *flag.FlagSet) func([]string) error {
 	server := fs.String("server", "", "rendezvous server HOST:PORT for shares (default $MACHSEND_SERVER, or the server of the LINK given)")
 	out := fs.String("o", "", "folder downloads go into (default ~/Downloads if it exists, else the current folder)")
 	noOpen := fs.Bool("no-open", false, "only print the page's address; do not open a browser")
@@ -26,45 +25,43 @@ func cmdWeb(args []string) error {
 	urlFile := fs.String("url-file", "", "also write the page's address (with its token) to this file (mode 0600)")
 	atOnce := fs.Int("at-once", session.DefaultAtOnce, "how many recipients a share serves at the same time")
 	com := commonFlags(fs)
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if *install {
-		return installHandler()
-	}
-	if len(pos) > 1 {
-		return fmt.Errorf("web: at most one link (got %d arguments)", len(pos))
-	}
-	if *atOnce < 1 || *atOnce > 64 {
-		return fmt.Errorf("web: --at-once %d: give a number from 1 to 64", *atOnce)
-	}
-	var link *transfer.Link
-	if len(pos) == 1 {
-		l, err := transfer.ParseLink(pos[0])
+	return func(pos []string) error {
+		if *install {
+			return installHandler()
+		}
+		if len(pos) > 1 {
+			return cli.Usagef("at most one link (got %d arguments)", len(pos))
+		}
+		if *atOnce < 1 || *atOnce > 64 {
+			return cli.Usagef("--at-once %d: give a number from 1 to 64", *atOnce)
+		}
+		var link *transfer.Link
+		if len(pos) == 1 {
+			l, err := transfer.ParseLink(pos[0])
+			if err != nil {
+				return err
+			}
+			link = &l
+		}
+		o, d, ctx, stop, err := com.options()
 		if err != nil {
 			return err
 		}
-		link = &l
+		defer stop()
+		srv, err := webServer(ctx, *server, link)
+		if err != nil {
+			return err
+		}
+		dir, err := downloadDir(*out)
+		if err != nil {
+			return err
+		}
+		cfg := web.Config{Server: srv, DownloadDir: dir, AtOnce: *atOnce, Session: o}
+		if d.json != nil {
+			cfg.Events = d.show
+		}
+		return runHelper(ctx, cfg, link, *noOpen, *urlFile)
 	}
-	o, d, ctx, stop, err := com.options()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	srv, err := webServer(ctx, *server, link)
-	if err != nil {
-		return err
-	}
-	dir, err := downloadDir(*out)
-	if err != nil {
-		return err
-	}
-	cfg := web.Config{Server: srv, DownloadDir: dir, AtOnce: *atOnce, Session: o}
-	if d.json != nil {
-		cfg.Events = d.show
-	}
-	return runHelper(ctx, cfg, link, *noOpen, *urlFile)
 }
 
 // runHelper serves the helper until ctx ends.

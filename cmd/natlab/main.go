@@ -39,91 +39,46 @@ import (
 	"github.com/machsend/machsend/natlab/check"
 )
 
-const usage = `natlab: NAT laboratories from network namespaces and netfilter
+// version is stamped by make dist (-ldflags -X main.version=...).
+var version string
 
-usage:
-  natlab profiles [--json]
-  natlab topologies [--json]
-  natlab up [TOPOLOGY] [--name N] [--profile P] [--nat NODE=PROFILE ...] [--nat-a P] [--nat-b P]
-            [--impair NETWORK[:FROM]=SPEC ...] [--foreground]
-  natlab ls [--json]
-  natlab exec LAB NODE -- CMD [ARG...]
-  natlab capture LAB NODE IFACE -w FILE [--duration D]
-  natlab conntrack LAB NODE [--json]
-  natlab rules LAB NODE
-  natlab impair LAB [NODE NETWORK SPEC] [--json]
-  natlab check PROFILE... | --all [--json] [--parallel N]
-  natlab down LAB
-  natlab clean
+// noFlags is the Setup of a command without flags.
+func noFlags(run func([]string) error) func(*flag.FlagSet) func([]string) error {
+	return func(*flag.FlagSet) func([]string) error { return run }
+}
 
-PROFILE and TOPOLOGY are built-in names or paths to YAML files.
+// withOut passes stdout to a command's setup.
+func withOut(setup func(*flag.FlagSet, io.Writer) func([]string) error) func(*flag.FlagSet) func([]string) error {
+	return func(fs *flag.FlagSet) func([]string) error { return setup(fs, os.Stdout) }
+}
+
+var program = &cli.Program{
+	Name:    "natlab",
+	Summary: "NAT laboratories from network namespaces and netfilter",
+	Detail: `PROFILE and TOPOLOGY are built-in names or paths to YAML files.
 SPEC is an impairment of the packets NODE sends on NETWORK, for example
 "delay=20ms jitter=2ms dist=normal loss=0.5% burst=3 reorder=1% rate=50mbit",
-or "none" to remove it.
-`
+or "none" to remove it.`,
+	Commands: []*cli.Command{
+		{Name: "profiles", Summary: "the built-in NAT profiles, one column per knob", Setup: withOut(setupProfiles)},
+		{Name: "topologies", Summary: "the built-in topologies", Setup: withOut(setupTopologies)},
+		{Name: "up", Args: "[TOPOLOGY]", Summary: "bring a lab up (held by a background process until natlab down) and print it as JSON", Setup: withOut(setupUp)},
+		{Name: holdCmd, Summary: "the lab holder natlab up starts", Setup: setupHold, Hidden: true},
+		{Name: "ls", Summary: "the labs on this machine", Setup: withOut(setupLs)},
+		{Name: "exec", Args: "LAB NODE -- CMD [ARG...]", Summary: "run a command on a lab node", Setup: noFlags(runExec)},
+		{Name: "capture", Args: "LAB NODE IFACE", Summary: "capture a node's interface into a pcap file", Setup: withOut(setupCapture)},
+		{Name: "conntrack", Args: "LAB NODE", Summary: "a node's connection tracking table", Setup: withOut(setupConntrack)},
+		{Name: "rules", Args: "LAB NODE", Summary: "the nftables ruleset of a NAT node", Setup: noFlags(func(a []string) error { return runRules(a, os.Stdout) })},
+		{Name: "impair", Args: "LAB [NODE NETWORK SPEC]", Summary: "set (or list) a link direction's impairment", Setup: withOut(setupImpair)},
+		{Name: "check", Args: "PROFILE... | --all", Summary: "verify realised profiles knob by knob by probing them", Setup: withOut(setupCheck)},
+		{Name: "down", Args: "LAB", Summary: "remove a lab", Setup: noFlags(runDown)},
+		{Name: "clean", Summary: "remove what crashed runs left", Setup: noFlags(func(a []string) error { return runClean(a, os.Stdout) })},
+	},
+}
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	err := run(os.Args[1], os.Args[2:], os.Stdout)
-	var ee exitError
-	switch {
-	case errors.As(err, &ee):
-		os.Exit(int(ee))
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "natlab: %v\n", err)
-		os.Exit(1)
-	}
-}
-
-// exitError carries a child's exit status through run.
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-func run(cmd string, args []string, out io.Writer) error {
-	switch cmd {
-	case "profiles":
-		return cmdProfiles(args, out)
-	case "topologies":
-		return cmdTopologies(args, out)
-	case "up":
-		return cmdUp(args, out)
-	case holdCmd:
-		return cmdHold(args)
-	case "ls":
-		return cmdLs(args, out)
-	case "exec":
-		return cmdExec(args)
-	case "capture":
-		return cmdCapture(args, out)
-	case "conntrack":
-		return cmdConntrack(args, out)
-	case "rules":
-		return cmdRules(args, out)
-	case "impair":
-		return cmdImpair(args, out)
-	case "check":
-		return cmdCheck(args, out)
-	case "down":
-		return cmdDown(args)
-	case "clean":
-		return cmdClean(args, out)
-	case "help", "-h", "--help":
-		fmt.Fprint(out, usage)
-		return nil
-	}
-	return fmt.Errorf("unknown command %q (see natlab help)", cmd)
-}
-
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("natlab "+name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	return fs
+	program.Version = version
+	program.Main()
 }
 
 func printJSON(out io.Writer, v any) error {
@@ -132,79 +87,81 @@ func printJSON(out io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func cmdProfiles(args []string, out io.Writer) error {
-	fs := newFlags("profiles")
+func setupProfiles(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON, with each knob's realisation")
-	if _, err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	ps, err := nat.Builtin()
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		type withReal struct {
-			*nat.Profile
-			Realisation []natlab.KnobRealisation `json:"realisation"`
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q", args[0])
 		}
-		var v []withReal
+		ps, err := nat.Builtin()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			type withReal struct {
+				*nat.Profile
+				Realisation []natlab.KnobRealisation `json:"realisation"`
+			}
+			var v []withReal
+			for _, p := range ps {
+				v = append(v, withReal{p, natlab.Realisation(p)})
+			}
+			return printJSON(out, v)
+		}
+		// One column per knob of the NAT model (nat.Knobs), in its order.
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		head := []string{"NAME"}
+		for _, k := range nat.Knobs[1:] { // [0] is "nat": a row says "(no NAT)" instead
+			head = append(head, strings.ToUpper(strings.TrimPrefix(k.Name, "timers.")))
+		}
+		fmt.Fprintln(tw, strings.Join(append(head, "APPROX. KNOBS"), "\t"))
+		short := strings.NewReplacer("endpoint-independent", "EI", "address-and-port-dependent", "APD",
+			"address-dependent", "AD", "connection-dependent", "CD").Replace
 		for _, p := range ps {
-			v = append(v, withReal{p, natlab.Realisation(p)})
-		}
-		return printJSON(out, v)
-	}
-	// One column per knob of the NAT model (nat.Knobs), in its order.
-	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	head := []string{"NAME"}
-	for _, k := range nat.Knobs[1:] { // [0] is "nat": a row says "(no NAT)" instead
-		head = append(head, strings.ToUpper(strings.TrimPrefix(k.Name, "timers.")))
-	}
-	fmt.Fprintln(tw, strings.Join(append(head, "APPROX. KNOBS"), "\t"))
-	short := strings.NewReplacer("endpoint-independent", "EI", "address-and-port-dependent", "APD",
-		"address-dependent", "AD", "connection-dependent", "CD").Replace
-	for _, p := range ps {
-		row := []string{p.Name}
-		if !p.NAT {
-			fmt.Fprintf(tw, "%s\t(no NAT)\n", p.Name)
-			continue
-		}
-		for _, k := range nat.Knobs[1:] {
-			v := short(k.Get(p))
-			if k.Name == "port-delta" && p.PortAllocation != nat.Sequential {
-				v = "-"
+			row := []string{p.Name}
+			if !p.NAT {
+				fmt.Fprintf(tw, "%s\t(no NAT)\n", p.Name)
+				continue
 			}
-			row = append(row, v)
-		}
-		var approx []string
-		for _, k := range natlab.Realisation(p) {
-			if !k.Exact {
-				approx = append(approx, k.Knob)
+			for _, k := range nat.Knobs[1:] {
+				v := short(k.Get(p))
+				if k.Name == "port-delta" && p.PortAllocation != nat.Sequential {
+					v = "-"
+				}
+				row = append(row, v)
 			}
+			var approx []string
+			for _, k := range natlab.Realisation(p) {
+				if !k.Exact {
+					approx = append(approx, k.Knob)
+				}
+			}
+			fmt.Fprintln(tw, strings.Join(append(row, strings.Join(approx, ",")), "\t"))
 		}
-		fmt.Fprintln(tw, strings.Join(append(row, strings.Join(approx, ",")), "\t"))
+		return tw.Flush()
 	}
-	return tw.Flush()
 }
 
-func cmdTopologies(args []string, out io.Writer) error {
-	fs := newFlags("topologies")
+func setupTopologies(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := cli.Parse(fs, args); err != nil {
-		return err
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q", args[0])
+		}
+		ts, err := natlab.BuiltinTopologies()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, ts)
+		}
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tNATS\tDESCRIPTION")
+		for _, t := range ts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, strings.Join(t.NATs(), ","), t.Description)
+		}
+		return tw.Flush()
 	}
-	ts, err := natlab.BuiltinTopologies()
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(out, ts)
-	}
-	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tNATS\tDESCRIPTION")
-	for _, t := range ts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Name, strings.Join(t.NATs(), ","), t.Description)
-	}
-	return tw.Flush()
 }
 
 // multiFlag collects repeated --nat NODE=PROFILE flags.
@@ -213,85 +170,113 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// upOptions parses up's arguments into lab options.
-func upOptions(args []string) (natlab.Options, bool, error) {
-	fs := newFlags("up")
-	name := fs.String("name", "", "lab name (1-8 lower-case letters/digits; default random)")
-	profile := fs.String("profile", "linux-default", "profile for every NAT not named by --nat")
-	fg := fs.Bool("foreground", false, "hold the lab in this process until interrupted")
-	var nats, impairs multiFlag
-	fs.Var(&nats, "nat", "NODE=PROFILE for one NAT node (repeatable)")
-	natA := fs.String("nat-a", "", "profile for NAT node nat-a (same as --nat nat-a=PROFILE)")
-	natB := fs.String("nat-b", "", "profile for NAT node nat-b (same as --nat nat-b=PROFILE)")
-	fs.Var(&impairs, "impair", "NETWORK[:FROM]=SPEC: impair a link, one direction with :FROM (repeatable)")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return natlab.Options{}, false, err
+// upFlags are up's flags (hold, the lab's holder process, takes the same).
+type upFlags struct {
+	name, profile, natA, natB *string
+	fg                        *bool
+	nats, impairs             multiFlag
+}
+
+func defineUp(fs *flag.FlagSet) *upFlags {
+	u := &upFlags{}
+	u.name = fs.String("name", "", "lab name (1-8 lower-case letters/digits; default random)")
+	u.profile = fs.String("profile", "linux-default", "profile for every NAT not named by --nat")
+	u.fg = fs.Bool("foreground", false, "hold the lab in this process until interrupted")
+	fs.Var(&u.nats, "nat", "NODE=PROFILE for one NAT node (repeatable)")
+	u.natA = fs.String("nat-a", "", "profile for NAT node nat-a (same as --nat nat-a=PROFILE)")
+	u.natB = fs.String("nat-b", "", "profile for NAT node nat-b (same as --nat nat-b=PROFILE)")
+	fs.Var(&u.impairs, "impair", "NETWORK[:FROM]=SPEC: impair a link, one direction with :FROM (repeatable)")
+	return u
+}
+
+// args are the flags as given (for the holder process).
+func (u *upFlags) args() []string {
+	a := []string{"--name=" + *u.name, "--profile=" + *u.profile, "--nat-a=" + *u.natA, "--nat-b=" + *u.natB}
+	for _, n := range u.nats {
+		a = append(a, "--nat="+n)
 	}
+	for _, i := range u.impairs {
+		a = append(a, "--impair="+i)
+	}
+	return a
+}
+
+// options turns up's flags and TOPOLOGY into lab options.
+func (u *upFlags) options(pos []string) (natlab.Options, error) {
 	if len(pos) > 1 {
-		return natlab.Options{}, false, fmt.Errorf("up: want at most one TOPOLOGY (see natlab topologies; default two-nat)")
+		return natlab.Options{}, cli.Usagef("want at most one TOPOLOGY (see natlab topologies; default two-nat)")
 	}
 	if len(pos) == 0 {
 		pos = []string{"two-nat"}
 	}
-	if *natA != "" {
-		nats = append(nats, "nat-a="+*natA)
+	nats := append(multiFlag(nil), u.nats...)
+	if *u.natA != "" {
+		nats = append(nats, "nat-a="+*u.natA)
 	}
-	if *natB != "" {
-		nats = append(nats, "nat-b="+*natB)
+	if *u.natB != "" {
+		nats = append(nats, "nat-b="+*u.natB)
 	}
 	topo, err := natlab.LoadTopology(pos[0])
 	if err != nil {
-		return natlab.Options{}, false, err
+		return natlab.Options{}, err
 	}
-	def, err := nat.Load(*profile)
+	def, err := nat.Load(*u.profile)
 	if err != nil {
-		return natlab.Options{}, false, err
+		return natlab.Options{}, err
 	}
-	o := natlab.Options{Name: *name, Topology: topo, Default: def, Profiles: map[string]*nat.Profile{}}
+	o := natlab.Options{Name: *u.name, Topology: topo, Default: def, Profiles: map[string]*nat.Profile{}}
 	for _, n := range nats {
 		node, pname, ok := strings.Cut(n, "=")
 		if !ok {
-			return o, false, fmt.Errorf("--nat %q: want NODE=PROFILE", n)
+			return o, cli.Usagef("--nat %q: want NODE=PROFILE", n)
 		}
 		p, err := nat.Load(pname)
 		if err != nil {
-			return o, false, err
+			return o, err
 		}
 		o.Profiles[node] = p
 	}
-	for _, s := range impairs {
+	for _, s := range u.impairs {
 		link, spec, ok := strings.Cut(s, "=")
 		if !ok {
-			return o, false, fmt.Errorf("--impair %q: want NETWORK[:FROM]=SPEC", s)
+			return o, cli.Usagef("--impair %q: want NETWORK[:FROM]=SPEC", s)
 		}
 		nw, from, _ := strings.Cut(link, ":")
 		t := *o.Topology
 		t.Impairments = append(append([]natlab.LinkImpairment(nil), t.Impairments...), natlab.LinkImpairment{Network: nw, From: from, Spec: spec})
 		if err := t.Validate(); err != nil {
-			return o, false, fmt.Errorf("--impair %q: %w", s, err)
+			return o, fmt.Errorf("--impair %q: %w", s, err)
 		}
 		o.Topology = &t
 	}
-	return o, *fg, nil
+	return o, nil
 }
 
 const holdCmd = "__hold"
 
-// cmdUp starts a holder process that builds the lab, keeps its helpers
-// running and tears it down on SIGTERM (natlab down) or SIGINT; it prints the
-// lab description once the lab is up.
-func cmdUp(args []string, out io.Writer) error {
-	o, fg, err := upOptions(args)
-	if err != nil {
-		return err
+// setupUp: up starts a holder process that builds the lab, keeps its
+// helpers running and tears it down on SIGTERM (natlab down) or SIGINT;
+// it prints the lab description once the lab is up.
+func setupUp(fs *flag.FlagSet, out io.Writer) func([]string) error {
+	u := defineUp(fs)
+	return func(pos []string) error {
+		o, err := u.options(pos)
+		if err != nil {
+			return err
+		}
+		if err := natlab.Preflight(); err != nil {
+			return err
+		}
+		if *u.fg {
+			return hold(o, out)
+		}
+		return startHolder(append(u.args(), pos...), out)
 	}
-	if err := natlab.Preflight(); err != nil {
-		return err
-	}
-	if fg {
-		return hold(o, out)
-	}
+}
+
+// startHolder starts `natlab __hold ARGS` in a session of its own and
+// passes on the lab description it prints.
+func startHolder(args []string, out io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -311,7 +296,7 @@ func cmdUp(args []string, out io.Writer) error {
 	desc, _ := io.ReadAll(pr)
 	if len(desc) == 0 {
 		if err := cmd.Wait(); err != nil {
-			return exitError(1)
+			return cli.ExitCode(1)
 		}
 		return fmt.Errorf("lab holder exited without bringing the lab up")
 	}
@@ -320,12 +305,15 @@ func cmdUp(args []string, out io.Writer) error {
 	return err
 }
 
-func cmdHold(args []string) error {
-	o, _, err := upOptions(args)
-	if err != nil {
-		return err
+func setupHold(fs *flag.FlagSet) func([]string) error {
+	u := defineUp(fs)
+	return func(pos []string) error {
+		o, err := u.options(pos)
+		if err != nil {
+			return err
+		}
+		return hold(o, os.Stdout)
 	}
-	return hold(o, os.Stdout)
 }
 
 // hold builds the lab, prints it, closes out (if a pipe) and waits for a signal.
@@ -360,66 +348,67 @@ func hold(o natlab.Options, out io.Writer) error {
 	return nil
 }
 
-// cmdImpair changes (or lists) impairments of a lab held by natlab up.
-func cmdImpair(args []string, out io.Writer) error {
-	fs := newFlags("impair")
+// setupImpair changes (or lists) impairments of a lab held by natlab up.
+func setupImpair(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	req := natlab.ControlRequest{Op: "list"}
-	switch len(pos) {
-	case 1:
-	case 4:
-		req = natlab.ControlRequest{Op: "impair", Node: pos[1], Network: pos[2], Spec: pos[3]}
-	default:
-		return fmt.Errorf("impair: want LAB [NODE NETWORK SPEC]")
-	}
-	rep, err := natlab.Control(pos[0], req)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(out, rep.Impairments)
-	}
-	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNETWORK\tIMPAIRMENT\tPACKETS\tDROPPED\tREORDERED\tHELD")
-	for _, s := range rep.Impairments {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.Node, s.Network, s.Spec, s.Packets, s.Dropped, s.Reordered, s.Held)
-	}
-	return tw.Flush()
-}
-
-func cmdLs(args []string, out io.Writer) error {
-	fs := newFlags("ls")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	recs, err := natlab.Records()
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(out, recs)
-	}
-	tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAB\tTOPOLOGY\tOWNER\tSTATE\tCREATED")
-	for _, r := range recs {
-		state := "up"
-		if !r.Alive() {
-			state = "orphaned (natlab clean)"
+	return func(pos []string) error {
+		req := natlab.ControlRequest{Op: "list"}
+		switch len(pos) {
+		case 1:
+		case 4:
+			req = natlab.ControlRequest{Op: "impair", Node: pos[1], Network: pos[2], Spec: pos[3]}
+		default:
+			return cli.Usagef("want LAB [NODE NETWORK SPEC]")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Lab, r.Topology, r.OwnerPID, state, r.Created.Format(time.RFC3339))
+		rep, err := natlab.Control(pos[0], req)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, rep.Impairments)
+		}
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tNETWORK\tIMPAIRMENT\tPACKETS\tDROPPED\tREORDERED\tHELD")
+		for _, s := range rep.Impairments {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", s.Node, s.Network, s.Spec, s.Packets, s.Dropped, s.Reordered, s.Held)
+		}
+		return tw.Flush()
 	}
-	return tw.Flush()
 }
 
-func cmdExec(args []string) error {
-	if len(args) < 4 || args[2] != "--" {
-		return fmt.Errorf("exec: want LAB NODE -- CMD [ARG...]")
+func setupLs(fs *flag.FlagSet, out io.Writer) func([]string) error {
+	asJSON := fs.Bool("json", false, "print JSON")
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q", args[0])
+		}
+		recs, err := natlab.Records()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, recs)
+		}
+		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "LAB\tTOPOLOGY\tOWNER\tSTATE\tCREATED")
+		for _, r := range recs {
+			state := "up"
+			if !r.Alive() {
+				state = "orphaned (natlab clean)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", r.Lab, r.Topology, r.OwnerPID, state, r.Created.Format(time.RFC3339))
+		}
+		return tw.Flush()
 	}
+}
+
+// runExec runs CMD on a lab node (pos: LAB NODE CMD [ARG...]), passing
+// signals on and ending with its exit status.
+func runExec(args []string) error {
+	if len(args) < 3 {
+		return cli.Usagef("want LAB NODE -- CMD [ARG...]")
+	}
+	args = append(args[:2:2], append([]string{"--"}, args[2:]...)...)
 	lab, err := natlab.Attach(args[0])
 	if err != nil {
 		return err
@@ -441,78 +430,72 @@ func cmdExec(args []string) error {
 	err = p.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return exitError(ee.ExitCode())
+		return cli.ExitCode(ee.ExitCode())
 	}
 	return err
 }
 
-func cmdCapture(args []string, out io.Writer) error {
-	fs := newFlags("capture")
+func setupCapture(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	file := fs.String("w", "", "pcap file to write (required)")
 	dur := fs.Duration("duration", 0, "stop after this long (default: until interrupted)")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		if len(pos) != 3 || *file == "" {
+			return cli.Usagef("want LAB NODE IFACE -w FILE")
+		}
+		lab, err := natlab.Attach(pos[0])
+		if err != nil {
+			return err
+		}
+		defer lab.Close()
+		c, err := lab.Capture(pos[1], pos[2], *file)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if *dur > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, *dur)
+			defer cancel()
+		}
+		fmt.Fprintf(os.Stderr, "capturing on %s/%s into %s\n", pos[1], pos[2], *file)
+		<-ctx.Done()
+		if err := c.Stop(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d packets written to %s\n", len(c.Packets()), *file)
+		return nil
 	}
-	if len(pos) != 3 || *file == "" {
-		return fmt.Errorf("capture: want LAB NODE IFACE -w FILE")
-	}
-	lab, err := natlab.Attach(pos[0])
-	if err != nil {
-		return err
-	}
-	defer lab.Close()
-	c, err := lab.Capture(pos[1], pos[2], *file)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *dur > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *dur)
-		defer cancel()
-	}
-	fmt.Fprintf(os.Stderr, "capturing on %s/%s into %s\n", pos[1], pos[2], *file)
-	<-ctx.Done()
-	if err := c.Stop(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%d packets written to %s\n", len(c.Packets()), *file)
-	return nil
 }
 
-func cmdConntrack(args []string, out io.Writer) error {
-	fs := newFlags("conntrack")
+func setupConntrack(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
+	return func(pos []string) error {
+		if len(pos) != 2 {
+			return cli.Usagef("want LAB NODE")
+		}
+		lab, err := natlab.Attach(pos[0])
+		if err != nil {
+			return err
+		}
+		defer lab.Close()
+		ents, err := lab.Conntrack(pos[1])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(out, ents)
+		}
+		for _, e := range ents {
+			fmt.Fprintln(out, e)
+		}
+		return nil
 	}
-	if len(pos) != 2 {
-		return fmt.Errorf("conntrack: want LAB NODE")
-	}
-	lab, err := natlab.Attach(pos[0])
-	if err != nil {
-		return err
-	}
-	defer lab.Close()
-	ents, err := lab.Conntrack(pos[1])
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(out, ents)
-	}
-	for _, e := range ents {
-		fmt.Fprintln(out, e)
-	}
-	return nil
 }
 
-func cmdRules(args []string, out io.Writer) error {
+func runRules(args []string, out io.Writer) error {
 	if len(args) != 2 {
-		return fmt.Errorf("rules: want LAB NODE")
+		return cli.Usagef("want LAB NODE")
 	}
 	lab, err := natlab.Attach(args[0])
 	if err != nil {
@@ -527,78 +510,76 @@ func cmdRules(args []string, out io.Writer) error {
 	return err
 }
 
-func cmdCheck(args []string, out io.Writer) error {
-	fs := newFlags("check")
+func setupCheck(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	all := fs.Bool("all", false, "check every built-in profile")
 	asJSON := fs.Bool("json", false, "print JSON reports")
 	par := fs.Int("parallel", 2*runtime.NumCPU()+4, "labs probed at once")
-	pos, err := cli.Parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := natlab.Preflight(); err != nil {
-		return err
-	}
-	var ps []*nat.Profile
-	if *all {
-		if ps, err = nat.Builtin(); err != nil {
+	return func(pos []string) error {
+		if err := natlab.Preflight(); err != nil {
 			return err
 		}
-	}
-	for _, name := range pos {
-		p, err := nat.Load(name)
+		var ps []*nat.Profile
+		var err error
+		if *all {
+			if ps, err = nat.Builtin(); err != nil {
+				return err
+			}
+		}
+		for _, name := range pos {
+			p, err := nat.Load(name)
+			if err != nil {
+				return err
+			}
+			ps = append(ps, p)
+		}
+		if len(ps) == 0 {
+			return cli.Usagef("name profiles or pass --all")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		start := time.Now()
+		reps, err := check.All(ctx, ps, *par)
 		if err != nil {
 			return err
 		}
-		ps = append(ps, p)
-	}
-	if len(ps) == 0 {
-		return fmt.Errorf("check: name profiles or pass --all")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	start := time.Now()
-	reps, err := check.All(ctx, ps, *par)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		if err := printJSON(out, reps); err != nil {
-			return err
-		}
-	} else {
-		tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
-		fmt.Fprintln(tw, "PROFILE\tKNOB\tCONFIGURED\tOBSERVED\tOK\tEVIDENCE")
-		for _, r := range reps {
-			for _, x := range r.Results {
-				ok := "ok"
-				if !x.OK {
-					ok = "MISMATCH"
+		if *asJSON {
+			if err := printJSON(out, reps); err != nil {
+				return err
+			}
+		} else {
+			tw := tabwriter.NewWriter(out, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "PROFILE\tKNOB\tCONFIGURED\tOBSERVED\tOK\tEVIDENCE")
+			for _, r := range reps {
+				for _, x := range r.Results {
+					ok := "ok"
+					if !x.OK {
+						ok = "MISMATCH"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Profile, x.Knob, x.Configured, x.Observed, ok, x.Evidence)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Profile, x.Knob, x.Configured, x.Observed, ok, x.Evidence)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
 			}
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		var bad []string
+		for _, r := range reps {
+			if !r.OK() {
+				bad = append(bad, r.Profile)
+			}
 		}
-	}
-	var bad []string
-	for _, r := range reps {
-		if !r.OK() {
-			bad = append(bad, r.Profile)
+		sort.Strings(bad)
+		fmt.Fprintf(os.Stderr, "checked %d profiles in %.1fs: %d mismatched %s\n", len(reps), time.Since(start).Seconds(), len(bad), strings.Join(bad, " "))
+		if len(bad) > 0 {
+			return cli.ExitCode(1)
 		}
+		return nil
 	}
-	sort.Strings(bad)
-	fmt.Fprintf(os.Stderr, "checked %d profiles in %.1fs: %d mismatched %s\n", len(reps), time.Since(start).Seconds(), len(bad), strings.Join(bad, " "))
-	if len(bad) > 0 {
-		return exitError(1)
-	}
-	return nil
 }
 
-func cmdDown(args []string) error {
+func runDown(args []string) error {
 	if len(args) != 1 {
-		return fmt.Errorf("down: want LAB")
+		return cli.Usagef("want LAB")
 	}
 	if err := natlab.Preflight(); err != nil {
 		return err
@@ -606,9 +587,9 @@ func cmdDown(args []string) error {
 	return natlab.Down(args[0])
 }
 
-func cmdClean(args []string, out io.Writer) error {
+func runClean(args []string, out io.Writer) error {
 	if len(args) != 0 {
-		return fmt.Errorf("clean takes no arguments")
+		return cli.Usagef("clean takes no arguments")
 	}
 	if err := natlab.Preflight(); err != nil {
 		return err

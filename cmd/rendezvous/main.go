@@ -19,13 +19,28 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/rendezvous"
 )
 
+// version is stamped by make dist (-ldflags -X main.version=...).
+var version string
+
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "rendezvous: %v\n", err)
-		os.Exit(1)
+	p := &cli.Program{Name: "rendezvous", Summary: "machsend's rendezvous/STUNT server", Version: version,
+		Single: &cli.Command{Name: "rendezvous", Summary: "coordinate hole punching between machsend peers, serve NAT probing and, when given --relay, relay",
+			Detail: "Serves the share links' landing pages on the --listen port too. SIGINT or SIGTERM stops it.", Setup: setup}}
+	p.Main()
+}
+
+// setup defines the server's flags; it runs with no positional arguments.
+func setup(fs *flag.FlagSet) func([]string) error {
+	cfg, o := defineFlags(fs)
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.Usagef("unexpected argument %q (flags only)", args[0])
+		}
+		return run(*cfg, *o)
 	}
 }
 
@@ -33,15 +48,15 @@ func main() {
 type options struct {
 	listen, secondary, relay, alternate  string
 	level                                string
-	jsonLogs                             bool
+	jsonLogs, checkConfig                bool
 	cpuProfile, memProfile, mutexProfile string
 }
 
-// parseFlags reads the command line into the server's configuration and
+// defineFlags defines the flags that fill the server's configuration and
 // the other options.
-func parseFlags() (rendezvous.Config, options) {
-	var cfg rendezvous.Config
-	var o options
+func defineFlags(flag *flag.FlagSet) (*rendezvous.Config, *options) {
+	cfg := &rendezvous.Config{}
+	o := &options{}
 	flag.StringVar(&o.listen, "listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
 	flag.StringVar(&o.secondary, "secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
 	flag.StringVar(&o.relay, "relay", "", "relay endpoint (empty: relay disabled)")
@@ -64,11 +79,26 @@ func parseFlags() (rendezvous.Config, options) {
 	flag.Int64Var(&cfg.FaultFlipByte, "fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
 	flag.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
 	flag.BoolVar(&o.jsonLogs, "json", false, "log as JSON lines")
+	flag.BoolVar(&o.checkConfig, "check-config", false, "only check the flags (addresses, log level) and exit: 0 if the server would start with them")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the server stops")
 	flag.StringVar(&o.mutexProfile, "mutexprofile", "", "write a lock-contention profile to this file when the server stops")
-	flag.Parse()
 	return cfg, o
+}
+
+// checkListen checks, for --check-config, that every listening address
+// parses, without listening.
+func checkListen(o options) error {
+	for _, a := range []struct{ name, v string }{{"listen", o.listen}, {"secondary", o.secondary}, {"relay", o.relay}, {"alternate", o.alternate}} {
+		if a.v == "" {
+			continue
+		}
+		if _, err := netip.ParseAddrPort(a.v); err != nil {
+			return cli.Usagef("--%s %q: want IP:PORT", a.name, a.v)
+		}
+	}
+	fmt.Println("rendezvous: configuration ok")
+	return nil
 }
 
 // endpoints sets the server's optional endpoints from the flags.
@@ -82,15 +112,14 @@ func endpoints(cfg *rendezvous.Config, o options) error {
 		}
 		ap, err := netip.ParseAddrPort(e.v)
 		if err != nil {
-			return fmt.Errorf("--%s %q: want IP:PORT", e.name, e.v)
+			return cli.Usagef("--%s %q: want IP:PORT", e.name, e.v)
 		}
 		*e.to = ap
 	}
 	return nil
 }
 
-func run() error {
-	cfg, o := parseFlags()
+func run(cfg rendezvous.Config, o options) error {
 	stopProfiles, err := startProfiles(o.cpuProfile, o.memProfile, o.mutexProfile)
 	if err != nil {
 		return err
@@ -98,7 +127,7 @@ func run() error {
 	defer stopProfiles()
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return cli.UsageError{Err: fmt.Errorf("--log-level: %w", err)}
 	}
 	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	if o.jsonLogs {
@@ -108,6 +137,9 @@ func run() error {
 	cfg.Logger = log
 	if err := endpoints(&cfg, o); err != nil {
 		return err
+	}
+	if o.checkConfig {
+		return checkListen(o)
 	}
 	srv := rendezvous.NewServer(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
