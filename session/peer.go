@@ -40,6 +40,10 @@ type Options struct {
 	Method method.Method
 	// AttemptTimeout bounds one punching attempt (0: traversal's default).
 	AttemptTimeout time.Duration
+	// ServerName is the server as the user named it (host:port); a share's
+	// link then shows the name, resolved by each receiver, instead of the
+	// address ("" : the address).
+	ServerName string
 	// Events receives every event; it may be called from several
 	// goroutines at once and must not block for long. Nil discards them.
 	Events func(Event)
@@ -291,6 +295,24 @@ func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, fir
 			return rendezvous.JoinResult{}, ctx.Err()
 		}
 	}
+}
+
+// ServerName is the host:port a user typed for the server, with the
+// default port added, or "" when it is an address, not a name.
+func ServerName(s string) string {
+	if _, err := netip.ParseAddrPort(s); err == nil {
+		return ""
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		s = net.JoinHostPort(s, strconv.Itoa(DefaultPort))
+	}
+	if !transfer.ValidHostPort(s) {
+		return ""
+	}
+	return strings.ToLower(s)
 }
 
 // ResolveServer turns what a user typed ("IP:PORT", "IP", "host:port" or

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -362,5 +363,52 @@ func TestNoRelaySaidSo(t *testing.T) {
 	err = session.Fetch(ctx, sh.Link, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{Method: method.Relay})
 	if err == nil || !strings.Contains(err.Error(), "has no relay") {
 		t.Fatalf("%v; want it to say the server has no relay", err)
+	}
+}
+
+// TestLinkByHostName: a server given by name stays a name in the link
+// (what people share), and the receiver resolves it with the system's
+// resolver ("localhost" here; the lab has no DNS).
+func TestLinkByHostName(t *testing.T) {
+	srv := startServer(t)
+	name := session.ServerName("LocalHost:" + strconv.Itoa(int(srv.Port())))
+	if name != "localhost:"+strconv.Itoa(int(srv.Port())) {
+		t.Fatalf("ServerName: %q", name)
+	}
+	for _, addr := range []string{srv.String(), "127.0.0.1", "::1"} {
+		if got := session.ServerName(addr); got != "" {
+			t.Errorf("ServerName(%q) = %q, want \"\" for an address", addr, got)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "f.txt")
+	if err := os.WriteFile(src, []byte("by name"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Direct, ServerName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	if !strings.HasPrefix(sh.Link.String(), "http://"+name+"/s/") {
+		t.Fatalf("link %s does not name the server", sh.Link)
+	}
+	link, err := transfer.ParseLink(sh.Link.String())
+	if err != nil || link.Server.IsValid() || link.Host != name {
+		t.Fatalf("parsed %+v, %v", link, err)
+	}
+	go sh.Serve(ctx)
+	dst := t.TempDir()
+	if err := session.Fetch(ctx, link, transfer.ReceiveOptions{Dir: dst}, session.Options{Method: method.Direct}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "f.txt")); err != nil || string(b) != "by name" {
+		t.Fatalf("received %q, %v", b, err)
+	}
+	bad := link
+	bad.Host = "no-such-host.invalid:3478"
+	if err := session.Fetch(ctx, bad, transfer.ReceiveOptions{Dir: dst}, session.Options{}); err == nil || !strings.Contains(err.Error(), "cannot find the link's server") {
+		t.Fatalf("unresolvable server: %v", err)
 	}
 }

@@ -40,7 +40,7 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 		return nil, err
 	}
 	s := &Sharing{Manifest: m, peer: p, srcs: srcs, opts: o,
-		Link: transfer.Link{Server: server, Session: p.ID, Secret: secret}}
+		Link: transfer.Link{Server: server, Host: o.ServerName, Session: p.ID, Secret: secret}}
 	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total(), Skipped: m.Skipped})
 	return s, nil
 }
@@ -120,6 +120,13 @@ func writable(dir string) error {
 }
 
 func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
+	if !link.Server.IsValid() {
+		ap, err := ResolveServer(ctx, link.Host)
+		if err != nil {
+			return fmt.Errorf("cannot find the link's server: %w", err)
+		}
+		link.Server = ap
+	}
 	p, err := Join(ctx, link.Server, link.Session, link.Secret, o)
 	if err != nil {
 		switch {

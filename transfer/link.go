@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -37,9 +39,21 @@ var ErrLink = errors.New("malformed machsend link")
 //	http://192.0.2.2:3478/s/0123456789abcdef0123456789abcdef#<base64url secret>  (String: to share)
 //	machsend://192.0.2.2:3478/0123456789abcdef0123456789abcdef#<base64url secret> (App: for the helper)
 type Link struct {
+	// Server is the rendezvous server's address; Host, when set, is the
+	// name it was given by ("rv.example.org:3478"), which the link shows
+	// and a receiver resolves (Server is then zero until resolved).
 	Server  netip.AddrPort
+	Host    string
 	Session string
 	Secret  []byte
+}
+
+// Where is the server as the link shows it: Host if set, else Server.
+func (l Link) Where() string {
+	if l.Host != "" {
+		return l.Host
+	}
+	return l.Server.String()
 }
 
 // NewSecret returns a fresh random link secret.
@@ -54,12 +68,12 @@ func NewSecret() []byte {
 // String renders the link as people share it: an http URL of the
 // rendezvous server's landing page (see WebScheme).
 func (l Link) String() string {
-	return fmt.Sprintf("%s%s%s%s#%s", WebScheme, l.Server, WebPath, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+	return fmt.Sprintf("%s%s%s%s#%s", WebScheme, l.Where(), WebPath, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
 }
 
 // App renders the link in the machsend:// form that opens the helper.
 func (l Link) App() string {
-	return fmt.Sprintf("%s%s/%s#%s", LinkScheme, l.Server, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+	return fmt.Sprintf("%s%s/%s#%s", LinkScheme, l.Where(), l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
 }
 
 // linkForms are the spellings ParseLink accepts: a scheme and what comes
@@ -93,9 +107,13 @@ func parseLinkBody(rest, scheme, sep string) (Link, error) {
 	if !ok {
 		return Link{}, fmt.Errorf("%w: want %sSERVER%sSESSION#SECRET", ErrLink, scheme, sep)
 	}
-	ap, err := netip.ParseAddrPort(server)
-	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return Link{}, fmt.Errorf("%w: server %q is not IPv4:port", ErrLink, server)
+	l := Link{}
+	if ap, err := netip.ParseAddrPort(server); err == nil && ap.Addr().Is4() && ap.Port() != 0 {
+		l.Server = ap
+	} else if ValidHostPort(server) {
+		l.Host = strings.ToLower(server)
+	} else {
+		return Link{}, fmt.Errorf("%w: server %q is neither IPv4:port nor host:port", ErrLink, server)
 	}
 	if len(session) != 32 {
 		return Link{}, fmt.Errorf("%w: session id must be 32 hex digits", ErrLink)
@@ -107,7 +125,8 @@ func parseLinkBody(rest, scheme, sep string) (Link, error) {
 	if err != nil || len(secret) < 16 {
 		return Link{}, fmt.Errorf("%w: secret must be at least 128 bits of base64url", ErrLink)
 	}
-	return Link{Server: ap, Session: strings.ToLower(session), Secret: secret}, nil
+	l.Session, l.Secret = strings.ToLower(session), secret
+	return l, nil
 }
 
 // ParseLinkServer parses a rendezvous server endpoint (IPv4:port).
@@ -117,4 +136,32 @@ func ParseLinkServer(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("server %q: want IPv4:port", s)
 	}
 	return ap, nil
+}
+
+// ValidHostPort says whether s is a DNS host name and a port (1-65535):
+// labels of letters, digits and hyphens, not starting or ending with a
+// hyphen, at most 63 bytes each and 253 in all, with a letter somewhere
+// (so that an address is never taken for a name).
+func ValidHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 || port[0] == '0' {
+		return false
+	}
+	if host == "" || len(host) > 253 || !strings.ContainsAny(strings.ToLower(host), "abcdefghijklmnopqrstuvwxyz") {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -395,18 +395,42 @@ func TestLink(t *testing.T) {
 		}
 	}
 	sid, sec := strings.Repeat("ab", 16), strings.Repeat("A", 30)
+	byName, err := ParseLink("http://RV.Example.org:3478/s/" + sid + "#" + sec)
+	if err != nil || byName.Host != "rv.example.org:3478" || byName.Server.IsValid() || !strings.HasPrefix(byName.App(), "machsend://rv.example.org:3478/"+sid) {
+		t.Fatalf("link by host name: %+v %v", byName, err)
+	}
 	bad := []string{"", "http://x", "machsend://192.0.2.2:3478/" + sid,
-		"machsend://192.0.2.2:3478/abc#" + sec, "machsend://host:1/" + sid + "#" + sec,
+		"machsend://192.0.2.2:3478/abc#" + sec, "machsend://host/" + sid + "#" + sec,
 		"machsend://192.0.2.2:3478/" + sid + "#short", "machsend://192.0.2.2:0/" + sid + "#" + sec,
 		"http://192.0.2.2:3478/" + sid + "#" + sec,       // the web form needs /s/
 		"http://192.0.2.2:3478/x/" + sid + "#" + sec,     // another page of the server
 		"http://192.0.2.2:3478/s/" + sid,                 // no secret: a link cut short
 		"https://192.0.2.2:3478/s/" + sid + "#" + sec,    // no TLS rendezvous yet
 		"machsend://192.0.2.2:3478/s/" + sid + "#" + sec, // the app form has no /s/
+		"http://-bad.example:3478/s/" + sid + "#" + sec,
+		"http://rv.example/s/" + sid + "#" + sec, // no port
+		"http://rv.example:0/s/" + sid + "#" + sec,
+		"http://exa_mple.org:1/s/" + sid + "#" + sec,
+		"http://1.2.3.4.5:1/s/" + sid + "#" + sec,     // not an address, not a name
+		"http://[2001:db8::1]:1/s/" + sid + "#" + sec, // IPv4 only
+		"http://user@rv.example:1/s/" + sid + "#" + sec,
 	}
 	for _, s := range bad {
 		if _, err := ParseLink(s); !errors.Is(err, ErrLink) {
 			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
+
+func TestValidHostPort(t *testing.T) {
+	for s, want := range map[string]bool{
+		"rv.example.org:3478": true, "localhost:1": true, "a-b.c:65535": true, "x1.example.:80": true,
+		"rv.example.org": false, "rv.example.org:0": false, "rv.example.org:65536": false, "rv.example.org:08": false,
+		"-a.example:1": false, "a-.example:1": false, "a..b:1": false, "1.2.3.4:1": false, "a_b.example:1": false,
+		":1": false, "[::1]:1": false, strings.Repeat("a", 64) + ".example:1": false, "ex ample:1": false,
+	} {
+		if got := ValidHostPort(s); got != want {
+			t.Errorf("ValidHostPort(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

@@ -44,12 +44,17 @@ func (c common) options() (session.Options, *display, context.Context, context.C
 	return session.Options{Method: m, Events: d.show}, d, ctx, stop, nil
 }
 
+// serverFlag is the --server flag, or $MACHSEND_SERVER.
+func serverFlag(flagValue string) string {
+	if flagValue == "" {
+		return os.Getenv("MACHSEND_SERVER")
+	}
+	return flagValue
+}
+
 // serverFrom resolves the --server flag or $MACHSEND_SERVER.
 func serverFrom(ctx context.Context, flagValue string) (netip.AddrPort, error) {
-	v := flagValue
-	if v == "" {
-		v = os.Getenv("MACHSEND_SERVER")
-	}
+	v := serverFlag(flagValue)
 	if v == "" {
 		return netip.AddrPort{}, errors.New("no rendezvous server: pass --server HOST:PORT or set MACHSEND_SERVER")
 	}
@@ -79,6 +84,7 @@ func setupSend(fs *flag.FlagSet) func([]string) error {
 		if err != nil {
 			return err
 		}
+		o.ServerName = session.ServerName(serverFlag(*server)) // a name stays a name in the link
 		sh, err := session.Share(ctx, srv, paths, o)
 		if err != nil {
 			return err

@@ -48,10 +48,11 @@ func setupWeb(fs *flag.FlagSet) func([]string) error {
 			return err
 		}
 		defer stop()
-		srv, err := webServer(ctx, *server, link)
+		srv, name, err := webServer(ctx, *server, link)
 		if err != nil {
 			return err
 		}
+		o.ServerName = name
 		dir, err := downloadDir(*out)
 		if err != nil {
 			return err
@@ -92,16 +93,21 @@ func runHelper(ctx context.Context, cfg web.Config, link *transfer.Link, noOpen 
 	return nil
 }
 
-// webServer is the rendezvous server for shares: the flag, the
-// environment, or the server of the link being opened.
-func webServer(ctx context.Context, flagValue string, link *transfer.Link) (netip.AddrPort, error) {
-	if flagValue == "" && os.Getenv("MACHSEND_SERVER") == "" {
-		if link != nil {
-			return link.Server, nil
+// webServer is the rendezvous server for shares, and the name to show in
+// links: the flag, the environment, or the server of the link being opened.
+func webServer(ctx context.Context, flagValue string, link *transfer.Link) (netip.AddrPort, string, error) {
+	if serverFlag(flagValue) == "" {
+		switch {
+		case link == nil:
+			return netip.AddrPort{}, "", nil // receiving only; sharing says what is missing
+		case link.Server.IsValid():
+			return link.Server, link.Host, nil
 		}
-		return netip.AddrPort{}, nil // receiving only; sharing says what is missing
+		ap, err := session.ResolveServer(ctx, link.Host)
+		return ap, link.Host, err
 	}
-	return serverFrom(ctx, flagValue)
+	ap, err := serverFrom(ctx, flagValue)
+	return ap, session.ServerName(serverFlag(flagValue)), err
 }
 
 // downloadDir is the -o folder, ~/Downloads if it exists, or the
