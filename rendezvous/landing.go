@@ -167,19 +167,24 @@ type chanListener struct {
 }
 
 func newChanListener() *chanListener {
-	return &chanListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	return &chanListener{conns: make(chan net.Conn, webMax), done: make(chan struct{})}
 }
 
-// offer hands c to the web server, unless it is closed or does not take
-// it within a second.
+// offer hands c to the web server without waiting (the caller is an event
+// loop): the queue holds webMax, as many as there are web slots, so it is
+// full only if the web server stopped accepting.
 func (l *chanListener) offer(c net.Conn) bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
 	select {
 	case l.conns <- c:
 		return true
-	case <-l.done:
-	case <-time.After(time.Second):
+	default:
+		return false
 	}
-	return false
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {

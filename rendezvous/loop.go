@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/internal/epoll"
+	"golang.org/x/sys/unix"
 )
 
 // The server's clients are served by a fixed number of event loops (one
@@ -378,7 +379,7 @@ func (l *loop) closeClient(c *client) {
 // toWeb hands a connection that speaks HTTP to the landing pages (landing.go):
 // they get a duplicate of its socket, and it stops being a rendezvous client.
 func (l *loop) toWeb(c *client, first []byte) {
-	fd, err := syscall.Dup(c.fd)
+	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
 	l.closeClient(c)
 	if err != nil {
 		return

@@ -16,30 +16,14 @@ import (
 
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/rendezvous/rvtest"
 	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
 	"github.com/machsend/machsend/traversal/method"
 )
 
-// startServer runs a rendezvous server on loopback (primary, secondary on
-// 127.0.0.2, relay) for the test.
 func startServer(t *testing.T) netip.AddrPort {
-	t.Helper()
-	listen := func(a string) net.Listener {
-		ln, err := net.Listen("tcp4", a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	ln, sec, rl := listen("127.0.0.1:0"), listen("127.0.0.2:0"), listen("127.0.0.1:0")
-	ap := func(l net.Listener) netip.AddrPort { return l.Addr().(*net.TCPAddr).AddrPort() }
-	s := rendezvous.NewServer(rendezvous.Config{Secondary: ap(sec), RelayAddr: ap(rl)})
-	go s.Serve(ln)
-	go s.Serve(sec)
-	go s.ServeRelay(rl)
-	t.Cleanup(func() { s.Close() })
-	return ap(ln)
+	return rvtest.Start(t, rendezvous.Config{})
 }
 
 // recorder collects events from several goroutines.

@@ -145,9 +145,6 @@ func outputs(out string) error {
 func setupReport(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		return outputs(*out)
 	}
 }
@@ -155,9 +152,6 @@ func setupReport(fs *flag.FlagSet) func([]string) error {
 func setupCheck(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		trials, err := spec.LoadTrials(filepath.Join(*out, spec.TrialsFile))
 		if err != nil {
 			return err
@@ -190,9 +184,6 @@ func setupNATCheck(fs *flag.FlagSet) func([]string) error {
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	parallel := fs.Int("parallel", 4, "labs at a time")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		ctx, stop, err := labContext()
 		if err != nil {
 			return err
@@ -214,9 +205,6 @@ func setupNATCheck(fs *flag.FlagSet) func([]string) error {
 func setupCalibrate(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		ctx, stop, err := labContext()
 		if err != nil {
 			return err
@@ -242,21 +230,18 @@ func defineSpec(fs *flag.FlagSet, specDefault, specHelp string) specFlags {
 		spec: fs.String("spec", specDefault, specHelp)}
 }
 
-func (f specFlags) load(args []string) (*spec.Spec, error) {
-	if len(args) > 0 {
-		return nil, cli.Usagef("unexpected argument %q (flags only)", args[0])
-	}
+func (f specFlags) load() (*spec.Spec, error) {
 	return spec.LoadSpec(*f.spec)
 }
 
 func setupThroughput(fs *flag.FlagSet) func([]string) error {
 	f := defineSpec(fs, "experiments/paper.yaml", "spec whose throughput section to run")
-	return func(args []string) error { return throughput(f, args) }
+	return func([]string) error { return throughput(f) }
 }
 
-func throughput(f specFlags, args []string) error {
+func throughput(f specFlags) error {
 	out, bin := f.out, f.bin
-	sp, err := f.load(args)
+	sp, err := f.load()
 	if err != nil {
 		return err
 	}
@@ -289,9 +274,6 @@ func setupLoad(fs *flag.FlagSet) func([]string) error {
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
 	two := fs.Bool("two", true, "also run two server processes at once")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		rs, err := parseRates(*rates)
 		if err != nil {
 			return err
@@ -346,9 +328,6 @@ func setupLoadgen(fs *flag.FlagSet) func([]string) error {
 	rates := fs.String("rates", "1000", "offered sessions per second, stepped")
 	step := fs.Duration("step", 5*time.Second, "how long each rate is offered")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		rs, err := parseRates(*rates)
 		if err != nil {
 			return err
@@ -376,12 +355,12 @@ func labContext() (context.Context, context.CancelFunc, error) {
 // labs at once and writes invariance.json.
 func setupInvariance(fs *flag.FlagSet) func([]string) error {
 	f := defineSpec(fs, "experiments/invariance.yaml", "the cells to run at each level")
-	return func(args []string) error { return invariance(f, args) }
+	return func([]string) error { return invariance(f) }
 }
 
-func invariance(f specFlags, args []string) error {
+func invariance(f specFlags) error {
 	out, bin := f.out, f.bin
-	sp, err := f.load(args)
+	sp, err := f.load()
 	if err != nil {
 		return err
 	}
@@ -424,9 +403,6 @@ func setupBrowser(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("out", "results", "results directory")
 	bin := fs.String("bin", binDir(), "directory with the machsend and rendezvous binaries")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		ctx, stop, err := labContext()
 		if err != nil {
 			return err

@@ -25,9 +25,6 @@ func setupNATCheck(fs *flag.FlagSet) func([]string) error {
 	timeout := fs.Duration("probe-timeout", 1500*time.Millisecond, "how long one probe waits for an answer")
 	quick := fs.Bool("quick", false, "only mapping and port allocation")
 	return func(pos []string) error {
-		if len(pos) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", pos[0])
-		}
 		if *maxTrans < time.Second || *maxTrans > 5*time.Minute {
 			return cli.Usagef("--max-transitory %v outside 1s..5m", *maxTrans)
 		}

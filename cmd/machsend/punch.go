@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/machsend/machsend/internal/cli"
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
@@ -38,9 +37,6 @@ func setupPunch(fs *flag.FlagSet) func([]string) error {
 	fs.StringVar(&bulk.to, "bulk-to", "", "B writes the bulk bytes to this file (default: discards them)")
 	com := commonFlags(fs)
 	return func(pos []string) error {
-		if len(pos) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", pos[0])
-		}
 		secret, err := secretFromEnv(*secretEnv)
 		if err != nil {
 			return err

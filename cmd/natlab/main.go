@@ -63,7 +63,7 @@ or "none" to remove it.`,
 		{Name: "profiles", Summary: "the built-in NAT profiles, one column per knob", Setup: withOut(setupProfiles)},
 		{Name: "topologies", Summary: "the built-in topologies", Setup: withOut(setupTopologies)},
 		{Name: "up", Args: "[TOPOLOGY]", Summary: "bring a lab up (held by a background process until natlab down) and print it as JSON", Setup: withOut(setupUp)},
-		{Name: holdCmd, Summary: "the lab holder natlab up starts", Setup: setupHold, Hidden: true},
+		{Name: holdCmd, Args: "[TOPOLOGY]", Summary: "the lab holder natlab up starts", Setup: setupHold, Hidden: true},
 		{Name: "ls", Summary: "the labs on this machine", Setup: withOut(setupLs)},
 		{Name: "exec", Args: "LAB NODE -- CMD [ARG...]", Summary: "run a command on a lab node", Setup: noFlags(runExec)},
 		{Name: "capture", Args: "LAB NODE IFACE", Summary: "capture a node's interface into a pcap file", Setup: withOut(setupCapture)},
@@ -90,9 +90,6 @@ func printJSON(out io.Writer, v any) error {
 func setupProfiles(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON, with each knob's realisation")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
 		ps, err := nat.Builtin()
 		if err != nil {
 			return err
@@ -145,9 +142,6 @@ func setupProfiles(fs *flag.FlagSet, out io.Writer) func([]string) error {
 func setupTopologies(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
 		ts, err := natlab.BuiltinTopologies()
 		if err != nil {
 			return err
@@ -379,9 +373,6 @@ func setupImpair(fs *flag.FlagSet, out io.Writer) func([]string) error {
 func setupLs(fs *flag.FlagSet, out io.Writer) func([]string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q", args[0])
-		}
 		recs, err := natlab.Records()
 		if err != nil {
 			return err

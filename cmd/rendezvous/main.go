@@ -37,9 +37,6 @@ func main() {
 func setup(fs *flag.FlagSet) func([]string) error {
 	cfg, o := defineFlags(fs)
 	return func(args []string) error {
-		if len(args) > 0 {
-			return cli.Usagef("unexpected argument %q (flags only)", args[0])
-		}
 		return run(*cfg, *o)
 	}
 }

@@ -70,7 +70,7 @@ func TestBinaries(t *testing.T) {
 		{"experiment run --help", 0, "--allow-dirty", ""},
 		{"experiment report stray", 2, "", `unexpected argument "stray"`},
 		{"experiment merge only-one", 2, "", "want OUT SHARD_DIR..."},
-		{"experiment run --shard 5/2", 2, "", "shard"},
+		{"experiment run --out not-results --shard 5/2", 2, "", "shard"},
 		{"experiment bogus", 2, "", `unknown command "bogus"`},
 		{"experiment completion zsh", 0, "bashcompinit", ""},
 		{"experiment man", 0, ".TH EXPERIMENT 1", ""},

@@ -21,7 +21,7 @@ const (
 // and what it does.
 type Command struct {
 	Name    string
-	Args    string // the positional arguments' synopsis, e.g. "PATH..."
+	Args    string // the positional arguments' synopsis, e.g. "PATH..."; "": none are accepted
 	Summary string // one line
 	Detail  string // more, for its help and the man page (optional)
 	// Setup defines the command's flags on fs and returns what runs with
@@ -171,6 +171,8 @@ func (p *Program) runCommand(c *Command, args []string) int {
 		return ExitOK
 	case err != nil:
 		return p.usageError(c, err)
+	case c.Args == "" && len(pos) > 0:
+		return p.usageError(c, fmt.Errorf("unexpected argument %q (this command takes flags only)", pos[0]))
 	}
 	err = run(pos)
 	var ue UsageError
