@@ -99,6 +99,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseEvents -fuzztime 30s ./session
 	$(GO) test -run '^$$' -fuzz FuzzSetDefault -fuzztime 30s ./web
 	$(GO) test -run '^$$' -fuzz FuzzStagePath -fuzztime 30s ./web
+	$(GO) test -run '^$$' -fuzz FuzzParseCode -fuzztime 30s ./session
+	$(GO) test -run '^$$' -fuzz FuzzPakeUpdate -fuzztime 30s ./session
 
 # The main job: the paper matrix (resumed if interrupted, redone when the
 # code changed), the throughput figures, then summaries, plots and REPORT.md.

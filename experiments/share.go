@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/machsend/machsend/natlab"
@@ -59,8 +61,34 @@ func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint
 
 // Running is a machsend process whose JSON events are collected.
 type Running struct {
-	Proc  *natlab.Process
-	lines *lineReader
+	Proc   *natlab.Process
+	lines  *lineReader
+	stderr *syncBuffer
+}
+
+// Stderr is what the process wrote to standard error so far (its final
+// error message, for one).
+func (r *Running) Stderr() string { return r.stderr.String() }
+
+// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 { // bounded: a runaway process cannot fill memory
+		return len(p), nil
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Events returns the events printed so far (all of them once it exited).
@@ -95,6 +123,8 @@ func (p *LabPeers) Machsend(node string, env []string, args ...string) (*Running
 		return nil, err
 	}
 	cmd.Stdout = w
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	proc, err := p.Lab.Start(node, cmd)
 	w.Close()
 	if err != nil {
@@ -103,7 +133,7 @@ func (p *LabPeers) Machsend(node string, env []string, args ...string) (*Running
 	}
 	lr := collect(r)
 	go func() { <-lr.done; r.Close() }()
-	return &Running{Proc: proc, lines: lr}, nil
+	return &Running{Proc: proc, lines: lr, stderr: stderr}, nil
 }
 
 // Send starts `machsend send` and waits for its link.

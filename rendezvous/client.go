@@ -317,3 +317,37 @@ func DialRelay(ctx context.Context, r RelayResult) (net.Conn, error) {
 	_ = conn.SetReadDeadline(time.Time{})
 	return conn, nil
 }
+
+// CreateCode creates a code session: its result's Nameplate is the number
+// a receiver joins it by (JoinCode), once.
+func (c *Client) CreateCode(ctx context.Context) (CreateResult, error) {
+	var r CreateResult
+	err := c.call(ctx, MethodCreate, CreateParams{Code: true}, &r)
+	return r, err
+}
+
+// JoinCode joins the code session of a nameplate, spending its one join;
+// the result names the session.
+func (c *Client) JoinCode(ctx context.Context, nameplate int) (JoinResult, error) {
+	var r JoinResult
+	err := c.call(ctx, MethodJoin, SessionParams{Nameplate: nameplate}, &r)
+	return r, err
+}
+
+// Message sends data to the other member of this connection's pair in a
+// code session (it arrives as a NotifyMessage).
+func (c *Client) Message(ctx context.Context, session string, data []byte) error {
+	return c.call(ctx, MethodMessage, MessageParams{Session: session, Data: data}, nil)
+}
+
+// SetKey registers, as a code session's creator, the verifier (JoinProof)
+// of the secret the peers agreed on.
+func (c *Client) SetKey(ctx context.Context, session, verifier string) error {
+	return c.call(ctx, MethodSetKey, SessionParams{Session: session, Key: verifier}, nil)
+}
+
+// Prove shows, as a code session's joiner, the key (JoinProof) whose
+// verifier the creator registered.
+func (c *Client) Prove(ctx context.Context, session, key string) error {
+	return c.call(ctx, MethodProve, SessionParams{Session: session, Key: key}, nil)
+}

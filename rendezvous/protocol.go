@@ -38,6 +38,12 @@ const (
 	MethodSinkSeen    = "probe.seen"
 	MethodLeave       = "session.leave"
 	MethodAttach      = "session.attach"
+	// Code sessions (codes.go): a message to the other member of the
+	// pair, the creator registering a verifier after the peers' PAKE, and
+	// the joiner proving it.
+	MethodMessage = "pair.message"
+	MethodSetKey  = "session.key"
+	MethodProve   = "session.prove"
 )
 
 // Notifications (server to client, on the same connection).
@@ -45,6 +51,7 @@ const (
 	NotifyPeerJoined = "peer.joined"
 	NotifyPunch      = "punch.go"
 	NotifyPeerLeft   = "peer.left"
+	NotifyMessage    = "peer.message" // MessageParams from the other member of the pair
 )
 
 // Roles in a session: the creator (sender) is A, the joiner is B.
@@ -70,6 +77,9 @@ const (
 	// CodeBusy: the server is not keeping up and refused to start new work;
 	// the error's data carries {"retry_after_ms": N}. Retry after N ms.
 	CodeBusy = 1007
+	// CodeSpent: the short code's one join was used (a code buys one
+	// guess); the sender must make a new one.
+	CodeSpent = 1008
 )
 
 // BusyData is the data of a CodeBusy error: when to retry.
@@ -87,6 +97,7 @@ var (
 	ErrTooLarge      = errors.New("message too large")
 	ErrClosed        = errors.New("rendezvous connection closed")
 	ErrBusy          = errors.New("rendezvous server busy")
+	ErrSpent         = errors.New("this code was already used")
 )
 
 // HelloParams introduce a client. Probe marks a short-lived connection used
@@ -117,12 +128,17 @@ type CreateResult struct {
 	Session string    `json:"session"`
 	Expires time.Time `json:"expires"`
 	Owner   string    `json:"owner"`
+	// Nameplate is a code session's number, the first part of its code.
+	Nameplate int `json:"nameplate,omitempty"`
 }
 
 // CreateParams create a session; Verifier (JoinProof) makes joining it
 // require the matching key. Without one, anyone with the id may join.
 type CreateParams struct {
 	Verifier string `json:"verifier,omitempty"`
+	// Code asks for a code session: no verifier yet, a short nameplate
+	// to join it by, one join ever, one pair (see codes.go).
+	Code bool `json:"code,omitempty"`
 }
 
 // SessionParams name a session; Key is the join key (JoinProof) when the
@@ -131,6 +147,15 @@ type CreateParams struct {
 type SessionParams struct {
 	Session string `json:"session"`
 	Key     string `json:"key,omitempty"`
+	// Nameplate joins a code session by its number instead of its id.
+	Nameplate int `json:"nameplate,omitempty"`
+}
+
+// MessageParams carry an opaque message between the two members of a
+// pair of a code session (the peers' PAKE), at most MaxMessage bytes.
+type MessageParams struct {
+	Session string `json:"session"`
+	Data    []byte `json:"data"`
 }
 
 // JoinResult tells the joiner about the session.
@@ -423,6 +448,8 @@ func fromRPCError(err error) error {
 		return fmt.Errorf("%w: %s", ErrRelayDisabled, re.Message)
 	case CodeBusy:
 		return fmt.Errorf("%w: %s", ErrBusy, re.Message)
+	case CodeSpent:
+		return fmt.Errorf("%w: %s", ErrSpent, re.Message)
 	}
 	return fmt.Errorf("rendezvous: %s (code %d)", re.Message, re.Code)
 }

@@ -144,16 +144,17 @@ type Server struct {
 	forger forger
 	web    *webFront // landing pages (landing.go)
 
-	mu       sync.Mutex
-	sessions map[string]*session
-	byAddr   map[netip.Addr]int // sessions held per creator's address
-	clients  map[*client]struct{}
-	perIP    map[netip.Addr]*rate.Limiter
-	perAddr  *addrCount    // open connections per source address
-	probes   chan struct{} // probe dials in flight, server-wide
-	closed   bool
-	lns      []net.Listener
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	sessions   map[string]*session
+	nameplates map[int]*session   // code sessions by nameplate (codes.go)
+	byAddr     map[netip.Addr]int // sessions held per creator's address
+	clients    map[*client]struct{}
+	perIP      map[netip.Addr]*rate.Limiter
+	perAddr    *addrCount    // open connections per source address
+	probes     chan struct{} // probe dials in flight, server-wide
+	closed     bool
+	lns        []net.Listener
+	wg         sync.WaitGroup
 
 	loops    []*loop // event loops serving the clients (loop.go)
 	loopsErr error
@@ -179,7 +180,7 @@ type Stats struct {
 // NewServer makes a server; call Serve for each listener.
 func NewServer(cfg Config) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, nameplates: map[int]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
 		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr),
 		probes: make(chan struct{}, share(fdLimit(), probeShare))}
 	s.relay = newRelay(s)
@@ -441,6 +442,21 @@ func (c *client) dispatch(ctx context.Context, req *wireRequest) (any, error) {
 			return nil, err
 		}
 		return c.relayOpen(p.Session)
+	case MethodMessage:
+		var p MessageParams
+		if err := decodeParams(req.Params, &p); err != nil {
+			return nil, err
+		}
+		return c.pairMessage(p)
+	case MethodSetKey, MethodProve:
+		var p SessionParams
+		if err := decodeParams(req.Params, &p); err != nil {
+			return nil, err
+		}
+		if req.Method == MethodSetKey {
+			return c.setKey(p)
+		}
+		return c.prove(p)
 	}
 	return nil, &jsonrpc2.Error{Code: jsonrpc2.CodeMethodNotFound, Message: fmt.Sprintf("unknown method %q", req.Method)}
 }

@@ -27,6 +27,9 @@ type session struct {
 	id       string
 	pairs    []*pair
 	serial   int // numbers pairs, for relay keys
+	// A code session (codes.go) has a nameplate, and is spent once joined.
+	nameplate int
+	spent     bool
 }
 
 // pair is one sender connection (a) and the receiver it serves (b, nil
@@ -37,6 +40,12 @@ type pair struct {
 	a, b  *client
 	ready map[AttemptID]map[string]ReadyParams // attempt -> role -> params
 	relay map[string]string                    // role -> token
+	// proven: the receiver showed the session's key (at its join, or with
+	// session.prove in a code session); only then does it get its relay
+	// token (the sender may hold its own before anyone joins: a splice
+	// needs both).
+	proven bool
+	sent   map[string]int // role -> pair.messages sent (code sessions)
 }
 
 // key names the pair for the relay.
@@ -101,7 +110,7 @@ func (s *Server) leaveLocked(c *client, id string) []peerNote {
 		}
 	default:
 		s.forgetRelayLocked(p)
-		p.b, p.ready = nil, nil
+		p.b, p.ready, p.proven, p.sent = nil, nil, false, nil
 		delete(c.sessions, id)
 		return []peerNote{{p.a, PeerEvent{Session: id, Role: RoleB}}}
 	}
@@ -127,6 +136,9 @@ func (c *client) leave(id string) (any, error) {
 // is held.
 func (s *Server) removeSessionLocked(ss *session, except *client) []peerNote {
 	delete(s.sessions, ss.id)
+	if ss.nameplate != 0 {
+		delete(s.nameplates, ss.nameplate)
+	}
 	if s.byAddr[ss.addr]--; s.byAddr[ss.addr] <= 0 {
 		delete(s.byAddr, ss.addr)
 	}
@@ -207,12 +219,16 @@ func (c *client) create(p CreateParams) (any, error) {
 	ss.pairs = []*pair{{ss: ss, a: c}}
 	ss.serial = 1
 	s.sessions[ss.id] = ss
+	if p.Code {
+		ss.verifier = nil // set after the peers' PAKE (session.key)
+		s.allocNameplateLocked(ss)
+	}
 	s.byAddr[addr]++
 	c.joinLocked(ss.pairs[0])
 	c.owned++
 	s.Stats.Sessions.Add(1)
 	s.log.Info("session created", "remote", c.remote)
-	return CreateResult{Session: ss.id, Expires: ss.expires, Owner: hex.EncodeToString(token)}, nil
+	return CreateResult{Session: ss.id, Expires: ss.expires, Owner: hex.EncodeToString(token), Nameplate: ss.nameplate}, nil
 }
 
 func validSessionID(id string) bool {
@@ -249,12 +265,12 @@ func (c *client) join(p SessionParams) (any, error) {
 		}
 		return nil, rpcErr(CodeBadState, "cannot join your own session")
 	}
-	ss, err := c.lookupLocked(p.Session)
+	ss, err := c.joinTargetLocked(p)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
-	if ss.verifier != nil && !keyMatches(p.Key, *ss.verifier) {
+	if !ss.codeSession() && ss.verifier != nil && !keyMatches(p.Key, *ss.verifier) {
 		s.mu.Unlock()
 		s.Stats.WrongKeys.Add(1)
 		return nil, rpcErr(CodeWrongKey, "the join key does not match the session's verifier")
@@ -265,14 +281,27 @@ func (c *client) join(p SessionParams) (any, error) {
 		return nil, rpcErr(CodeSessionFull, "session already has a receiver on each of its %d sender connections", len(ss.pairs))
 	}
 	q := ss.pairs[i]
-	q.b = c
+	q.b, q.proven = c, !ss.codeSession() && ss.verifier != nil
 	c.joinLocked(q)
 	// Both relay slots go out with the join, so a pair that starts on the
 	// relay spends no round trip asking for them.
 	relayA, relayB := s.relayTokenLocked(q, RoleA), s.relayTokenLocked(q, RoleB)
 	s.mu.Unlock()
-	q.a.notify(NotifyPeerJoined, PeerEvent{Session: p.Session, Role: RoleB, Relay: relayA})
-	return JoinResult{Session: p.Session, Role: RoleB, Relay: relayB}, nil
+	q.a.notify(NotifyPeerJoined, PeerEvent{Session: ss.id, Role: RoleB, Relay: relayA})
+	return JoinResult{Session: ss.id, Role: RoleB, Relay: relayB}, nil
+}
+
+// joinTargetLocked is the session a join names: by nameplate a code
+// session (spending its one join), by id any other; s.mu is held.
+func (c *client) joinTargetLocked(p SessionParams) (*session, error) {
+	if p.Nameplate != 0 {
+		return c.joinCodeLocked(p.Nameplate)
+	}
+	ss, err := c.lookupLocked(p.Session)
+	if err == nil && ss.codeSession() {
+		return nil, rpcErr(CodeWrongKey, "this share is joined by its code, not its id")
+	}
+	return ss, err
 }
 
 // attach adds c to session id as a further sender connection, a pair
@@ -292,6 +321,9 @@ func (c *client) attach(p SessionParams) (any, error) {
 	if !keyMatches(p.Key, ss.owner) {
 		s.Stats.WrongKeys.Add(1)
 		return nil, rpcErr(CodeWrongKey, "the owner token does not match the session's")
+	}
+	if ss.codeSession() {
+		return nil, rpcErr(CodeBadState, "a code serves one receiver")
 	}
 	if len(ss.pairs) >= s.cfg.MaxPairs {
 		return nil, rpcErr(CodeLimit, "a share serves at most %d receivers at once", s.cfg.MaxPairs)
@@ -418,7 +450,7 @@ func (c *client) relayOpen(id string) (any, error) {
 	r := s.relayTokenLocked(q, role)
 	s.mu.Unlock()
 	if r == nil {
-		return nil, rpcErr(CodeBadState, "the relay serves only sessions created with a join verifier")
+		return nil, rpcErr(CodeBadState, "the relay serves only sessions whose joiner proved the key")
 	}
 	return *r, nil
 }
@@ -431,7 +463,7 @@ func (c *client) relayOpen(id string) (any, error) {
 // secret, so a splice (both tokens) always joins two peers that know it;
 // a session id alone never buys relay bandwidth. s.mu is held.
 func (s *Server) relayTokenLocked(q *pair, role string) *RelayResult {
-	if !s.cfg.RelayAddr.IsValid() || s.relay == nil || q.ss.verifier == nil {
+	if !s.cfg.RelayAddr.IsValid() || s.relay == nil || q.ss.verifier == nil || role == RoleB && !q.proven {
 		return nil
 	}
 	tok := q.relay[role]

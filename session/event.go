@@ -23,7 +23,7 @@ const (
 	KindServer    Kind = "server"    // Server: reaching the rendezvous server (bounded by ServerTimeout)
 	KindSession   Kind = "session"   // Session, Role
 	KindWaiting   Kind = "waiting"   // the share is serving another receiver; this one waits its turn
-	KindLink      Kind = "link"      // Link, Files, Bytes, Skipped (Share)
+	KindLink      Kind = "link"      // Link or Code, Files, Bytes, Skipped (Share, ShareCode)
 	KindNAT       Kind = "nat"       // NAT: this side's NAT from the cheap probe
 	KindStep      Kind = "event"     // Step: one traversal step (attempt, expectation, ...)
 	KindReport    Kind = "report"    // Report: every attempt, also when none connected
@@ -54,6 +54,7 @@ type Event struct {
 	Session  string             `json:"session,omitempty"`
 	Role     string             `json:"role,omitempty"`
 	Link     string             `json:"link,omitempty"`
+	Code     string             `json:"code,omitempty"`
 	Files    int                `json:"files,omitempty"`
 	Bytes    int64              `json:"bytes,omitempty"`
 	NAT      *traversal.NATInfo `json:"nat,omitempty"`

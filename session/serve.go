@@ -74,6 +74,9 @@ func (sl *slot) number() int {
 // returns when ctx ends or the share's first connection to the server is
 // lost (the link then stops working).
 func (s *Sharing) ServeEach(ctx context.Context, atOnce int) error {
+	if s.code != nil {
+		return errors.New("a code serves one receiver: share with a link to serve several")
+	}
 	atOnce = max(1, atOnce)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -16,11 +16,13 @@ import (
 // whoever holds the link.
 type Sharing struct {
 	Link     transfer.Link
+	Code     string // the short code of a ShareCode ("" for a link)
 	Manifest *transfer.Manifest
 
 	peer *Peer
 	srcs []transfer.Source
 	opts Options
+	code *Code // ShareCode's
 }
 
 // Share reads the files and folders at paths, creates a session on the
@@ -50,6 +52,9 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 // Serve then waits for the next. Call it again to serve the next receiver
 // on the same link, or use ServeEach to serve several at once.
 func (s *Sharing) Serve(ctx context.Context) error {
+	if s.code != nil {
+		return s.serveCode(ctx)
+	}
 	for {
 		err := s.serveNext(ctx)
 		if !errors.Is(err, transfer.ErrListedOnly) {
@@ -138,6 +143,12 @@ func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, 
 		return err
 	}
 	defer p.Close()
+	return fetchOn(ctx, p, ro, o)
+}
+
+// fetchOn receives from the peer p joined: connects, then receives as ro
+// says.
+func fetchOn(ctx context.Context, p *Peer, ro transfer.ReceiveOptions, o Options) error {
 	st, err := p.ConnectStream(ctx)
 	if err != nil {
 		if errors.Is(err, transfer.ErrWrongSecret) {

@@ -43,6 +43,9 @@ type RendezvousSignal struct {
 
 	stop     chan struct{}
 	stopOnce sync.Once
+	// messages are a code session's pair.messages from the peer, in order
+	// (at most as many as the server lets a peer send).
+	messages chan []byte
 
 	// mu guards the state of the current peer, which Next resets.
 	mu      sync.Mutex
@@ -69,12 +72,16 @@ type RendezvousSignal struct {
 	relay, nextRelay *rendezvous.RelayResult
 }
 
+// Messages delivers the peer's messages in a code session.
+func (s *RendezvousSignal) Messages() <-chan []byte { return s.messages }
+
 // Stop ends the signal's routing of notifications.
 func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
-	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session, stop: make(chan struct{})}
+	s := &RendezvousSignal{Client: c, Server: server, Secondary: secondary, Session: session, stop: make(chan struct{}),
+		messages: make(chan []byte, 8)}
 	s.resetLocked(false)
 	go s.route()
 	return s
@@ -188,6 +195,15 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 		}
 		s.joinedLocked()
 		s.relay = ev.Relay
+	case rendezvous.NotifyMessage:
+		var m rendezvous.MessageParams
+		if json.Unmarshal(n.Params, &m) != nil || m.Session != s.Session {
+			return
+		}
+		select {
+		case s.messages <- m.Data:
+		default: // more than the server lets a peer send: not this peer's
+		}
 	case rendezvous.NotifyPeerLeft:
 		var ev rendezvous.PeerEvent
 		if json.Unmarshal(n.Params, &ev) != nil || ev.Session != s.Session {

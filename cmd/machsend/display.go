@@ -89,7 +89,7 @@ func (d *display) show(e session.Event) {
 	}
 	d.lastKind = e.Kind
 	fmt.Println(text)
-	if e.Kind == session.KindLink && d.tty {
+	if e.Kind == session.KindLink && e.Link != "" && d.tty {
 		qrterminal.GenerateHalfBlock(e.Link, qrterminal.L, os.Stdout)
 	}
 }
@@ -102,6 +102,10 @@ func (d *display) textLocked(e session.Event) string {
 		return "" // the link (send) or the manifest (get) says it better
 	case session.KindLink:
 		text := fmt.Sprintf("sharing %d entries, %s. Send this link to the recipient:\n\n  %s\n", e.Files, human(e.Bytes), e.Link)
+		if e.Code != "" {
+			text = fmt.Sprintf("sharing %d entries, %s. On the other computer, with the same server, run:\n\n  machsend get %s\n\n"+
+				"(one receiver, one try: a wrong code ends the share)\n", e.Files, human(e.Bytes), e.Code)
+		}
 		if len(e.Skipped) > 0 {
 			text += fmt.Sprintf("\nnot shared (not files or folders: symlinks, devices, sockets): %s\n", strings.Join(e.Skipped, ", "))
 		}

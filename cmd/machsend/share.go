@@ -44,19 +44,23 @@ func (c common) options() (session.Options, *display, context.Context, context.C
 	return session.Options{Method: m, Events: d.show}, d, ctx, stop, nil
 }
 
-// serverFlag is the --server flag, or $MACHSEND_SERVER.
+// serverFlag is the --server flag, $MACHSEND_SERVER, or the server of
+// the configuration file (config.go).
 func serverFlag(flagValue string) string {
-	if flagValue == "" {
-		return os.Getenv("MACHSEND_SERVER")
+	if flagValue != "" {
+		return flagValue
 	}
-	return flagValue
+	if v := os.Getenv("MACHSEND_SERVER"); v != "" {
+		return v
+	}
+	return configServer()
 }
 
 // serverFrom resolves the --server flag or $MACHSEND_SERVER.
 func serverFrom(ctx context.Context, flagValue string) (netip.AddrPort, error) {
 	v := serverFlag(flagValue)
 	if v == "" {
-		return netip.AddrPort{}, errors.New("no rendezvous server: pass --server HOST:PORT or set MACHSEND_SERVER")
+		return netip.AddrPort{}, cli.Usagef("no rendezvous server: pass --server HOST:PORT, set MACHSEND_SERVER, or put server = HOST:PORT in %s", configPath())
 	}
 	return session.ResolveServer(ctx, v)
 }
@@ -66,9 +70,13 @@ func setupSend(fs *flag.FlagSet) func([]string) error {
 	server := fs.String("server", "", "rendezvous server HOST:PORT (default $MACHSEND_SERVER)")
 	keep := fs.Bool("keep", false, "keep serving further receivers after the first, several at once")
 	atOnce := fs.Int("at-once", session.DefaultAtOnce, "with --keep, how many receivers to serve at the same time (each with its own connection)")
-	linkFile := fs.String("link-file", "", "also write the link to this file (mode 0600)")
+	linkFile := fs.String("link-file", "", "also write the link (or code) to this file (mode 0600)")
+	code := fs.Bool("code", false, "give a short code (like 7-guitar-orbit) instead of a link: machsend get CODE on the other side, with the same server; one receiver, one guess")
 	com := commonFlags(fs)
 	return func(paths []string) error {
+		if *code && *keep {
+			return cli.Usagef("--code serves one receiver; share with a link (without --code) to use --keep")
+		}
 		if len(paths) == 0 {
 			return cli.Usagef("name the files or folders to share")
 		}
@@ -85,13 +93,21 @@ func setupSend(fs *flag.FlagSet) func([]string) error {
 			return err
 		}
 		o.ServerName = session.ServerName(serverFlag(*server)) // a name stays a name in the link
-		sh, err := session.Share(ctx, srv, paths, o)
+		share := session.Share
+		if *code {
+			share = session.ShareCode
+		}
+		sh, err := share(ctx, srv, paths, o)
 		if err != nil {
 			return err
 		}
 		defer sh.Close()
 		if *linkFile != "" {
-			if err := os.WriteFile(*linkFile, []byte(sh.Link.String()+"\n"), 0o600); err != nil {
+			given := sh.Link.String()
+			if *code {
+				given = sh.Code
+			}
+			if err := os.WriteFile(*linkFile, []byte(given+"\n"), 0o600); err != nil {
 				return fmt.Errorf("write the link file: %w", err)
 			}
 		}
@@ -102,17 +118,17 @@ func setupSend(fs *flag.FlagSet) func([]string) error {
 	}
 }
 
-// readLink takes the link from the argument, standard input ("-") or
-// $MACHSEND_LINK, so it need not appear in the process list.
-func readLink(args []string) (transfer.Link, error) {
+// readTarget takes the link or code from the argument, standard input
+// ("-") or $MACHSEND_LINK, so it need not appear in the process list.
+func readTarget(args []string) (string, error) {
 	var raw string
 	switch {
 	case len(args) > 1:
-		return transfer.Link{}, cli.Usagef("one link at a time (got %d arguments)", len(args))
+		return "", cli.Usagef("one link at a time (got %d arguments)", len(args))
 	case len(args) > 0 && args[0] == "-":
 		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return transfer.Link{}, fmt.Errorf("read the link from standard input: %w", err)
+			return "", fmt.Errorf("read the link from standard input: %w", err)
 		}
 		raw = line
 	case len(args) > 0:
@@ -121,9 +137,9 @@ func readLink(args []string) (transfer.Link, error) {
 		raw = os.Getenv("MACHSEND_LINK")
 	}
 	if strings.TrimSpace(raw) == "" {
-		return transfer.Link{}, cli.Usagef("give the link as an argument, on standard input (-) or in MACHSEND_LINK")
+		return "", cli.Usagef("give the link or code as an argument, on standard input (-) or in MACHSEND_LINK")
 	}
-	return transfer.ParseLink(raw)
+	return strings.TrimSpace(raw), nil
 }
 
 // multi collects repeated flags.
@@ -132,9 +148,10 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-// setupGet downloads what a link shares.
+// setupGet downloads what a link or a short code shares.
 func setupGet(fs *flag.FlagSet) func([]string) error {
 	out := fs.String("o", ".", "destination folder")
+	server := fs.String("server", "", "with a code: the rendezvous server HOST:PORT it was made on (default $MACHSEND_SERVER, or server= in ~/.config/machsend/config); a link names its own")
 	list := fs.Bool("list", false, "only list what is shared")
 	overwrite := fs.Bool("overwrite", false, "replace existing files (one of the shared file's size and modification time counts as already here and is skipped)")
 	checksum := fs.Bool("checksum", false, "also have both sides compute each file's SHA-256 and check it before the file is put in place, and print it (what sha256sum prints); costs a hash pass over every byte on each side, where the encrypted channel already authenticates every byte")
@@ -142,7 +159,7 @@ func setupGet(fs *flag.FlagSet) func([]string) error {
 	fs.Var(&only, "only", "download only entries matching this pattern (path.Match, or a path prefix); repeatable")
 	com := commonFlags(fs)
 	return func(pos []string) error {
-		link, err := readLink(pos)
+		target, err := readTarget(pos)
 		if err != nil {
 			return err
 		}
@@ -155,6 +172,21 @@ func setupGet(fs *flag.FlagSet) func([]string) error {
 		if len(only) > 0 {
 			ro.Select = transfer.MatchAny(only)
 		}
-		return session.Fetch(ctx, link, ro, o)
+		if !session.LooksLikeCode(target) {
+			link, err := transfer.ParseLink(target)
+			if err != nil {
+				return err
+			}
+			return session.Fetch(ctx, link, ro, o)
+		}
+		code, err := session.ParseCode(target)
+		if err != nil {
+			return cli.UsageError{Err: err}
+		}
+		srv, err := serverFrom(ctx, *server)
+		if err != nil {
+			return err
+		}
+		return session.FetchCode(ctx, srv, code, ro, o)
 	}
 }

@@ -38,6 +38,9 @@ func TestBinaries(t *testing.T) {
 		{"machsend web a b", 2, "", "at most one link"},
 		{"machsend natcheck extra", 2, "", `unexpected argument "extra"`},
 		{"machsend get not-a-link", 1, "", "malformed machsend link"},
+		{"machsend get 7-guitar-notaword", 2, "", "not one of the code words"},
+		{"machsend get 7-guitar-orbit", 2, "", "no rendezvous server: pass --server HOST:PORT"},
+		{"machsend send --code --keep x", 2, "", "--code serves one receiver"},
 		{"machsend bogus", 2, "", `unknown command "bogus"`},
 		{"machsend help bogus", 2, "", `unknown command "bogus"`},
 		{"machsend version", 0, "machsend ", ""},
@@ -79,7 +82,7 @@ func TestBinaries(t *testing.T) {
 		t.Run(tc.cmd, func(t *testing.T) {
 			args := strings.Fields(tc.cmd)
 			cmd := exec.Command(filepath.Join(bin, args[0]), args[1:]...)
-			cmd.Env = append(os.Environ(), "MACHSEND_SERVER=", "MACHSEND_LINK=")
+			cmd.Env = append(os.Environ(), "MACHSEND_SERVER=", "MACHSEND_LINK=", "XDG_CONFIG_HOME="+t.TempDir())
 			var out, errOut bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &errOut
 			err := cmd.Run()
@@ -99,5 +102,25 @@ func TestBinaries(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigFileServer: with no --server and no MACHSEND_SERVER, a code
+// goes to the server of the configuration file.
+func TestConfigFileServer(t *testing.T) {
+	bin := buildtest.Commands(t, "machsend")
+	cfg := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(cfg, "machsend"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "machsend", "config"), []byte("# my server\nserver = 127.0.0.1:9   # nothing listens\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "machsend"), "get", "7-guitar-orbit")
+	cmd.Env = append(os.Environ(), "MACHSEND_SERVER=", "XDG_CONFIG_HOME="+cfg)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "127.0.0.1:9") {
+		t.Fatalf("%v: %s", err, out)
 	}
 }
