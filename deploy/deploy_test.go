@@ -79,11 +79,18 @@ func checkConfig(t *testing.T, bin string, args []string) {
 func TestSystemdUnit(t *testing.T) {
 	unit := unitFile(t, "machsend-rendezvous.service")
 	env := envFile(t, "machsend-rendezvous.env")
-	exe := expand(unit["ExecStart"][0], env)
+	state := t.TempDir() // the StateDirectory, where the TLS key is made
+	exe := expand(strings.ReplaceAll(unit["ExecStart"][0], "/var/lib/machsend-rendezvous", state), env)
 	if exe[0] != "/usr/local/bin/rendezvous" {
 		t.Fatalf("ExecStart runs %s", exe[0])
 	}
 	checkConfig(t, buildtest.Commands(t, "rendezvous"), exe[1:])
+	if _, err := os.Stat(filepath.Join(state, "tls.pem")); err != nil {
+		t.Fatalf("the TLS key was not made in the state directory: %v", err)
+	}
+	if got := unit["StateDirectory"]; len(got) != 1 || got[0] != "machsend-rendezvous" {
+		t.Errorf("StateDirectory=%q", got)
+	}
 	for k, want := range map[string]string{
 		"DynamicUser": "yes", "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
 		"ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes",
@@ -115,6 +122,7 @@ func TestSystemdAcceptsTheUnit(t *testing.T) {
 	unit := filepath.Join(dir, "machsend-rendezvous.service")
 	text := strings.ReplaceAll(string(b), "/usr/local/bin/rendezvous", filepath.Join(bin, "rendezvous"))
 	text = strings.ReplaceAll(text, "EnvironmentFile=/etc/default/machsend-rendezvous", "EnvironmentFile="+filepath.Join(dir, "env"))
+	text = strings.ReplaceAll(text, "/var/lib/machsend-rendezvous", dir)
 	if err := os.WriteFile(unit, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}

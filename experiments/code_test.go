@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/internal/buildtest"
+	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/session"
 )
 
@@ -85,5 +86,44 @@ func TestShortCodeThroughNATs(t *testing.T) {
 	}
 	if e, ok := session.First(snd.Events(), session.KindError); !ok || !strings.Contains(e.Error, "someone tried a wrong code") {
 		t.Fatalf("the sender was not told: %+v", e)
+	}
+}
+
+// TestTLSRendezvousThroughNATs: the real server with --tls-key, a sender
+// given the key's pin, and a receiver that has only the link: the link
+// carries the pin, both speak TLS to the server, the file arrives.
+func TestTLSRendezvousThroughNATs(t *testing.T) {
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
+	keyFile := filepath.Join(t.TempDir(), "tls.pem")
+	key, err := rendezvous.LoadOrCreateKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pin, err := rendezvous.SelfSignedTLS(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := labPeers(t, bin, "two-nat", []string{"--tls-key", keyFile}, "port-restricted-cone")
+	srcDir := t.TempDir()
+	src := filepath.Join(srcDir, "f.bin")
+	if err := WriteRandomFile(src, 4<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+	snd, link, err := p.Send(p.A, []string{src}, "--server-pin", pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Proc.Kill()
+	if !strings.Contains(link, "?pin="+pin+"#") {
+		t.Fatalf("link %s lacks the pin", link)
+	}
+	dst := t.TempDir()
+	get, err := p.Get(p.B, link, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOK(t, get, "get over TLS", 2*time.Minute)
+	if got, want := treeHashes(t, dst)["f.bin"], treeHashes(t, srcDir)["f.bin"]; got != want {
+		t.Fatalf("file differs: %s vs %s", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,10 @@ type DialOptions struct {
 	Local netip.AddrPort
 	// MaxMessage bounds received messages (default 1 MiB).
 	MaxMessage int
+	// TLSPin, if set, speaks TLS to the server and accepts only a server
+	// key whose pin (Pin) it is: the rendezvous channel, with the
+	// candidates' addresses, is then private to the two ends.
+	TLSPin string
 }
 
 // Dial connects to a rendezvous server's endpoint (resolve a host name
@@ -54,7 +59,31 @@ func Dial(ctx context.Context, server netip.AddrPort, o DialOptions) (*Client, e
 	if err != nil {
 		return nil, fmt.Errorf("rendezvous server %s unreachable: %w", server, err)
 	}
-	return NewClient(raw, o), nil
+	if o.TLSPin == "" {
+		return NewClient(raw, o), nil
+	}
+	tc := tls.Client(raw, pinnedTLS(o.TLSPin))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("rendezvous server %s: TLS: %w", server, err)
+	}
+	return NewClient(tc, o), nil
+}
+
+// ErrPin: the server's TLS key is not the one the link (or --server-pin)
+// names.
+var ErrPin = errors.New("the server's key does not match the pin: this is not the server the link was made on, or someone is in between")
+
+// pinnedTLS accepts exactly the server key pin names.
+func pinnedTLS(pin string) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS13, ServerName: "machsend",
+		InsecureSkipVerify: true, // the pin below is the verification
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || Pin(cs.PeerCertificates[0]) != pin {
+				return ErrPin
+			}
+			return nil
+		}}
 }
 
 // NewClient runs the client protocol over an established connection.

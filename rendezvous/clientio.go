@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/time/rate"
 )
@@ -22,6 +24,7 @@ type client struct {
 	fd      int
 	remote  netip.AddrPort
 	local   netip.AddrPort
+	tcp     *net.TCPConn // a TLS client's TCP connection (fd is its plaintext end); nil otherwise
 	limiter *rate.Limiter
 	waiting atomic.Int32 // slow requests (probes) in flight
 
@@ -297,3 +300,20 @@ var notifications = map[string]bool{MethodLeave: true}
 // slow are the methods that may wait seconds on the network: they run
 // beside the loop, at most slowSlots at once per client.
 var slow = map[string]bool{MethodProbeDial: true, MethodConnectBack: true}
+
+// minRTT is the kernel's minimum round trip of c's TCP connection.
+func (c *client) minRTT() (time.Duration, bool) {
+	if c.tcp == nil {
+		return sockopt.MinRTT(c.fd)
+	}
+	raw, err := c.tcp.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var rtt time.Duration
+	var ok bool
+	if raw.Control(func(fd uintptr) { rtt, ok = sockopt.MinRTT(int(fd)) }) != nil {
+		return 0, false
+	}
+	return rtt, ok
+}

@@ -224,6 +224,10 @@ func (l *loop) readable(c *client) {
 					l.toWeb(c, l.buf[:n])
 					return
 				}
+				if looksTLS(l.buf[:n]) && l.srv.tls.cfg != nil && c.tcp == nil {
+					l.toTLS(c, l.buf[:n])
+					return
+				}
 			}
 			l.consume(c, l.buf[:n])
 			if n < len(l.buf) {
@@ -385,6 +389,17 @@ func (l *loop) toWeb(c *client, first []byte) {
 		return
 	}
 	l.srv.web.handOff(fd, c.remote, first)
+}
+
+// toTLS hands a connection that starts a TLS handshake to the TLS front
+// (tlsfront.go), which brings its plaintext back as a new client.
+func (l *loop) toTLS(c *client, first []byte) {
+	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	l.closeClient(c)
+	if err != nil {
+		return
+	}
+	l.srv.tls.handOff(fd, c.remote, c.local, first)
 }
 
 // closeAll ends the loop: every client closes, then the epoll set.

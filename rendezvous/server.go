@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type Config struct {
 	// Alternate is a further listening endpoint on the primary address
 	// (another port), reported to clients for mapping classification.
 	Alternate netip.AddrPort
+	// TLS, if set, also serves clients that start a TLS handshake on the
+	// rendezvous ports (tlsfront.go); plain clients keep working.
+	TLS *tls.Config
 
 	MaxMessage           int           // bytes per JSON-RPC message (default 16 KiB)
 	MaxClients           int           // concurrent connections (default and ceiling: 60% of the fd limit read at start)
@@ -143,12 +147,14 @@ type Server struct {
 	probe  *prober
 	forger forger
 	web    *webFront // landing pages (landing.go)
+	tls    *tlsFront // TLS clients (tlsfront.go)
 
 	mu         sync.Mutex
 	sessions   map[string]*session
 	nameplates map[int]*session   // code sessions by nameplate (codes.go)
 	byAddr     map[netip.Addr]int // sessions held per creator's address
 	clients    map[*client]struct{}
+	tlsHeld    int // clients among them that came over TLS (three descriptors each)
 	perIP      map[netip.Addr]*rate.Limiter
 	perAddr    *addrCount    // open connections per source address
 	probes     chan struct{} // probe dials in flight, server-wide
@@ -186,6 +192,7 @@ func NewServer(cfg Config) *Server {
 	s.relay = newRelay(s)
 	s.probe = newProber()
 	s.web = newWebFront(s)
+	s.tls = newTLSFront(s)
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		l, err := newLoop(s)
 		if err != nil {
@@ -268,10 +275,17 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 // admit applies the per-address connection rate and the global client cap.
-func (s *Server) admit(ip netip.Addr) bool {
+func (s *Server) admit(ip netip.Addr, tlsClient bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.clients) >= s.cfg.MaxClients {
+	// A TLS client holds three descriptors (its TCP connection and a
+	// socket pair): it counts three times against the cap, which is a
+	// share of the descriptor limit.
+	weight := 1
+	if tlsClient {
+		weight = 3
+	}
+	if len(s.clients)+2*s.tlsHeld+weight > s.cfg.MaxClients {
 		return false
 	}
 	l := s.perIP[ip]
@@ -292,7 +306,7 @@ func (s *Server) accept(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	if !s.admit(remote.Addr()) {
+	if !s.admit(remote.Addr(), false) {
 		s.perAddr.put(remote.Addr())
 		s.Stats.Rejected.Add(1)
 		s.log.Warn("connection rejected by limits", "remote", remote)
@@ -305,12 +319,45 @@ func (s *Server) accept(raw net.Conn) {
 		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
 		return
 	}
+	s.serveFD(fd, remote, addrPortOf(raw.LocalAddr()), nil)
+}
+
+// register admits a TLS client's plaintext end fd (tlsfront.go) under the
+// same limits as any connection, and serves it; it reports whether it was
+// admitted (if not, fd is closed).
+func (s *Server) register(fd int, remote, local netip.AddrPort, tcp *net.TCPConn) bool {
+	if !s.perAddr.take(remote.Addr()) {
+		s.Stats.Rejected.Add(1)
+		syscall.Close(fd)
+		return false
+	}
+	if !s.admit(remote.Addr(), true) {
+		s.perAddr.put(remote.Addr())
+		s.Stats.Rejected.Add(1)
+		syscall.Close(fd)
+		return false
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		s.perAddr.put(remote.Addr())
+		syscall.Close(fd)
+		return false
+	}
+	s.serveFD(fd, remote, local, tcp)
+	return true
+}
+
+// serveFD hands an admitted connection's descriptor to an event loop;
+// tcp, for a TLS client, is its TCP connection (for round-trip readings).
+func (s *Server) serveFD(fd int, remote, local netip.AddrPort, tcp *net.TCPConn) {
 	s.Stats.Accepted.Add(1)
 	l := s.loops[int(s.next.Add(1))%len(s.loops)]
-	c := &client{srv: s, loop: l, fd: fd, remote: remote, local: addrPortOf(raw.LocalAddr()), lastRead: time.Now(),
+	c := &client{srv: s, loop: l, fd: fd, remote: remote, local: local, lastRead: time.Now(), tcp: tcp,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RequestRate), int(s.cfg.RequestRate))}
 	s.mu.Lock()
 	s.clients[c] = struct{}{}
+	if tcp != nil {
+		s.tlsHeld++
+	}
 	s.mu.Unlock()
 	if err := l.add(c); err != nil {
 		syscall.Close(fd)

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // session is a share: an id, the verifier a joiner's key must match, and
@@ -80,6 +78,9 @@ func (s *Server) drop(c *client) {
 	s.probe.dropClient(c)
 	s.mu.Lock()
 	delete(s.clients, c)
+	if c.tcp != nil {
+		s.tlsHeld--
+	}
 	var notes []peerNote
 	for id := range c.sessions {
 		notes = append(notes, s.leaveLocked(c, id)...)
@@ -386,7 +387,7 @@ func (c *client) ready(p ReadyParams) (any, error) {
 	if err := p.Candidates.check(c.remote.Addr()); err != nil {
 		return nil, err
 	}
-	p.minRTT, _ = sockopt.MinRTT(c.fd) // c's own loop: its descriptor is live
+	p.minRTT, _ = c.minRTT() // c's own loop: its descriptor is live
 	s.mu.Lock()
 	both, a, b, err := c.readyLocked(p)
 	s.mu.Unlock()

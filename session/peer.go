@@ -40,6 +40,10 @@ type Options struct {
 	Method method.Method
 	// AttemptTimeout bounds one punching attempt (0: traversal's default).
 	AttemptTimeout time.Duration
+	// ServerPin, if set, is the server's TLS key pin: the rendezvous
+	// channel is then TLS to exactly that key, and a share's link carries
+	// the pin (a link's own pin is used by Fetch).
+	ServerPin string
 	// ServerName is the server as the user named it (host:port); a share's
 	// link then shows the name, resolved by each receiver, instead of the
 	// address ("" : the address).
@@ -137,7 +141,7 @@ func dialPeer(ctx context.Context, server netip.AddrPort, secret []byte, o Optio
 	o.emit(Event{Kind: KindServer, Server: server.String()})
 	dctx, cancel := context.WithTimeout(ctx, ServerTimeout)
 	defer cancel()
-	c, err := rendezvous.Dial(dctx, server, rendezvous.DialOptions{})
+	c, err := rendezvous.Dial(dctx, server, rendezvous.DialOptions{TLSPin: o.ServerPin})
 	if err != nil {
 		return nil, nil, serverErr(ctx, server, err)
 	}

@@ -3,6 +3,7 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -394,5 +395,43 @@ func TestLinkByHostName(t *testing.T) {
 	bad.Host = "no-such-host.invalid:3478"
 	if err := session.Fetch(ctx, bad, transfer.ReceiveOptions{Dir: dst}, session.Options{}); err == nil || !strings.Contains(err.Error(), "cannot find the link's server") {
 		t.Fatalf("unresolvable server: %v", err)
+	}
+}
+
+// TestShareFetchOverTLS: a share made over a TLS rendezvous channel gives
+// a link with the server's pin, and the receiver uses it; a link with
+// another pin is refused before anything is said.
+func TestShareFetchOverTLS(t *testing.T) {
+	srv, pin := rvtest.StartTLS(t, rendezvous.Config{})
+	src := filepath.Join(t.TempDir(), "f.txt")
+	if err := os.WriteFile(src, []byte("over tls"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Auto, ServerPin: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	if !strings.Contains(sh.Link.String(), "?pin="+pin+"#") {
+		t.Fatalf("link %s lacks the pin", sh.Link)
+	}
+	link, err := transfer.ParseLink(sh.Link.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := link
+	forged.Pin = strings.Repeat("A", 43)
+	if err := session.Fetch(ctx, forged, transfer.ReceiveOptions{Dir: t.TempDir()}, session.Options{}); !errors.Is(err, rendezvous.ErrPin) {
+		t.Fatalf("another pin: %v", err)
+	}
+	go sh.Serve(ctx)
+	dst := t.TempDir()
+	if err := session.Fetch(ctx, link, transfer.ReceiveOptions{Dir: dst}, session.Options{Method: method.Auto}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "f.txt")); err != nil || string(b) != "over tls" {
+		t.Fatalf("received %q, %v", b, err)
 	}
 }

@@ -42,7 +42,7 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 		return nil, err
 	}
 	s := &Sharing{Manifest: m, peer: p, srcs: srcs, opts: o,
-		Link: transfer.Link{Server: server, Host: o.ServerName, Session: p.ID, Secret: secret}}
+		Link: transfer.Link{Server: server, Host: o.ServerName, Session: p.ID, Secret: secret, Pin: o.ServerPin}}
 	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total(), Skipped: m.Skipped})
 	return s, nil
 }
@@ -131,6 +131,9 @@ func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, 
 			return fmt.Errorf("cannot find the link's server: %w", err)
 		}
 		link.Server = ap
+	}
+	if link.Pin != "" {
+		o.ServerPin = link.Pin
 	}
 	p, err := Join(ctx, link.Server, link.Session, link.Secret, o)
 	if err != nil {

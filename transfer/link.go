@@ -46,6 +46,18 @@ type Link struct {
 	Host    string
 	Session string
 	Secret  []byte
+	// Pin, if set, is the server's TLS key pin (rendezvous.Pin): the
+	// receiver then speaks TLS to the server and accepts only that key.
+	// It is public, so it travels in the URL's query (?pin=).
+	Pin string
+}
+
+// query is the link's query part ("" or "?pin=...").
+func (l Link) query() string {
+	if l.Pin == "" {
+		return ""
+	}
+	return "?pin=" + l.Pin
 }
 
 // Where is the server as the link shows it: Host if set, else Server.
@@ -68,12 +80,12 @@ func NewSecret() []byte {
 // String renders the link as people share it: an http URL of the
 // rendezvous server's landing page (see WebScheme).
 func (l Link) String() string {
-	return fmt.Sprintf("%s%s%s%s#%s", WebScheme, l.Where(), WebPath, l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+	return fmt.Sprintf("%s%s%s%s%s#%s", WebScheme, l.Where(), WebPath, l.Session, l.query(), base64.RawURLEncoding.EncodeToString(l.Secret))
 }
 
 // App renders the link in the machsend:// form that opens the helper.
 func (l Link) App() string {
-	return fmt.Sprintf("%s%s/%s#%s", LinkScheme, l.Where(), l.Session, base64.RawURLEncoding.EncodeToString(l.Secret))
+	return fmt.Sprintf("%s%s/%s%s#%s", LinkScheme, l.Where(), l.Session, l.query(), base64.RawURLEncoding.EncodeToString(l.Secret))
 }
 
 // linkForms are the spellings ParseLink accepts: a scheme and what comes
@@ -114,6 +126,14 @@ func parseLinkBody(rest, scheme, sep string) (Link, error) {
 		l.Host = strings.ToLower(server)
 	} else {
 		return Link{}, fmt.Errorf("%w: server %q is neither IPv4:port nor host:port", ErrLink, server)
+	}
+	session, query, hasQuery := strings.Cut(session, "?")
+	if hasQuery {
+		pin, ok := strings.CutPrefix(query, "pin=")
+		if !ok || !ValidPin(pin) {
+			return Link{}, fmt.Errorf("%w: after '?' only pin=<43 base64url characters> may come", ErrLink)
+		}
+		l.Pin = pin
 	}
 	if len(session) != 32 {
 		return Link{}, fmt.Errorf("%w: session id must be 32 hex digits", ErrLink)
@@ -164,4 +184,11 @@ func ValidHostPort(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidPin says whether s has a TLS key pin's form: SHA-256 in unpadded
+// base64url (43 characters).
+func ValidPin(s string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == 32 && len(s) == 43
 }

@@ -399,7 +399,18 @@ func TestLink(t *testing.T) {
 	if err != nil || byName.Host != "rv.example.org:3478" || byName.Server.IsValid() || !strings.HasPrefix(byName.App(), "machsend://rv.example.org:3478/"+sid) {
 		t.Fatalf("link by host name: %+v %v", byName, err)
 	}
-	bad := []string{"", "http://x", "machsend://192.0.2.2:3478/" + sid,
+	pin := strings.Repeat("P", 42) + "A"
+	pinned, err := ParseLink("http://rv.example.org:3478/s/" + sid + "?pin=" + pin + "#" + sec)
+	if err != nil || pinned.Pin != pin || !strings.Contains(pinned.App(), sid+"?pin="+pin+"#") {
+		t.Fatalf("link with a pin: %+v %v", pinned, err)
+	}
+	if back, err := ParseLink(pinned.App()); err != nil || back.String() != pinned.String() {
+		t.Fatalf("pinned app form: %v %v", back, err)
+	}
+	bad := []string{"", "http://x",
+		"http://rv.example:1/s/" + sid + "?pin=short#" + sec,
+		"http://rv.example:1/s/" + sid + "?other=1#" + sec,
+		"http://rv.example:1/s/" + sid + "?pin=" + pin + "&x=1#" + sec, "machsend://192.0.2.2:3478/" + sid,
 		"machsend://192.0.2.2:3478/abc#" + sec, "machsend://host/" + sid + "#" + sec,
 		"machsend://192.0.2.2:3478/" + sid + "#short", "machsend://192.0.2.2:0/" + sid + "#" + sec,
 		"http://192.0.2.2:3478/" + sid + "#" + sec,       // the web form needs /s/

@@ -21,9 +21,21 @@ func configPath() string {
 	return filepath.Join(dir, "machsend", "config")
 }
 
-// configServer is the default rendezvous server from the configuration
-// file ("server = HOST:PORT"; '#' starts a comment), or "".
-func configServer() string {
+// configValue is a setting: the flag's value if given, else the
+// environment variable's, else the configuration file's key.
+func configValue(flagValue, env, key string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := os.Getenv(env); v != "" {
+		return v
+	}
+	return configFile(key)
+}
+
+// configFile is a key's value in the configuration file ("key = value"
+// lines, '#' starts a comment), or "".
+func configFile(key string) string {
 	path := configPath()
 	if path == "" {
 		return ""
@@ -37,7 +49,7 @@ func configServer() string {
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == "server" {
+		if ok && strings.TrimSpace(k) == key {
 			return strings.TrimSpace(v)
 		}
 	}

@@ -23,12 +23,14 @@ import (
 type common struct {
 	asJSON     *bool
 	methodName *string
+	serverPin  *string
 }
 
 func commonFlags(fs *flag.FlagSet) common {
 	return common{
 		asJSON:     fs.Bool("json", false, "print machine-readable events (one JSON object per line) instead of a progress display"),
 		methodName: fs.String("method", "auto", method.Help()),
+		serverPin:  fs.String("server-pin", "", "speak TLS to the rendezvous server and accept only its key with this pin (rendezvous --tls-key prints it; default $MACHSEND_SERVER_PIN, or pin = in ~/.config/machsend/config); a link carries its own"),
 	}
 }
 
@@ -39,21 +41,19 @@ func (c common) options() (session.Options, *display, context.Context, context.C
 	if err != nil {
 		return session.Options{}, nil, nil, nil, err
 	}
+	pin := configValue(*c.serverPin, "MACHSEND_SERVER_PIN", "pin")
+	if pin != "" && !transfer.ValidPin(pin) {
+		return session.Options{}, nil, nil, nil, cli.Usagef("--server-pin %q: want the 43 characters rendezvous printed", pin)
+	}
 	d := newDisplay(*c.asJSON)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	return session.Options{Method: m, Events: d.show}, d, ctx, stop, nil
+	return session.Options{Method: m, Events: d.show, ServerPin: pin}, d, ctx, stop, nil
 }
 
 // serverFlag is the --server flag, $MACHSEND_SERVER, or the server of
 // the configuration file (config.go).
 func serverFlag(flagValue string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	if v := os.Getenv("MACHSEND_SERVER"); v != "" {
-		return v
-	}
-	return configServer()
+	return configValue(flagValue, "MACHSEND_SERVER", "server")
 }
 
 // serverFrom resolves the --server flag or $MACHSEND_SERVER.

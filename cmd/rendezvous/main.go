@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,7 @@ type options struct {
 	listen, secondary, relay, alternate  string
 	level                                string
 	jsonLogs, checkConfig                bool
+	tlsKey, tlsCert                      string
 	cpuProfile, memProfile, mutexProfile string
 }
 
@@ -76,6 +78,8 @@ func defineFlags(flag *flag.FlagSet) (*rendezvous.Config, *options) {
 	flag.Int64Var(&cfg.FaultFlipByte, "fault-flip-byte", 0, "experiments only: the relay flips the byte at this offset (a faulty middlebox)")
 	flag.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
 	flag.BoolVar(&o.jsonLogs, "json", false, "log as JSON lines")
+	flag.StringVar(&o.tlsKey, "tls-key", "", "also speak TLS on the rendezvous ports, with this key (PEM; made, mode 0600, if the file does not exist) and a self-signed certificate; the key's pin, printed at start, goes into every link")
+	flag.StringVar(&o.tlsCert, "tls-cert", "", "with --tls-key: serve this certificate (PEM, e.g. from ACME) instead of a self-signed one; links still pin its key")
 	flag.BoolVar(&o.checkConfig, "check-config", false, "only check the flags (addresses, log level) and exit: 0 if the server would start with them")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the server stops")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the server stops")
@@ -134,6 +138,14 @@ func run(cfg rendezvous.Config, o options) error {
 	cfg.Logger = log
 	if err := endpoints(&cfg, o); err != nil {
 		return err
+	}
+	if o.tlsKey != "" || o.tlsCert != "" {
+		tlsCfg, pin, err := loadTLS(o.tlsKey, o.tlsCert)
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tlsCfg
+		fmt.Fprintf(os.Stderr, "rendezvous: TLS key pin %s (links made here carry it; give it to clients with --server-pin)\n", pin)
 	}
 	if o.checkConfig {
 		return checkListen(o)
@@ -220,4 +232,26 @@ func writeProfile(name, path string) {
 	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "rendezvous: %s profile: %v\n", name, err)
 	}
+}
+
+// loadTLS makes the TLS configuration of --tls-key and --tls-cert, and
+// its pin.
+func loadTLS(keyFile, certFile string) (*tls.Config, string, error) {
+	if keyFile == "" {
+		return nil, "", cli.Usagef("--tls-cert needs --tls-key")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}}
+		pin, err := rendezvous.PinOf(cfg)
+		return cfg, pin, err
+	}
+	key, err := rendezvous.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--tls-key: %w", err)
+	}
+	return rendezvous.SelfSignedTLS(key)
 }

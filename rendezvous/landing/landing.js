@@ -16,6 +16,7 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   var session = status.getAttribute("data-session");
-  app.href = "machsend://" + location.host + "/" + session + "#" + secret;
+  // location.search carries the server's TLS pin (?pin=), if any.
+  app.href = "machsend://" + location.host + "/" + session + location.search + "#" + secret;
   document.getElementById("cmd").textContent = "machsend get '" + location.href + "'";
 });

@@ -4,6 +4,9 @@
 package rvtest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"testing"
@@ -31,4 +34,20 @@ func Start(tb testing.TB, cfg rendezvous.Config) netip.AddrPort {
 	go s.ServeRelay(rl)
 	tb.Cleanup(func() { s.Close() })
 	return ap(ln)
+}
+
+// StartTLS is Start with TLS on the server's ports (a self-signed key);
+// it also returns the key's pin.
+func StartTLS(tb testing.TB, cfg rendezvous.Config) (netip.AddrPort, string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tlsCfg, pin, err := rendezvous.SelfSignedTLS(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.TLS = tlsCfg
+	return Start(tb, cfg), pin
 }
