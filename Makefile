@@ -3,9 +3,10 @@
 
 GO      ?= go
 DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
-# The browser end-to-end test and experiment (experiments/browser); not in
-# the lab image of experiments/k8s, whose shards run no browser.
-BROWSER_DEBS := chromium
+# What tests and the browser experiment need beyond the lab: chromium for
+# experiments/browser, systemd-analyze for deploy/ (not in the lab image of
+# experiments/k8s, whose shards need neither).
+BROWSER_DEBS := chromium systemd
 # A one-machine Slurm cluster for make test-slurm.
 SLURM_DEBS := slurm-wlm munge
 BIN     := bin

@@ -1,7 +1,6 @@
 package experiments
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"time"
 
+	"github.com/machsend/machsend/internal/wiretap"
 	"github.com/machsend/machsend/natlab"
 	"github.com/machsend/machsend/session"
 )
@@ -63,33 +62,12 @@ func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint
 type Running struct {
 	Proc   *natlab.Process
 	lines  *lineReader
-	stderr *syncBuffer
+	stderr *wiretap.Recorder
 }
 
 // Stderr is what the process wrote to standard error so far (its final
 // error message, for one).
 func (r *Running) Stderr() string { return r.stderr.String() }
-
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 { // bounded: a runaway process cannot fill memory
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Events returns the events printed so far (all of them once it exited).
 func (r *Running) Events() []session.Event {
@@ -123,7 +101,7 @@ func (p *LabPeers) Machsend(node string, env []string, args ...string) (*Running
 		return nil, err
 	}
 	cmd.Stdout = w
-	stderr := &syncBuffer{}
+	stderr := &wiretap.Recorder{Limit: 1 << 20} // bounded: a runaway process cannot fill memory
 	cmd.Stderr = stderr
 	proc, err := p.Lab.Start(node, cmd)
 	w.Close()

@@ -66,10 +66,8 @@ func newWebFront(s *Server) *webFront {
 	return w
 }
 
-// handOff takes a connection the loop found to speak HTTP: fd is a
-// duplicate of its socket (the loop closes the original), first what was
-// already read from it.
-func (w *webFront) handOff(fd int, remote netip.AddrPort, first []byte) {
+// handOff takes a connection the loop found to speak HTTP (see front).
+func (w *webFront) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
 	w.once.Do(func() { go w.http.Serve(w.ln) })
 	if !w.perAddr.take(remote.Addr()) {
 		syscall.Close(fd)

@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -221,11 +222,11 @@ func (l *loop) readable(c *client) {
 			if !c.spoke {
 				c.spoke = true
 				if looksHTTP(l.buf[:n]) {
-					l.toWeb(c, l.buf[:n])
+					l.handTo(l.srv.web, c, l.buf[:n])
 					return
 				}
 				if looksTLS(l.buf[:n]) && l.srv.tls.cfg != nil && c.tcp == nil {
-					l.toTLS(c, l.buf[:n])
+					l.handTo(l.srv.tls, c, l.buf[:n])
 					return
 				}
 			}
@@ -380,26 +381,23 @@ func (l *loop) closeClient(c *client) {
 	l.srv.drop(c)
 }
 
-// toWeb hands a connection that speaks HTTP to the landing pages (landing.go):
-// they get a duplicate of its socket, and it stops being a rendezvous client.
-func (l *loop) toWeb(c *client, first []byte) {
-	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
-	l.closeClient(c)
-	if err != nil {
-		return
-	}
-	l.srv.web.handOff(fd, c.remote, first)
+// front takes over connections that turn out not to speak the
+// rendezvous protocol: fd is a close-on-exec duplicate of the socket (the
+// loop closes its own), first what the loop read of it.
+type front interface {
+	handOff(fd int, remote, local netip.AddrPort, first []byte)
 }
 
-// toTLS hands a connection that starts a TLS handshake to the TLS front
-// (tlsfront.go), which brings its plaintext back as a new client.
-func (l *loop) toTLS(c *client, first []byte) {
+// handTo stops serving c and hands its connection to f (the landing
+// pages, landing.go, or the TLS front, tlsfront.go, which brings the
+// plaintext back as a new client).
+func (l *loop) handTo(f front, c *client, first []byte) {
 	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
 	l.closeClient(c)
 	if err != nil {
 		return
 	}
-	l.srv.tls.handOff(fd, c.remote, c.local, first)
+	f.handOff(fd, c.remote, c.local, first)
 }
 
 // closeAll ends the loop: every client closes, then the epoll set.

@@ -1,19 +1,18 @@
 package rendezvous
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/internal/wiretap"
 )
 
 func tlsServer(t *testing.T) (*Server, netip.AddrPort, string) {
@@ -80,49 +79,6 @@ func mustKey(t *testing.T) *ecdsa.PrivateKey {
 	return key
 }
 
-// recorder is a TCP proxy to target that keeps what clients send.
-type recorder struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.Write(b)
-}
-
-func (r *recorder) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.buf.String()
-}
-
-func recordingProxy(t *testing.T, target netip.AddrPort) (netip.AddrPort, *recorder) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	rec := &recorder{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp4", target.String())
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { io.Copy(io.MultiWriter(s, rec), c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort(), rec
-}
-
 // TestTLSHidesCandidates: someone on the path reads a plain client's
 // private addresses, and nothing of a TLS client's.
 func TestTLSHidesCandidates(t *testing.T) {
@@ -133,7 +89,7 @@ func TestTLSHidesCandidates(t *testing.T) {
 		pin     string
 		visible bool
 	}{{"", true}, {pin, false}} {
-		proxy, rec := recordingProxy(t, addr)
+		proxy, rec := wiretap.Proxy(t, addr)
 		c, err := Dial(ctx, proxy, DialOptions{TLSPin: tc.pin})
 		if err != nil {
 			t.Fatal(err)

@@ -54,8 +54,7 @@ func newTLSFront(s *Server) *tlsFront {
 	return &tlsFront{srv: s, cfg: s.cfg.TLS, slots: make(chan struct{}, tlsHandshakes)}
 }
 
-// handOff takes a connection that started a TLS handshake: fd is a
-// duplicate of its socket, first what the loop read of it.
+// handOff takes a connection that started a TLS handshake (see front).
 func (t *tlsFront) handOff(fd int, remote, local netip.AddrPort, first []byte) {
 	select {
 	case t.slots <- struct{}{}:

@@ -16,12 +16,9 @@ import (
 // secret with a PAKE (pake.go). A code serves one receiver, and one
 // guess: a wrong code ends the share with ErrWrongCode.
 func ShareCode(ctx context.Context, server netip.AddrPort, paths []string, o Options) (*Sharing, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("share: name the files or folders to share")
-	}
-	m, srcs, err := transfer.BuildManifest(paths)
+	m, srcs, err := manifestOf(paths)
 	if err != nil {
-		return nil, fmt.Errorf("cannot share: %w", err)
+		return nil, err
 	}
 	p, np, err := openCode(ctx, server, 0, o)
 	if err != nil {
@@ -60,26 +57,17 @@ func (s *Sharing) serveCode(ctx context.Context) error {
 // FetchCode downloads what a short code shares from the server it was
 // made on, as Fetch does for a link.
 func FetchCode(ctx context.Context, server netip.AddrPort, code Code, ro transfer.ReceiveOptions, o Options) error {
-	if !ro.ListOnly {
-		if err := writable(ro.Dir); err != nil {
-			return err
+	return fetchFrom(ctx, ro, o, "a new code from the sender resumes it", func() (*Peer, error) {
+		p, _, err := openCode(ctx, server, code.Nameplate, o)
+		if err != nil {
+			return nil, err
 		}
-	}
-	p, _, err := openCode(ctx, server, code.Nameplate, o)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	secret, err := p.agreeReceiver(ctx, code)
-	if err != nil {
-		return err
-	}
-	p.secret = secret
-	err = fetchOn(ctx, p, ro, o)
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("interrupted; what arrived is kept (a new code from the sender resumes it): %w", err)
-	}
-	return err
+		if p.secret, err = p.agreeReceiver(ctx, code); err != nil {
+			p.Close()
+			return nil, err
+		}
+		return p, nil
+	})
 }
 
 // openCode connects to the server and creates a code session (nameplate

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/rendezvous/rvtest"
 	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
 	"github.com/machsend/machsend/traversal/method"
@@ -19,7 +21,7 @@ import (
 // kept open serves a second receiver the same way (the race of the first
 // is over before the next receiver's begins).
 func TestRelayFirstThenDirect(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	src := filepath.Join(t.TempDir(), "share")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)

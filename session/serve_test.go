@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/rendezvous/rvtest"
 	"github.com/machsend/machsend/session"
 	"github.com/machsend/machsend/transfer"
 	"github.com/machsend/machsend/traversal/method"
@@ -22,7 +24,7 @@ import (
 // once can satisfy. A receiver that gives up first does not end the share,
 // and every receiver connects by the same method as the first.
 func TestServeEachServesReceiversAtOnce(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	content := bytes.Repeat([]byte("y"), 200000)

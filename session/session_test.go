@@ -23,10 +23,6 @@ import (
 	"github.com/machsend/machsend/traversal/method"
 )
 
-func startServer(t *testing.T) netip.AddrPort {
-	return rvtest.Start(t, rendezvous.Config{})
-}
-
 // recorder collects events from several goroutines.
 type recorder struct {
 	mu  sync.Mutex
@@ -50,7 +46,7 @@ func (r *recorder) kinds() []session.Kind {
 // Share and Fetch move a folder over loopback through the library alone,
 // and report what happened as typed events that survive a JSON round trip.
 func TestShareFetch(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	src := filepath.Join(t.TempDir(), "share")
 	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
 		t.Fatal(err)
@@ -130,7 +126,7 @@ func isSubsequence(want, got []session.Kind) bool {
 
 // A link to a session nobody shares fails with words a user can act on.
 func TestFetchExpiredLink(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	link := transfer.Link{Server: srv, Session: "nosuchsession0", Secret: transfer.NewSecret()}
@@ -184,7 +180,7 @@ func FuzzParseEvents(f *testing.F) {
 // server refuses the key, the stranger is told the secret is wrong, and
 // the share goes on serving the real receiver.
 func TestWrongSecretCannotJoin(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sh := shareDirect(t, ctx, srv, sharedDir(t, []byte("only for the link's holder")))
@@ -208,7 +204,7 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 // Every way a fetch can go wrong before data flows ends with words a user
 // can act on, and quickly.
 func TestFetchErrorsInWords(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	src := filepath.Join(t.TempDir(), "share")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
@@ -279,7 +275,7 @@ func TestFetchErrorsInWords(t *testing.T) {
 // A share serves receivers one after another, each over the same method as
 // the first: the previous receiver leaving does not abort the next one.
 func TestKeepServesReceiversInTurn(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sh := shareDirect(t, ctx, srv, sharedDir(t, bytes.Repeat([]byte("x"), 100000)))
@@ -355,7 +351,7 @@ func TestNoRelaySaidSo(t *testing.T) {
 // (what people share), and the receiver resolves it with the system's
 // resolver ("localhost" here; the lab has no DNS).
 func TestLinkByHostName(t *testing.T) {
-	srv := startServer(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	name := session.ServerName("LocalHost:" + strconv.Itoa(int(srv.Port())))
 	if name != "localhost:"+strconv.Itoa(int(srv.Port())) {
 		t.Fatalf("ServerName: %q", name)

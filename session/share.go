@@ -29,12 +29,9 @@ type Sharing struct {
 // server and returns the link that fetches them (also emitted as a
 // KindLink event). Nothing is sent until Serve.
 func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options) (*Sharing, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("share: name the files or folders to share")
-	}
-	m, srcs, err := transfer.BuildManifest(paths)
+	m, srcs, err := manifestOf(paths)
 	if err != nil {
-		return nil, fmt.Errorf("cannot share: %w", err)
+		return nil, err
 	}
 	secret := transfer.NewSecret()
 	p, err := Create(ctx, server, secret, o)
@@ -45,6 +42,18 @@ func Share(ctx context.Context, server netip.AddrPort, paths []string, o Options
 		Link: transfer.Link{Server: server, Host: o.ServerName, Session: p.ID, Secret: secret, Pin: o.ServerPin}}
 	o.emit(Event{Kind: KindLink, Link: s.Link.String(), Files: len(m.Files), Bytes: m.Total(), Skipped: m.Skipped})
 	return s, nil
+}
+
+// manifestOf reads what Share and ShareCode offer.
+func manifestOf(paths []string) (*transfer.Manifest, []transfer.Source, error) {
+	if len(paths) == 0 {
+		return nil, nil, errors.New("share: name the files or folders to share")
+	}
+	m, srcs, err := transfer.BuildManifest(paths)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot share: %w", err)
+	}
+	return m, srcs, nil
 }
 
 // Serve waits for one receiver, connects to it and sends what it asks
@@ -97,14 +106,27 @@ func (s *Sharing) Close() error { return s.peer.Close() }
 // list only); the manifest arrives as a KindManifest event before any
 // file does.
 func Fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
+	return fetchFrom(ctx, ro, o, "running the same command again resumes", func() (*Peer, error) { return joinLink(ctx, link, o) })
+}
+
+// fetchFrom checks the destination, joins the sender with join and
+// receives from it; resume says how an interrupted download goes on.
+func fetchFrom(ctx context.Context, ro transfer.ReceiveOptions, o Options, resume string, join func() (*Peer, error)) error {
 	if !ro.ListOnly {
 		if err := writable(ro.Dir); err != nil {
 			return err
 		}
 	}
-	err := fetch(ctx, link, ro, o)
+	err := func() error {
+		p, err := join()
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		return fetchOn(ctx, p, ro, o)
+	}()
 	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("interrupted; what arrived is kept, and running the same command again resumes: %w", err)
+		return fmt.Errorf("interrupted; what arrived is kept, and %s: %w", resume, err)
 	}
 	return err
 }
@@ -124,11 +146,13 @@ func writable(dir string) error {
 	return os.Remove(name)
 }
 
-func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, o Options) error {
+// joinLink joins the session of a link, resolving its server's name and
+// using its TLS pin.
+func joinLink(ctx context.Context, link transfer.Link, o Options) (*Peer, error) {
 	if !link.Server.IsValid() {
 		ap, err := ResolveServer(ctx, link.Host)
 		if err != nil {
-			return fmt.Errorf("cannot find the link's server: %w", err)
+			return nil, fmt.Errorf("cannot find the link's server: %w", err)
 		}
 		link.Server = ap
 	}
@@ -136,17 +160,13 @@ func fetch(ctx context.Context, link transfer.Link, ro transfer.ReceiveOptions, 
 		o.ServerPin = link.Pin
 	}
 	p, err := Join(ctx, link.Server, link.Session, link.Secret, o)
-	if err != nil {
-		switch {
-		case errors.Is(err, rendezvous.ErrNoSession):
-			return fmt.Errorf("this link has expired or is wrong (the sender is no longer sharing it): %w", err)
-		case errors.Is(err, rendezvous.ErrWrongKey):
-			return fmt.Errorf("the secret in this link is wrong (check the part after '#'): %w", err)
-		}
-		return err
+	switch {
+	case errors.Is(err, rendezvous.ErrNoSession):
+		return nil, fmt.Errorf("this link has expired or is wrong (the sender is no longer sharing it): %w", err)
+	case errors.Is(err, rendezvous.ErrWrongKey):
+		return nil, fmt.Errorf("the secret in this link is wrong (check the part after '#'): %w", err)
 	}
-	defer p.Close()
-	return fetchOn(ctx, p, ro, o)
+	return p, err
 }
 
 // fetchOn receives from the peer p joined: connects, then receives as ro

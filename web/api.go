@@ -44,14 +44,26 @@ func readJSON(r *http.Request, v any) error {
 }
 
 func (h *Helper) handleState(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.State())
+	st := h.State()
+	if have := r.URL.Query().Get("lists"); have == st.Lists {
+		st.Staged = nil
+		if st.Share != nil {
+			st.Share.Entries = nil
+		}
+		if st.Fetch != nil {
+			st.Fetch.Entries = nil
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // State is a snapshot of what the page shows.
 func (h *Helper) State() State {
-	st := State{DownloadDir: h.cfg.DownloadDir, Staged: h.stage.list()}
+	staged, version := h.stage.list()
+	st := State{DownloadDir: h.cfg.DownloadDir, Staged: staged}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	st.Lists = fmt.Sprintf("%d.%d.%d", version, h.shares, h.opens)
 	if h.share != nil {
 		s := *h.share
 		s.Peers = nil
@@ -152,6 +164,7 @@ func (h *Helper) startShare() (string, error) {
 	ctx, stop := context.WithCancel(h.ctx)
 	h.mu.Lock()
 	h.share = &ShareView{Link: sh.Link.String(), Entries: entries(sh.Manifest), Bytes: sh.Manifest.Total(), Sharing: true}
+	h.shares++
 	h.stopShare = stop
 	h.mu.Unlock()
 	go func() {
@@ -249,11 +262,13 @@ func (h *Helper) Open(raw string) error {
 	h.mu.Lock()
 	h.fetch = &FetchView{Link: link.String(), Status: "connecting"}
 	h.fetchLink = link
+	h.opens++
 	h.mu.Unlock()
 	ro := transfer.ReceiveOptions{ListOnly: true, OnManifest: func(m *transfer.Manifest) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.fetch.Entries, h.fetch.Bytes = entries(m), m.Total()
+		h.opens++
 	}}
 	go h.runFetch(link, ro, "ready")
 	return nil

@@ -2,12 +2,18 @@ package web
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/machsend/machsend/rendezvous"
+	"github.com/machsend/machsend/rendezvous/rvtest"
 )
 
 // eventually polls the page's state until ok says it is reached.
@@ -36,7 +42,7 @@ func (p *page) eventually(what string, ok func(State) bool) State {
 // opens the link, lists it, downloads a part and then the rest; the files
 // arrive byte-identical and the sharer's page shows each recipient.
 func TestShareAndDownloadThroughHelpers(t *testing.T) {
-	srv := startRendezvous(t)
+	srv := rvtest.Start(t, rendezvous.Config{})
 	a, b := startHelper(t, srv), startHelper(t, srv)
 	pa, pb := openPage(t, a), openPage(t, b)
 	big := bytes.Repeat([]byte("machsend 2009 "), 300_000) // 4 MiB
@@ -120,4 +126,35 @@ func TestShareAndDownloadThroughHelpers(t *testing.T) {
 		t.Fatal("stop")
 	}
 	pa.eventually("stopped", func(s State) bool { return !s.Share.Sharing })
+}
+
+// TestStateSendsListsOnlyWhenChanged: the page polls twice a second; the
+// lists come only with a new version (a share may hold many files).
+func TestStateSendsListsOnlyWhenChanged(t *testing.T) {
+	h := startHelper(t, netip.MustParseAddrPort("127.0.0.1:9"))
+	p := openPage(t, h)
+	get := func(have string) State {
+		code, body := p.do(http.MethodGet, "/api/state?lists="+have, nil)
+		var st State
+		if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+			t.Fatalf("state: %d %s", code, body)
+		}
+		return st
+	}
+	for i := range 3 {
+		if code := p.put(fmt.Sprintf("f%d.txt", i), "x"); code != 204 {
+			t.Fatal(code)
+		}
+	}
+	first := get("")
+	if len(first.Staged) != 3 || first.Lists == "" {
+		t.Fatalf("first poll: %+v", first)
+	}
+	if again := get(first.Lists); again.Staged != nil || again.Lists != first.Lists {
+		t.Fatalf("unchanged lists sent again: %+v", again)
+	}
+	p.put("f3.txt", "x")
+	if changed := get(first.Lists); len(changed.Staged) != 4 || changed.Lists == first.Lists {
+		t.Fatalf("after a change: %+v", changed)
+	}
 }

@@ -61,6 +61,9 @@ type Helper struct {
 	fetch     *FetchView
 	fetchLink transfer.Link
 	fetchBusy bool
+	// shares and opens count the shares made and lists received: with the
+	// stage's version, the version of the page's lists (State.Lists).
+	shares, opens int
 }
 
 // New makes a helper; Listen then serves it.

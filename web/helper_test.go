@@ -14,14 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/machsend/machsend/rendezvous"
-	"github.com/machsend/machsend/rendezvous/rvtest"
 	"github.com/machsend/machsend/transfer"
 )
-
-func startRendezvous(t *testing.T) netip.AddrPort {
-	return rvtest.Start(t, rendezvous.Config{})
-}
 
 // startHelper runs a helper; downloads go to a fresh folder.
 func startHelper(t *testing.T, server netip.AddrPort) *Helper {

@@ -34,8 +34,11 @@ type stage struct {
 	mu     sync.RWMutex
 	frozen bool
 
-	emu     sync.Mutex       // guards entries, between files arriving at once
-	entries map[string]Entry // by staged path (relative, slash-separated)
+	emu      sync.Mutex       // guards entries, version and listed, between files arriving at once
+	entries  map[string]Entry // by staged path (relative, slash-separated)
+	version  int              // counts changes to entries
+	listed   []Entry          // entries sorted, as of listedAt
+	listedAt int
 }
 
 func newStage(parent string) (*stage, error) {
@@ -112,6 +115,7 @@ func (s *stage) record(e Entry) error {
 	s.emu.Lock()
 	defer s.emu.Unlock()
 	s.entries[e.Path] = e
+	s.version++
 	return nil
 }
 
@@ -162,6 +166,7 @@ func (s *stage) clear() error {
 		}
 	}
 	s.entries = map[string]Entry{}
+	s.version++
 	return nil
 }
 
@@ -172,14 +177,18 @@ func (s *stage) close() error {
 	return os.RemoveAll(s.dir)
 }
 
-// list is what is staged, in path order, with sizes.
-func (s *stage) list() []Entry {
+// list is what is staged, in path order, with sizes, and the version of
+// it; the sorted list is made again only after a change.
+func (s *stage) list() ([]Entry, int) {
 	s.emu.Lock()
 	defer s.emu.Unlock()
-	out := make([]Entry, 0, len(s.entries))
-	for _, e := range s.entries {
-		out = append(out, e)
+	if s.listed == nil || s.listedAt != s.version {
+		s.listed = make([]Entry, 0, len(s.entries))
+		for _, e := range s.entries {
+			s.listed = append(s.listed, e)
+		}
+		slices.SortFunc(s.listed, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+		s.listedAt = s.version
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
-	return out
+	return s.listed, s.version
 }

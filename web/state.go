@@ -9,6 +9,10 @@ import (
 
 // State is what the page shows, as GET /api/state returns it.
 type State struct {
+	// Lists names the version of the three lists (staged, shared,
+	// offered). GET /api/state?lists=V leaves them out while it is still
+	// V: the page polls twice a second and a share may hold many files.
+	Lists string     `json:"lists"`
 	Share *ShareView `json:"share,omitempty"`
 	Fetch *FetchView `json:"fetch,omitempty"`
 	// Staged are the files and folders dropped or picked, not shared yet.

@@ -45,6 +45,7 @@ var version string
 
 var program = &cli.Program{
 	Name:    "experiment",
+	Version: version,
 	Summary: "NAT-traversal experiments in natlab labs with the real binaries, and their reports",
 	Commands: []*cli.Command{
 		{Name: "run", Args: "[SPEC]", Summary: "run a spec's matrix (default experiments/paper.yaml), resuming, then write the report", Setup: setupRun},
@@ -62,7 +63,6 @@ var program = &cli.Program{
 }
 
 func main() {
-	program.Version = version
 	program.Main()
 }
 

@@ -37,6 +37,5 @@ $MACHSEND_SERVER, or server = HOST:PORT in ~/.config/machsend/config.`,
 }
 
 func main() {
-	program.Version = version
 	program.Main()
 }

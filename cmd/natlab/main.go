@@ -54,6 +54,7 @@ func withOut(setup func(*flag.FlagSet, io.Writer) func([]string) error) func(*fl
 
 var program = &cli.Program{
 	Name:    "natlab",
+	Version: version,
 	Summary: "NAT laboratories from network namespaces and netfilter",
 	Detail: `PROFILE and TOPOLOGY are built-in names or paths to YAML files.
 SPEC is an impairment of the packets NODE sends on NETWORK, for example
@@ -77,7 +78,6 @@ or "none" to remove it.`,
 }
 
 func main() {
-	program.Version = version
 	program.Main()
 }
 

@@ -124,3 +124,23 @@ func TestConfigFileServer(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 }
+
+// TestVersionStamp: the version make dist stamps in (-X main.version) is
+// what --version prints, in every binary.
+func TestVersionStamp(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{"machsend", "rendezvous", "natlab", "experiment"}
+	args := []string{"build", "-ldflags", "-X main.version=v9.8.7-test", "-o", dir}
+	for _, n := range names {
+		args = append(args, "github.com/machsend/machsend/cmd/"+n)
+	}
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, n := range names {
+		out, err := exec.Command(filepath.Join(dir, n), "--version").Output()
+		if err != nil || string(out) != n+" v9.8.7-test\n" {
+			t.Errorf("%s --version: %q, %v", n, out, err)
+		}
+	}
+}

@@ -5,7 +5,9 @@
 
 var $ = function (id) { return document.getElementById(id); };
 var lastLink = "";
-var offerKey = "";
+// The three lists as of version lists.version: the helper sends them only
+// when they changed (GET /api/state?lists=VERSION).
+var lists = { version: "", staged: [], shared: [], offered: [] };
 
 function human(n) {
   var units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -188,15 +190,35 @@ function progressItem(p, label) {
   return li;
 }
 
+function entryCells(e) {
+  return [{ text: e.dir ? e.path + "/" : e.path }, { text: e.dir ? "" : human(e.size), cls: "num" }];
+}
+
+function offeredCells(e) {
+  var cb = document.createElement("input");
+  cb.type = "checkbox";
+  cb.checked = true;
+  cb.value = e.path;
+  cb.setAttribute("aria-label", "download " + e.path);
+  return [cb].concat(entryCells(e));
+}
+
+// renderLists redraws the tables, only when the helper sent new lists.
+function renderLists(st) {
+  if (st.lists === lists.version) { return; }
+  lists = { version: st.lists, staged: st.staged || [], shared: st.share ? st.share.entries || [] : [],
+    offered: st.fetch ? st.fetch.entries || [] : [] };
+  rows($("staged").tBodies[0], lists.staged, entryCells);
+  $("staged-total").textContent = human(total(lists.staged));
+  rows($("shared-files").tBodies[0], lists.shared, entryCells);
+  rows($("offered").tBodies[0], lists.offered, offeredCells);
+  $("offered-total").textContent = human(total(lists.offered));
+}
+
 function renderShare(st) {
-  var staged = st.staged || [];
   var sh = st.share;
   var sharing = sh && sh.sharing;
-  $("staged-box").hidden = sharing || staged.length === 0;
-  rows($("staged").tBodies[0], staged, function (e) {
-    return [{ text: e.dir ? e.path + "/" : e.path }, { text: e.dir ? "" : human(e.size), cls: "num" }];
-  });
-  $("staged-total").textContent = human(total(staged));
+  $("staged-box").hidden = sharing || lists.staged.length === 0;
   $("drop").hidden = !!sharing;
   $("sharing-note").hidden = !sharing;
   if (sharing) { $("uploading").textContent = ""; }
@@ -207,13 +229,10 @@ function renderShare(st) {
     $("link").value = sh.link;
     $("qr").src = "/api/qr.png?l=" + encodeURIComponent(sh.link.slice(-8));
   }
-  $("share-status").textContent = sh.sharing ? "Sharing " + sh.entries.length + " entries, " + human(sh.bytes) + ". Keep this page's helper running until they have arrived." :
+  $("share-status").textContent = sh.sharing ? "Sharing " + lists.shared.length + " entries, " + human(sh.bytes) + ". Keep this page's helper running until they have arrived." :
     (sh.error ? "Sharing ended: " + sh.error : "Sharing stopped: the link no longer works.");
   $("share-status").className = sh.error ? "error" : "";
   $("stop").hidden = !sh.sharing;
-  rows($("shared-files").tBodies[0], sh.entries, function (e) {
-    return [{ text: e.dir ? e.path + "/" : e.path }, { text: e.dir ? "" : human(e.size), cls: "num" }];
-  });
   var ul = $("recipients");
   ul.textContent = "";
   (sh.recipients || []).forEach(function (p) {
@@ -241,7 +260,7 @@ function renderFetch(st) {
   var f = st.fetch;
   $("dir").textContent = st.download_dir;
   // Someone who came to receive sees that first.
-  document.body.classList.toggle("receiving", !!f && !st.share && (st.staged || []).length === 0);
+  document.body.classList.toggle("receiving", !!f && !st.share && lists.staged.length === 0);
   if (!f) { return; }
   if (!$("open-link").value && document.activeElement !== $("open-link")) { $("open-link").value = f.link; }
   var words = fetchWords[f.status] || f.status;
@@ -249,21 +268,7 @@ function renderFetch(st) {
   if (f.error) { words += " " + f.error; }
   $("fetch-status").textContent = words;
   $("fetch-status").className = f.error ? "error" : "";
-  var list = f.entries || [];
-  $("offer").hidden = list.length === 0;
-  var key = f.link + list.length;
-  if (key !== offerKey) {
-    offerKey = key;
-    rows($("offered").tBodies[0], list, function (e) {
-      var cb = document.createElement("input");
-      cb.type = "checkbox";
-      cb.checked = true;
-      cb.value = e.path;
-      cb.setAttribute("aria-label", "download " + e.path);
-      return [cb, { text: e.dir ? e.path + "/" : e.path }, { text: e.dir ? "" : human(e.size), cls: "num" }];
-    });
-    $("offered-total").textContent = human(f.bytes);
-  }
+  $("offer").hidden = lists.offered.length === 0;
   $("download").disabled = f.status === "connecting" || f.status === "downloading";
   var box = $("fetch-progress");
   box.textContent = "";
@@ -271,7 +276,8 @@ function renderFetch(st) {
 }
 
 function refresh() {
-  return api("GET", "/api/state").then(function (st) {
+  return api("GET", "/api/state?lists=" + encodeURIComponent(lists.version)).then(function (st) {
+    renderLists(st);
     renderShare(st);
     renderFetch(st);
   }).catch(function (e) { showError("The helper does not answer (" + e.message + "). Is machsend web still running?"); });
@@ -322,7 +328,6 @@ document.addEventListener("DOMContentLoaded", function () {
   $("open-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     showError("");
-    offerKey = "";
     api("POST", "/api/open", { link: $("open-link").value.trim() }).then(refresh).catch(function (e) { showError(e.message); });
   });
   $("all").addEventListener("change", function (ev) {
