@@ -41,13 +41,16 @@ type attack struct {
 
 var attacks = []attack{
 	{"silent connections from one address", func(t *testing.T, s, _ netip.AddrPort, stop <-chan struct{}) {
-		holdSilent(t, stop, s, []string{"127.0.0.10"}, 2000)
+		holdSilent(t, stop, s, []string{"127.0.0.10"}, 2000, "")
 	}},
 	{"silent connections from 30 addresses", func(t *testing.T, s, _ netip.AddrPort, stop <-chan struct{}) {
-		holdSilent(t, stop, s, loopbacks(11, 30), 100)
+		holdSilent(t, stop, s, loopbacks(11, 30), 100, "")
 	}},
 	{"silent connections to the relay port", func(t *testing.T, _, r netip.AddrPort, stop <-chan struct{}) {
-		holdSilent(t, stop, r, loopbacks(41, 8), 250)
+		holdSilent(t, stop, r, loopbacks(41, 8), 250, "")
+	}},
+	{"relay halves on the server's port that never finish their token", func(t *testing.T, s, _ netip.AddrPort, stop <-chan struct{}) {
+		holdSilent(t, stop, s, loopbacks(140, 8), 250, "RELAY ")
 	}},
 	{"requests without reading the replies", func(t *testing.T, s, _ netip.AddrPort, stop <-chan struct{}) {
 		line := `{"jsonrpc":"2.0","id":1,"method":"ping"}` + "\n"
@@ -239,8 +242,8 @@ func dialFrom(from string, to netip.AddrPort) (net.Conn, error) {
 }
 
 // holdSilent opens per connections from each address and holds them,
-// silent, until stop.
-func holdSilent(t *testing.T, stop <-chan struct{}, to netip.AddrPort, from []string, per int) {
+// silent after writing first, until stop.
+func holdSilent(t *testing.T, stop <-chan struct{}, to netip.AddrPort, from []string, per int, first string) {
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -256,6 +259,9 @@ func holdSilent(t *testing.T, stop <-chan struct{}, to netip.AddrPort, from []st
 			}
 			if c, err := dialFrom(f, to); err == nil {
 				held = append(held, c)
+				if first != "" {
+					_, _ = c.Write([]byte(first))
+				}
 			}
 		}
 	}

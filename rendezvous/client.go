@@ -328,24 +328,121 @@ func DialRelay(ctx context.Context, r RelayResult) (net.Conn, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	// Read the splice acknowledgement byte by byte: the peer's first bytes
-	// may follow it immediately and must stay in the socket.
-	ack := make([]byte, 0, 3)
-	one := make([]byte, 1)
-	for len(ack) < 3 {
-		if _, err := conn.Read(one); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("relay: peer never arrived: %w", err)
-		}
-		ack = append(ack, one[0])
-	}
-	if string(ack) != "ok\n" {
+	if err := readRelayAck(conn); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("relay: unexpected reply %q", ack)
+		return nil, err
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return conn, nil
 }
+
+// ErrRelayRefused: the relay closed a half before splicing it (an unknown
+// or expired token, or no peer within the relay's wait).
+var ErrRelayRefused = errors.New("the relay did not splice this connection")
+
+// readRelayAck reads the relay's splice acknowledgement byte by byte: the
+// peer's first bytes may follow it immediately and must stay unread.
+func readRelayAck(conn net.Conn) error {
+	ack := make([]byte, 0, 3)
+	one := make([]byte, 1)
+	for len(ack) < 3 {
+		if _, err := conn.Read(one); err != nil {
+			return fmt.Errorf("relay: peer never arrived: %w: %w", ErrRelayRefused, err)
+		}
+		ack = append(ack, one[0])
+	}
+	if string(ack) != "ok\n" {
+		return fmt.Errorf("relay: unexpected reply %q: %w", ack, ErrRelayRefused)
+	}
+	return nil
+}
+
+// Spare is a second connection to the server's own port, dialled beside
+// the rendezvous connection before there is a relay token for it: once
+// the join brings one, the connection becomes a relay half at once
+// (Spare.Relay), without a round trip of its own to connect.
+type Spare struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	conn   net.Conn
+	err    error
+}
+
+// DialSpare starts dialling server, for at most timeout. A nil *Spare is
+// valid: it has no connection.
+func DialSpare(ctx context.Context, server netip.AddrPort, timeout time.Duration) *Spare {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	s := &Spare{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(s.done)
+		defer cancel()
+		s.conn, s.err = sockopt.Dial(ctx, netip.AddrPort{}, server, 0)
+	}()
+	return s
+}
+
+// Relay makes the spare connection r's relay half: it sends the token and
+// returns at once, so that the caller's first message follows the token
+// in the same flight (the relay forwards it when it splices). The
+// relay's acknowledgement is read before the connection's first byte; a
+// relay that refuses the half makes that read fail with ErrRelayRefused.
+// The spare is used once.
+func (s *Spare) Relay(ctx context.Context, r RelayResult) (net.Conn, error) {
+	if s == nil {
+		return nil, errors.New("relay: no spare connection")
+	}
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("relay: %w", ctx.Err())
+	}
+	if s.err != nil {
+		return nil, fmt.Errorf("relay: %w", s.err)
+	}
+	conn := s.conn
+	s.conn = nil
+	if conn == nil {
+		return nil, errors.New("relay: the spare connection was used already")
+	}
+	if _, err := conn.Write([]byte(relayPrefix + r.Token + "\n")); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return &ackConn{Conn: conn}, nil
+}
+
+// Close closes the spare connection if it was not used (waiting for its
+// dial to end).
+func (s *Spare) Close() {
+	if s == nil {
+		return
+	}
+	s.cancel()
+	<-s.done
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// ackConn reads the relay's acknowledgement before its first byte.
+type ackConn struct {
+	net.Conn
+	acked bool
+}
+
+func (c *ackConn) Read(b []byte) (int, error) {
+	if !c.acked {
+		if err := readRelayAck(c.Conn); err != nil {
+			return 0, err
+		}
+		c.acked = true
+	}
+	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection.
+func (c *ackConn) CloseWrite() error { return closeWrite(c.Conn) }
 
 // CreateCode creates a code session: its result's Nameplate is the number
 // a receiver joins it by (JoinCode), once.

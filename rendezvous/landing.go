@@ -219,6 +219,9 @@ func (c *prefixConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// CloseWrite half-closes the connection where it can.
+func (c *prefixConn) CloseWrite() error { return closeWrite(c.Conn) }
+
 func (c *prefixConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)

@@ -229,6 +229,10 @@ func (l *loop) readable(c *client) {
 					l.handTo(l.srv.tls, c, l.buf[:n])
 					return
 				}
+				if l.srv.cfg.RelayAddr.IsValid() && c.tcp == nil && bytes.HasPrefix(l.buf[:n], []byte(relayPrefix)) {
+					l.handTo(l.srv.relay, c, l.buf[:n])
+					return
+				}
 			}
 			l.consume(c, l.buf[:n])
 			if n < len(l.buf) {
@@ -389,8 +393,8 @@ type front interface {
 }
 
 // handTo stops serving c and hands its connection to f (the landing
-// pages, landing.go, or the TLS front, tlsfront.go, which brings the
-// plaintext back as a new client).
+// pages, landing.go; the TLS front, tlsfront.go, which brings the
+// plaintext back as a new client; or the relay, relay.go).
 func (l *loop) handTo(f front, c *client, first []byte) {
 	fd, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
 	l.closeClient(c)

@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -63,8 +65,27 @@ func (c *countedConn) Close() error {
 }
 
 // CloseWrite half-closes the connection where it can (TCP).
-func (c *countedConn) CloseWrite() error {
-	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+func (c *countedConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// bufConn reads what its reader buffered before reading the connection.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(b []byte) (int, error) {
+	if c.r.Buffered() > 0 {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection where it can.
+func (c *bufConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+// closeWrite half-closes c where it can (TCP), and closes it otherwise.
+func closeWrite(c net.Conn) error {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
 		return hc.CloseWrite()
 	}
 	return c.Close()
@@ -148,15 +169,50 @@ func (r *relay) serve(ln net.Listener) error {
 	})
 }
 
+// handOff takes a connection the server's loop found to start with
+// relayPrefix: a relay half on the server's own port (see front), bounded
+// by the same counts as one on the relay address.
+func (r *relay) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
+	ip := remote.Addr()
+	if !r.open.take(netip.Addr{}) {
+		r.s.Stats.Rejected.Add(1)
+		syscall.Close(fd)
+		return
+	}
+	if !r.perAddr.take(ip) {
+		r.open.put(netip.Addr{})
+		r.s.Stats.Rejected.Add(1)
+		syscall.Close(fd)
+		return
+	}
+	release := func() { r.open.put(netip.Addr{}); r.perAddr.put(ip) }
+	c, err := fdConn(fd)
+	if err != nil {
+		release()
+		return
+	}
+	go r.handle(&prefixConn{Conn: c, first: bytes.Clone(first), release: release})
+}
+
+// relayPrefix starts a relay half's token line on the server's own port
+// (on the relay address it may be left out).
+const relayPrefix = "RELAY "
+
+// handle reads a half's token line and parks the half until the other
+// arrives, or splices the two. What a half sends behind its token line
+// (its first message, sent without waiting for the splice) is kept and
+// forwarded to the other half after "ok".
 func (r *relay) handle(c net.Conn) {
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := readLine(bufio.NewReaderSize(c, 128), 128)
+	br := bufio.NewReaderSize(c, 128)
+	line, err := readLine(br, 128)
 	if err != nil {
 		c.Close()
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	tok := strings.TrimSpace(string(line))
+	c = &bufConn{Conn: c, r: br}
+	tok := strings.TrimPrefix(strings.TrimSpace(string(line)), relayPrefix)
 	r.mu.Lock()
 	t, ok := r.tokens[tok]
 	key := t.key

@@ -2,8 +2,10 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,11 +97,7 @@ type pathResult struct {
 func (p *Peer) relayPath(ctx context.Context) pathResult {
 	start := time.Now()
 	p.opts.emit(Event{Kind: KindStep, Step: &traversal.Event{Kind: "attempt-start", Method: method.Relay, Attempt: "relay/0", Time: start}})
-	conn, err := p.signal.Relay(ctx)
-	if err != nil {
-		return pathResult{err: fmt.Errorf("relay: %w", err)}
-	}
-	sc, err := transfer.Secure(conn, p.secret, p.ID, p.Role == rendezvous.RoleB)
+	conn, sc, err := p.relayHalf(ctx)
 	if err != nil {
 		return pathResult{err: fmt.Errorf("relay: %w", err)}
 	}
@@ -107,6 +105,33 @@ func (p *Peer) relayPath(ctx context.Context) pathResult {
 		Local: traversal.AddrPortOf(conn.LocalAddr()), Remote: traversal.AddrPortOf(conn.RemoteAddr())}
 	return pathResult{sc: sc, rep: rep}
 }
+
+// relayHalf opens the relay and runs the secure channel's handshake over
+// it. When the relay refuses the half (the joiner's spare connection held
+// a token the relay no longer knew; a sharer's half waited out the
+// relay's minute before anyone joined), it asks for a slot anew: at once
+// the first time, then only after a half that waited at least
+// relayRetryAfter, so that a relay refusing every half is not hammered.
+func (p *Peer) relayHalf(ctx context.Context) (net.Conn, *transfer.SecureConn, error) {
+	for try := 0; ; try++ {
+		began := time.Now()
+		conn, err := p.signal.Relay(ctx)
+		if err == nil {
+			var sc *transfer.SecureConn
+			if sc, err = transfer.Secure(conn, p.secret, p.ID, p.Role == rendezvous.RoleB); err == nil {
+				return conn, sc, nil
+			}
+			conn.Close()
+		}
+		if !errors.Is(err, rendezvous.ErrRelayRefused) || ctx.Err() != nil || try > 0 && time.Since(began) < relayRetryAfter {
+			return nil, nil, err
+		}
+	}
+}
+
+// relayRetryAfter: a relay half refused sooner than this after it was
+// opened is not opened again (after the first retry).
+const relayRetryAfter = 10 * time.Second
 
 // directPath probes the NAT, races every direct method (no relay) and
 // runs the secure channel's handshake over what wins.

@@ -100,11 +100,19 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 	}
 	key, verifier := rendezvous.JoinProof(secret)
 	var join *rendezvous.SessionParams
+	var spare *rendezvous.Spare
 	if id != "" {
 		join = &rendezvous.SessionParams{Session: id, Key: key}
+		if usesRelay(o.Method) {
+			// A joiner's relay slot comes with the join's answer: a
+			// second connection dialled now carries it without a round
+			// trip of its own.
+			spare = rendezvous.DialSpare(ctx, server, ServerTimeout)
+		}
 	}
 	p, joined, err := dialPeer(ctx, server, secret, o, join)
 	if err != nil {
+		spare.Close()
 		return nil, err
 	}
 	var relay *rendezvous.RelayResult
@@ -118,17 +126,25 @@ func open(ctx context.Context, server netip.AddrPort, id string, secret []byte, 
 	} else {
 		r, err := joinWhenFree(ctx, p.client, id, key, joined, o)
 		if err != nil {
+			spare.Close()
 			p.client.Close()
 			return nil, fmt.Errorf("join session: %w", err)
 		}
 		p.ID, p.Role, relay = id, rendezvous.RoleB, r.Relay
 	}
 	p.signal = traversal.NewRendezvousSignal(p.client, server, p.secondary, p.ID)
-	if relay != nil {
-		p.signal.OfferRelay(relay)
+	if relay != nil && p.relay {
+		p.signal.OfferRelay(relay, spare)
+	} else {
+		spare.Close()
 	}
 	o.emit(Event{Kind: KindSession, Session: p.ID, Role: p.Role})
 	return p, nil
+}
+
+// usesRelay says whether method m may use the server's relay.
+func usesRelay(m method.Method) bool {
+	return m == "" || m == method.Auto || m == method.Relay
 }
 
 // dialPeer connects to the server and says hello, within ServerTimeout;

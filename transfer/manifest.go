@@ -43,17 +43,35 @@ type Entry struct {
 // Version is the transfer protocol's version. Version 2 dropped the
 // per-chunk hash and moved each file's SHA-256 from the manifest to the
 // end of its data, so a share's link appears before any file is read.
-const Version = 2
+// Version 3 added the lead (Manifest.Lead): the first bytes of the first
+// file follow the manifest without waiting for the receiver's request.
+const Version = 3
 
 // Manifest lists what a sender shares.
 type Manifest struct {
 	Version   int     `json:"version"`
 	ChunkSize int     `json:"chunk_size"`
 	Files     []Entry `json:"files"`
+	// Lead, when set, is the chunk the sender sends right behind the
+	// manifest, before the receiver's request: the first Lead.Size bytes of
+	// entry Lead.Index, so that a receiver fetching that file from its
+	// start writes its first bytes one round trip sooner. A receiver that
+	// asks for anything else first reads the chunk and drops it.
+	Lead *Lead `json:"lead,omitempty"`
 	// Skipped lists what BuildManifest left out (symlinks, devices,
 	// sockets), for the sender to show; it is not sent.
 	Skipped []string `json:"-"`
 }
+
+// Lead is the chunk that follows a manifest unasked (Manifest.Lead).
+type Lead struct {
+	Index int `json:"index"`
+	Size  int `json:"size"`
+}
+
+// MaxLead bounds a lead chunk: it is sent before the receiver has said it
+// wants it, so it stays within a new connection's first flight.
+const MaxLead = 8 << 10
 
 // Total is the number of file bytes in the manifest.
 func (m *Manifest) Total() int64 {
@@ -125,6 +143,9 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("%w: %q: size %d", ErrManifest, p, e.Size)
 		}
 		kinds[p] = e.Dir
+	}
+	if l := m.Lead; l != nil && (l.Index < 0 || l.Index >= len(m.Files) || l.Size <= 0 || l.Size > MaxLead || int64(l.Size) > m.Files[l.Index].Size) {
+		return fmt.Errorf("%w: lead of %d bytes of entry %d", ErrManifest, l.Size, l.Index)
 	}
 	// No entry may sit under a file.
 	for p := range kinds {

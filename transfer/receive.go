@@ -51,9 +51,38 @@ func Receive(ctx context.Context, rw io.ReadWriter, opts ReceiveOptions, progres
 	if err := writeFrame(rw, frameRequest, rb); err != nil {
 		return m, mapIOErr(err)
 	}
+	if err := skipLead(rw, m, req); err != nil {
+		sendError(rw, errors.New("receiver rejected the lead chunk"))
+		return m, err
+	}
 	startDisk(r)
 	defer r.disk.drain()
 	return m, r.stream(ctx)
+}
+
+// skipLead reads and drops the manifest's lead chunk when req does not
+// start with the lead's file from its first byte (then the chunk is the
+// first of the stream, taken like any other).
+func skipLead(rw io.Reader, m *Manifest, req request) error {
+	l := m.Lead
+	if l == nil || len(req.Files) > 0 && req.Files[0].Index == l.Index && req.Files[0].Offset == 0 {
+		return nil
+	}
+	fr, _, err := readFrame(rw, MaxLead, nil)
+	if err != nil {
+		return mapIOErr(err)
+	}
+	if fr.typ != frameChunk {
+		return fmt.Errorf("%w: expected the lead chunk, got %q", ErrFrame, fr.typ)
+	}
+	c, err := parseChunk(fr.payload)
+	if err != nil {
+		return err
+	}
+	if int(c.index) != l.Index || c.offset != 0 || len(c.data) != l.Size {
+		return fmt.Errorf("%w: lead chunk of entry %d at %d (%d bytes), the manifest announced entry %d (%d bytes)", ErrFrame, c.index, c.offset, len(c.data), l.Index, l.Size)
+	}
+	return nil
 }
 
 // readManifest reads and parses the sender's first frame.

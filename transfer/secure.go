@@ -89,7 +89,7 @@ func Secure(conn net.Conn, secret []byte, session string, initiator bool) (sc *S
 		}
 		in, err := readRecord(s.br, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrWrongSecret, err)
+			return nil, fmt.Errorf("%w: %w", ErrWrongSecret, err)
 		}
 		_, c1, c2, err := hs.ReadMessage(nil, in)
 		if err != nil {
@@ -99,7 +99,7 @@ func Secure(conn net.Conn, secret []byte, session string, initiator bool) (sc *S
 	} else {
 		in, err := readRecord(s.br, nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrWrongSecret, err)
+			return nil, fmt.Errorf("%w: %w", ErrWrongSecret, err)
 		}
 		if _, _, _, err := hs.ReadMessage(nil, in); err != nil {
 			return nil, ErrWrongSecret

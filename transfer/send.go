@@ -25,7 +25,8 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 		progress = func(Progress) {}
 	}
 	w := bufio.NewWriterSize(rw, 256<<10)
-	req, err := offerManifest(w, rw, m)
+	offered, lead := withLead(m, srcs)
+	req, err := offerManifest(w, rw, offered, lead)
 	if err != nil {
 		return err
 	}
@@ -33,6 +34,13 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 	if err := s.checkRequest(req); err != nil {
 		sendError(rw, err)
 		return err
+	}
+	if offered.Lead != nil && len(req.Files) > 0 && req.Files[0].Index == offered.Lead.Index && req.Files[0].Offset == 0 {
+		// The receiver takes the lead: the rest of that file follows it.
+		req.Files[0].Offset, req.Files[0].lead = int64(offered.Lead.Size), true
+		s.sent += int64(offered.Lead.Size)
+		s.started[offered.Lead.Index] = true
+		s.event("file-start", &m.Files[offered.Lead.Index], 0)
 	}
 	// A reader stage reads (and hashes) chunks while this goroutine encrypts
 	// and sends the previous ones (two cores busy where there are two); a
@@ -59,14 +67,19 @@ func Send(ctx context.Context, rw io.ReadWriter, m *Manifest, srcs []Source, pro
 	return s.finish()
 }
 
-// offerManifest sends the manifest and reads the receiver's request.
-func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest) (request, error) {
+// offerManifest sends the manifest, and the lead chunk behind it (lead,
+// a whole chunk frame, when m.Lead is set), and reads the receiver's
+// request.
+func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest, lead []byte) (request, error) {
 	var req request
 	mb, err := json.Marshal(m)
 	if err != nil {
 		return req, err
 	}
 	if err := writeFrame(w, frameManifest, mb); err != nil {
+		return req, mapIOErr(err)
+	}
+	if _, err := w.Write(lead); err != nil {
 		return req, mapIOErr(err)
 	}
 	if err := w.Flush(); err != nil {
@@ -90,6 +103,47 @@ func offerManifest(w *bufio.Writer, rw io.ReadWriter, m *Manifest) (request, err
 		return req, fmt.Errorf("%w: request: %v", ErrFrame, err)
 	}
 	return req, nil
+}
+
+// withLead is m as offered to a receiver: with a lead (Manifest.Lead) of
+// the first file that has data, and that chunk's frame; m itself when the
+// file cannot be read as shared (the transfer then reports it as usual).
+func withLead(m *Manifest, srcs []Source) (*Manifest, []byte) {
+	for i, e := range m.Files {
+		if e.Dir || e.Size == 0 {
+			continue
+		}
+		n := int(min(int64(MaxLead), e.Size))
+		frame, err := readLead(srcs[i].Local, e, i, n)
+		if err != nil {
+			return m, nil
+		}
+		offered := *m
+		offered.Lead = &Lead{Index: i, Size: n}
+		return &offered, frame
+	}
+	return m, nil
+}
+
+// readLead is the chunk frame of the first n bytes of entry index, read
+// from local if it is still the file e describes.
+func readLead(local string, e Entry, index, n int) ([]byte, error) {
+	file, err := os.Open(local)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", local, err)
+	}
+	defer file.Close()
+	if err := sameVersion(file, e); err != nil {
+		return nil, err
+	}
+	frame := make([]byte, frameHeader+chunkHeader+n)
+	if _, err := file.ReadAt(frame[frameHeader+chunkHeader:], 0); err != nil {
+		return nil, fmt.Errorf("read %s: %w", local, err)
+	}
+	frame[0] = frameChunk
+	binary.BigEndian.PutUint32(frame[1:frameHeader], uint32(chunkHeader+n))
+	appendChunkHeader(frame[frameHeader:frameHeader], uint32(index), 0)
+	return frame, nil
 }
 
 // sender is one Send after the request: what is sent, and progress.
@@ -309,8 +363,9 @@ func chunkAt(max int, sent int64) int {
 }
 
 // resumeFrom is where to start sending r: its offset when the file starts
-// with the bytes the receiver holds (their SHA-256 is r.Prefix; h has
-// then hashed them), 0 when it does not (h is reset).
+// with the bytes the receiver holds (their SHA-256 is r.Prefix, or they
+// are the lead this sender sent; h has then hashed them), 0 when it does
+// not (h is reset).
 func resumeFrom(file *os.File, r fileRequest, h hash.Hash) (int64, error) {
 	if r.Offset == 0 {
 		return 0, nil
@@ -318,7 +373,7 @@ func resumeFrom(file *os.File, r fileRequest, h hash.Hash) (int64, error) {
 	if _, err := io.Copy(h, io.NewSectionReader(file, 0, r.Offset)); err != nil {
 		return 0, fmt.Errorf("read %s: %w", file.Name(), err)
 	}
-	if hex.EncodeToString(h.Sum(nil)) == r.Prefix {
+	if r.lead || hex.EncodeToString(h.Sum(nil)) == r.Prefix {
 		return r.Offset, nil
 	}
 	h.Reset()

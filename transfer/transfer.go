@@ -107,6 +107,9 @@ type fileRequest struct {
 	Index  int    `json:"index"`
 	Offset int64  `json:"offset"`
 	Prefix string `json:"prefix_sha256,omitempty"`
+	// lead: the sender sent the first Offset bytes as the manifest's
+	// lead (the sender's own note, never on the wire).
+	lead bool
 }
 
 func sendError(w io.Writer, err error) {

@@ -347,16 +347,16 @@ func hostileSender(t *testing.T, m string) error {
 func TestHostileManifests(t *testing.T) {
 	h := strings.Repeat("0", 64)
 	tests := []struct{ name, manifest string }{
-		{"dot-dot", `{"version":2,"chunk_size":65536,"files":[{"path":"../escape","size":1,"sha256":"` + h + `"}]}`},
-		{"nested dot-dot", `{"version":2,"chunk_size":65536,"files":[{"path":"a/../../b","size":1,"sha256":"` + h + `"}]}`},
-		{"absolute", `{"version":2,"chunk_size":65536,"files":[{"path":"/etc/passwd","size":1,"sha256":"` + h + `"}]}`},
-		{"control char", `{"version":2,"chunk_size":65536,"files":[{"path":"a\u0007b","size":1,"sha256":"` + h + `"}]}`},
-		{"backslash", `{"version":2,"chunk_size":65536,"files":[{"path":"..\\x","size":1,"sha256":"` + h + `"}]}`},
-		{"duplicate", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a","size":1,"sha256":"` + h + `"}]}`},
-		{"file under file", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a/b","size":1,"sha256":"` + h + `"}]}`},
-		{"huge size", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":9223372036854775807,"sha256":"` + h + `"}]}`},
-		{"negative size", `{"version":2,"chunk_size":65536,"files":[{"path":"a","size":-5,"sha256":"` + h + `"}]}`},
-		{"bad chunk", `{"version":2,"chunk_size":1,"files":[]}`},
+		{"dot-dot", `{"version":3,"chunk_size":65536,"files":[{"path":"../escape","size":1,"sha256":"` + h + `"}]}`},
+		{"nested dot-dot", `{"version":3,"chunk_size":65536,"files":[{"path":"a/../../b","size":1,"sha256":"` + h + `"}]}`},
+		{"absolute", `{"version":3,"chunk_size":65536,"files":[{"path":"/etc/passwd","size":1,"sha256":"` + h + `"}]}`},
+		{"control char", `{"version":3,"chunk_size":65536,"files":[{"path":"a\u0007b","size":1,"sha256":"` + h + `"}]}`},
+		{"backslash", `{"version":3,"chunk_size":65536,"files":[{"path":"..\\x","size":1,"sha256":"` + h + `"}]}`},
+		{"duplicate", `{"version":3,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a","size":1,"sha256":"` + h + `"}]}`},
+		{"file under file", `{"version":3,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"},{"path":"a/b","size":1,"sha256":"` + h + `"}]}`},
+		{"huge size", `{"version":3,"chunk_size":65536,"files":[{"path":"a","size":9223372036854775807,"sha256":"` + h + `"}]}`},
+		{"negative size", `{"version":3,"chunk_size":65536,"files":[{"path":"a","size":-5,"sha256":"` + h + `"}]}`},
+		{"bad chunk", `{"version":3,"chunk_size":1,"files":[]}`},
 		{"old protocol", `{"version":1,"chunk_size":65536,"files":[{"path":"a","size":1,"sha256":"` + h + `"}]}`},
 		{"not json", `{{{`},
 	}
@@ -369,7 +369,7 @@ func TestHostileManifests(t *testing.T) {
 	}
 	// Huge counts are refused before anything is allocated per entry.
 	var b strings.Builder
-	b.WriteString(`{"version":2,"chunk_size":65536,"files":[`)
+	b.WriteString(`{"version":3,"chunk_size":65536,"files":[`)
 	for i := 0; i <= MaxFiles; i++ {
 		if i > 0 {
 			b.WriteByte(',')
@@ -454,7 +454,7 @@ func TestWrongSecretTransfer(t *testing.T) {
 }
 
 func FuzzParseManifest(f *testing.F) {
-	f.Add([]byte(`{"version":2,"chunk_size":65536,"files":[{"path":"a/b","size":3,"sha256":"` + strings.Repeat("0", 64) + `"},{"path":"a","dir":true}]}`))
+	f.Add([]byte(`{"version":3,"chunk_size":65536,"files":[{"path":"a/b","size":3,"sha256":"` + strings.Repeat("0", 64) + `"},{"path":"a","dir":true}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := ParseManifest(b)
 		if err != nil {

@@ -20,8 +20,11 @@ import (
 // Contract: Ready sends this peer's candidates for attempt and blocks until
 // the peer's arrive (or ctx ends); both peers must use the same attempt
 // names. Observe returns the mapping the server sees for local and a closer
-// that keeps the mapping alive until called. Implementations are safe for
-// concurrent use.
+// that keeps the mapping alive until called. Relay returns a connection to
+// the peer through the server's relay; it may return before the relay has
+// spliced it (what is written first is forwarded at the splice), and the
+// first Read then fails with rendezvous.ErrRelayRefused if the relay never
+// splices it. Implementations are safe for concurrent use.
 type Signal interface {
 	Observe(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error)
 	ObserveSecondary(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error)
@@ -70,13 +73,26 @@ type RendezvousSignal struct {
 	// sharer with peer.joined, to the joiner with its join's answer), used
 	// by the first Relay of the round instead of asking for one.
 	relay, nextRelay *rendezvous.RelayResult
+	// spare, when set, is a connection to the server dialled beside the
+	// rendezvous connection: the round's first Relay with an offered slot
+	// makes it the relay half, its token and first message sent at once.
+	spare *rendezvous.Spare
 }
 
 // Messages delivers the peer's messages in a code session.
 func (s *RendezvousSignal) Messages() <-chan []byte { return s.messages }
 
 // Stop ends the signal's routing of notifications.
-func (s *RendezvousSignal) Stop() { s.stopOnce.Do(func() { close(s.stop) }) }
+func (s *RendezvousSignal) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		s.mu.Lock()
+		spare := s.spare
+		s.spare = nil
+		s.mu.Unlock()
+		spare.Close()
+	})
+}
 
 // NewRendezvousSignal starts routing the client's punch.go notifications.
 func NewRendezvousSignal(c *rendezvous.Client, server, secondary netip.AddrPort, session string) *RendezvousSignal {
@@ -103,11 +119,15 @@ func (s *RendezvousSignal) Next() {
 }
 
 // OfferRelay hands the signal the relay slot the server gave with the
-// join (JoinResult.Relay), for the round's first Relay.
-func (s *RendezvousSignal) OfferRelay(r *rendezvous.RelayResult) {
+// join (JoinResult.Relay), for the round's first Relay, and the spare
+// connection that is to carry it (nil: Relay dials the relay). The signal
+// owns spare from then on (Stop closes it if unused).
+func (s *RendezvousSignal) OfferRelay(r *rendezvous.RelayResult, spare *rendezvous.Spare) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.relay = r
+	s.spare.Close()
+	s.spare = spare
 }
 
 func (s *RendezvousSignal) resetLocked(waitJoin bool) {
@@ -271,9 +291,16 @@ func (s *RendezvousSignal) Ready(ctx context.Context, attempt rendezvous.Attempt
 // Relay implements Signal.
 func (s *RendezvousSignal) Relay(ctx context.Context) (net.Conn, error) {
 	s.mu.Lock()
-	offered := s.relay
-	s.relay = nil
+	offered, spare := s.relay, s.spare
+	s.relay, s.spare = nil, nil
 	s.mu.Unlock()
+	if offered != nil && spare != nil {
+		c, err := spare.Relay(ctx, *offered)
+		spare.Close()
+		if err == nil || ctx.Err() != nil {
+			return c, err
+		}
+	}
 	if offered != nil {
 		c, err := rendezvous.DialRelay(ctx, *offered)
 		if err == nil || ctx.Err() != nil {
