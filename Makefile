@@ -18,8 +18,10 @@ LDFLAGS := -X main.version=$(VERSION)
 # operator's binaries. Linux only for now: internal/sockopt, internal/epoll
 # and the rendezvous server's event loop use Linux interfaces (see issue
 # notes and docs/deploy.md).
-DIST_CMDS    := machsend rendezvous
-DIST_TARGETS := linux/amd64 linux/arm64
+# Release targets: machsend for every OS/ARCH, the rendezvous server where
+# its event loop runs (Linux's epoll, macOS's kqueue).
+DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+SERVER_OS    := linux darwin
 
 .PHONY: all deps deps-slurm build cross dist test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
 
@@ -46,17 +48,20 @@ build:
 # Every release target builds (part of make test).
 cross:
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; for t in $(DIST_TARGETS); do \
-	  echo "cross-compile $$t"; \
-	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -o $$tmp/ $(addprefix ./cmd/,$(DIST_CMDS)) || exit 1; \
+	  os=$${t%/*}; cmds="machsend"; case " $(SERVER_OS) " in *" $$os "*) cmds="$$cmds rendezvous";; esac; \
+	  echo "cross-compile $$t: $$cmds"; \
+	  for c in $$cmds; do CGO_ENABLED=0 GOOS=$$os GOARCH=$${t#*/} $(GO) build -o $$tmp/ ./cmd/$$c || exit 1; done; \
 	done
 
 # Versioned static binaries with checksums: dist/CMD_OS_ARCH, dist/SHA256SUMS.
 dist:
 	@rm -rf dist && mkdir -p dist
-	@for t in $(DIST_TARGETS); do for c in $(DIST_CMDS); do \
-	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
-	    -o dist/$${c}_$${t%/*}_$${t#*/} ./cmd/$$c || exit 1; \
-	done; done
+	@for t in $(DIST_TARGETS); do \
+	  os=$${t%/*}; cmds="machsend"; ext=""; case " $(SERVER_OS) " in *" $$os "*) cmds="$$cmds rendezvous";; esac; \
+	  [ $$os = windows ] && ext=.exe; \
+	  for c in $$cmds; do CGO_ENABLED=0 GOOS=$$os GOARCH=$${t#*/} $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+	    -o dist/$${c}_$${os}_$${t#*/}$$ext ./cmd/$$c || exit 1; done; \
+	done
 	cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS
 
 # Unit tests plus the privileged integration tests (run as root), wrapped in

@@ -425,6 +425,18 @@ func (s *Spare) Close() {
 	}
 }
 
+// relayPrefix starts a relay half's token line on the server's own port
+// (on the relay address it may be left out).
+const relayPrefix = "RELAY "
+
+// closeWrite half-closes c where it can (TCP), and closes it otherwise.
+func closeWrite(c net.Conn) error {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return c.Close()
+}
+
 // ackConn reads the relay's acknowledgement before its first byte.
 type ackConn struct {
 	net.Conn
@@ -477,3 +489,6 @@ func (c *Client) SetKey(ctx context.Context, session, verifier string) error {
 func (c *Client) Prove(ctx context.Context, session, key string) error {
 	return c.call(ctx, MethodProve, SessionParams{Session: session, Key: key}, nil)
 }
+
+// Outcome names what a connection attempt came to (see sockopt.Outcome).
+func Outcome(err error) string { return sockopt.Outcome(err) }

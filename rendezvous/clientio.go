@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
@@ -12,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/machsend/machsend/internal/epoll"
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/time/rate"
@@ -57,10 +60,10 @@ type client struct {
 func (c *client) updateEpollLocked() error {
 	var ev uint32
 	if c.wantIn {
-		ev |= syscall.EPOLLIN | syscall.EPOLLRDHUP
+		ev |= epoll.In | epoll.RdHup
 	}
 	if len(c.out) > 0 {
-		ev |= syscall.EPOLLOUT
+		ev |= epoll.Out
 	}
 	if ev == c.events && c.registered == (ev != 0) {
 		return nil
@@ -68,13 +71,13 @@ func (c *client) updateEpollLocked() error {
 	var err error
 	switch {
 	case ev == 0:
-		err = c.loop.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, 0)
+		err = c.loop.set.Ctl(epoll.CtlDel, c.fd, 0)
 		c.registered = false
 	case !c.registered:
-		err = c.loop.set.Ctl(syscall.EPOLL_CTL_ADD, c.fd, ev)
+		err = c.loop.set.Ctl(epoll.CtlAdd, c.fd, ev)
 		c.registered = err == nil
 	default:
-		err = c.loop.set.Ctl(syscall.EPOLL_CTL_MOD, c.fd, ev)
+		err = c.loop.set.Ctl(epoll.CtlMod, c.fd, ev)
 	}
 	c.events = ev
 	return err

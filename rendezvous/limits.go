@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
@@ -102,16 +104,6 @@ func (a *addrCount) put(ip netip.Addr) {
 		delete(a.n, ip)
 	}
 }
-
-// Overload: a loop that has not caught up with its sockets for longer than
-// Config.Budget refuses new sessions at once with CodeBusy and a back-off
-// hint, so that the sessions it admitted keep their latency and nobody
-// waits for a timeout. The hint is spread (jittered) so that refused
-// clients do not return together.
-const (
-	busyRetryMin = 50 * time.Millisecond
-	busyRetryMax = 250 * time.Millisecond
-)
 
 // busy is the CodeBusy error with a retry hint between busyRetryMin and
 // busyRetryMax.

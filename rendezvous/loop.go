@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
@@ -92,7 +94,7 @@ func (l *loop) add(c *client) error {
 
 // run is the loop goroutine: wait, read, handle, until the server closes.
 func (l *loop) run() {
-	events := make([]syscall.EpollEvent, maxEvents)
+	events := make([]epoll.Event, maxEvents)
 	for {
 		n, err := l.wait(events)
 		if err != nil {
@@ -111,17 +113,17 @@ func (l *loop) run() {
 			if c == nil {
 				continue
 			}
-			if ev.Events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			if ev.Events&(epoll.Hup|epoll.Err) != 0 {
 				// Shut down (by another goroutine) or reset: nothing more
 				// to read or write. Closing now matters for a paused client,
 				// which would otherwise report this event until it resumes.
 				l.closeClient(c)
 				continue
 			}
-			if ev.Events&syscall.EPOLLOUT != 0 {
+			if ev.Events&epoll.Out != 0 {
 				c.flush()
 			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 {
+			if ev.Events&(epoll.In|epoll.Hup|epoll.Err|epoll.RdHup) != 0 {
 				l.readable(c)
 			}
 		}
@@ -138,7 +140,7 @@ func (l *loop) run() {
 // wait returns the ready events, none once the next paused client or
 // sweep is due, or -1 when the server closes. The loop goroutine parks in
 // the Go runtime's poller while nothing is ready (package epoll).
-func (l *loop) wait(events []syscall.EpollEvent) (int, error) {
+func (l *loop) wait(events []epoll.Event) (int, error) {
 	n, idled, woken, err := l.set.Wait(events, l.waitFor())
 	if err != nil {
 		return 0, err
@@ -379,7 +381,7 @@ func (l *loop) closeClient(c *client) {
 	c.io.Lock()
 	c.closed = true
 	c.out = nil
-	_ = l.set.Ctl(syscall.EPOLL_CTL_DEL, c.fd, 0)
+	_ = l.set.Ctl(epoll.CtlDel, c.fd, 0)
 	syscall.Close(c.fd)
 	c.io.Unlock()
 	l.srv.drop(c)

@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
@@ -9,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/machsend/machsend/internal/sockopt"
@@ -62,28 +63,8 @@ type prober struct {
 
 func newProber() *prober {
 	p := &prober{sinks: map[string]*sinkEntry{}, byPort: map[uint16]*sinkEntry{}, done: make(chan struct{})}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if err == nil {
-		// Only segments with SYN set reach the sniffer: a raw TCP socket
-		// otherwise copies every segment the host receives to it.
-		if err := sockopt.AttachFilterFD(fd, synOnly); err != nil {
-			unix.Close(fd)
-			return p
-		}
-		p.sniff = true
-		go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, p.saw)
-	}
+	p.startSniffer()
 	return p
-}
-
-// synOnly is a socket filter passing IPv4 TCP segments with SYN set (SYN
-// and SYN-ACK) and nothing else.
-var synOnly = []bpf.Instruction{
-	bpf.LoadMemShift{Off: 0},           // X = IPv4 header length
-	bpf.LoadIndirect{Off: 13, Size: 1}, // A = TCP flags
-	bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x02, SkipFalse: 1},
-	bpf.RetConstant{Val: 256},
-	bpf.RetConstant{Val: 0},
 }
 
 func (p *prober) close() {

@@ -3,6 +3,8 @@ package rendezvous
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -484,3 +486,28 @@ func (c Candidates) check(observed netip.Addr) error {
 	}
 	return nil
 }
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func newID() string {
+	b := make([]byte, 16) // 128 random bits
+	_, _ = rand.Read(b)   // crypto/rand.Read never fails (it crashes the program instead)
+	return hex.EncodeToString(b)
+}
+
+// Overload: a loop that has not caught up with its sockets for longer than
+// Config.Budget refuses new sessions at once with CodeBusy and a back-off
+// hint, so that the sessions it admitted keep their latency and nobody
+// waits for a timeout. The hint is spread (jittered) so that refused
+// clients do not return together.
+const (
+	busyRetryMin = 50 * time.Millisecond
+	busyRetryMax = 250 * time.Millisecond
+)

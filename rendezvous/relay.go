@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
@@ -14,8 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // relay splices the two peers of a session when no direct path works. Each
@@ -82,14 +82,6 @@ func (c *bufConn) Read(b []byte) (int, error) {
 
 // CloseWrite half-closes the connection where it can.
 func (c *bufConn) CloseWrite() error { return closeWrite(c.Conn) }
-
-// closeWrite half-closes c where it can (TCP), and closes it otherwise.
-func closeWrite(c net.Conn) error {
-	if hc, ok := c.(interface{ CloseWrite() error }); ok {
-		return hc.CloseWrite()
-	}
-	return c.Close()
-}
 
 type relayKey struct{ session, role string }
 
@@ -193,10 +185,6 @@ func (r *relay) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
 	}
 	go r.handle(&prefixConn{Conn: c, first: bytes.Clone(first), release: release})
 }
-
-// relayPrefix starts a relay half's token line on the server's own port
-// (on the relay address it may be left out).
-const relayPrefix = "RELAY "
 
 // handle reads a half's token line and parks the half until the other
 // arrives, or splices the two. What a half sends behind its token line
@@ -330,6 +318,3 @@ func (r *relay) close() {
 		c.Close()
 	}
 }
-
-// Outcome names what a connection attempt came to (see sockopt.Outcome).
-func Outcome(err error) string { return sockopt.Outcome(err) }

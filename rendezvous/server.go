@@ -1,10 +1,10 @@
+//go:build linux || darwin
+
 package rendezvous
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -265,15 +265,6 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
-}
-
 // admit applies the per-address connection rate and the global client cap.
 func (s *Server) admit(ip netip.Addr, tlsClient bool) bool {
 	s.mu.Lock()
@@ -388,14 +379,6 @@ func (s *Server) janitor(stop chan struct{}) {
 
 func rpcErr(code int64, format string, args ...any) *jsonrpc2.Error {
 	return &jsonrpc2.Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-func newID() string {
-	b := make([]byte, 16) // 128 random bits
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand: " + err.Error()) // cannot happen on Linux
-	}
-	return hex.EncodeToString(b)
 }
 
 // handle runs one request and maps its error to a JSON-RPC error.

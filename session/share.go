@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"syscall"
 
 	"github.com/machsend/machsend/rendezvous"
 	"github.com/machsend/machsend/transfer"
@@ -194,13 +193,4 @@ func fetchOn(ctx context.Context, p *Peer, ro transfer.ReceiveOptions, o Options
 		o.emit(Event{Kind: KindDone, Dir: ro.Dir, MaxRSSKB: MaxRSS()})
 	}
 	return nil
-}
-
-// MaxRSS is this process's peak resident set size in KiB (0 if unknown).
-func MaxRSS() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Maxrss
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -168,15 +167,6 @@ func (r *receiver) planFiles() (request, error) {
 		return req, fmt.Errorf("%w: %d bytes to receive, %d free in %s", ErrNoSpace, r.total-r.resumed.Load(), free, r.opts.Dir)
 	}
 	return req, nil
-}
-
-// freeSpace is the space an unprivileged user may fill at dir.
-func freeSpace(dir string) (int64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, false
-	}
-	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 // closeParts records how far each open part got (synced first) and closes

@@ -51,7 +51,7 @@ func (ls *genLoops) add(g *genConn) error {
 	l.mu.Lock()
 	l.conns[int32(g.fd)] = g
 	l.mu.Unlock()
-	return l.set.Ctl(syscall.EPOLL_CTL_ADD, g.fd, syscall.EPOLLIN|syscall.EPOLLRDHUP)
+	return l.set.Ctl(epoll.CtlAdd, g.fd, epoll.In|epoll.RdHup)
 }
 
 func (ls *genLoops) close() {
@@ -61,7 +61,7 @@ func (ls *genLoops) close() {
 }
 
 func (l *genLoop) run() {
-	events := make([]syscall.EpollEvent, 64)
+	events := make([]epoll.Event, 64)
 	buf := make([]byte, 64<<10)
 	for {
 		n, _, woken, err := l.set.Wait(events, time.Second)
@@ -77,7 +77,7 @@ func (l *genLoop) run() {
 				l.mu.Lock()
 				delete(l.conns, ev.Fd)
 				l.mu.Unlock()
-				_ = l.set.Ctl(syscall.EPOLL_CTL_DEL, g.fd, 0)
+				_ = l.set.Ctl(epoll.CtlDel, g.fd, 0)
 				g.end(io.ErrUnexpectedEOF)
 			}
 		}

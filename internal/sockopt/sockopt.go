@@ -6,37 +6,16 @@ package sockopt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// Control returns a net.Dialer/ListenConfig Control function that sets
-// SO_REUSEADDR and SO_REUSEPORT and, when ttl > 0, IP_TTL.
-func Control(ttl int) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
-				return
-			}
-			if ttl > 0 {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}
-}
+// ErrNotSupported is what the hand-driven sockets, probes and kernel
+// readings return on an operating system that lacks what they need
+// (Linux's TCP_INFO, IP_RECVERR, TCP_SYNCNT and socket filters): the
+// methods built on them report it as not applicable on this OS.
+var ErrNotSupported = errors.New("not applicable on this OS")
 
 // Dial connects to raddr from laddr (zero: any) with reuse options.
 func Dial(ctx context.Context, laddr, raddr netip.AddrPort, ttl int) (*net.TCPConn, error) {
@@ -61,88 +40,6 @@ func Listen(ctx context.Context, laddr netip.AddrPort) (*net.TCPListener, error)
 	return ln.(*net.TCPListener), nil
 }
 
-// RawSocket is a TCP socket driven by hand, for the punching steps the net
-// package cannot express: send one SYN and close (which sends nothing more
-// while in SYN_SENT), or keep a connect pending while changing its TTL.
-type RawSocket struct {
-	fd int
-}
-
-// NewRawSocket opens a non-blocking TCP socket bound to laddr with reuse options.
-func NewRawSocket(laddr netip.AddrPort, ttl int) (*RawSocket, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
-	}
-	s := &RawSocket{fd: fd}
-	for _, o := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("setsockopt: %w", err)
-		}
-	}
-	if ttl > 0 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("IP_TTL: %w", err)
-		}
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(laddr.Port()), Addr: laddr.Addr().As4()}); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("bind %s: %w", laddr, err)
-	}
-	return s, nil
-}
-
-// Connect starts a non-blocking connect (sends the SYN).
-func (s *RawSocket) Connect(raddr netip.AddrPort) error {
-	err := unix.Connect(s.fd, &unix.SockaddrInet4{Port: int(raddr.Port()), Addr: raddr.Addr().As4()})
-	if err != nil && err != unix.EINPROGRESS {
-		return fmt.Errorf("connect %s: %w", raddr, err)
-	}
-	return nil
-}
-
-// SetTTL changes the socket's TTL (for the retransmitted SYN and what follows).
-func (s *RawSocket) SetTTL(ttl int) error {
-	return unix.SetsockoptInt(s.fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
-}
-
-// Wait waits until the pending connect completes or fails, or the deadline.
-func (s *RawSocket) Wait(ctx context.Context) error {
-	for {
-		pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, 50)
-		if err != nil && err != unix.EINTR {
-			return fmt.Errorf("poll: %w", err)
-		}
-		if n > 0 {
-			return s.Err()
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-}
-
-// Conn turns a connected raw socket into a net.Conn (the socket is handed over).
-func (s *RawSocket) Conn() (net.Conn, error) {
-	f := osFile(s.fd)
-	s.fd = -1
-	defer f.Close()
-	return net.FileConn(f)
-}
-
-// Close closes the socket if it was not handed over.
-func (s *RawSocket) Close() error {
-	if s.fd < 0 {
-		return nil
-	}
-	err := unix.Close(s.fd)
-	s.fd = -1
-	return err
-}
-
 // Outcome names what a connection attempt came to, in the vocabulary the
 // reports, checks and experiments use.
 func Outcome(err error) string {
@@ -150,6 +47,8 @@ func Outcome(err error) string {
 	switch {
 	case err == nil:
 		return "connected"
+	case errors.Is(err, ErrNotSupported):
+		return ProbeNotApplicable
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"
 	case errors.Is(err, syscall.ECONNRESET):
@@ -164,112 +63,4 @@ func Outcome(err error) string {
 		return "canceled"
 	}
 	return "error"
-}
-
-// SetSynCount bounds the SYN retransmissions of a pending connect (TCP_SYNCNT).
-func (s *RawSocket) SetSynCount(n int) error {
-	return unix.SetsockoptInt(s.fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, n)
-}
-
-// Pending reports whether the socket's connect is still in SYN_SENT (not
-// completed, refused or aborted by an ICMP error). It reads TCP_INFO, so
-// unlike Err it consumes no pending error.
-func (s *RawSocket) Pending() bool {
-	info, err := unix.GetsockoptTCPInfo(s.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	return err == nil && info.State == tcpSynSent
-}
-
-// tcpSynSent is TCP_SYN_SENT of include/net/tcp_states.h.
-const tcpSynSent = 2
-
-// Err reports, without waiting, whether a pending connect has failed
-// (for example aborted by an ICMP error); nil while it is still pending or
-// once it has completed.
-func (s *RawSocket) Err() error {
-	soerr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err != nil {
-		return err
-	}
-	if soerr != 0 {
-		return syscall.Errno(soerr)
-	}
-	return nil
-}
-
-// WaitAny waits until one of several pending connects completes and returns
-// its index. Sockets whose connect fails drop out; when all have failed it
-// returns the last failure.
-func WaitAny(ctx context.Context, socks []*RawSocket) (int, error) {
-	live := map[int]bool{}
-	for i := range socks {
-		live[i] = true
-	}
-	var last error = errors.New("no sockets")
-	for len(live) > 0 {
-		var pfd []unix.PollFd
-		var idx []int
-		for i := range live {
-			pfd = append(pfd, unix.PollFd{Fd: int32(socks[i].fd), Events: unix.POLLOUT})
-			idx = append(idx, i)
-		}
-		n, err := unix.Poll(pfd, 50)
-		if err != nil && err != unix.EINTR {
-			return -1, fmt.Errorf("poll: %w", err)
-		}
-		for k := 0; n > 0 && k < len(pfd); k++ {
-			if pfd[k].Revents == 0 {
-				continue
-			}
-			i := idx[k]
-			soerr, err := unix.GetsockoptInt(socks[i].fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			if err == nil && soerr == 0 {
-				return i, nil
-			}
-			if err == nil {
-				err = syscall.Errno(soerr)
-			}
-			last = err
-			delete(live, i)
-		}
-		if err := ctx.Err(); err != nil {
-			return -1, err
-		}
-	}
-	return -1, last
-}
-
-// RTT is the kernel's smoothed round-trip time of a TCP connection
-// (TCP_INFO's tcpi_rtt); ok is false when c is not a TCP connection or the
-// kernel has no sample yet. A *tls.Conn is looked through to its TCP
-// connection.
-func RTT(c net.Conn) (rtt time.Duration, ok bool) {
-	if t, isTLS := c.(interface{ NetConn() net.Conn }); isTLS {
-		c = t.NetConn()
-	}
-	tc, isTCP := c.(*net.TCPConn)
-	if !isTCP {
-		return 0, false
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	var info *unix.TCPInfo
-	cerr := raw.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-	if cerr != nil || err != nil || info.Rtt == 0 {
-		return 0, false
-	}
-	return time.Duration(info.Rtt) * time.Microsecond, true
-}
-
-// MinRTT is the smallest round trip the kernel has seen on the TCP socket
-// fd (TCP_INFO's tcpi_min_rtt): the path's delay without the queueing and
-// scheduling delays that inflate a smoothed RTT. ok is false when fd is
-// not a TCP socket or has no sample yet.
-func MinRTT(fd int) (rtt time.Duration, ok bool) {
-	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-	if err != nil || info.Min_rtt == 0 || info.Min_rtt == ^uint32(0) {
-		return 0, false
-	}
-	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }

@@ -1,22 +1,8 @@
-// Package epoll is an epoll(7) set for event loops written in Go: a loop
-// goroutine waits on the set without blocking its thread, because the set
-// (a non-blocking descriptor) is itself watched by the Go runtime's poller
-// and the goroutine parks there until the set has events. A blocking
-// epoll_wait would instead hold a thread in a system call, which the
-// runtime answers by handing the thread's processor to another thread
-// after 20 µs and taking one back when the call returns: thousands of
-// thread switches a second under load.
-//
-// Descriptors added to a Set are owned by the caller: Detach takes an
-// accepted or dialled TCP connection out of the Go runtime's poller so
-// that it costs no goroutine; the caller reads and writes it with
-// non-blocking system calls and closes it.
 package epoll
 
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"syscall"
 	"time"
@@ -29,6 +15,7 @@ type Set struct {
 	file *os.File // fd, watched by the Go runtime's poller
 	rc   syscall.RawConn
 	wake int // an eventfd in the set: Wake makes Wait return woken
+	buf  []syscall.EpollEvent
 }
 
 // New makes an empty set.
@@ -62,8 +49,8 @@ func New() (*Set, error) {
 	return &Set{fd: fd, file: f, rc: rc, wake: int(wake)}, nil
 }
 
-// Ctl adds (syscall.EPOLL_CTL_ADD), changes (MOD) or removes (DEL) fd's
-// registration; the event's data is fd.
+// Ctl adds (CtlAdd), changes (CtlMod) or removes (CtlDel) fd's
+// registration for the events bits; the event's data is fd.
 func (s *Set) Ctl(op, fd int, events uint32) error {
 	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
 	if err := syscall.EpollCtl(s.fd, op, fd, &ev); err != nil {
@@ -76,11 +63,15 @@ func (s *Set) Ctl(op, fd int, events uint32) error {
 // nothing is. idled says it found nothing ready at first (the caller was
 // caught up); woken says Wake was called (the wake-up is not in events).
 // A timeout returns no events and no error.
-func (s *Set) Wait(events []syscall.EpollEvent, timeout time.Duration) (n int, idled, woken bool, err error) {
+func (s *Set) Wait(events []Event, timeout time.Duration) (n int, idled, woken bool, err error) {
+	if len(s.buf) < len(events) {
+		s.buf = make([]syscall.EpollEvent, len(events))
+	}
+	raw := s.buf[:len(events)]
 	var werr error
 	_ = s.file.SetReadDeadline(time.Now().Add(timeout))
 	err = s.rc.Read(func(fd uintptr) bool {
-		n, werr = syscall.EpollWait(int(fd), events, 0)
+		n, werr = syscall.EpollWait(int(fd), raw, 0)
 		if errors.Is(werr, syscall.EINTR) {
 			n, werr = 0, nil
 		}
@@ -99,12 +90,12 @@ func (s *Set) Wait(events []syscall.EpollEvent, timeout time.Duration) (n int, i
 		return 0, idled, false, fmt.Errorf("epoll_wait: %w", err)
 	}
 	kept := 0
-	for _, ev := range events[:n] {
+	for _, ev := range raw[:n] {
 		if int(ev.Fd) == s.wake {
 			woken = true
 			continue
 		}
-		events[kept] = ev
+		events[kept] = Event{Events: ev.Events, Fd: ev.Fd}
 		kept++
 	}
 	return kept, idled, woken, nil
@@ -120,39 +111,4 @@ func (s *Set) Wake() {
 func (s *Set) Close() error {
 	syscall.Close(s.wake)
 	return s.file.Close()
-}
-
-// Detach takes the descriptor of a TCP connection out of the Go runtime's
-// poller: it returns a non-blocking duplicate the caller owns, and closes
-// conn.
-func Detach(conn net.Conn) (int, error) {
-	defer conn.Close()
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("%T is not a socket", conn)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) {
-		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-		if errno != 0 {
-			derr = fmt.Errorf("dup: %w", errno)
-			return
-		}
-		fd = int(r)
-	}); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, derr
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }
