@@ -14,12 +14,9 @@ CMDS    := natlab machsend rendezvous experiment
 # The version stamped into the binaries (--version): git describe.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION)
-# What make dist builds and make test cross-compiles: the user's and the
-# operator's binaries. Linux only for now: internal/sockopt, internal/epoll
-# and the rendezvous server's event loop use Linux interfaces (see issue
-# notes and docs/deploy.md).
-# Release targets: machsend for every OS/ARCH, the rendezvous server where
-# its event loop runs (Linux's epoll, macOS's kqueue).
+# What make dist builds and make test cross-compiles: machsend for every
+# OS/ARCH, the rendezvous server where its event loop runs (Linux's epoll,
+# macOS's kqueue; see cmd/rendezvous).
 DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 SERVER_OS    := linux darwin
 
@@ -92,6 +89,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseProfile -fuzztime 30s ./nat
 	$(GO) test -run '^$$' -fuzz FuzzRealisation -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzParseTopology -fuzztime 30s ./natlab
+	$(GO) test -run '^$$' -fuzz FuzzDNSAnswer -fuzztime 30s ./natlab
 	$(GO) test -run '^$$' -fuzz FuzzServerMessage -fuzztime 30s ./rendezvous
 	$(GO) test -run '^$$' -fuzz FuzzDecodeParams -fuzztime 30s ./rendezvous
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime 30s ./transfer

@@ -64,6 +64,7 @@ type Lab struct {
 		procs    map[int]*Process
 		mappers  map[string]*mapper
 		captures map[*Capture]bool
+		resolv   map[string]string // node -> resolv.conf (UseResolver)
 		closed   bool
 	}
 

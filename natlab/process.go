@@ -32,6 +32,14 @@ func (l *Lab) Start(node string, cmd *exec.Cmd) (*Process, error) {
 	}
 	// Own process group, so Kill reaches the command's children too.
 	cmd.SysProcAttr.Setpgid = true
+	l.state.Lock()
+	conf := l.state.resolv[node]
+	l.state.Unlock()
+	if conf != "" {
+		if err := withResolver(cmd, conf); err != nil {
+			return nil, fmt.Errorf("start %s on %s: %w", cmd.Path, node, err)
+		}
+	}
 	// The child inherits the network namespace of the thread that forks it.
 	if err := Do(n.Handle, cmd.Start); err != nil {
 		return nil, fmt.Errorf("start %s on %s: %w", cmd.Path, node, err)

@@ -173,6 +173,9 @@ func removeLab(lab string, namespaces []string) error {
 	if err := os.Remove(controlPath(lab)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove control socket: %w", err))
 	}
+	if err := os.RemoveAll(resolvDir(lab)); err != nil {
+		errs = append(errs, fmt.Errorf("remove resolver files: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
