@@ -221,8 +221,8 @@ func (r *relay) handle(c net.Conn) {
 		}
 		r.waiting[key] = c
 		r.mu.Unlock()
-		// Give the other half a minute to arrive.
-		time.AfterFunc(time.Minute, func() {
+		// Give the other half as long as a token lives to arrive.
+		time.AfterFunc(r.ttl(), func() {
 			r.mu.Lock()
 			if r.waiting[key] == c {
 				delete(r.waiting, key)

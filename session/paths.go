@@ -111,7 +111,7 @@ func (p *Peer) relayPath(ctx context.Context) pathResult {
 // a token the relay no longer knew; a sharer's half waited out the
 // relay's minute before anyone joined), it asks for a slot anew: at once
 // the first time, then only after a half that waited at least
-// relayRetryAfter, so that a relay refusing every half is not hammered.
+// RelayRetryAfter, so that a relay refusing every half is not hammered.
 func (p *Peer) relayHalf(ctx context.Context) (net.Conn, *transfer.SecureConn, error) {
 	for try := 0; ; try++ {
 		began := time.Now()
@@ -123,15 +123,16 @@ func (p *Peer) relayHalf(ctx context.Context) (net.Conn, *transfer.SecureConn, e
 			}
 			conn.Close()
 		}
-		if !errors.Is(err, rendezvous.ErrRelayRefused) || ctx.Err() != nil || try > 0 && time.Since(began) < relayRetryAfter {
+		if !errors.Is(err, rendezvous.ErrRelayRefused) || ctx.Err() != nil || try > 0 && time.Since(began) < RelayRetryAfter {
 			return nil, nil, err
 		}
 	}
 }
 
-// relayRetryAfter: a relay half refused sooner than this after it was
-// opened is not opened again (after the first retry).
-const relayRetryAfter = 10 * time.Second
+// RelayRetryAfter: a relay half refused sooner than this after it was
+// opened is not opened again (after the first retry). A variable so that
+// tests with a short relay wait can shorten it.
+var RelayRetryAfter = 10 * time.Second
 
 // directPath probes the NAT, races every direct method (no relay) and
 // runs the secure channel's handshake over what wins.

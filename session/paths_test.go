@@ -72,3 +72,44 @@ func TestRelayFirstThenDirect(t *testing.T) {
 		t.Errorf("sender did not move to a direct path: %v", sent.kinds())
 	}
 }
+
+// A sharer's relay half waits at the relay before anyone joins, and the
+// relay closes a half that waits longer than a token lives: the sharer
+// opens it anew, so a receiver who comes after several such waits still
+// starts on the relay at once.
+func TestRelayHalfRenewedWhileWaiting(t *testing.T) {
+	const ttl = 200 * time.Millisecond
+	old := session.RelayRetryAfter
+	session.RelayRetryAfter = ttl / 2
+	defer func() { session.RelayRetryAfter = old }()
+	srv := rvtest.Start(t, rendezvous.Config{RelayTokenTTL: ttl})
+	src := filepath.Join(t.TempDir(), "late.bin")
+	if err := os.WriteFile(src, []byte("for a receiver who comes late"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sh, err := session.Share(ctx, srv, []string{src}, session.Options{Method: method.Auto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- sh.Serve(ctx) }()
+	time.Sleep(5 * ttl) // the sharer's half is closed and reopened several times
+	var got recorder
+	dst := t.TempDir()
+	if err := session.Fetch(ctx, sh.Link, transfer.ReceiveOptions{Dir: dst}, session.Options{Method: method.Auto, Events: got.add}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-serveErr; err != nil {
+		t.Fatal(err)
+	}
+	c, ok := session.First(got.evs, session.KindConnected)
+	if !ok || c.Report == nil {
+		t.Fatalf("no connection reported: %v", got.kinds())
+	}
+	if c.Report.Method != method.Relay {
+		t.Errorf("first path %s, want the relay", c.Report.Method)
+	}
+}
