@@ -33,10 +33,6 @@ const (
 	// holdRestore is when STUNT #2-hold restores the TTL of its pending connect.
 	holdRestore = 20 * time.Millisecond
 	authTimeout = 3 * time.Second
-	// launchMargin is how long after its start an attempt counts as
-	// launched: its first SYNs (and the mappings they take) are out, with
-	// room for the host's scheduling.
-	launchMargin = 10 * time.Millisecond
 )
 
 // attempt is one attempt in progress.
@@ -50,9 +46,6 @@ type attempt struct {
 	role   string // Initiator or Responder
 	start  time.Time
 	closer io.Closer // keeps the observed mapping alive
-	// launched is called once the attempt's first packets are on their
-	// way (launchMargin after its start); nil for none.
-	launched func()
 
 	mu    sync.Mutex
 	found bool
@@ -106,12 +99,12 @@ func (a *attempt) offer(c net.Conn) bool {
 }
 
 // run performs one attempt; it reports whether it produced a connection.
-func (r *race) run(ctx context.Context, id rendezvous.AttemptID, launched func()) bool {
+func (r *race) run(ctx context.Context, id rendezvous.AttemptID) bool {
 	rec := &Attempt{Attempt: id.String(), ID: id, Method: id.Method, Start: r.cfg.Clock.Now()}
 	r.mu.Lock()
 	r.attempts = append(r.attempts, rec)
 	r.mu.Unlock()
-	a := &attempt{r: r, rec: rec, launched: launched}
+	a := &attempt{r: r, rec: rec}
 	err := a.do(ctx)
 	end := r.cfg.Clock.Now()
 	if a.ln != nil {
@@ -191,9 +184,6 @@ func (a *attempt) do(ctx context.Context) error {
 	a.emit("attempt-start", fmt.Sprintf("peer public %s predicted %v private %v", g.Peer.Public, g.Peer.Predicted, g.Peer.Private), g.Peer.Public)
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err
-	}
-	if a.launched != nil {
-		time.AfterFunc(launchMargin, a.launched)
 	}
 	timeout := cfg.AttemptTimeout
 	if p := a.rec.Method.Path(); p == method.PathLAN || p == method.PathDirect {

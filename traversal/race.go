@@ -86,17 +86,20 @@ type chain struct {
 // Both peers compute the same attempts, so their punch.ready names match.
 // With overlap, auto runs every method at once (each method's rounds in
 // turn) and the relay beside them after relayAfter (or after them when
-// relayAfter is 0; never with noRelay). Without, it runs the local
-// methods in parallel, then, once they are launched (Connect), every
-// punching method one after another, the relay likewise. A peer overlaps
-// only when its NAT maps endpoint-independently (or it has none): then
-// each attempt's port has a mapping of its own; behind a NAT that maps
-// per destination, a concurrent attempt's SYN would take the port the
-// peer predicted, so its attempts take their ports one after another.
-// The peers may choose differently: an attempt starts when both are
-// ready for it. The raw-socket methods of 2005 come last in the table:
-// both peers always list them (so their names match); a peer without raw
-// sockets in a lab namespace says so in the exchange and both skip them.
+// relayAfter is 0; never with noRelay). A peer overlaps only when its NAT
+// maps endpoint-independently (or it has none): then each attempt's port
+// has a mapping of its own. Behind a NAT that maps per destination, a
+// concurrent attempt's SYN would take the port the peer predicted, so
+// the attempts that cross the NAT take their ports one after another in
+// one chain, p2pnat first; the LAN attempt, whose SYNs stay on the LAN,
+// runs beside it; and direct comes after the punching methods, because
+// p2pnat dials the same public endpoint from a port whose mapping the
+// peer knows (the direct attempt before it cost a punch its port and a
+// few round trips). The peers may choose differently: an attempt starts
+// when both are ready for it. The raw-socket methods of 2005 come last in
+// the table: both peers always list them (so their names match); a peer
+// without raw sockets in a lab namespace says so in the exchange and both
+// skip them.
 func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]chain {
 	rounds := func(m Method, n int) []rendezvous.AttemptID {
 		var out []rendezvous.AttemptID
@@ -109,38 +112,31 @@ func schedule(m Method, relayAfter time.Duration, noRelay, overlap bool) [][]cha
 		spec, _ := method.Lookup(m)
 		return [][]chain{{{0, rounds(m, max(spec.Rounds, 1))}}}
 	}
-	var local, each []chain
-	var punch, relay []rendezvous.AttemptID
+	var first []chain // the methods that start at once
+	var punch, late, relay []rendezvous.AttemptID
 	for _, s := range method.Table {
-		switch s.Phase {
-		case method.PhaseLocal:
-			local = append(local, chain{0, rounds(s.Method, s.AutoRounds)})
-		case method.PhasePunch:
-			punch = append(punch, rounds(s.Method, s.AutoRounds)...)
-			each = append(each, chain{0, rounds(s.Method, s.AutoRounds)})
-		case method.PhaseRelay:
-			relay = append(relay, rounds(s.Method, s.AutoRounds)...)
+		ids := rounds(s.Method, s.AutoRounds)
+		switch {
+		case s.Phase == method.PhaseRelay:
+			relay = append(relay, ids...)
+		case overlap, s.Method == method.LAN:
+			first = append(first, chain{0, ids})
+		case s.Phase == method.PhaseLocal:
+			late = append(late, ids...)
+		default:
+			punch = append(punch, ids...)
 		}
 	}
-	var phases [][]chain
+	if !overlap {
+		first = append(first, chain{0, append(punch, late...)})
+	}
 	switch {
 	case noRelay:
-		phases = [][]chain{local, {{0, punch}}}
+		return [][]chain{first}
 	case relayAfter > 0:
-		phases = [][]chain{local, {{0, punch}, {relayAfter, relay}}}
-	default:
-		phases = [][]chain{local, {{0, punch}}, {{0, relay}}}
+		return [][]chain{append(first, chain{relayAfter, relay})}
 	}
-	if overlap { // every method at once: the punching chain becomes one chain per method
-		first := append(local, each...)
-		for _, ch := range phases[1] {
-			if ch.attempts[0].Method == method.Relay {
-				first = append(first, ch)
-			}
-		}
-		phases = append([][]chain{first}, phases[2:]...)
-	}
-	return phases
+	return [][]chain{first, {{0, relay}}}
 }
 
 // offer is an authenticated connection found by an attempt.
@@ -207,29 +203,16 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 		var chains sync.WaitGroup
 		for _, ph := range phases {
 			var pw sync.WaitGroup
-			launched := make(chan struct{}, len(ph))
 			for _, ch := range ph {
 				pw.Add(1)
 				chains.Add(1)
 				go func() {
 					defer chains.Done()
 					defer pw.Done()
-					r.runChain(ctx, ch, func() { launched <- struct{}{} })
+					r.runChain(ctx, ch)
 				}()
 			}
-			if localOnly(ph) {
-				// The local attempts' SYNs take their mappings first; the
-				// punching attempts that follow observe and predict theirs
-				// after, without waiting for the local attempts to time out.
-				for range ph {
-					select {
-					case <-launched:
-					case <-ctx.Done():
-					}
-				}
-			} else {
-				pw.Wait()
-			}
+			pw.Wait()
 			if ctx.Err() != nil || r.anyFound() {
 				break
 			}
@@ -274,25 +257,8 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 	return conn, rep, nil
 }
 
-// localOnly reports whether a phase holds only local methods (LAN,
-// direct): the next phase starts once they are launched, not ended.
-func localOnly(ph []chain) bool {
-	for _, ch := range ph {
-		for _, a := range ch.attempts {
-			if s, _ := method.Lookup(a.Method); s.Phase != method.PhaseLocal {
-				return false
-			}
-		}
-	}
-	return len(ph) > 0
-}
-
-// runChain runs a chain's attempts in order until one connects; launched
-// is called once, when its first attempt is launched or the chain ends.
-func (r *race) runChain(ctx context.Context, ch chain, launched func()) {
-	var once sync.Once
-	launchedOnce := func() { once.Do(launched) }
-	defer launchedOnce()
+// runChain runs a chain's attempts in order until one connects.
+func (r *race) runChain(ctx context.Context, ch chain) {
 	if ch.at > 0 {
 		select {
 		case <-r.cfg.Clock.After(ch.at):
@@ -304,7 +270,7 @@ func (r *race) runChain(ctx context.Context, ch chain, launched func()) {
 		if ctx.Err() != nil {
 			return
 		}
-		ok := r.run(ctx, a, launchedOnce)
+		ok := r.run(ctx, a)
 		r.mu.Lock()
 		delete(r.running, a)
 		r.mu.Unlock()
