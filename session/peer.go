@@ -317,6 +317,15 @@ func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, fir
 	}
 }
 
+// ipv4Only refuses an IPv6 server address in words: machsend's traversal
+// and rendezvous speak IPv4 only so far.
+func ipv4Only(s string, a netip.Addr) error {
+	if a.Unmap().Is4() {
+		return nil
+	}
+	return fmt.Errorf("server %q: an IPv6 address; machsend reaches rendezvous servers over IPv4 only so far: give the server's IPv4 address, or a name with an IPv4 (A) record", s)
+}
+
 // ServerName is the host:port a user typed for the server, with the
 // default port added, or "" when it is an address, not a name.
 func ServerName(s string) string {
@@ -340,10 +349,10 @@ func ServerName(s string) string {
 // DefaultPort.
 func ResolveServer(ctx context.Context, s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap, nil
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ipv4Only(s, ap.Addr())
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.AddrPortFrom(a, DefaultPort), nil
+		return netip.AddrPortFrom(a.Unmap(), DefaultPort), ipv4Only(s, a)
 	}
 	host, port := s, uint64(DefaultPort)
 	if h, ps, err := net.SplitHostPort(s); err == nil {

@@ -148,6 +148,9 @@ func TestResolveServer(t *testing.T) {
 		{"localhost:http", "", "port must be a number"},
 		{"localhost:0", "", "port must be a number"},
 		{":4000", "", "no host name"},
+		{"[::1]:4000", "", "IPv4 only so far"},
+		{"2001:db8::1", "", "IPv4 only so far"},
+		{"[::ffff:198.51.100.7]:4000", "198.51.100.7:4000", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
