@@ -4,9 +4,10 @@
 GO      ?= go
 DEBS    := iptables nftables conntrack iproute2 tcpdump iputils-ping
 # What tests and the browser experiment need beyond the lab: chromium for
-# experiments/browser, systemd-analyze for deploy/ (not in the lab image of
-# experiments/k8s, whose shards need neither).
-BROWSER_DEBS := chromium systemd
+# experiments/browser, systemd-analyze for deploy/, Wine and MinGW for the
+# Windows unit tests (scripts/wine/test); not in the lab image of
+# experiments/k8s, whose shards need none of them.
+BROWSER_DEBS := chromium systemd wine64 gcc-mingw-w64-x86-64-win32
 # A one-machine Slurm cluster for make test-slurm.
 SLURM_DEBS := slurm-wlm munge
 BIN     := bin
@@ -20,7 +21,7 @@ LDFLAGS := -X main.version=$(VERSION)
 DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 SERVER_OS    := linux darwin
 
-.PHONY: all deps deps-slurm build cross dist test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
+.PHONY: all deps deps-slurm build cross wine dist test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
 
 all: build
 
@@ -49,6 +50,13 @@ cross:
 	  echo "cross-compile $$t: $$cmds"; \
 	  for c in $$cmds; do CGO_ENABLED=0 GOOS=$$os GOARCH=$${t#*/} $(GO) build -o $$tmp/ ./cmd/$$c || exit 1; done; \
 	done
+	@for os in darwin windows; do echo "vet for $$os (with tests): machsend's packages"; \
+	  GOOS=$$os $(GO) vet $$(GOOS=$$os $(GO) list -deps ./cmd/machsend | grep '^github.com/machsend/machsend/' | grep -v /cmd/) || exit 1; \
+	done
+
+# machsend's portable unit tests as Windows binaries under Wine.
+wine:
+	@GO=$(GO) ./scripts/wine/test
 
 # Versioned static binaries with checksums: dist/CMD_OS_ARCH, dist/SHA256SUMS.
 dist:
@@ -65,7 +73,7 @@ dist:
 # a leak check of the root namespace and the lab namespaces. Packages run one
 # at a time (-p 1): the impairment tests measure delays to a fraction of a
 # millisecond, and the experiments package loads both CPUs.
-test: deps lint cross
+test: deps lint cross wine
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
 	$(GO) run ./internal/leakcheck -- $(GO) test -p 1 -count=1 -timeout 14m ./...
