@@ -320,22 +320,27 @@ func relayPair(t *testing.T, ctx context.Context, addr netip.AddrPort) (ca, cb n
 	if err != nil {
 		t.Fatal(err)
 	}
+	wait := dialRelayAsync(ctx, ra)
+	cb, err = DialRelay(ctx, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca, err = wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	return ca, cb, ra
+}
+
+// dialRelayAsync starts DialRelay(ctx, r) and returns what waits for it.
+func dialRelayAsync(ctx context.Context, r RelayResult) func() (net.Conn, error) {
 	type res struct {
 		c   net.Conn
 		err error
 	}
 	ch := make(chan res, 1)
-	go func() { c, err := DialRelay(ctx, ra); ch <- res{c, err} }()
-	cb, err = DialRelay(ctx, rb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { r.c.Close(); cb.Close() })
-	return r.c, cb, ra
+	go func() { c, err := DialRelay(ctx, r); ch <- res{c, err} }()
+	return func() (net.Conn, error) { x := <-ch; return x.c, x.err }
 }
 
 // The relay serves only sessions whose joiner proved the secret: without
@@ -569,27 +574,22 @@ func TestRelaySlotsComeWithTheJoin(t *testing.T) {
 	if jr.Relay == nil || ev.Relay == nil || jr.Relay.Token == ev.Relay.Token {
 		t.Fatalf("relay slots: joiner %+v, sharer %+v; want one each", jr.Relay, ev.Relay)
 	}
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() { c, err := DialRelay(ctx, *ev.Relay); ch <- res{c, err} }()
+	wait := dialRelayAsync(ctx, *ev.Relay)
 	cb, err := DialRelay(ctx, *jr.Relay)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cb.Close()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	ca, err := wait()
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer r.c.Close()
+	defer ca.Close()
 	if _, err := cb.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 1)
-	if _, err := io.ReadFull(r.c, got); err != nil || got[0] != 'x' {
+	if _, err := io.ReadFull(ca, got); err != nil || got[0] != 'x' {
 		t.Fatalf("spliced relay carried %q, %v", got, err)
 	}
 

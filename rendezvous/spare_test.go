@@ -33,12 +33,7 @@ func TestSpareCarriesTheFirstMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() { c, err := DialRelay(ctx, ra); ch <- res{c, err} }()
+	wait := dialRelayAsync(ctx, ra)
 
 	spare := DialSpare(ctx, addr, time.Second)
 	defer spare.Close()
@@ -55,16 +50,16 @@ func TestSpareCarriesTheFirstMessage(t *testing.T) {
 	if _, err := cb.Write([]byte("first")); err != nil { // before the splice
 		t.Fatal(err)
 	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	ca, err := wait()
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer r.c.Close()
+	defer ca.Close()
 	got := make([]byte, 5)
-	if _, err := io.ReadFull(r.c, got); err != nil || string(got) != "first" {
+	if _, err := io.ReadFull(ca, got); err != nil || string(got) != "first" {
 		t.Fatalf("the sharer's half read %q, %v", got, err)
 	}
-	if _, err := r.c.Write([]byte("back")); err != nil {
+	if _, err := ca.Write([]byte("back")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.ReadFull(cb, got[:4]); err != nil || string(got[:4]) != "back" {

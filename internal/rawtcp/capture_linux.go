@@ -11,13 +11,6 @@ import (
 	"github.com/machsend/machsend/internal/sockopt"
 )
 
-// Captured is one segment seen by a Capture, with its direction.
-type Captured struct {
-	Segment
-	Outgoing bool
-	At       time.Time
-}
-
 // Capture reads, on every interface of the namespace, the TCP segments to
 // or from one local port and the ICMP errors that come back. It keeps what
 // it saw for diagnosis and delivers each packet on C (dropping when full).

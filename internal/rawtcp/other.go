@@ -5,17 +5,9 @@ package rawtcp
 import (
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/machsend/machsend/internal/sockopt"
 )
-
-// Captured is one segment seen by a Capture, with its direction.
-type Captured struct {
-	Segment
-	Outgoing bool
-	At       time.Time
-}
 
 // Capture reads the TCP segments of one local port; on this OS there is
 // none (NewCapture fails).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -167,4 +168,11 @@ func SYNACK(src, dst netip.AddrPort, own SYN, peerISN uint32, ttl uint8) ([]byte
 		return nil, fmt.Errorf("serialize: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// Captured is one segment seen by a Capture, with its direction.
+type Captured struct {
+	Segment
+	Outgoing bool
+	At       time.Time
 }
