@@ -20,6 +20,8 @@ LDFLAGS := -X main.version=$(VERSION)
 # macOS's kqueue; see cmd/rendezvous).
 DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 SERVER_OS    := linux darwin
+# Every release binary as OS/ARCH/CMD, the one list cross and dist build.
+DIST_BUILDS  := $(foreach t,$(DIST_TARGETS),$(foreach c,machsend $(if $(filter $(firstword $(subst /, ,$(t))),$(SERVER_OS)),rendezvous),$(t)/$(c)))
 
 .PHONY: all deps deps-slurm build cross wine dist test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
 
@@ -45,10 +47,9 @@ build:
 
 # Every release target builds (part of make test).
 cross:
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; for t in $(DIST_TARGETS); do \
-	  os=$${t%/*}; cmds="machsend"; case " $(SERVER_OS) " in *" $$os "*) cmds="$$cmds rendezvous";; esac; \
-	  echo "cross-compile $$t: $$cmds"; \
-	  for c in $$cmds; do CGO_ENABLED=0 GOOS=$$os GOARCH=$${t#*/} $(GO) build -o $$tmp/ ./cmd/$$c || exit 1; done; \
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; for b in $(DIST_BUILDS); do \
+	  os=$${b%%/*}; rest=$${b#*/}; echo "cross-compile $$b"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$${rest%/*} $(GO) build -o $$tmp/ ./cmd/$${rest#*/} || exit 1; \
 	done
 	@for os in darwin windows; do echo "vet for $$os (with tests): machsend's packages"; \
 	  GOOS=$$os $(GO) vet $$(GOOS=$$os $(GO) list -deps ./cmd/machsend | grep '^github.com/machsend/machsend/' | grep -v /cmd/) || exit 1; \
@@ -61,11 +62,10 @@ wine:
 # Versioned static binaries with checksums: dist/CMD_OS_ARCH, dist/SHA256SUMS.
 dist:
 	@rm -rf dist && mkdir -p dist
-	@for t in $(DIST_TARGETS); do \
-	  os=$${t%/*}; cmds="machsend"; ext=""; case " $(SERVER_OS) " in *" $$os "*) cmds="$$cmds rendezvous";; esac; \
-	  [ $$os = windows ] && ext=.exe; \
-	  for c in $$cmds; do CGO_ENABLED=0 GOOS=$$os GOARCH=$${t#*/} $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
-	    -o dist/$${c}_$${os}_$${t#*/}$$ext ./cmd/$$c || exit 1; done; \
+	@for b in $(DIST_BUILDS); do \
+	  os=$${b%%/*}; rest=$${b#*/}; arch=$${rest%/*}; c=$${rest#*/}; ext=""; [ $$os = windows ] && ext=.exe; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" \
+	    -o dist/$${c}_$${os}_$$arch$$ext ./cmd/$$c || exit 1; \
 	done
 	cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS
 

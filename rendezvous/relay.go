@@ -145,39 +145,40 @@ func (r *relay) ttl() time.Duration {
 
 func (r *relay) serve(ln net.Listener) error {
 	return acceptLoop(ln, r.s.acceptFailed, func(c net.Conn) {
-		ip := addrPortOf(c.RemoteAddr()).Addr()
-		if !r.open.take(netip.Addr{}) {
-			r.s.Stats.Rejected.Add(1)
+		release, ok := r.admit(addrPortOf(c.RemoteAddr()).Addr())
+		if !ok {
 			c.Close()
 			return
 		}
-		if !r.perAddr.take(ip) {
-			r.open.put(netip.Addr{})
-			r.s.Stats.Rejected.Add(1)
-			c.Close()
-			return
-		}
-		go r.handle(&countedConn{Conn: c, release: func() { r.open.put(netip.Addr{}); r.perAddr.put(ip) }})
+		go r.handle(&countedConn{Conn: c, release: release})
 	})
+}
+
+// admit takes a relay connection's place from ip under the relay's caps
+// (MaxRelayConns, MaxClientsPerAddr), and returns what gives it back; ok
+// is false, and the refusal counted, when there is no place.
+func (r *relay) admit(ip netip.Addr) (release func(), ok bool) {
+	if !r.open.take(netip.Addr{}) {
+		r.s.Stats.Rejected.Add(1)
+		return nil, false
+	}
+	if !r.perAddr.take(ip) {
+		r.open.put(netip.Addr{})
+		r.s.Stats.Rejected.Add(1)
+		return nil, false
+	}
+	return func() { r.open.put(netip.Addr{}); r.perAddr.put(ip) }, true
 }
 
 // handOff takes a connection the server's loop found to start with
 // relayPrefix: a relay half on the server's own port (see front), bounded
 // by the same counts as one on the relay address.
 func (r *relay) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
-	ip := remote.Addr()
-	if !r.open.take(netip.Addr{}) {
-		r.s.Stats.Rejected.Add(1)
+	release, ok := r.admit(remote.Addr())
+	if !ok {
 		syscall.Close(fd)
 		return
 	}
-	if !r.perAddr.take(ip) {
-		r.open.put(netip.Addr{})
-		r.s.Stats.Rejected.Add(1)
-		syscall.Close(fd)
-		return
-	}
-	release := func() { r.open.put(netip.Addr{}); r.perAddr.put(ip) }
 	c, err := fdConn(fd)
 	if err != nil {
 		release()

@@ -81,31 +81,44 @@ func TestSpareCarriesTheFirstMessage(t *testing.T) {
 	}
 }
 
-// TestRelayPrefixNeedsARelay: on a server that does not relay, a
-// connection starting with the relay prefix is an ordinary client whose
-// line is not a request: it gets an error, never a splice.
+// TestRelayPrefixNeedsARelay: the relay prefix makes a relay half only on
+// a server that relays. Elsewhere the line is an ordinary request, and a
+// malformed one (counted, and the connection closed); on a relaying
+// server the same line reaches the relay and nothing is malformed.
 func TestRelayPrefixNeedsARelay(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(Config{})
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	spare := DialSpare(ctx, addrPortOf(ln.Addr()), time.Second)
-	defer spare.Close()
-	c, err := spare.Relay(ctx, RelayResult{Token: newID()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, ErrRelayRefused) {
-		t.Errorf("read %v, want ErrRelayRefused", err)
-	}
-	if n := s.Stats.Relays.Load(); n != 0 {
-		t.Errorf("%d relays spliced", n)
+	plain := NewServer(Config{})
+	go plain.Serve(ln)
+	t.Cleanup(func() { plain.Close() })
+	relaying, relayAddr := startServer(t, Config{})
+	for _, c := range []struct {
+		s         *Server
+		addr      string
+		malformed int64
+	}{{plain, ln.Addr().String(), 1}, {relaying, relayAddr.String(), 0}} {
+		conn, err := net.Dial("tcp4", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte(relayPrefix + newID() + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		// Both close the connection: the server for the bad line, the
+		// relay for the unknown token.
+		_ = conn.SetReadDeadline(time.Now().Add(12 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+		if err == nil {
+			t.Fatal("the connection got an answer")
+		}
+		if got := c.s.Stats.Malformed.Load(); got != c.malformed {
+			t.Errorf("relay %v: %d malformed lines, want %d", c.s.cfg.RelayAddr.IsValid(), got, c.malformed)
+		}
+		if n := c.s.Stats.Relays.Load(); n != 0 {
+			t.Errorf("%d relays spliced", n)
+		}
 	}
 }
