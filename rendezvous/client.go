@@ -319,6 +319,7 @@ func DialRelay(ctx context.Context, r RelayResult) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay %s: %w", r.Addr, err)
 	}
+	boundUnsent(conn)
 	if _, err := conn.Write([]byte(r.Token + "\n")); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("relay: %w", err)
@@ -404,6 +405,7 @@ func (s *Spare) Relay(ctx context.Context, r RelayResult) (net.Conn, error) {
 	if conn == nil {
 		return nil, errors.New("relay: the spare connection was used already")
 	}
+	boundUnsent(conn)
 	if _, err := conn.Write([]byte(relayPrefix + r.Token + "\n")); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("relay: %w", err)
@@ -424,6 +426,17 @@ func (s *Spare) Close() {
 		s.conn = nil
 	}
 }
+
+// RelayUnsent bounds the bytes a relay half's kernel holds unsent
+// (TCP_NOTSENT_LOWAT, where the system has it). A transfer that starts on
+// the relay moves to a direct path once there is one; what it queued on
+// the relay before the move still goes that way, so the queue is kept
+// short. The relay bounds its own buffers likewise (Config.RelayBuffer).
+const RelayUnsent = 128 << 10
+
+// boundUnsent applies RelayUnsent to a relay half; a system without the
+// option keeps its default queue.
+func boundUnsent(c net.Conn) { _ = sockopt.SetNotSentLowat(c, RelayUnsent) }
 
 // relayPrefix starts a relay half's token line on the server's own port
 // (on the relay address it may be left out).

@@ -212,6 +212,8 @@ type prefixConn struct {
 	once    sync.Once
 }
 
+func (c *prefixConn) inner() net.Conn { return c.Conn }
+
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.first) > 0 {
 		n := copy(b, c.first)

@@ -67,6 +67,8 @@ func (c *countedConn) Close() error {
 // CloseWrite half-closes the connection where it can (TCP).
 func (c *countedConn) CloseWrite() error { return closeWrite(c.Conn) }
 
+func (c *countedConn) inner() net.Conn { return c.Conn }
+
 // bufConn reads what its reader buffered before reading the connection.
 type bufConn struct {
 	net.Conn
@@ -82,6 +84,31 @@ func (c *bufConn) Read(b []byte) (int, error) {
 
 // CloseWrite half-closes the connection where it can.
 func (c *bufConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+func (c *bufConn) inner() net.Conn { return c.Conn }
+
+// wrapper is a connection of this package around another.
+type wrapper interface{ inner() net.Conn }
+
+// boundBuffers sets c's socket receive and send buffers to n bytes, on
+// the socket under this package's wrappers. A connection that is not a
+// socket (a TLS front's inner end) keeps its own.
+func boundBuffers(c net.Conn, n int) {
+	for {
+		w, ok := c.(wrapper)
+		if !ok {
+			break
+		}
+		c = w.inner()
+	}
+	if s, ok := c.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		_ = s.SetReadBuffer(n)
+		_ = s.SetWriteBuffer(n)
+	}
+}
 
 type relayKey struct{ session, role string }
 
@@ -250,6 +277,8 @@ func (r *relay) handle(c net.Conn) {
 }
 
 func (r *relay) splice(a, b net.Conn) {
+	boundBuffers(a, r.s.cfg.RelayBuffer)
+	boundBuffers(b, r.s.cfg.RelayBuffer)
 	deadline := time.Now().Add(r.s.cfg.RelayMaxDuration)
 	_ = a.SetDeadline(deadline)
 	_ = b.SetDeadline(deadline)

@@ -76,6 +76,13 @@ type Config struct {
 	// relayed session, both directions together (default: no bound of
 	// its own, within RelayRate).
 	RelayRate, RelaySessionRate float64
+	// RelayBuffer is each relayed connection's socket receive and send
+	// buffer, in bytes (default 256 KiB; the kernel doubles it for its
+	// bookkeeping). It bounds the kernel memory a relayed pair holds, and
+	// the bytes a transfer leaves on the relay when it moves to a direct
+	// path. A relayed stream's rate is at most about this much per round
+	// trip.
+	RelayBuffer int
 	// FaultFlipByte, when > 0, makes the relay a faulty middlebox: it flips
 	// the byte at that offset of the first direction it relays. For
 	// experiments that check end-to-end integrity; never set in production.
@@ -107,6 +114,7 @@ func (c *Config) defaults() {
 	set(&c.MaxAttempts, 64)
 	set(&c.MaxPairs, 8)
 	set(&c.ConnBurst, 200)
+	set(&c.RelayBuffer, 256<<10)
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 30 * time.Minute
 	}

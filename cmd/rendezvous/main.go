@@ -72,6 +72,7 @@ func defineFlags(flag *flag.FlagSet) (*rendezvous.Config, *options) {
 	flag.DurationVar(&cfg.RelayMaxDuration, "relay-max-duration", time.Hour, "how long a relayed session may last")
 	flag.Float64Var(&cfg.RelayRate, "relay-rate", 1<<30, "relay bandwidth, all sessions together, bytes per second")
 	flag.Float64Var(&cfg.RelaySessionRate, "relay-session-rate", 0, "relay bandwidth of one session, bytes per second (0: only --relay-rate)")
+	flag.IntVar(&cfg.RelayBuffer, "relay-buffer", 256<<10, "socket receive and send buffer of each relayed connection, bytes: bounds the kernel memory a relayed pair holds and what a transfer leaves on the relay when it moves to a direct path")
 	flag.IntVar(&cfg.MaxSessions, "max-sessions", 100000, "sessions held at once (when full, the oldest idle session of the address holding most goes)")
 	flag.IntVar(&cfg.MaxSessionsPerAddr, "max-sessions-per-addr", 64, "sessions created from one address held at once")
 	flag.IntVar(&cfg.MaxSessionsPerClient, "max-sessions-per-client", 16, "sessions one connection may hold, created by it")

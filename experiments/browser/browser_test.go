@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/machsend/machsend/internal/buildtest"
@@ -36,7 +37,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 				t.Fatalf("%+v: %v", res, err)
 			}
 			if err := res.Check(); err != nil {
-				t.Fatalf("%+v: %v", res, err)
+				t.Fatalf("%v\nsender's events:\n%s\nrecipient's events:\n%s", err, strings.Join(res.SenderTimeline, "\n"), strings.Join(res.RecipientTimeline, "\n"))
 			}
 			if res.Files != 4 || len(res.Screenshots) != 6 {
 				t.Fatalf("%d files, screenshots %v", res.Files, res.Screenshots)

@@ -65,6 +65,11 @@ type Result struct {
 	// Done.
 	Seconds     float64  `json:"seconds"`
 	Screenshots []string `json:"screenshots"`
+	// SenderTimeline and RecipientTimeline are the helpers' events in
+	// short, with seconds since each helper's first event: what a failed
+	// check is read against.
+	SenderTimeline    []string `json:"sender_timeline,omitempty"`
+	RecipientTimeline []string `json:"recipient_timeline,omitempty"`
 }
 
 // Check says what of the run went wrong, or nil: the files must arrive
@@ -163,6 +168,8 @@ func (r *run) do(ctx context.Context) error {
 	}
 	r.res.SenderPath = finalPath(senderHelper.Events())
 	r.res.RecipientPath = finalPath(recipientHelper.Events())
+	r.res.SenderTimeline = timeline(senderHelper.Events())
+	r.res.RecipientTimeline = timeline(recipientHelper.Events())
 	r.res.Files, r.res.Bytes, r.res.Identical, err = sameTree(src, filepath.Join(work, "b", "downloads"))
 	return err
 }
@@ -221,6 +228,28 @@ func finalPath(evs []session.Event) string {
 		}
 	}
 	return path
+}
+
+// timeline sums up evs, one line per event that is not progress, with
+// seconds since the first.
+func timeline(evs []session.Event) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Kind == session.KindProgress {
+			continue
+		}
+		line := fmt.Sprintf("+%.3fs %s", e.Time.Sub(evs[0].Time).Seconds(), e.Kind)
+		switch {
+		case e.Step != nil:
+			line += fmt.Sprintf(" %s %s %s %s", e.Step.Kind, e.Step.Attempt, e.Step.Remote, e.Step.Detail)
+		case e.Report != nil:
+			line += " " + session.PathName(e.Report)
+		case e.Error != "":
+			line += " " + e.Error
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // poll waits for a JavaScript condition on b's page. A poll cut short
