@@ -48,7 +48,9 @@
 // prove knowledge of the session secret (HMAC over fresh nonces and their
 // role), so a stray connection is dropped and the race continues. Peer A then
 // nominates the connection both keep (the best path, after a short grace for
-// better ones still running) and peer B follows.
+// a nearer one still running: the LAN's, when it holds one across the
+// Internet; a direct and a punched connection take the same route, so it
+// never waits for one over the other) and peer B follows.
 //
 // traversal knows nothing about namespaces or NAT profiles; the NAT model
 // that predicts each method's outcome from two profiles is in

@@ -292,27 +292,28 @@ func (r *race) anyFound() bool {
 	return false
 }
 
-// betterRunning reports whether an attempt of better priority than p is
-// still running or queued.
-func (r *race) betterRunning(p int) bool {
+// betterRunning reports whether an attempt whose path is nearer than m's
+// (Method.Distance) is still running or queued.
+func (r *race) betterRunning(m Method) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, m := range r.running {
-		if m.Priority() < p {
+	for _, other := range r.running {
+		if other.Distance() < m.Distance() {
 			return true
 		}
 	}
 	return false
 }
 
-// grace is how long A waits, once it holds o, for a better path still
-// being tried. A better attempt that became ready (both peers) with o's
-// and has not connected in the time o took from ready to authenticated is
-// failing: the better paths (LAN, direct) need no more round trips than a
-// punched one. So A waits until every better attempt still running has
+// grace is how long A waits, once it holds o, for a nearer path still
+// being tried (the LAN's when o crosses the Internet; any but the relay's
+// when o is the relay: Method.Distance). A nearer attempt that became
+// ready (both peers) with o's and has not connected in the time o took
+// from ready to authenticated is failing: a nearer path needs no more
+// round trips than a farther one. So A waits until every nearer attempt still running has
 // had that long since its own ready, plus minGrace; and never longer than
 // a round trip of o's path (its kernel RTT), within cfg.Grace, which is
-// also the wait for a better attempt not yet ready.
+// also the wait for a nearer attempt not yet ready.
 func (r *race) grace(o offer) time.Duration {
 	limit := r.cfg.Grace
 	if rtt, ok := sockopt.RTT(o.conn); ok {
@@ -322,12 +323,12 @@ func (r *race) grace(o offer) time.Duration {
 	if o.attempt.Ready.IsZero() || took <= 0 {
 		return limit
 	}
-	now, p := r.cfg.Clock.Now(), o.attempt.Method.Priority()
+	now, d := r.cfg.Clock.Now(), o.attempt.Method.Distance()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	wait := time.Duration(0)
 	for _, a := range r.attempts {
-		if _, running := r.running[a.ID]; !running || a.Method.Priority() >= p {
+		if _, running := r.running[a.ID]; !running || a.Method.Distance() >= d {
 			continue
 		}
 		if a.Ready.IsZero() {
@@ -373,7 +374,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 			}
 		}
 		sortPending()
-		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method.Priority())) {
+		if len(pending) > 0 && (grace == nil || !r.betterRunning(pending[0].attempt.Method)) {
 			best := pending[0]
 			pending = pending[1:]
 			if err := sendNomination(best.conn); err != nil {
@@ -390,7 +391,7 @@ func (r *race) nominate(ctx context.Context, allDone <-chan struct{}) (net.Conn,
 		case o := <-r.offers:
 			pending = append(pending, o)
 			sortPending()
-			if grace == nil && r.betterRunning(pending[0].attempt.Method.Priority()) {
+			if grace == nil && r.betterRunning(pending[0].attempt.Method) {
 				grace = r.cfg.Clock.After(r.grace(pending[0]))
 			}
 		case <-grace:

@@ -129,34 +129,41 @@ type fixedClock struct{ t time.Time }
 func (c fixedClock) Now() time.Time                         { return c.t }
 func (c fixedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// A waits for a better path only as long as that path's attempt could
+// A waits for a nearer path only as long as that path's attempt could
 // still be catching up: until it has had, since its own ready, the time
 // the offered attempt took; the whole grace when it is not ready yet, and
-// none when nothing better runs.
+// none when nothing nearer runs. A direct attempt is not nearer than a
+// punched connection (the same route through both NATs): A does not wait
+// for it.
 func TestGraceFromAttempts(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ms := time.Millisecond
 	punched := &Attempt{ID: rendezvous.AttemptID{Method: method.P2PNAT}, Method: method.P2PNAT, Ready: t0, Authenticated: t0.Add(60 * ms)}
 	for _, c := range []struct {
-		name   string
-		direct *Attempt // a better attempt still running (nil: none)
-		want   time.Duration
+		name  string
+		other *Attempt // another attempt still running (nil: none)
+		want  time.Duration
 	}{
-		{"ready with it", &Attempt{Method: method.Direct, Ready: t0}, minGrace},
-		{"ready later", &Attempt{Method: method.Direct, Ready: t0.Add(30 * ms)}, 30*ms + minGrace},
-		{"not ready", &Attempt{Method: method.Direct}, 250 * ms},
+		{"LAN ready with it", &Attempt{Method: method.LAN, Ready: t0}, minGrace},
+		{"LAN ready later", &Attempt{Method: method.LAN, Ready: t0.Add(30 * ms)}, 30*ms + minGrace},
+		{"LAN not ready", &Attempt{Method: method.LAN}, 250 * ms},
+		{"direct not ready", &Attempt{Method: method.Direct}, 0},
+		{"direct ready later", &Attempt{Method: method.Direct, Ready: t0.Add(30 * ms)}, 0},
 		{"none", nil, 0},
 	} {
 		r := &race{cfg: &Config{Grace: 250 * ms, Clock: fixedClock{t0.Add(60 * ms)}}, running: map[rendezvous.AttemptID]Method{}}
 		r.attempts = []*Attempt{punched}
-		if c.direct != nil {
-			c.direct.ID = rendezvous.AttemptID{Method: method.Direct}
-			r.attempts = append(r.attempts, c.direct)
-			r.running[c.direct.ID] = method.Direct
+		if c.other != nil {
+			c.other.ID = rendezvous.AttemptID{Method: c.other.Method}
+			r.attempts = append(r.attempts, c.other)
+			r.running[c.other.ID] = c.other.Method
 		}
 		a, b := net.Pipe() // no kernel RTT: the grace's bound is cfg.Grace
 		if got := r.grace(offer{conn: a, attempt: punched}); got != c.want {
 			t.Errorf("%s: grace %v, want %v", c.name, got, c.want)
+		}
+		if got, want := r.betterRunning(method.P2PNAT), c.want > 0; got != want {
+			t.Errorf("%s: a nearer attempt running %v, want %v", c.name, got, want)
 		}
 		a.Close()
 		b.Close()

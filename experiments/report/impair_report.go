@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -38,6 +39,9 @@ type caseGroup struct {
 	byCase   map[string][]*spec.Trial
 	desc     map[string]string
 	pairs    []string
+	// noiseMs is the run's scheduling-noise bound (RunInfo.NoiseBoundMs):
+	// a difference in connect time below it is not told apart from noise.
+	noiseMs float64
 }
 
 func caseGroups(main, impaired []*spec.Trial) []*caseGroup {
@@ -113,10 +117,13 @@ func (s caseStat) rate() float64 {
 
 // writeImpairmentSection renders the "Under impairments" part of REPORT.md
 // and its plots (into dir).
-func writeImpairmentSection(p printer, dir string, main, impaired []*spec.Trial) error {
+func writeImpairmentSection(p printer, dir string, info spec.RunInfo, main, impaired []*spec.Trial) error {
 	groups := caseGroups(main, impaired)
 	if len(groups) == 0 {
 		return nil
+	}
+	for _, g := range groups {
+		g.noiseMs = info.NoiseBoundMs
 	}
 	p("## Under impairments")
 	p("")
@@ -260,15 +267,20 @@ func casePairTable(p printer, g *caseGroup) {
 // caseRaceTable sets auto against the single methods, per pair and case:
 // auto's success over a direct or punched path (not the relay) against
 // the best single punching method's, and auto's median connect time
-// against the fastest single method's, in round trips of the case.
+// against the fastest single method's, in round trips of the case (in
+// milliseconds where the round trip is below the noise bound: a multiple
+// of it would then measure the noise).
 func caseRaceTable(p printer, g *caseGroup) {
-	p("What auto's race costs, per pair and case: auto's success without the relay against the best single method's (relay and auto left out), and auto's median connect time (successes without the relay) against the fastest single method's, in round trips measured in the case:")
+	p("What auto's race costs, per pair and impaired case: auto's success without the relay against the best single method's (relay and auto left out), and auto's median connect time (successes without the relay) against the fastest single method's, in round trips measured in the case (in milliseconds where the round trip is shorter than the run's %.0f ms noise bound). The `none` column is left out: its trials ran once each among the main matrix's busy labs, the impaired ones %s times each with fewer labs at once.", g.noiseMs, repsOf(g))
 	p("")
 	p("| pair | case | best single (success) | auto without relay | fastest single (median) | auto (median) | auto − fastest |")
 	p("|---|---|---|---:|---|---:|---:|")
 	rows, asGood, within := 0, 0, 0
 	for _, pair := range g.pairs {
 		for _, cs := range g.cases {
+			if cs == "none" {
+				continue
+			}
 			var sel []*spec.Trial
 			for _, t := range g.byCase[cs] {
 				if profilesString(t.Cell) == pair {
@@ -285,9 +297,12 @@ func caseRaceTable(p printer, g *caseGroup) {
 			}
 			diff, rtt := "-", caseRTT(g.byCase[cs])
 			if r.fastest.n > 0 && r.auto.ok > 0 && rtt > 0 {
-				d := (r.auto.medianMs - r.fastest.medianMs) / rtt
-				diff = fmt.Sprintf("%+.1f RTT", d)
-				if d <= 1 {
+				d := r.auto.medianMs - r.fastest.medianMs
+				diff = fmt.Sprintf("%+.1f RTT", d/rtt)
+				if rtt < g.noiseMs {
+					diff = fmt.Sprintf("%+.0f ms", d)
+				}
+				if d <= max(rtt, g.noiseMs) {
 					within++
 				}
 			}
@@ -296,7 +311,7 @@ func caseRaceTable(p printer, g *caseGroup) {
 		}
 	}
 	p("")
-	p("Auto without the relay succeeded at least as often as the best single method in %d of %d pair-cases, and its median connect time was within one round trip of the fastest single method's in %d.", asGood, rows, within)
+	p("Auto without the relay succeeded at least as often as the best single method in %d of %d pair-cases, and its median connect time was within one round trip (or the noise bound, where that is longer) of the fastest single method's in %d.", asGood, rows, within)
 	p("")
 }
 
@@ -340,6 +355,31 @@ func raceCost(trials []*spec.Trial) (raceCosts, bool) {
 
 // caseRTT is a case's measured peer round trip: the median of the
 // successful direct trials' pings (NaN when none).
+// repsOf says how many times the group's impaired cells ran: one number,
+// or the range.
+func repsOf(g *caseGroup) string {
+	count := map[string]int{}
+	for _, cs := range g.cases {
+		if cs == "none" {
+			continue
+		}
+		for _, t := range g.byCase[cs] {
+			count[t.Cell.Key()]++
+		}
+	}
+	lo, hi := 0, 0
+	for _, n := range count {
+		if lo == 0 || n < lo {
+			lo = n
+		}
+		hi = max(hi, n)
+	}
+	if lo == hi {
+		return strconv.Itoa(lo)
+	}
+	return fmt.Sprintf("%d to %d", lo, hi)
+}
+
 func caseRTT(trials []*spec.Trial) float64 {
 	var rtts []float64
 	for _, t := range trials {

@@ -45,7 +45,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 		return err
 	}
 	reportBirthday(p, trials)
-	if err := writeImpairmentSection(p, filepath.Join(out, "plots"), trials, impaired); err != nil {
+	if err := writeImpairmentSection(p, filepath.Join(out, "plots"), info, trials, impaired); err != nil {
 		return err
 	}
 	reportInvariance(p, out)

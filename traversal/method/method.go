@@ -144,7 +144,22 @@ func (m Method) Path() Path {
 	return s.Path
 }
 
-// Priority orders paths: LAN over direct over punched over relay.
+// Distance orders paths by the route their bytes take: the LAN (0), the
+// Internet (1: a direct and a punched connection cross the same NATs on
+// the same route, so neither is faster), the relay (2). A race waits for
+// a running attempt only when its path is nearer than the one it holds.
+func (m Method) Distance() int {
+	switch m.Path() {
+	case PathLAN:
+		return 0
+	case PathRelay:
+		return 2
+	}
+	return 1
+}
+
+// Priority orders paths: LAN over direct over punched over relay. Of
+// connections in hand at once, the race keeps the first in this order.
 func (m Method) Priority() int {
 	switch m.Path() {
 	case PathLAN:
