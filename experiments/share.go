@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/machsend/machsend/internal/wiretap"
@@ -24,6 +25,11 @@ type LabPeers struct {
 	Server netip.AddrPort
 	// A, B and RV name the nodes with the peer and rendezvous roles.
 	A, B, RV string
+	// CPU, when it names a node, pins every machsend started there to
+	// that CPU (taskset, before exec, so every thread inherits it): a
+	// measurement of rates then does not vary with where the scheduler
+	// happened to put the two peers.
+	CPU map[string]int
 }
 
 // StartRendezvous starts the rendezvous binary on the rendezvous node (primary endpoint on
@@ -95,6 +101,9 @@ func (p *LabPeers) Machsend(node string, env []string, args ...string) (*Running
 	// --json goes right after the subcommand: flags stop at the first path.
 	full := append([]string{args[0], "--json"}, args[1:]...)
 	cmd := exec.Command(filepath.Join(p.Bin, "machsend"), full...)
+	if cpu, ok := p.CPU[node]; ok {
+		cmd = exec.Command("taskset", append([]string{"--cpu-list", strconv.Itoa(cpu), filepath.Join(p.Bin, "machsend")}, full...)...)
+	}
 	cmd.Env = append(append(os.Environ(), "MACHSEND_SECRET="+secret), env...)
 	r, w, err := os.Pipe()
 	if err != nil {

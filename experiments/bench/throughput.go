@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/machsend/machsend/experiments"
@@ -240,6 +241,9 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 	}
 	res.SmallFile = ThroughputRow{Path: "punched @ 1 Gbit/s", Copy: CopyMachsend, MBps: []float64{r.mbps}, RSSSendKiB: r.rssSendKiB, RSSReceiveKiB: r.rssReceiveKiB}
 	res.Notes = fmt.Sprintf("Profiles %s / %s. machsend's rate is the receiver's, from its first chunk written to the last byte in place (the bytes after that chunk); the copies' is the receiver's from the first byte read to the last. Every copy reads a file and writes one on a memory file system (/dev/shm), so the disk is not measured. Unshaped, the lab path is a veth at memory speed and both peers, the relay and the kernel share this machine's two CPUs, so CPU work decides the rate; at 1 Gbit/s the link does.", tp.ProfileA, tp.ProfileB)
+	if pinned(tp) {
+		res.Notes += " In every copy alike, the sender runs on CPU 0 and the receiver on CPU 1 (taskset); the relay and the kernel's work go where the scheduler puts them."
+	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("throughput.json: %w", err)
@@ -249,6 +253,9 @@ func MeasureThroughput(ctx context.Context, opts experiments.Options, tp *spec.T
 	}
 	return res, nil
 }
+
+// pinned says whether the peers run pinned to a CPU each.
+func pinned(tp *spec.Throughput) bool { return tp.Pin && runtime.NumCPU() >= 2 }
 
 // throughputLab starts the two-NAT lab and its rendezvous server.
 func throughputLab(ctx context.Context, bin string, tp *spec.Throughput) (*natlab.Lab, *experiments.LabPeers, error) {
@@ -276,6 +283,9 @@ func throughputLab(ctx context.Context, bin string, tp *spec.Throughput) (*natla
 	if err != nil {
 		lab.Close()
 		return nil, nil, err
+	}
+	if pinned(tp) {
+		peers.CPU = map[string]int{peers.A: 0, peers.B: 1}
 	}
 	return lab, peers, nil
 }

@@ -86,6 +86,10 @@ type Throughput struct {
 	Repetitions int    `yaml:"repetitions" json:"repetitions"`
 	ProfileA    string `yaml:"profile_a" json:"profile_a"`
 	ProfileB    string `yaml:"profile_b" json:"profile_b"`
+	// Pin runs the sender on the first CPU and the receiver on the second
+	// (when there are two), in every copy alike, so that a copy's rate
+	// does not depend on where the scheduler put the two peers.
+	Pin bool `yaml:"pin" json:"pin,omitempty"`
 }
 
 // Cell is one point of the matrix.
