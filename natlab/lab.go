@@ -21,6 +21,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NSPrefix starts the name of every namespace a lab creates.
@@ -104,6 +105,8 @@ type Iface struct {
 	Name    string         `json:"name"`
 	Network string         `json:"network"`
 	Addrs   []netip.Prefix `json:"addrs"`
+	// Addrs6 are its IPv6 addresses (a dual-stack network's, NetSpec.Subnet6).
+	Addrs6 []netip.Prefix `json:"addrs6,omitempty"`
 }
 
 // Addr returns the node's primary address (first address of its first
@@ -120,7 +123,22 @@ func (n *Node) Addr(network ...string) netip.Addr {
 	return netip.Addr{}
 }
 
-// Addrs returns every address of the node.
+// Addr6 returns the node's primary IPv6 address (first of its first
+// dual-stack interface, or of the named network when given); invalid when
+// it has none.
+func (n *Node) Addr6(network ...string) netip.Addr {
+	for _, i := range n.Ifaces {
+		if len(network) > 0 && i.Network != network[0] {
+			continue
+		}
+		if len(i.Addrs6) > 0 {
+			return i.Addrs6[0].Addr()
+		}
+	}
+	return netip.Addr{}
+}
+
+// Addrs returns every IPv4 address of the node.
 func (n *Node) Addrs() []netip.Addr {
 	var out []netip.Addr
 	for _, i := range n.Ifaces {
@@ -337,8 +355,8 @@ func (l *Lab) makeNamespaces() (map[string]netns.NsHandle, error) {
 	return handles, nil
 }
 
-// prepareNamespaces sets every namespace up: no IPv6 (keeps captures
-// clean), loopback up, no ICMP rate limit (a lab artefact otherwise:
+// prepareNamespaces sets every namespace up: no IPv6 unless the topology
+// is dual-stack (keeps captures clean), loopback up, no ICMP rate limit (a lab artefact otherwise:
 // time-exceeded and unreachable replies are rate-limited per destination),
 // and forwarding on routers and NATs.
 func (l *Lab) prepareNamespaces(handles map[string]netns.NsHandle) error {
@@ -346,6 +364,24 @@ func (l *Lab) prepareNamespaces(handles map[string]netns.NsHandle) error {
 		"net/ipv6/conf/all/disable_ipv6":     "1",
 		"net/ipv6/conf/default/disable_ipv6": "1",
 		"net/ipv4/icmp_ratelimit":            "0",
+	}
+	if l.Topology.HasIPv6() {
+		// Static addresses only, usable at once: no duplicate address
+		// detection (its tentative second would race the first packets),
+		// no router advertisements or autoconfiguration, and no ICMPv6
+		// rate limit (as for IPv4).
+		base = map[string]string{
+			"net/ipv6/conf/all/disable_ipv6":     "0",
+			"net/ipv6/conf/default/disable_ipv6": "0",
+			"net/ipv6/conf/all/accept_dad":       "0",
+			"net/ipv6/conf/default/accept_dad":   "0",
+			"net/ipv6/conf/all/accept_ra":        "0",
+			"net/ipv6/conf/default/accept_ra":    "0",
+			"net/ipv6/conf/all/autoconf":         "0",
+			"net/ipv6/conf/default/autoconf":     "0",
+			"net/ipv6/icmp/ratelimit":            "0",
+			"net/ipv4/icmp_ratelimit":            "0",
+		}
 	}
 	for _, h := range handles {
 		if err := writeSysctl(h, base); err != nil {
@@ -366,7 +402,11 @@ func (l *Lab) prepareNamespaces(handles map[string]netns.NsHandle) error {
 	}
 	for _, n := range l.Topology.Nodes {
 		if n.Kind == KindRouter || n.Kind == KindNAT {
-			if err := writeSysctl(l.Nodes[n.Name].Handle, map[string]string{"net/ipv4/ip_forward": "1"}); err != nil {
+			fwd := map[string]string{"net/ipv4/ip_forward": "1"}
+			if l.Topology.HasIPv6() {
+				fwd["net/ipv6/conf/all/forwarding"] = "1"
+			}
+			if err := writeSysctl(l.Nodes[n.Name].Handle, fwd); err != nil {
 				return err
 			}
 		}
@@ -374,7 +414,9 @@ func (l *Lab) prepareNamespaces(handles map[string]netns.NsHandle) error {
 	return nil
 }
 
-// addRoutes installs every node's default route and the topology's routes.
+// addRoutes installs every node's default routes (IPv4, and IPv6 where
+// it shares a dual-stack network with its gateway) and the topology's
+// routes (IPv4 or IPv6 by their destination).
 func (l *Lab) addRoutes() error {
 	t := l.Topology
 	for _, n := range t.Nodes {
@@ -382,21 +424,42 @@ func (l *Lab) addRoutes() error {
 			continue
 		}
 		nw, _ := t.commonNet(n.Name, n.Gateway)
-		gw := nw.addr(n.Gateway, 0).Addr()
-		if err := l.Nodes[n.Name].nl.RouteAdd(&netlink.Route{Gw: net.IP(addrBytes(gw))}); err != nil {
-			return fmt.Errorf("default route of %s via %s: %w", n.Name, gw, err)
+		gws := []netip.Addr{nw.addr(n.Gateway, 0).Addr()}
+		if nw.Subnet6 != "" {
+			gws = append(gws, nw.addr6(n.Gateway, 0).Addr())
+		}
+		for _, gw := range gws {
+			if err := l.Nodes[n.Name].nl.RouteAdd(&netlink.Route{Gw: ipOf(gw), Family: family(gw)}); err != nil {
+				return fmt.Errorf("default route of %s via %s: %w", n.Name, gw, err)
+			}
 		}
 	}
 	for _, r := range t.Routes {
 		nw, _ := t.commonNet(r.Node, r.Via)
-		gw := nw.addr(r.Via, 0).Addr()
 		dst := netip.MustParsePrefix(r.To)
-		ipn := &net.IPNet{IP: net.IP(addrBytes(dst.Addr())), Mask: net.CIDRMask(dst.Bits(), 32)}
-		if err := l.Nodes[r.Node].nl.RouteAdd(&netlink.Route{Dst: ipn, Gw: net.IP(addrBytes(gw))}); err != nil {
+		gw := nw.addr(r.Via, 0).Addr()
+		if dst.Addr().Is6() {
+			if gw = nw.addr6(r.Via, 0).Addr(); !gw.IsValid() {
+				return fmt.Errorf("route on %s to %s: %s is not dual-stack", r.Node, r.To, nw.Name)
+			}
+		}
+		ipn := &net.IPNet{IP: ipOf(dst.Addr()), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())}
+		if err := l.Nodes[r.Node].nl.RouteAdd(&netlink.Route{Dst: ipn, Gw: ipOf(gw)}); err != nil {
 			return fmt.Errorf("route on %s to %s via %s: %w", r.Node, r.To, gw, err)
 		}
 	}
 	return nil
+}
+
+// ipOf is a as a net.IP of its own family's length.
+func ipOf(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
+
+// family is a's netlink address family.
+func family(a netip.Addr) int {
+	if a.Is6() {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
 }
 
 func (l *Lab) buildNetwork(nw *NetSpec, handles map[string]netns.NsHandle) error {
@@ -458,6 +521,15 @@ func (l *Lab) buildNetwork(nw *NetSpec, handles map[string]netns.NsHandle) error
 				return fmt.Errorf("address %s on %s: %w", p, m, err)
 			}
 			iface.Addrs = append(iface.Addrs, p)
+			if nw.Subnet6 == "" {
+				continue
+			}
+			p6 := nw.addr6(m, i)
+			ipn6 := &net.IPNet{IP: ipOf(p6.Addr()), Mask: net.CIDRMask(p6.Bits(), 128)}
+			if err := n.nl.AddrAdd(link, &netlink.Addr{IPNet: ipn6, Flags: unix.IFA_F_NODAD}); err != nil {
+				return fmt.Errorf("address %s on %s: %w", p6, m, err)
+			}
+			iface.Addrs6 = append(iface.Addrs6, p6)
 		}
 		if err := n.nl.LinkSetUp(link); err != nil {
 			return fmt.Errorf("%s up: %w", m, err)
@@ -491,6 +563,9 @@ func (l *Lab) pinNeighbours() error {
 			var addrs []netip.Prefix
 			for i := range nw.Members[m] {
 				addrs = append(addrs, nw.addr(m, i))
+				if nw.Subnet6 != "" {
+					addrs = append(addrs, nw.addr6(m, i))
+				}
 			}
 			ends = append(ends, end{n, link.Attrs().Index, link.Attrs().HardwareAddr, addrs})
 		}
@@ -500,8 +575,8 @@ func (l *Lab) pinNeighbours() error {
 					continue
 				}
 				for _, a := range o.addrs {
-					err := e.n.nl.NeighSet(&netlink.Neigh{LinkIndex: e.idx, Family: netlink.FAMILY_V4,
-						State: netlink.NUD_PERMANENT, IP: net.IP(addrBytes(a.Addr())), HardwareAddr: o.mac})
+					err := e.n.nl.NeighSet(&netlink.Neigh{LinkIndex: e.idx, Family: family(a.Addr()),
+						State: netlink.NUD_PERMANENT, IP: ipOf(a.Addr()), HardwareAddr: o.mac})
 					if err != nil {
 						return fmt.Errorf("neighbour %s on %s/%s: %w", a.Addr(), e.n.Name, nw.Name, err)
 					}
@@ -524,6 +599,7 @@ func (l *Lab) natIfacesOf(nat string) natIfaces {
 		}
 		ifs.LANs = append(ifs.LANs, i.Name)
 		ifs.LANNets = append(ifs.LANNets, i.Addrs[0].Masked())
+		ifs.V6 = ifs.V6 || len(i.Addrs6) > 0
 	}
 	return ifs
 }
@@ -555,6 +631,9 @@ func (l *Lab) applyProfile(nat string, replace bool) error {
 			// Replacing a table costs an RCU grace period; only Reset pays
 			// it. A profile without rules ("none") still removes the old ones.
 			script = "table ip natlab\ndelete table ip natlab\n" + script
+			if ifs.V6 {
+				script = "table ip6 " + table6 + "\ndelete table ip6 " + table6 + "\n" + script
+			}
 		}
 		if err := runIn(n.Handle, strings.NewReader(script), "nft", "-f", "-"); err != nil {
 			return fmt.Errorf("nat %s profile %s: load rules: %w", nat, p.Name, err)

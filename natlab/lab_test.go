@@ -67,7 +67,7 @@ func TestTopologiesConnect(t *testing.T) {
 		topology string
 		peerB    bool // B reaches rv through a NAT (its source is translated)
 	}{
-		{"two-nat", true}, {"same-lan", true}, {"one-public", false}, {"double-nat", true}, {"hairpin", true},
+		{"two-nat", true}, {"same-lan", true}, {"one-public", false}, {"double-nat", true}, {"hairpin", true}, {"two-nat6", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.topology, func(t *testing.T) {

@@ -12,6 +12,7 @@ func TestRoles(t *testing.T) {
 		"two-nat":           {{"nat-a"}, {"nat-b"}},
 		"two-nat-broadband": {{"nat-a"}, {"nat-b"}},
 		"two-nat-cross":     {{"nat-a"}, {"nat-b"}},
+		"two-nat6":          {{"nat-a"}, {"nat-b"}},
 		"double-nat":        {{"home-a", "cgn"}, {"nat-b"}},
 		"one-public":        {{"nat-a"}, nil},
 		"same-lan":          {{"nat"}, {"nat"}},

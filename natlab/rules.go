@@ -32,6 +32,9 @@ type natIfaces struct {
 	Public  netip.Addr     // its public address
 	LANs    []string       // inside interface names
 	LANNets []netip.Prefix // inside subnets
+	// V6 says the inside is dual-stack: the node also filters IPv6
+	// (rules6.go).
+	V6 bool
 	// SeqStart is the index of the first sequentially allocated port. Each
 	// (re)load starts elsewhere, so a reused lab does not hand out the
 	// ports of the previous trial, whose TIME_WAIT state survives on the
@@ -47,6 +50,9 @@ func compile(p *nat.Profile, ifs natIfaces) natPlan {
 		"net/ipv4/ip_forward":                  "1",
 		"net/ipv4/conf/all/send_redirects":     "0",
 		"net/ipv4/conf/default/send_redirects": "0",
+	}
+	if ifs.V6 {
+		sys["net/ipv6/conf/all/forwarding"] = "1"
 	}
 	if !p.NAT {
 		return natPlan{Sysctls: sys}
@@ -67,6 +73,9 @@ func compile(p *nat.Profile, ifs natIfaces) natPlan {
 	r.forward()
 	r.input()
 	r.w("}")
+	if ifs.V6 {
+		r.firewall6()
+	}
 	return natPlan{Ruleset: r.b.String(), Sysctls: sys, Mapper: needsMapper(p)}
 }
 

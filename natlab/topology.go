@@ -63,6 +63,12 @@ type NodeSpec struct {
 type NetSpec struct {
 	Name   string `yaml:"name" json:"name"`
 	Subnet string `yaml:"subnet" json:"subnet"`
+	// Subnet6, when set, makes the network dual-stack: an IPv6 prefix of
+	// the documentation range 2001:db8::/32 or a unique local one
+	// (fd00::/8), /64 to /120; each member gets the same host numbers in
+	// it as in Subnet. IPv6 has no NAT here: a NAT node routes it and
+	// filters it as its profile's filtering knobs say (rules6.go).
+	Subnet6 string `yaml:"subnet6" json:"subnet6,omitempty"`
 	// Members maps node name to host numbers inside Subnet (the first is the
 	// node's primary address on this network).
 	Members map[string][]int `yaml:"members" json:"members"`
@@ -142,9 +148,12 @@ func ParseTopology(file string, data []byte) (*Topology, error) {
 	return &t, nil
 }
 
+// labRanges are the only prefixes a lab may use (docs/DESIGN.md).
+var labRanges = []string{"198.18.0.0/15", "100.64.0.0/10", "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32", "fd00::/8"}
+
 // labSafe reports whether a prefix lies in the lab's address ranges (docs/DESIGN.md).
 func labSafe(p netip.Prefix) bool {
-	for _, s := range []string{"198.18.0.0/15", "100.64.0.0/10", "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"} {
+	for _, s := range labRanges {
 		r := netip.MustParsePrefix(s)
 		if r.Bits() <= p.Bits() && r.Contains(p.Addr()) {
 			return true
@@ -199,6 +208,9 @@ func (t *Topology) validate() error {
 		if !labSafe(p) {
 			return fmt.Errorf("network %q: subnet %s is outside the lab ranges (198.18.0.0/15, 100.64.0.0/10, 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24)", nw.Name, p)
 		}
+		if err := nw.validate6(); err != nil {
+			return err
+		}
 		if len(nw.Members) < 2 {
 			return fmt.Errorf("network %q: needs at least two members", nw.Name)
 		}
@@ -211,7 +223,7 @@ func (t *Topology) validate() error {
 				return fmt.Errorf("network %q: member %q has no host number", nw.Name, m)
 			}
 			for _, h := range hosts {
-				if h < 1 || h >= 1<<(32-p.Bits())-1 || used[h] {
+				if h < 1 || h >= 1<<(32-p.Bits())-1 || used[h] || nw.Subnet6 != "" && h > 255 {
 					return fmt.Errorf("network %q: host number %d of %q is out of range or reused", nw.Name, h, m)
 				}
 				used[h] = true
@@ -249,8 +261,12 @@ func (t *Topology) validate() error {
 		if nodes[r.Node] == nil || !t.shareNet(r.Node, r.Via) {
 			return fmt.Errorf("route on %q via %q: unknown node or no shared network", r.Node, r.Via)
 		}
-		if p, err := netip.ParsePrefix(r.To); err != nil || !labSafe(p) {
+		p, err := netip.ParsePrefix(r.To)
+		if err != nil || !labSafe(p) {
 			return fmt.Errorf("route on %q: destination %q is not a lab prefix", r.Node, r.To)
+		}
+		if nw, _ := t.commonNet(r.Node, r.Via); p.Addr().Is6() && nw.Subnet6 == "" {
+			return fmt.Errorf("route on %q to %s: network %q between it and %q has no subnet6", r.Node, r.To, nw.Name, r.Via)
 		}
 	}
 	return nil
@@ -278,6 +294,43 @@ func (nw *NetSpec) addr(node string, i int) netip.Prefix {
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 	v += uint32(nw.Members[node][i])
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), p.Bits())
+}
+
+// validate6 checks Subnet6, when there is one.
+func (nw *NetSpec) validate6() error {
+	if nw.Subnet6 == "" {
+		return nil
+	}
+	p, err := netip.ParsePrefix(nw.Subnet6)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() < 64 || p.Bits() > 120 {
+		return fmt.Errorf("network %q: subnet6 %q is not an IPv6 prefix of /64 to /120", nw.Name, nw.Subnet6)
+	}
+	if !labSafe(p) {
+		return fmt.Errorf("network %q: subnet6 %s is outside the lab ranges (2001:db8::/32, fd00::/8)", nw.Name, p)
+	}
+	return nil
+}
+
+// addr6 returns a member's i-th IPv6 address on a network (the same host
+// number as its i-th IPv4 address); invalid when the network has none.
+func (nw *NetSpec) addr6(node string, i int) netip.Prefix {
+	p, err := netip.ParsePrefix(nw.Subnet6)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	a := p.Masked().Addr().As16()
+	a[15] += byte(nw.Members[node][i]) // validate keeps host numbers below 256
+	return netip.PrefixFrom(netip.AddrFrom16(a), p.Bits())
+}
+
+// HasIPv6 reports whether some network of t is dual-stack.
+func (t *Topology) HasIPv6() bool {
+	for _, nw := range t.Networks {
+		if nw.Subnet6 != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // NATs returns the names of the topology's NAT nodes in file order.

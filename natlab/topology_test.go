@@ -32,6 +32,9 @@ nodes:
 networks:
   - {name: n, subnet: 198.18.9.0/24, members: {a: [2], r: [1]}}
 `
+	v6 := func(p string) string {
+		return strings.Replace(ok, "subnet: 198.18.9.0/24,", "subnet: 198.18.9.0/24, subnet6: \""+p+"\",", 1)
+	}
 	tests := []struct{ name, doc, want string }{
 		{"private range", strings.Replace(ok, "198.18.9.0/24", "10.0.0.0/24", 1), "outside the lab ranges"},
 		{"rfc1918 inside lab-looking", strings.Replace(ok, "198.18.9.0/24", "192.168.1.0/24", 1), "outside the lab ranges"},
@@ -43,6 +46,11 @@ networks:
 		{"host number out of range", strings.Replace(ok, "r: [1]", "r: [300]", 1), "out of range"},
 		{"unknown field", ok + "colour: red\n", "field colour not found"},
 		{"long name", strings.ReplaceAll(ok, "{name: a,", "{name: abcdefghijklmn,"), "at most 12"},
+		{"IPv6 outside the documentation prefix", v6("2001:db9::/64"), "outside the lab ranges"},
+		{"IPv6 link-local", v6("fe80::/64"), "outside the lab ranges"},
+		{"IPv6 wider than /64", v6("2001:db8::/48"), "/64 to /120"},
+		{"IPv4 as subnet6", v6("198.18.9.0/24"), "not an IPv6 prefix"},
+		{"IPv6 route without a dual-stack network", ok + "routes:\n  - {node: a, to: \"2001:db8:5::/64\", via: r}\n", "has no subnet6"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,8 +60,10 @@ networks:
 			}
 		})
 	}
-	if _, err := natlab.ParseTopology("t.yaml", []byte(ok)); err != nil {
-		t.Errorf("valid topology rejected: %v", err)
+	for _, doc := range []string{ok, v6("2001:db8:9::/64"), v6("fd00:1::/120")} {
+		if _, err := natlab.ParseTopology("t.yaml", []byte(doc)); err != nil {
+			t.Errorf("valid topology rejected: %v", err)
+		}
 	}
 	if _, err := natlab.LoadTopology("moon"); !errors.Is(err, natlab.ErrUnknownTopology) {
 		t.Errorf("unknown topology: %v", err)
