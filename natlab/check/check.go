@@ -155,7 +155,7 @@ func Run(ctx context.Context, lab *natlab.Lab, node string, p *nat.Profile) (*Re
 	// Probe fixture on rv (a lab host, not the NAT): ports 7100-7199 silently
 	// drop bare SYNs so a NAT mapping can sit in SYN_SENT, as it does while a
 	// peer's NAT drops our SYN.
-	if err := lab.Nft("rv", `table ip probe {
+	if err := lab.Nft("rv", `table inet probe {
 		chain in {
 			type filter hook input priority 0; policy accept;
 			tcp dport 7100-7199 tcp flags & (syn | ack) == syn drop
@@ -165,8 +165,12 @@ func Run(ctx context.Context, lab *natlab.Lab, node string, p *nat.Profile) (*Re
 		return nil, err
 	}
 	// Listeners on rv.
-	for _, ap := range []netip.AddrPort{netip.AddrPortFrom(pr.rv1, 7001), netip.AddrPortFrom(pr.rv1, 7002),
-		netip.AddrPortFrom(pr.rv2, 7001), netip.AddrPortFrom(pr.rv1, 7003)} {
+	aps := []netip.AddrPort{netip.AddrPortFrom(pr.rv1, 7001), netip.AddrPortFrom(pr.rv1, 7002),
+		netip.AddrPortFrom(pr.rv2, 7001), netip.AddrPortFrom(pr.rv1, 7003)}
+	if e, ok := pr.v6(); ok {
+		aps = append(aps, netip.AddrPortFrom(e.rv1, 7001))
+	}
+	for _, ap := range aps {
 		ln, err := listen(pr.rv, ap)
 		if err != nil {
 			return nil, err
@@ -176,7 +180,7 @@ func Run(ctx context.Context, lab *natlab.Lab, node string, p *nat.Profile) (*Re
 		pr.acc[ap] = acc
 	}
 	steps := []func(context.Context) error{pr.mapping, pr.filtering, pr.unsolicited, pr.simultaneous,
-		pr.icmp, pr.outboundSYNACK, pr.timers, pr.hairpin}
+		pr.icmp, pr.outboundSYNACK, pr.timers, pr.hairpin, pr.firewall6}
 	if !p.NAT {
 		steps = []func(context.Context) error{pr.noNAT}
 	}

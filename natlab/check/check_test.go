@@ -66,6 +66,9 @@ func TestCheckCatchesBrokenRealisation(t *testing.T) {
 		{"simultaneous open blocked", "linux-default", "add rule ip natlab forward tcp flags & (syn | ack) == syn ct direction reply drop\n", "simultaneous-open"},
 		{"ports not preserved", "port-restricted-cone", "flush chain ip natlab postrouting\nadd rule ip natlab postrouting oifname \"wan\" masquerade fully-random\n", "port-allocation"},
 		{"time-exceeded dropped", "full-cone", "add rule ip natlab forward icmp type time-exceeded drop\n", "icmp-time-exceeded"},
+		{"IPv6 left open", "port-restricted-cone", "flush chain ip6 natlab6 forward\n", "filtering (IPv6)"},
+		{"IPv6 reset answered by silence", "rst-unsolicited", "insert rule ip6 natlab6 forward iifname \"wan\" tcp flags & (syn | ack) == syn ct direction original drop\n", "unsolicited-syn (IPv6)"},
+		{"IPv6 simultaneous open blocked", "port-restricted-cone", "insert rule ip6 natlab6 forward tcp flags & (syn | ack) == syn ct direction reply drop\n", "simultaneous-open (IPv6)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

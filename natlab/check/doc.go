@@ -11,6 +11,9 @@
 // ICMP, read from a capture), simultaneous open, sequence tracking (a SYN-ACK
 // with a new ISN), ICMP time-exceeded for a low-TTL SYN, the transitory and
 // established timers (conntrack's remaining timeout, and a short transitory
-// timer waited out), and hairpinning. A Report lists configured against
-// observed for each knob with the evidence.
+// timer waited out), and hairpinning. The lab is dual-stack, and a NAT node
+// filters IPv6 untranslated by the same profile's filtering knobs, so
+// filtering, the answer to an unsolicited SYN and simultaneous open are
+// probed again over IPv6 ("KNOB (IPv6)"; probes6.go). A Report lists
+// configured against observed for each knob with the evidence.
 package check

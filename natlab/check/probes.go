@@ -474,5 +474,22 @@ func (pr *prober) noNAT(ctx context.Context) error {
 		obs = "on"
 	}
 	pr.add("nat", "off", obs, obs == "off", "a:31081 seen by rv as %s; unsolicited SYN to a: %s", m, r.Outcome)
+	if e, ok := pr.v6(); ok {
+		ln6, err := listen(pr.a, ap(e.a, 31082))
+		if err != nil {
+			return err
+		}
+		acc6 := newAcceptor(ln6)
+		defer func() { ln6.Close(); drain(acc6) }()
+		r6 := dial(pr.rv, ap(e.rv1, 7304), ap(e.a, 31082), 1500*time.Millisecond, 0)
+		if r6.Conn != nil {
+			r6.Conn.Close()
+		}
+		obs6 := "off"
+		if r6.Err != nil {
+			obs6 = "on"
+		}
+		pr.add("firewall (IPv6)", "off", obs6, obs6 == "off", "unsolicited SYN to %s: %s", ap(e.a, 31082), r6.Outcome)
+	}
 	return nil
 }
