@@ -225,16 +225,22 @@ func (r *ruleset) forward() {
 	r.w("    # Nothing from the WAN reaches an inside address unless a mapping admits it")
 	r.w("    # (conntrack reply direction, or a DNAT the filtering behaviour installed).")
 	r.w("    iifname %s ct direction original ct status & dnat == 0 drop", wan)
-	switch p.SimultaneousOpen {
-	case nat.SimDrop:
-		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", wan)
-	case nat.SimRST:
-		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply reject with tcp reset", wan)
-	}
+	r.simultaneousOpen()
 	if p.ICMPTimeExceeded == nat.Drop {
 		r.w("    iifname %s icmp type time-exceeded drop", wan)
 	}
 	r.w("  }")
+}
+
+// simultaneousOpen: what an inbound SYN crossing the inside host's own
+// (conntrack's reply direction) gets, in either family's forward chain.
+func (r *ruleset) simultaneousOpen() {
+	switch r.p.SimultaneousOpen {
+	case nat.SimDrop:
+		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", r.wan)
+	case nat.SimRST:
+		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply reject with tcp reset", r.wan)
+	}
 }
 
 // input: unsolicited inbound TCP reaches the NAT itself.

@@ -43,12 +43,7 @@ func (r *ruleset) firewall6() {
 	r.w("  chain forward {")
 	r.w("    type filter hook forward priority filter; policy accept;")
 	r.w("    ct state invalid drop")
-	switch p.SimultaneousOpen {
-	case nat.SimDrop:
-		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply drop", wan)
-	case nat.SimRST:
-		r.w("    iifname %s tcp flags & (syn | ack) == syn ct direction reply reject with tcp reset", wan)
-	}
+	r.simultaneousOpen()
 	if p.ICMPTimeExceeded == nat.Drop {
 		r.w("    iifname %s icmpv6 type time-exceeded drop", wan)
 	}

@@ -103,38 +103,65 @@ func (pr *prober) filtering(ctx context.Context) error {
 		return fmt.Errorf("filtering probe: %w", err)
 	}
 	time.Sleep(settle)
-	try := func(from netip.AddrPort) (string, bool) {
-		r := dial(pr.rv, from, m, 1500*time.Millisecond, 0)
-		if r.Conn != nil {
-			defer r.Conn.Close()
-		}
-		c, ok := acc.next(200 * time.Millisecond)
-		if ok {
-			c.Close()
-		}
-		return r.Outcome, r.Err == nil && ok
-	}
-	sameOut, same := try(ap(pr.rv1, 7301))
-	otherOut, other := try(ap(pr.rv2, 7302))
-	var obs string
-	switch {
-	case same && other:
-		obs = string(nat.EndpointIndependent)
-	case same:
-		obs = string(nat.AddressDependent)
-	case !other:
-		obs = string(nat.AddressPortDependent)
-	default:
-		obs = "inconsistent"
-	}
-	want := pr.p.Filtering
-	if want == nat.ConnectionDependent {
-		want = nat.AddressPortDependent
-	}
-	pr.add("filtering", pr.p.Filtering, obs, obs == string(want),
+	sameOut, same := pr.inbound(ap(pr.rv1, 7301), m, acc)
+	otherOut, other := pr.inbound(ap(pr.rv2, 7302), m, acc)
+	obs := filteringSeen(same, other)
+	pr.add("filtering", pr.p.Filtering, obs, obs == pr.filteringWanted(),
 		"a:%d mapped to %s after a SYN to %s:7001; SYN from %s:7301 -> %s, from %s:7302 -> %s",
 		q, m, pr.rv1, pr.rv1, sameOut, pr.rv2, otherOut)
 	return nil
+}
+
+// inbound dials from rv's endpoint from to to, where acc accepts, and
+// reports the dial's outcome and whether the connection got through.
+func (pr *prober) inbound(from, to netip.AddrPort, acc *acceptor) (string, bool) {
+	r := dial(pr.rv, from, to, 1500*time.Millisecond, 0)
+	if r.Conn != nil {
+		defer r.Conn.Close()
+	}
+	c, ok := acc.next(200 * time.Millisecond)
+	if ok {
+		c.Close()
+	}
+	return r.Outcome, r.Err == nil && ok
+}
+
+// filteringSeen names the filtering two inbound SYNs to a port that
+// connected out showed: one from the address it connected to (another
+// port), one from another address.
+func filteringSeen(same, other bool) string {
+	switch {
+	case same && other:
+		return string(nat.EndpointIndependent)
+	case same:
+		return string(nat.AddressDependent)
+	case !other:
+		return string(nat.AddressPortDependent)
+	}
+	return "inconsistent"
+}
+
+// filteringWanted is the filtering the probes should see for the profile
+// (connection-dependent filtering looks address-and-port-dependent).
+func (pr *prober) filteringWanted() string {
+	if pr.p.Filtering == nat.ConnectionDependent {
+		return string(nat.AddressPortDependent)
+	}
+	return string(pr.p.Filtering)
+}
+
+// simultaneousSeen names what a SYN from rv on the tuple of a's own
+// (lost) SYN came to: r is rv's dial, a is a's.
+func simultaneousSeen(r, a dialResult) string {
+	switch {
+	case r.Err == nil && a.Err == nil:
+		return string(nat.SimAccept)
+	case r.Outcome == "refused" || r.Outcome == "reset":
+		return string(nat.SimRST)
+	case r.Outcome == "timeout":
+		return string(nat.SimDrop)
+	}
+	return "rv " + r.Outcome + ", a " + a.Outcome
 }
 
 // unsolicited: what comes back for a SYN to an unmapped public port.
@@ -171,13 +198,19 @@ func (pr *prober) unsolicited(ctx context.Context) error {
 			}
 		}
 	}
-	want := pr.p.UnsolicitedSYN
-	if want == nat.SYNDrop || want == nat.SYNDelayedICMP {
-		want = "silent" // delayed-icmp: silent for the 1.5 s window (REQ-4 holds 6 s)
-	}
-	pr.add("unsolicited-syn", pr.p.UnsolicitedSYN, obs, obs == string(want),
+	pr.add("unsolicited-syn", pr.p.UnsolicitedSYN, obs, obs == pr.unsolicitedWanted(),
 		"SYN %s:7303 -> %s:39999: dial %s; %d frames captured on rv", pr.rv1, pr.pub, r.Outcome, len(c.Packets()))
 	return nil
+}
+
+// unsolicitedWanted is what the probes should see answer an unsolicited
+// SYN within their 1.5 s: delayed-icmp is silent that long (REQ-4 holds
+// 6 s).
+func (pr *prober) unsolicitedWanted() string {
+	if w := pr.p.UnsolicitedSYN; w != nat.SYNDrop && w != nat.SYNDelayedICMP {
+		return string(w)
+	}
+	return "silent"
 }
 
 // mappingOf finds, in the NAT's conntrack table, the public endpoint of the
@@ -215,17 +248,7 @@ func (pr *prober) simultaneous(ctx context.Context) error {
 			c.Conn.Close()
 		}
 	}
-	var obs string
-	switch {
-	case r.Err == nil && a.Err == nil:
-		obs = string(nat.SimAccept)
-	case r.Outcome == "refused" || r.Outcome == "reset":
-		obs = string(nat.SimRST)
-	case r.Outcome == "timeout":
-		obs = string(nat.SimDrop)
-	default:
-		obs = "rv " + r.Outcome + ", a " + a.Outcome
-	}
+	obs := simultaneousSeen(r, a)
 	pr.add("simultaneous-open", pr.p.SimultaneousOpen, obs, obs == string(pr.p.SimultaneousOpen),
 		"a:%d SYN -> %s (dropped at rv), mapping %s [%s]; rv SYN %s -> %s: rv %s, a %s",
 		lp, dst, e.ReplyDst, e.State, dst, e.ReplyDst, r.Outcome, a.Outcome)

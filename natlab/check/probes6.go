@@ -66,33 +66,10 @@ func (pr *prober) filtering6(e ends6) error {
 		return fmt.Errorf("a:%d -> %s: %s", q, ap(e.rv1, 7001), out.Outcome)
 	}
 	pr.closers = append(pr.closers, func() { out.Conn.Close() })
-	try := func(from netip.AddrPort) (string, bool) {
-		r := dial(pr.rv, from, ap(e.a, q), 1500*time.Millisecond, 0)
-		if r.Conn != nil {
-			defer r.Conn.Close()
-		}
-		c, ok := acc.next(200 * time.Millisecond)
-		if ok {
-			c.Close()
-		}
-		return r.Outcome, r.Err == nil && ok
-	}
-	sameOut, same := try(ap(e.rv1, 7301))
-	otherOut, other := try(ap(e.rv2, 7302))
-	obs := "inconsistent"
-	switch {
-	case same && other:
-		obs = string(nat.EndpointIndependent)
-	case same:
-		obs = string(nat.AddressDependent)
-	case !other:
-		obs = string(nat.AddressPortDependent)
-	}
-	want := pr.p.Filtering
-	if want == nat.ConnectionDependent {
-		want = nat.AddressPortDependent
-	}
-	pr.add("filtering (IPv6)", pr.p.Filtering, obs, obs == string(want),
+	sameOut, same := pr.inbound(ap(e.rv1, 7301), ap(e.a, q), acc)
+	otherOut, other := pr.inbound(ap(e.rv2, 7302), ap(e.a, q), acc)
+	obs := filteringSeen(same, other)
+	pr.add("filtering (IPv6)", pr.p.Filtering, obs, obs == pr.filteringWanted(),
 		"a:%d connected out to %s; SYN from %s -> %s, from %s -> %s",
 		q, ap(e.rv1, 7001), ap(e.rv1, 7301), sameOut, ap(e.rv2, 7302), otherOut)
 	return nil
@@ -143,11 +120,7 @@ func (pr *prober) unsolicited6(e ends6) error {
 			}
 		}
 	}
-	want := pr.p.UnsolicitedSYN
-	if want == nat.SYNDrop || want == nat.SYNDelayedICMP {
-		want = "silent"
-	}
-	pr.add("unsolicited-syn (IPv6)", pr.p.UnsolicitedSYN, obs, obs == string(want),
+	pr.add("unsolicited-syn (IPv6)", pr.p.UnsolicitedSYN, obs, obs == pr.unsolicitedWanted(),
 		"SYN %s -> %s: dial %s; %d frames captured on rv", ap(e.rv1, 7303), ap(e.a, port), r.Outcome, len(c.Packets()))
 	return nil
 }
@@ -167,17 +140,7 @@ func (pr *prober) simultaneous6(e ends6) error {
 			c.Conn.Close()
 		}
 	}
-	var obs string
-	switch {
-	case r.Err == nil && a.Err == nil:
-		obs = string(nat.SimAccept)
-	case r.Outcome == "refused" || r.Outcome == "reset":
-		obs = string(nat.SimRST)
-	case r.Outcome == "timeout":
-		obs = string(nat.SimDrop)
-	default:
-		obs = "rv " + r.Outcome + ", a " + a.Outcome
-	}
+	obs := simultaneousSeen(r, a)
 	pr.add("simultaneous-open (IPv6)", pr.p.SimultaneousOpen, obs, obs == string(pr.p.SimultaneousOpen),
 		"a SYN %s -> %s (dropped at rv); rv SYN %s -> %s: rv %s, a %s",
 		ap(e.a, lp), dst, dst, ap(e.a, lp), r.Outcome, a.Outcome)
