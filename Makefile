@@ -122,6 +122,7 @@ experiment: deps build
 	$(BIN)/experiment load --out results
 	$(BIN)/experiment calibrate --out results
 	$(BIN)/experiment natcheck --out results
+	$(BIN)/natlab check --all --json > results/profiles.json
 	$(BIN)/experiment browser --out results
 	$(BIN)/experiment invariance --out results
 	$(BIN)/experiment report --out results

@@ -38,6 +38,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	reportOtherTopologies(p, cells)
 	reportPrediction(p, cells)
 	reportMechanisms(p, trials)
+	reportProfiles(p, out)
 	if pop != nil {
 		reportPopulation(p, cells, pop)
 	}
