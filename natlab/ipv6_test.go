@@ -145,3 +145,39 @@ func TestIPv6FirewallLoadsForEveryProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestIPv6HopLimit: sockopt's TTL is the unicast hop limit on an IPv6
+// socket, and Dial picks the family from the addresses (an unspecified
+// local address with a port binds that port in the remote's family): a
+// SYN with one hop dies at the NAT node, whose ICMPv6 time-exceeded ends
+// the dial as unreachable (at the retransmission: see TestIPv6Firewall),
+// and the same dial without a limit connects from the port asked for.
+func TestIPv6HopLimit(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat6", "port-restricted-cone")
+	a, rv := node(t, l, "a"), node(t, l, "rv")
+	listen6(t, rv, netip.AddrPortFrom(rv.Addr6(), 9000))
+	for _, tc := range []struct {
+		ttl  int
+		want string
+	}{{1, "unreachable"}, {0, "connected"}} {
+		local := netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(9200+tc.ttl))
+		var got netip.AddrPort
+		err := natlab.Do(a.Handle, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+			defer cancel()
+			c, err := sockopt.Dial(ctx, local, netip.AddrPortFrom(rv.Addr6(), 9000), tc.ttl)
+			if err == nil {
+				got = c.LocalAddr().(*net.TCPAddr).AddrPort()
+				c.Close()
+			}
+			return err
+		})
+		if sockopt.Outcome(err) != tc.want {
+			t.Errorf("hop limit %d: %v (%s), want %s", tc.ttl, err, sockopt.Outcome(err), tc.want)
+		}
+		if err == nil && (got.Port() != local.Port() || !got.Addr().Is6()) {
+			t.Errorf("hop limit %d: connected from %s, want IPv6 port %d", tc.ttl, got, local.Port())
+		}
+	}
+}

@@ -9,7 +9,8 @@ import (
 )
 
 // Control returns a net.Dialer/ListenConfig Control function that sets
-// SO_REUSEADDR and SO_REUSEPORT and, when ttl > 0, IP_TTL.
+// SO_REUSEADDR and SO_REUSEPORT and, when ttl > 0, IP_TTL (the unicast
+// hop limit on an IPv6 socket).
 func Control(ttl int) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
@@ -20,7 +21,11 @@ func Control(ttl int) func(network, address string, c syscall.RawConn) error {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
 				return
 			}
-			if ttl > 0 {
+			switch {
+			case ttl <= 0:
+			case ipv6(network):
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
+			default:
 				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
 			}
 		})

@@ -1,13 +1,17 @@
 // Package sockopt holds the socket options hole punching depends on:
 // SO_REUSEADDR and SO_REUSEPORT, so that a listener and several connecting
-// sockets can share one local port, and IP_TTL for low-TTL SYNs.
+// sockets can share one local port, and IP_TTL (IPv6: the unicast hop
+// limit) for low-TTL SYNs. Dial and Listen take the address family from
+// the addresses they are given.
 package sockopt
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 )
 
@@ -17,27 +21,63 @@ import (
 // methods built on them report it as not applicable on this OS.
 var ErrNotSupported = errors.New("not applicable on this OS")
 
-// Dial connects to raddr from laddr (zero: any) with reuse options.
+// Dial connects to raddr from laddr (zero: any) with reuse options, over
+// raddr's address family. An unspecified laddr (0.0.0.0 or ::) with a
+// port binds that port in raddr's family.
 func Dial(ctx context.Context, laddr, raddr netip.AddrPort, ttl int) (*net.TCPConn, error) {
+	raddr = unmap(raddr)
 	d := net.Dialer{Control: Control(ttl)}
 	if laddr.IsValid() {
+		laddr = unmap(laddr)
+		if laddr.Addr().IsUnspecified() {
+			laddr = netip.AddrPortFrom(unspecified(raddr.Addr()), laddr.Port())
+		}
+		if laddr.Addr().Is4() != raddr.Addr().Is4() {
+			return nil, fmt.Errorf("dial %s from %s: the two addresses are of different families", raddr, laddr)
+		}
 		d.LocalAddr = net.TCPAddrFromAddrPort(laddr)
 	}
-	c, err := d.DialContext(ctx, "tcp4", raddr.String())
+	c, err := d.DialContext(ctx, Network(raddr), raddr.String())
 	if err != nil {
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
 }
 
-// Listen listens on laddr with reuse options.
+// Listen listens on laddr with reuse options, in laddr's address family.
 func Listen(ctx context.Context, laddr netip.AddrPort) (*net.TCPListener, error) {
+	laddr = unmap(laddr)
 	lc := net.ListenConfig{Control: Control(0)}
-	ln, err := lc.Listen(ctx, "tcp4", laddr.String())
+	ln, err := lc.Listen(ctx, Network(laddr), laddr.String())
 	if err != nil {
 		return nil, err
 	}
 	return ln.(*net.TCPListener), nil
+}
+
+// Network is "tcp6" for an IPv6 endpoint and "tcp4" otherwise (an
+// IPv4-mapped IPv6 address counts as IPv4).
+func Network(ap netip.AddrPort) string {
+	if ap.Addr().Unmap().Is4() || !ap.Addr().IsValid() {
+		return "tcp4"
+	}
+	return "tcp6"
+}
+
+// ipv6 says whether a Control function's network is an IPv6 one.
+func ipv6(network string) bool { return strings.HasSuffix(network, "6") }
+
+// unmap turns an IPv4-mapped IPv6 endpoint into its IPv4 one.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// unspecified is the "any" address of a's family.
+func unspecified(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
 }
 
 // Outcome names what a connection attempt came to, in the vocabulary the

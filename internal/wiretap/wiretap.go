@@ -61,7 +61,9 @@ func Proxy(tb testing.TB, target netip.AddrPort) (netip.AddrPort, *Recorder) {
 				c.Close()
 				continue
 			}
-			go func() { io.Copy(io.MultiWriter(s, rec), c); s.Close() }()
+			// Record before forwarding: once the server has answered a
+			// client's bytes, they are in the recording.
+			go func() { io.Copy(io.MultiWriter(rec, s), c); s.Close() }()
 			go func() { io.Copy(c, s); c.Close() }()
 		}
 	}()
