@@ -15,6 +15,7 @@ import (
 
 	"github.com/machsend/machsend/experiments/classify"
 	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/session"
@@ -186,7 +187,7 @@ func waitListening(ctx context.Context, n *natlab.Node, ap netip.AddrPort) error
 		var err error
 		_ = natlab.Do(n.Handle, func() error {
 			var c net.Conn
-			c, err = net.DialTimeout("tcp4", ap.String(), 100*time.Millisecond)
+			c, err = net.DialTimeout(sockopt.Network(ap), ap.String(), 100*time.Millisecond)
 			if err == nil {
 				c.Close()
 			}

@@ -36,6 +36,17 @@ type LabPeers struct {
 // port, secondary on port+1, relay on port+2; port 0 means 3478) and waits
 // until it listens. extra flags are appended (e.g. --fault-flip-byte).
 func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint16, extra ...string) (*LabPeers, error) {
+	return startRendezvous(ctx, lab, bin, false, port, extra...)
+}
+
+// StartRendezvous6 is StartRendezvous on the rendezvous node's IPv6
+// addresses (a dual-stack topology's, such as two-nat6): the peers then
+// reach the server, and each other, over IPv6 only.
+func StartRendezvous6(ctx context.Context, lab *natlab.Lab, bin string, port uint16, extra ...string) (*LabPeers, error) {
+	return startRendezvous(ctx, lab, bin, true, port, extra...)
+}
+
+func startRendezvous(ctx context.Context, lab *natlab.Lab, bin string, v6 bool, port uint16, extra ...string) (*LabPeers, error) {
 	rv, err := lab.NodeWithRole(natlab.RoleRendezvous)
 	if err != nil {
 		return nil, err
@@ -52,6 +63,17 @@ func StartRendezvous(ctx context.Context, lab *natlab.Lab, bin string, port uint
 		port = 3478
 	}
 	addrs := rv.Addrs()
+	if v6 {
+		addrs = nil
+		for _, i := range rv.Ifaces {
+			for _, p := range i.Addrs6 {
+				addrs = append(addrs, p.Addr())
+			}
+		}
+	}
+	if len(addrs) < 2 {
+		return nil, fmt.Errorf("the rendezvous node %s needs two addresses (IPv6: %v), has %v", rv.Name, v6, addrs)
+	}
 	primary := netip.AddrPortFrom(addrs[0], port)
 	args := append([]string{"--listen", primary.String(), "--secondary", netip.AddrPortFrom(addrs[1], port+1).String(),
 		"--relay", netip.AddrPortFrom(addrs[0], port+2).String(), "--log-level", "error", "--conn-rate", "1000", "--forge"}, extra...)

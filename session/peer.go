@@ -317,13 +317,14 @@ func joinWhenFree(ctx context.Context, c *rendezvous.Client, id, key string, fir
 	}
 }
 
-// ipv4Only refuses an IPv6 server address in words: machsend's traversal
-// and rendezvous speak IPv4 only so far.
-func ipv4Only(s string, a netip.Addr) error {
-	if a.Unmap().Is4() {
-		return nil
+// usableServer refuses a server address no one else could reach: a
+// zone (a link-local address of this host's link) or the unspecified
+// address.
+func usableServer(s string, a netip.Addr) error {
+	if a.Zone() != "" || a.IsUnspecified() {
+		return fmt.Errorf("server %q: give an address others can reach too (not a link-local address with a zone, not 0.0.0.0 or ::)", s)
 	}
-	return fmt.Errorf("server %q: an IPv6 address; machsend reaches rendezvous servers over IPv4 only so far: give the server's IPv4 address, or a name with an IPv4 (A) record", s)
+	return nil
 }
 
 // ServerName is the host:port a user typed for the server, with the
@@ -344,15 +345,15 @@ func ServerName(s string) string {
 	return strings.ToLower(s)
 }
 
-// ResolveServer turns what a user typed ("IP:PORT", "IP", "host:port" or
-// "host") into the server's IPv4 endpoint; the port defaults to
-// DefaultPort.
+// ResolveServer turns what a user typed ("IP:PORT", "[IPv6]:PORT", "IP",
+// "host:port" or "host") into the server's endpoint, IPv4 or IPv6 (a
+// name with both: its IPv4 address); the port defaults to DefaultPort.
 func ResolveServer(ctx context.Context, s string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ipv4Only(s, ap.Addr())
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), usableServer(s, ap.Addr())
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.AddrPortFrom(a.Unmap(), DefaultPort), ipv4Only(s, a)
+		return netip.AddrPortFrom(a.Unmap(), DefaultPort), usableServer(s, a)
 	}
 	host, port := s, uint64(DefaultPort)
 	if h, ps, err := net.SplitHostPort(s); err == nil {
@@ -365,12 +366,22 @@ func ResolveServer(ctx context.Context, s string) (netip.AddrPort, error) {
 	if host == "" {
 		return netip.AddrPort{}, fmt.Errorf("server %q: no host name or address", s)
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("server %q: cannot resolve %s: %w", s, host, err)
 	}
 	if len(addrs) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("server %q: %s has no IPv4 address", s, host)
+		return netip.AddrPort{}, fmt.Errorf("server %q: %s has no address", s, host)
 	}
-	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(port)), nil
+	// An IPv4 address first where the name has both: the two families
+	// are not raced yet (no Happy Eyeballs), and IPv4 is the one the lab
+	// has measured most.
+	best := addrs[0].Unmap()
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			best = a.Unmap()
+			break
+		}
+	}
+	return netip.AddrPortFrom(best, uint16(port)), nil
 }

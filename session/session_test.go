@@ -150,8 +150,10 @@ func TestResolveServer(t *testing.T) {
 		{"localhost:http", "", "port must be a number"},
 		{"localhost:0", "", "port must be a number"},
 		{":4000", "", "no host name"},
-		{"[::1]:4000", "", "IPv4 only so far"},
-		{"2001:db8::1", "", "IPv4 only so far"},
+		{"[::1]:4000", "[::1]:4000", ""},
+		{"2001:db8::1", "[2001:db8::1]:3478", ""},
+		{"[fe80::1%eth0]:4000", "", "others can reach"},
+		{"0.0.0.0:4000", "", "others can reach"},
 		{"[::ffff:198.51.100.7]:4000", "198.51.100.7:4000", ""},
 	}
 	for _, c := range cases {

@@ -120,12 +120,12 @@ func parseLinkBody(rest, scheme, sep string) (Link, error) {
 		return Link{}, fmt.Errorf("%w: want %sSERVER%sSESSION#SECRET", ErrLink, scheme, sep)
 	}
 	l := Link{}
-	if ap, err := netip.ParseAddrPort(server); err == nil && ap.Addr().Is4() && ap.Port() != 0 {
+	if ap, err := ParseLinkServer(server); err == nil {
 		l.Server = ap
 	} else if ValidHostPort(server) {
 		l.Host = strings.ToLower(server)
 	} else {
-		return Link{}, fmt.Errorf("%w: server %q is neither IPv4:port nor host:port", ErrLink, server)
+		return Link{}, fmt.Errorf("%w: server %q is neither IPv4:port, [IPv6]:port nor host:port", ErrLink, server)
 	}
 	session, query, hasQuery := strings.Cut(session, "?")
 	if hasQuery {
@@ -149,13 +149,15 @@ func parseLinkBody(rest, scheme, sep string) (Link, error) {
 	return l, nil
 }
 
-// ParseLinkServer parses a rendezvous server endpoint (IPv4:port).
+// ParseLinkServer parses a rendezvous server endpoint: IPv4:port or
+// [IPv6]:port, without a zone (a link names a server anyone can reach);
+// an IPv4-mapped IPv6 address is its IPv4 one.
 func ParseLinkServer(s string) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(s)
-	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return netip.AddrPort{}, fmt.Errorf("server %q: want IPv4:port", s)
+	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" || ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("server %q: want IPv4:port or [IPv6]:port", s)
 	}
-	return ap, nil
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 // ValidHostPort says whether s is a DNS host name and a port (1-65535):

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -399,6 +400,13 @@ func TestLink(t *testing.T) {
 	if err != nil || byName.Host != "rv.example.org:3478" || byName.Server.IsValid() || !strings.HasPrefix(byName.App(), "machsend://rv.example.org:3478/"+sid) {
 		t.Fatalf("link by host name: %+v %v", byName, err)
 	}
+	v6, err := ParseLink("http://[2001:db8::1]:3478/s/" + sid + "#" + sec)
+	if err != nil || v6.Server != netip.MustParseAddrPort("[2001:db8::1]:3478") || !strings.Contains(v6.String(), "[2001:db8::1]:3478") {
+		t.Fatalf("link to an IPv6 server: %+v %v", v6, err)
+	}
+	if back, err := ParseLink(v6.App()); err != nil || back.Server != v6.Server {
+		t.Fatalf("IPv6 app form: %v %v", back, err)
+	}
 	pin := strings.Repeat("P", 42) + "A"
 	pinned, err := ParseLink("http://rv.example.org:3478/s/" + sid + "?pin=" + pin + "#" + sec)
 	if err != nil || pinned.Pin != pin || !strings.Contains(pinned.App(), sid+"?pin="+pin+"#") {
@@ -422,8 +430,10 @@ func TestLink(t *testing.T) {
 		"http://rv.example/s/" + sid + "#" + sec, // no port
 		"http://rv.example:0/s/" + sid + "#" + sec,
 		"http://exa_mple.org:1/s/" + sid + "#" + sec,
-		"http://1.2.3.4.5:1/s/" + sid + "#" + sec,     // not an address, not a name
-		"http://[2001:db8::1]:1/s/" + sid + "#" + sec, // IPv4 only
+		"http://1.2.3.4.5:1/s/" + sid + "#" + sec,        // not an address, not a name
+		"http://[fe80::1%25eth0]:1/s/" + sid + "#" + sec, // a zone names this host's link
+		"http://[fe80::1%eth0]:1/s/" + sid + "#" + sec,
+		"http://[::]:1/s/" + sid + "#" + sec, // unspecified
 		"http://user@rv.example:1/s/" + sid + "#" + sec,
 	}
 	for _, s := range bad {

@@ -41,6 +41,7 @@ type attempt struct {
 	rec    *Attempt
 	port   uint16
 	ln     *net.TCPListener
+	unspec netip.Addr // 0.0.0.0 or ::, the family of the attempt's sockets
 	self   rendezvous.Candidates
 	peer   rendezvous.Candidates
 	role   string // Initiator or Responder
@@ -53,10 +54,17 @@ type attempt struct {
 
 func (a *attempt) emit(kind, detail string, remote netip.AddrPort) {
 	a.r.emit(Event{Kind: kind, Method: a.rec.Method, Attempt: a.rec.Attempt, Role: a.role,
-		Local: netip.AddrPortFrom(netip.IPv4Unspecified(), a.port), Remote: remote, Detail: detail})
+		Local: a.anyAddr(a.port), Remote: remote, Detail: detail})
 }
 
-func anyAddr(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.IPv4Unspecified(), p) }
+// anyAddr is port p on the unspecified address of the attempt's family
+// (IPv4 before it is known).
+func (a *attempt) anyAddr(p uint16) netip.AddrPort {
+	if !a.unspec.IsValid() {
+		return netip.AddrPortFrom(netip.IPv4Unspecified(), p)
+	}
+	return netip.AddrPortFrom(a.unspec, p)
+}
 
 // target is where punching methods aim: the predicted mapping if the peer's
 // NAT allocates sequentially, else its observed mapping.
@@ -151,11 +159,17 @@ func (a *attempt) do(ctx context.Context) error {
 	}
 	// Prepare: a local port, its observed mapping, candidates.
 	var err error
-	if a.ln, a.port, err = sockopt.FreePort(ctx); err != nil {
+	// The attempt's sockets take the family in which the server saw this
+	// host (the peer's public endpoint comes from the same server).
+	a.unspec = netip.IPv4Unspecified()
+	if cfg.NAT.Public.Is6() && !cfg.NAT.Public.Is4In6() {
+		a.unspec = netip.IPv6Unspecified()
+	}
+	if a.ln, a.port, err = sockopt.FreePortFor(ctx, a.unspec); err != nil {
 		return err
 	}
-	a.rec.Local = anyAddr(a.port)
-	pub, closer, err := cfg.Signal.Observe(ctx, anyAddr(a.port))
+	a.rec.Local = a.anyAddr(a.port)
+	pub, closer, err := cfg.Signal.Observe(ctx, a.anyAddr(a.port))
 	if err != nil {
 		return fmt.Errorf("observe mapping: %w", err)
 	}
@@ -354,7 +368,7 @@ func (a *attempt) lan(ctx context.Context) error {
 	}
 	fns := []func(context.Context) error{a.acceptLoop}
 	for _, t := range a.peer.Private {
-		fns = append(fns, func(ctx context.Context) error { return a.dialOffer(ctx, anyAddr(a.port), t) })
+		fns = append(fns, func(ctx context.Context) error { return a.dialOffer(ctx, a.anyAddr(a.port), t) })
 	}
 	return a.firstOf(ctx, fns...)
 }
@@ -388,9 +402,9 @@ func (a *attempt) machsend(ctx context.Context, ttl int, hold bool) error {
 		if err := a.waitUntil(ctx, a.r.cfg.Clock.Now().Add(delay)); err != nil {
 			return err
 		}
-		return a.dialOffer(ctx, anyAddr(a.port), t)
+		return a.dialOffer(ctx, a.anyAddr(a.port), t)
 	}
-	s, err := sockopt.NewRawSocket(anyAddr(a.port), ttl)
+	s, err := sockopt.NewRawSocket(a.anyAddr(a.port), ttl)
 	if err != nil {
 		return err
 	}
@@ -448,7 +462,7 @@ func (a *attempt) p2pnat(ctx context.Context) error {
 				return ctx.Err()
 			}
 			for {
-				err := a.dialOffer(ctx, anyAddr(a.port), t)
+				err := a.dialOffer(ctx, a.anyAddr(a.port), t)
 				if err == nil || ctx.Err() != nil {
 					return err
 				}
@@ -483,10 +497,10 @@ func (a *attempt) sequential(outer, ctx context.Context) error {
 		if _, err := a.r.cfg.Signal.Ready(ctx, listening, a.self); err != nil {
 			return err
 		}
-		return a.dialOffer(ctx, anyAddr(a.port), t)
+		return a.dialOffer(ctx, a.anyAddr(a.port), t)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	c, err := sockopt.Dial(dctx, anyAddr(a.port), t, 0)
+	c, err := sockopt.Dial(dctx, a.anyAddr(a.port), t, 0)
 	cancel()
 	if err == nil {
 		// The "doomed" connect got through (the peer's NAT let it in). The

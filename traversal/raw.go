@@ -71,15 +71,22 @@ func (h *halfOpen) close() {
 	}
 }
 
+// errRawIPv4Only: STUNT #1 and NATBlaster capture their own SYN and forge
+// packets with IPv4 headers (internal/rawtcp); over IPv6 they do not apply.
+var errRawIPv4Only = errors.New("the captured and forged packets of STUNT #1 and NATBlaster are IPv4 only")
+
 // sendLowTTL connects from the attempt's port to t with a low TTL, captures
 // the SYN the kernel sent, and restores the TTL.
 func (a *attempt) sendLowTTL(t netip.AddrPort) (*halfOpen, error) {
 	h := &halfOpen{}
+	if t.Addr().Is6() && !t.Addr().Is4In6() {
+		return h, errRawIPv4Only
+	}
 	var err error
 	if h.cap, err = rawtcp.NewCapture(a.port); err != nil {
 		return h, err
 	}
-	if h.s, err = sockopt.NewRawSocket(anyAddr(a.port), a.lowTTL()); err != nil {
+	if h.s, err = sockopt.NewRawSocket(a.anyAddr(a.port), a.lowTTL()); err != nil {
 		return h, err
 	}
 	if err := h.s.Connect(t); err != nil {
@@ -130,7 +137,7 @@ func (a *attempt) rawAbort(ctx context.Context, err error, forge bool) error {
 	xctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, _ = a.rawExchange(xctx, rawtcp.SYN{Aborted: err.Error()}, forge)
-	if errors.Is(err, rawtcp.ErrPrivilege) || errors.Is(err, rawtcp.ErrNotLab) {
+	if errors.Is(err, rawtcp.ErrPrivilege) || errors.Is(err, rawtcp.ErrNotLab) || errors.Is(err, errRawIPv4Only) {
 		return fmt.Errorf("%w: %v", ErrNotApplicable, err)
 	}
 	return err
@@ -327,7 +334,7 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 	if !selfRandom {
 		a.emit("birthday", fmt.Sprintf("guessing %d ports of %s", birthdayPorts, t.Addr()), t)
 		for _, p := range rand.Perm(BirthdayRange)[:birthdayPorts] {
-			if err := open(anyAddr(a.port), a.lowTTL(), netip.AddrPortFrom(t.Addr(), uint16(1024+p))); err != nil {
+			if err := open(a.anyAddr(a.port), a.lowTTL(), netip.AddrPortFrom(t.Addr(), uint16(1024+p))); err != nil {
 				return err
 			}
 		}
@@ -343,7 +350,7 @@ func (a *attempt) natblasterBirthday(ctx context.Context, selfRandom bool) error
 	} else {
 		a.emit("birthday", fmt.Sprintf("opening %d mappings toward %s", birthdayPorts, t), t)
 		for i := 0; i < birthdayPorts; i++ {
-			if err := open(anyAddr(0), 0, t); err != nil {
+			if err := open(a.anyAddr(0), 0, t); err != nil {
 				return err
 			}
 		}

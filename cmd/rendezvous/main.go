@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/internal/cli"
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/rendezvous"
 )
 
@@ -164,7 +165,11 @@ func run(cfg rendezvous.Config, o options) error {
 	defer stop()
 	errc := make(chan error, 4)
 	serve := func(addr string, relay bool) error {
-		ln, err := net.Listen("tcp4", addr)
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: give an address and a port (0.0.0.0:3478, [2001:db8::1]:3478): %w", addr, err)
+		}
+		ln, err := net.Listen(sockopt.Network(ap), addr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}

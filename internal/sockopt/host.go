@@ -25,7 +25,13 @@ func HostIPv4() []netip.Addr {
 // address; the listener is returned so the caller decides whether to keep
 // listening on it.
 func FreePort(ctx context.Context) (*net.TCPListener, uint16, error) {
-	ln, err := Listen(ctx, netip.MustParseAddrPort("0.0.0.0:0"))
+	return FreePortFor(ctx, netip.IPv4Unspecified())
+}
+
+// FreePortFor is FreePort in the address family of remote (the peer or
+// server the port will talk to).
+func FreePortFor(ctx context.Context, remote netip.Addr) (*net.TCPListener, uint16, error) {
+	ln, err := Listen(ctx, netip.AddrPortFrom(unspecified(remote.Unmap()), 0))
 	if err != nil {
 		return nil, 0, fmt.Errorf("reserve a local port: %w", err)
 	}

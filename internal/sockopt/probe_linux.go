@@ -14,6 +14,9 @@ import (
 
 // EnableRecvErr asks the kernel to queue ICMP errors on the socket.
 func (s *RawSocket) EnableRecvErr() error {
+	if s.v6 {
+		return unix.SetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+	}
 	return unix.SetsockoptInt(s.fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1)
 }
 
@@ -23,8 +26,11 @@ func (s *RawSocket) Local() netip.AddrPort {
 	if err != nil {
 		return netip.AddrPort{}
 	}
-	if in, ok := sa.(*unix.SockaddrInet4); ok {
+	switch in := sa.(type) {
+	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), uint16(in.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(in.Addr), uint16(in.Port))
 	}
 	return netip.AddrPort{}
 }
@@ -40,35 +46,67 @@ func (s *RawSocket) ICMPError() (typ, code uint8, from netip.Addr, ok bool) {
 	return ParseErrQueue(oob[:oobn])
 }
 
-// ParseErrQueue reads the IP_RECVERR control message of an error-queue
-// read: struct sock_extended_err followed by the offender's sockaddr_in.
-// It never panics on short or foreign input.
+// ParseErrQueue reads the IP_RECVERR (or IPV6_RECVERR) control message
+// of an error-queue read: struct sock_extended_err followed by the
+// offender's sockaddr_in (sockaddr_in6). An ICMPv6 error comes back in
+// ICMP's (IPv4) types and codes (icmp6As4), so that one vocabulary
+// classifies both. It never panics on short or foreign input.
 func ParseErrQueue(oob []byte) (typ, code uint8, from netip.Addr, ok bool) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return 0, 0, netip.Addr{}, false
 	}
+	const eeSize = int(unsafe.Sizeof(unix.SockExtendedErr{}))
 	for _, m := range msgs {
-		if m.Header.Level != unix.IPPROTO_IP || m.Header.Type != unix.IP_RECVERR {
-			continue
-		}
-		const eeSize = int(unsafe.Sizeof(unix.SockExtendedErr{}))
-		if len(m.Data) < eeSize {
+		v4 := m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR
+		v6 := m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR
+		if !v4 && !v6 || len(m.Data) < eeSize {
 			continue
 		}
 		// errno u32, origin u8, type u8, code u8, pad u8, info u32, data u32.
-		if m.Data[4] != unix.SO_EE_ORIGIN_ICMP {
-			continue
-		}
 		typ, code = m.Data[5], m.Data[6]
-		// The offender: sockaddr_in right after the struct.
-		if off := m.Data[eeSize:]; len(off) >= 8 && binary.NativeEndian.Uint16(off[0:]) == unix.AF_INET {
-			from = netip.AddrFrom4([4]byte(off[4:8]))
+		off := m.Data[eeSize:] // the offender's address, right after the struct
+		switch {
+		case v4 && m.Data[4] == unix.SO_EE_ORIGIN_ICMP:
+			if len(off) >= 8 && binary.NativeEndian.Uint16(off[0:]) == unix.AF_INET {
+				from = netip.AddrFrom4([4]byte(off[4:8]))
+			}
+			return typ, code, from, true
+		case v6 && m.Data[4] == unix.SO_EE_ORIGIN_ICMP6:
+			t4, ok := icmp6As4[[2]uint8{typ, code}]
+			if !ok {
+				t4 = [2]uint8{icmpDestUnreach, icmpCodeOther}
+				if typ == icmp6TimeExceeded {
+					t4 = [2]uint8{icmpTimeExceeded, 0}
+				}
+			}
+			if len(off) >= 24 && binary.NativeEndian.Uint16(off[0:]) == unix.AF_INET6 {
+				from = netip.AddrFrom16([16]byte(off[8:24]))
+			}
+			return t4[0], t4[1], from, true
 		}
-		return typ, code, from, true
 	}
 	return 0, 0, netip.Addr{}, false
 }
+
+// icmp6As4 translates ICMPv6 errors (type, code) to the ICMP ones of the
+// same meaning: destination unreachable's no route, administratively
+// prohibited, address unreachable and port unreachable, and time
+// exceeded (any other destination unreachable reads as "other").
+var icmp6As4 = map[[2]uint8][2]uint8{
+	{1, 0}: {icmpDestUnreach, 0},                       // no route: network unreachable
+	{1, 1}: {icmpDestUnreach, icmpCodeAdminProhibited}, // administratively prohibited
+	{1, 3}: {icmpDestUnreach, 1},                       // address unreachable: host unreachable
+	{1, 4}: {icmpDestUnreach, icmpCodePort},            // port unreachable
+	{3, 0}: {icmpTimeExceeded, 0},                      // hop limit exceeded in transit
+}
+
+// icmp6TimeExceeded is ICMPv6's time-exceeded type; icmpCodeOther a
+// destination-unreachable code that names none of the others.
+const (
+	icmp6TimeExceeded = 3
+	icmpCodeOther     = 255
+)
 
 // DialProbe sends one SYN from laddr (zero port: any) to raddr and reports
 // what came back within ctx: a connection (closed at once), an RST, an

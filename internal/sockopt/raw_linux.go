@@ -15,17 +15,29 @@ import (
 // RawSocket is a TCP socket driven by hand, for the punching steps the net
 // package cannot express: send one SYN and close (which sends nothing more
 // while in SYN_SENT), or keep a connect pending while changing its TTL.
+// Its address family is its local address's (an IPv6 socket's TTL is its
+// unicast hop limit).
 type RawSocket struct {
 	fd int
+	v6 bool
 }
 
 // NewRawSocket opens a non-blocking TCP socket bound to laddr with reuse options.
 func NewRawSocket(laddr netip.AddrPort, ttl int) (*RawSocket, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	laddr = unmap(laddr)
+	if !laddr.Addr().IsValid() {
+		return nil, fmt.Errorf("raw socket: no local address (0.0.0.0 or :: for any)")
+	}
+	s := &RawSocket{v6: laddr.Addr().Is6()}
+	family := unix.AF_INET
+	if s.v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
 	}
-	s := &RawSocket{fd: fd}
+	s.fd = fd
 	for _, o := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o, 1); err != nil {
 			s.Close()
@@ -33,30 +45,56 @@ func NewRawSocket(laddr netip.AddrPort, ttl int) (*RawSocket, error) {
 		}
 	}
 	if ttl > 0 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, ttl); err != nil {
+		if err := s.SetTTL(ttl); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("IP_TTL: %w", err)
+			return nil, err
 		}
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(laddr.Port()), Addr: laddr.Addr().As4()}); err != nil {
+	if err := unix.Bind(fd, s.sockaddr(laddr)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("bind %s: %w", laddr, err)
 	}
 	return s, nil
 }
 
+// ErrFamily: an endpoint of the other address family than the socket's.
+var ErrFamily = errors.New("the address is of the other family than the socket")
+
+// sockaddr is ap as the socket's family's address (ap's family checked by
+// the caller).
+func (s *RawSocket) sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if s.v6 {
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+}
+
 // Connect starts a non-blocking connect (sends the SYN).
 func (s *RawSocket) Connect(raddr netip.AddrPort) error {
-	err := unix.Connect(s.fd, &unix.SockaddrInet4{Port: int(raddr.Port()), Addr: raddr.Addr().As4()})
+	raddr = unmap(raddr)
+	if raddr.Addr().Is6() != s.v6 {
+		return fmt.Errorf("connect %s: %w", raddr, ErrFamily)
+	}
+	err := unix.Connect(s.fd, s.sockaddr(raddr))
 	if err != nil && err != unix.EINPROGRESS {
 		return fmt.Errorf("connect %s: %w", raddr, err)
 	}
 	return nil
 }
 
-// SetTTL changes the socket's TTL (for the retransmitted SYN and what follows).
+// SetTTL changes the socket's TTL, or its hop limit when it is IPv6 (for
+// the retransmitted SYN and what follows).
 func (s *RawSocket) SetTTL(ttl int) error {
-	return unix.SetsockoptInt(s.fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
+	var err error
+	if s.v6 {
+		err = unix.SetsockoptInt(s.fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
+	} else {
+		err = unix.SetsockoptInt(s.fd, unix.IPPROTO_IP, unix.IP_TTL, ttl)
+	}
+	if err != nil {
+		return fmt.Errorf("TTL %d: %w", ttl, err)
+	}
+	return nil
 }
 
 // Wait waits until the pending connect completes or fails, or the deadline.

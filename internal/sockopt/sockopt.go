@@ -72,12 +72,12 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// unspecified is the "any" address of a's family.
+// unspecified is the "any" address of a's family (IPv4's for an invalid a).
 func unspecified(a netip.Addr) netip.Addr {
-	if a.Is4() {
-		return netip.IPv4Unspecified()
+	if a.Is6() && !a.Is4In6() {
+		return netip.IPv6Unspecified()
 	}
-	return netip.IPv6Unspecified()
+	return netip.IPv4Unspecified()
 }
 
 // Outcome names what a connection attempt came to, in the vocabulary the

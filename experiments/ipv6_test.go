@@ -1,0 +1,71 @@
+package experiments
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/machsend/machsend/internal/buildtest"
+	"github.com/machsend/machsend/natlab/natlabtest"
+	"github.com/machsend/machsend/session"
+)
+
+// TestTransferOverIPv6: in the dual-stack lab with the server on IPv6
+// only, a transfer goes from A to B through two RFC 6092 firewalls (the
+// port-restricted-cone profile's IPv6 side): by simultaneous open
+// (p2pnat), by STUNT #2's low hop-limit SYN, and by auto, which starts on
+// the relay. Every path is IPv6, and the file arrives byte-identical.
+func TestTransferOverIPv6(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
+	lab := natlabtest.New(t, "two-nat6", "port-restricted-cone")
+	p, err := StartRendezvous6(context.Background(), lab, bin, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Server.Addr().Is6() {
+		t.Fatalf("server on %s, want IPv6", p.Server)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "v6.bin")
+	if err := WriteRandomFile(file, 1<<20+7, 6); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(file)
+	for _, tc := range []struct{ method, path string }{
+		{"p2pnat", "punched by p2pnat"},
+		{"stunt2", "punched by stunt2"},
+		{"auto", "relay"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer snd.Proc.Kill()
+			if !strings.Contains(link, "["+p.Server.Addr().String()+"]") {
+				t.Fatalf("link %q does not name the IPv6 server", link)
+			}
+			out := filepath.Join(dir, "out-"+tc.method)
+			get, err := p.Get(p.B, link, out, "--method", tc.method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := get.Wait(time.Minute)
+			if err != nil {
+				t.Fatalf("get: %v\n%s", err, get.Stderr())
+			}
+			if got, err := os.ReadFile(filepath.Join(out, "v6.bin")); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("received file differs (%v)", err)
+			}
+			e, ok := session.First(evs, session.KindConnected)
+			if !ok || e.Report == nil || !e.Report.Remote.Addr().Is6() || session.PathName(e.Report) != tc.path {
+				t.Fatalf("first path %+v, want %s over IPv6", e.Report, tc.path)
+			}
+		})
+	}
+}
