@@ -52,18 +52,32 @@ func (sl *slot) beginRound() <-chan struct{} {
 // for after the receiver joined (by the event sink or the join watcher,
 // whichever comes first), so every event of a receiver carries its
 // number; 0 before anyone joined.
-func (sl *slot) number() int {
+func (sl *slot) number() int { return sl.numberFor(false) }
+
+// numberFor is number; with present, the caller knows a receiver is there
+// although its join has not been seen yet, and numbers it at once: a
+// relay splice (or a direct path) can connect the receiver before the
+// server's join notice reaches this connection, and its first events must
+// not go out unnumbered (the sharer's page would count a receiver 0).
+func (sl *slot) numberFor(present bool) int {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if sl.receiver == 0 && sl.joined != nil {
 		select {
 		case <-sl.joined:
-			sl.receiver = int(sl.joinedN.Add(1))
+			present = true
 		default:
+		}
+		if present {
+			sl.receiver = int(sl.joinedN.Add(1))
 		}
 	}
 	return sl.receiver
 }
+
+// withReceiver are the kinds of event that exist only once a receiver is
+// connected.
+var withReceiver = map[Kind]bool{KindConnected: true, KindMoved: true, KindManifest: true, KindListed: true, KindProgress: true, KindDone: true}
 
 // ServeEach serves every receiver that comes, up to atOnce at a time,
 // until ctx ends: each on a sender connection of its own to the server
@@ -137,7 +151,7 @@ func (s *Sharing) ServeEach(ctx context.Context, atOnce int) error {
 // receiver numbered.
 func (s *Sharing) tagged(sl *slot) func(Event) {
 	return func(e Event) {
-		e.Receiver = sl.number()
+		e.Receiver = sl.numberFor(withReceiver[e.Kind])
 		s.opts.emit(e)
 	}
 }

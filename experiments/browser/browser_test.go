@@ -34,7 +34,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			res, err := Run(context.Background(), c, bin, out)
 			if err != nil {
-				t.Fatalf("%+v: %v", res, err)
+				t.Fatalf("%v\nsender's events:\n%s\nrecipient's events:\n%s", err, strings.Join(res.SenderTimeline, "\n"), strings.Join(res.RecipientTimeline, "\n"))
 			}
 			if err := res.Check(); err != nil {
 				t.Fatalf("%v\nsender's events:\n%s\nrecipient's events:\n%s", err, strings.Join(res.SenderTimeline, "\n"), strings.Join(res.RecipientTimeline, "\n"))

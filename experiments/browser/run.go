@@ -163,13 +163,15 @@ func (r *run) do(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() { // also when a step failed: what the helpers did is the evidence
+		r.res.SenderTimeline = timeline(senderHelper.Events())
+		r.res.RecipientTimeline = timeline(recipientHelper.Events())
+	}()
 	if err := r.senderSawIt(ctx, a); err != nil {
 		return err
 	}
 	r.res.SenderPath = finalPath(senderHelper.Events())
 	r.res.RecipientPath = finalPath(recipientHelper.Events())
-	r.res.SenderTimeline = timeline(senderHelper.Events())
-	r.res.RecipientTimeline = timeline(recipientHelper.Events())
 	r.res.Files, r.res.Bytes, r.res.Identical, err = sameTree(src, filepath.Join(work, "b", "downloads"))
 	return err
 }
@@ -239,6 +241,9 @@ func timeline(evs []session.Event) []string {
 			continue
 		}
 		line := fmt.Sprintf("+%.3fs %s", e.Time.Sub(evs[0].Time).Seconds(), e.Kind)
+		if e.Receiver > 0 {
+			line += fmt.Sprintf(" (receiver %d)", e.Receiver)
+		}
 		switch {
 		case e.Step != nil:
 			line += fmt.Sprintf(" %s %s %s %s", e.Step.Kind, e.Step.Attempt, e.Step.Remote, e.Step.Detail)
