@@ -28,17 +28,26 @@ import (
 // table6 is the IPv6 table's name (family ip6).
 const table6 = "natlab6"
 
+// filterSet6 is what a filtering knob keeps in an IPv6 table: the set
+// (its element type), what an outbound connection records in it, and
+// what an inbound packet must match in it. Address-and-port-dependent
+// filtering keeps none: conntrack's replies are all it admits.
+type filterSet6 struct{ name, typ, record, match string }
+
+var filterSets6 = map[nat.Dependence]filterSet6{
+	nat.EndpointIndependent: {"eif6", "ipv6_addr . inet_service", "ip6 saddr . tcp sport", "ip6 daddr . tcp dport"},
+	nat.AddressDependent:    {"adf6", "ipv6_addr . inet_service . ipv6_addr", "ip6 saddr . tcp sport . ip6 daddr", "ip6 daddr . tcp dport . ip6 saddr"},
+}
+
 // firewall6 writes the IPv6 table of a NAT node whose inside is dual-stack.
 func (r *ruleset) firewall6() {
 	p, wan := r.p, r.wan
 	life := max(p.EstablishedTimeout, p.TransitoryTimeout)
 	r.w("table ip6 %s {", table6)
 	r.w("  # %s as an IPv6 firewall: routes untranslated, filters by the profile's filtering knobs.", p.Name)
-	switch p.Filtering {
-	case nat.EndpointIndependent:
-		r.w("  set eif6 { type ipv6_addr . inet_service; flags dynamic, timeout; timeout %ds; }", life)
-	case nat.AddressDependent:
-		r.w("  set adf6 { type ipv6_addr . inet_service . ipv6_addr; flags dynamic, timeout; timeout %ds; }", life)
+	set, filtered := filterSets6[p.Filtering]
+	if filtered {
+		r.w("  set %s { type %s; flags dynamic, timeout; timeout %ds; }", set.name, set.typ, life)
 	}
 	r.w("  chain forward {")
 	r.w("    type filter hook forward priority filter; policy accept;")
@@ -47,21 +56,14 @@ func (r *ruleset) firewall6() {
 	if p.ICMPTimeExceeded == nat.Drop {
 		r.w("    iifname %s icmpv6 type time-exceeded drop", wan)
 	}
-	out := "iifname != " + wan + " meta l4proto tcp ct state new ct direction original"
-	switch p.Filtering {
-	case nat.EndpointIndependent:
-		r.w("    %s update @eif6 { ip6 saddr . tcp sport }", out)
-	case nat.AddressDependent:
-		r.w("    %s update @adf6 { ip6 saddr . tcp sport . ip6 daddr }", out)
+	if filtered {
+		r.w("    iifname != %s meta l4proto tcp ct state new ct direction original update @%s { %s }", wan, set.name, set.record)
 	}
 	r.w("    iifname != %s accept", wan)
 	r.w("    ct direction reply accept")
 	r.w("    ct state related accept")
-	switch p.Filtering {
-	case nat.EndpointIndependent:
-		r.w("    iifname %s meta l4proto tcp ip6 daddr . tcp dport @eif6 accept", wan)
-	case nat.AddressDependent:
-		r.w("    iifname %s meta l4proto tcp ip6 daddr . tcp dport . ip6 saddr @adf6 accept", wan)
+	if filtered {
+		r.w("    iifname %s meta l4proto tcp %s @%s accept", wan, set.match, set.name)
 	}
 	syn := "iifname " + wan + " tcp flags & (syn | ack) == syn"
 	switch p.UnsolicitedSYN {

@@ -17,21 +17,13 @@ func listen(n *natlab.Node, ap netip.AddrPort) (net.Listener, error) {
 	err := natlab.Do(n.Handle, func() error {
 		lc := net.ListenConfig{Control: sockopt.Control(0)}
 		var err error
-		ln, err = lc.Listen(context.Background(), network(ap), ap.String())
+		ln, err = lc.Listen(context.Background(), sockopt.Network(ap), ap.String())
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s %s: %w", n.Name, ap, err)
 	}
 	return ln, nil
-}
-
-// network is "tcp6" for an IPv6 endpoint, else "tcp4".
-func network(ap netip.AddrPort) string {
-	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
-		return "tcp6"
-	}
-	return "tcp4"
 }
 
 // dialResult is what an outbound connection attempt came to.
@@ -50,7 +42,7 @@ func dial(n *natlab.Node, laddr, raddr netip.AddrPort, timeout time.Duration, tt
 		if laddr.IsValid() {
 			d.LocalAddr = net.TCPAddrFromAddrPort(laddr)
 		}
-		c, err := d.Dial(network(raddr), raddr.String())
+		c, err := d.Dial(sockopt.Network(raddr), raddr.String())
 		res.Conn, res.Err = c, err
 		return nil
 	})
