@@ -199,13 +199,7 @@ func (a *attempt) do(ctx context.Context) error {
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err
 	}
-	timeout := cfg.AttemptTimeout
-	if p := a.rec.Method.Path(); p == method.PathLAN || p == method.PathDirect {
-		// A LAN or public peer answers within a round trip; an unreachable
-		// one should not hold up the punching phase.
-		timeout = min(timeout, localTimeout(a.self.ServerRTTms, g.Peer.ServerRTTms))
-	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithTimeout(ctx, attemptBudget(a.rec.Method, cfg.AttemptTimeout, a.self.ServerRTTms, g.Peer.ServerRTTms))
 	defer cancel()
 	run, ok := runners[a.rec.Method]
 	if !ok {
@@ -238,6 +232,28 @@ func serverRTTms(s Signal) float64 {
 		return float64(r.ServerRTT().Microseconds()) / 1000
 	}
 	return 0
+}
+
+// attemptBudget bounds an attempt of method m: fixed when set (the
+// experiments give every attempt the same budget, which the model
+// predicts with), else model.AttemptBudgetFor the peers' round trip
+// through the server (the sum of their round trips to it, in ms; unknown
+// when either is 0). A LAN or public peer answers within a round trip,
+// and an unreachable one should not hold up the punching phase, so a LAN
+// or direct attempt is also bounded by localTimeout.
+func attemptBudget(m Method, fixed time.Duration, ownMs, peerMs float64) time.Duration {
+	budget := fixed
+	if budget <= 0 {
+		var rtt time.Duration
+		if ownMs > 0 && peerMs > 0 {
+			rtt = time.Duration((ownMs + peerMs) * float64(time.Millisecond))
+		}
+		budget = model.AttemptBudgetFor(rtt)
+	}
+	if p := m.Path(); p == method.PathLAN || p == method.PathDirect {
+		budget = min(budget, localTimeout(ownMs, peerMs))
+	}
+	return budget
 }
 
 // Bounds of localTimeout.

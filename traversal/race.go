@@ -12,7 +12,6 @@ import (
 
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/traversal/method"
-	"github.com/machsend/machsend/traversal/model"
 
 	"github.com/machsend/machsend/rendezvous"
 )
@@ -31,7 +30,11 @@ type Config struct {
 	// Private are the host addresses to offer as LAN candidates (default:
 	// every non-loopback IPv4 address of the host).
 	Private []netip.Addr
-	// AttemptTimeout bounds one punching attempt (default 3 s).
+	// AttemptTimeout bounds every punching attempt when set. When zero,
+	// each attempt's bound comes from the round trip between the peers
+	// (model.AttemptBudgetFor the sum of both peers' round trips to the
+	// server, which they exchange when ready): 2 s up to about 120 ms,
+	// longer on slower paths, 3 s when a round trip is unknown.
 	AttemptTimeout time.Duration
 	// Grace bounds how long A waits, once it has a connection, for a
 	// better path still being tried (default 250 ms): A waits until each
@@ -53,9 +56,6 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.AttemptTimeout <= 0 {
-		c.AttemptTimeout = model.AttemptBudget
-	}
 	if c.Grace <= 0 {
 		c.Grace = 250 * time.Millisecond
 	}

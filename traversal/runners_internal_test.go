@@ -82,6 +82,35 @@ func TestScheduleFromTable(t *testing.T) {
 	}
 }
 
+// Without a fixed budget, an attempt's bound grows with the peers' round
+// trip through the server (the sum of the two round trips to it) beyond
+// the 2 s floor; a fixed budget holds whatever the round trip; LAN and
+// direct attempts are bounded by localTimeout besides; an unknown round
+// trip gets the 3 s of old. Both peers compute the same bound.
+func TestAttemptBudget(t *testing.T) {
+	for _, c := range []struct {
+		m         Method
+		fixed     time.Duration
+		own, peer float64
+		want      time.Duration
+	}{
+		{method.P2PNAT, 0, 15, 15, 2 * time.Second},
+		{method.P2PNAT, 0, 80, 80, 2140 * time.Millisecond},
+		{method.STUNT2, 0, 250, 250, 3500 * time.Millisecond},
+		{method.Machsend, 0, 2000, 1000, 10 * time.Second},
+		{method.P2PNAT, 0, 0, 80, 3 * time.Second},
+		{method.P2PNAT, 2 * time.Second, 250, 250, 2 * time.Second},
+		{method.Direct, 0, 80, 80, 320 * time.Millisecond},
+		{method.LAN, 0, 250, 250, time.Second},
+		{method.LAN, 500 * time.Millisecond, 250, 250, 500 * time.Millisecond},
+	} {
+		got := attemptBudget(c.m, c.fixed, c.own, c.peer)
+		if got != c.want || attemptBudget(c.m, c.fixed, c.peer, c.own) != got {
+			t.Errorf("%s, fixed %v, own %v ms, peer %v ms: %v, want %v", c.m, c.fixed, c.own, c.peer, got, c.want)
+		}
+	}
+}
+
 // A LAN or direct attempt waits twice the two round trips to the server,
 // within [300 ms, 1 s], and the full second when either is unknown; both
 // peers get the same bound whichever side computes it.

@@ -29,7 +29,7 @@ func setupPunch(fs *flag.FlagSet) func([]string) error {
 	pings := fs.Int("pings", 3, "round trips to measure over the connection")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	secretEnv := fs.String("secret-env", "MACHSEND_SECRET", "environment variable holding the session secret")
-	attemptTimeout := fs.Duration("attempt-timeout", 0, "bound on one punching attempt (default 3s)")
+	attemptTimeout := fs.Duration("attempt-timeout", 0, "bound on every punching attempt (default: from the round trip between the peers, 2s to 10s; 3s when it is unknown)")
 	var bulk bulkOptions
 	fs.Int64Var(&bulk.n, "bulk", 0, "after the pings, A sends this many bytes and B measures the rate (plain TCP over the punched path)")
 	fs.BoolVar(&bulk.secure, "bulk-secure", false, "send the bulk bytes through machsend's secure channel (Noise handshake, AES-256-GCM records as a transfer uses): the cipher's limit on this path")

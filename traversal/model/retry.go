@@ -11,14 +11,43 @@ const (
 	// P2PRetry is how long p2pnat waits after a connect is refused or
 	// reset before it connects again from the same port.
 	P2PRetry = 100 * time.Millisecond
-	// AttemptBudget is how long one punching attempt may take unless told
-	// otherwise (Path.Budget).
+	// AttemptBudget is how long one punching attempt may take when the
+	// round trip between the peers is unknown (Path.Budget's default).
 	AttemptBudget = 3 * time.Second
+	// MinAttemptBudget and MaxAttemptBudget bound AttemptBudgetFor. The
+	// floor is the budget the experiment matrix gives every attempt (every
+	// method connects within it in the lab where it can); the ceiling
+	// keeps a path of seconds from holding up the next method forever.
+	MinAttemptBudget = 2 * time.Second
+	MaxAttemptBudget = 10 * time.Second
+	// SYNRetransmit is when a host sends an unanswered SYN again (RFC
+	// 6298's initial RTO, Linux's TCP_TIMEOUT_INIT): a first SYN the far
+	// NAT dropped in silence crosses on this one.
+	SYNRetransmit = time.Second
+	// budgetSlack absorbs a loaded host's scheduling.
+	budgetSlack = 500 * time.Millisecond
 	// retryOverhead is what a host adds to each refusal-and-retry round
 	// besides the path and P2PRetry (measured in the sweep's captures:
 	// rounds of 131 and 147 ms for loops of 30 and 46 ms).
 	retryOverhead = time.Millisecond
 )
+
+// AttemptBudgetFor is traversal's budget for one punching attempt when
+// the round trip between the peers is about rtt (0 or less: unknown, and
+// AttemptBudget): one SYN retransmission (a first SYN dropped in silence
+// by the far NAT crosses on the second) and four round trips (the SYN's
+// way and its SYN-ACK, the authentication's exchange, and one more for a
+// refused SYN's retry), plus slack, within [MinAttemptBudget,
+// MaxAttemptBudget]. Traversal estimates rtt as the sum of the two
+// peers' round trips to the server, which bounds the path between them
+// through the server; both peers compute the same budget from the same
+// two numbers.
+func AttemptBudgetFor(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return AttemptBudget
+	}
+	return min(max(SYNRetransmit+4*rtt+budgetSlack, MinAttemptBudget), MaxAttemptBudget)
+}
 
 // refusalLoop is how long after a side's SYN leaves its host the host
 // learns that the far NAT reset it: the side's NAT egress (its delay, plus
