@@ -69,3 +69,63 @@ func TestTransferOverIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestDualStackTransferIPv6Wins: the same lab with the server dual-stack
+// (links name its IPv4 endpoint; hello names both). Both NATs would let
+// p2pnat through in IPv4 too, so the race is between the families, and
+// IPv6, which starts first (Happy Eyeballs), wins it: p2pnat connects
+// over IPv6, and auto, which starts on the relay (IPv4), moves to an
+// IPv6 path. The file arrives byte-identical.
+func TestDualStackTransferIPv6Wins(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	bin := buildtest.Commands(t, "machsend", "rendezvous")
+	lab := natlabtest.New(t, "two-nat6", "port-restricted-cone")
+	p, err := StartRendezvousDual(context.Background(), lab, bin, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dual.bin")
+	if err := WriteRandomFile(file, 8<<20+3, 7); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(file)
+	for _, tc := range []struct {
+		method string
+		kind   session.Kind // the event whose path must be IPv6
+		path   string
+	}{
+		{"p2pnat", session.KindConnected, "punched by p2pnat"},
+		{"auto", session.KindMoved, ""},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer snd.Proc.Kill()
+			if !strings.Contains(link, p.Server.Addr().String()) || !p.Server.Addr().Is4() {
+				t.Fatalf("link %q does not name the server's IPv4 endpoint %s", link, p.Server)
+			}
+			out := filepath.Join(dir, "out-"+tc.method)
+			get, err := p.Get(p.B, link, out, "--method", tc.method)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := get.Wait(time.Minute)
+			if err != nil {
+				t.Fatalf("get: %v\n%s", err, get.Stderr())
+			}
+			if got, err := os.ReadFile(filepath.Join(out, "dual.bin")); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("received file differs (%v)", err)
+			}
+			e, ok := session.First(evs, tc.kind)
+			if !ok || e.Report == nil || !e.Report.Remote.Addr().Is6() || !strings.Contains(e.Report.Attempt, "@ip6/") {
+				t.Fatalf("%s: %+v, want an IPv6 attempt's path", tc.kind, e.Report)
+			}
+			if tc.path != "" && session.PathName(e.Report) != tc.path {
+				t.Errorf("path %s, want %s", session.PathName(e.Report), tc.path)
+			}
+		})
+	}
+}

@@ -46,6 +46,26 @@ func StartRendezvous6(ctx context.Context, lab *natlab.Lab, bin string, port uin
 	return startRendezvous(ctx, lab, bin, true, port, extra...)
 }
 
+// StartRendezvousDual is StartRendezvous with the server dual-stack: its
+// IPv4 primary endpoint (the one links name) and, with --dual-stack, the
+// same port on the rendezvous node's first IPv6 address, so that the
+// peers race IPv6 and IPv4 candidates.
+func StartRendezvousDual(ctx context.Context, lab *natlab.Lab, bin string, port uint16, extra ...string) (*LabPeers, error) {
+	rv, err := lab.NodeWithRole(natlab.RoleRendezvous)
+	if err != nil {
+		return nil, err
+	}
+	if port == 0 {
+		port = 3478
+	}
+	for _, i := range rv.Ifaces {
+		for _, p := range i.Addrs6 {
+			return startRendezvous(ctx, lab, bin, false, port, append([]string{"--dual-stack", netip.AddrPortFrom(p.Addr(), port).String()}, extra...)...)
+		}
+	}
+	return nil, fmt.Errorf("the rendezvous node %s has no IPv6 address (use a dual-stack topology such as two-nat6)", rv.Name)
+}
+
 func startRendezvous(ctx context.Context, lab *natlab.Lab, bin string, v6 bool, port uint16, extra ...string) (*LabPeers, error) {
 	rv, err := lab.NodeWithRole(natlab.RoleRendezvous)
 	if err != nil {

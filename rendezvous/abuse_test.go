@@ -265,26 +265,89 @@ func TestCandidatesBounded(t *testing.T) {
 		}
 		return out
 	}
+	v6 := netip.MustParseAddr("2001:db8::7")
 	cases := []struct {
-		name string
-		c    Candidates
-		ok   bool
+		name   string
+		c      Candidates
+		ok     bool
+		probed []netip.Addr
 	}{
-		{"honest", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(2), Private: []netip.AddrPort{ap("198.18.1.2:4000")}}, true},
-		{"no public yet", Candidates{}, true},
-		{"someone else's address", Candidates{Public: ap("192.0.2.99:80")}, false},
-		{"prediction elsewhere", Candidates{Public: ap("198.51.100.7:4000"), Predicted: []netip.AddrPort{ap("192.0.2.99:80")}}, false},
-		{"a spread of ports", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(33)}, false},
-		{"many private", Candidates{Public: ap("198.51.100.7:4000"), Private: many(9)}, false},
-		{"a server round trip", Candidates{ServerRTTms: 41.5}, true},
-		{"a negative round trip", Candidates{ServerRTTms: -1}, false},
-		{"a round trip of days", Candidates{ServerRTTms: 1e9}, false},
-		{"a round trip that is not a number", Candidates{ServerRTTms: math.NaN()}, false},
+		{"honest", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(2), Private: []netip.AddrPort{ap("198.18.1.2:4000")}}, true, nil},
+		{"the other family, where its probe came from", Candidates{Public: netip.AddrPortFrom(v6, 4000)}, true, []netip.Addr{v6}},
+		{"the other family, no probe from there", Candidates{Public: netip.AddrPortFrom(v6, 4000)}, false, []netip.Addr{netip.MustParseAddr("2001:db8::8")}},
+		{"the other family, predictions elsewhere", Candidates{Public: netip.AddrPortFrom(v6, 4000), Predicted: []netip.AddrPort{ap("[2001:db8::8]:4000")}}, false, []netip.Addr{v6}},
+		{"no public yet", Candidates{}, true, nil},
+		{"someone else's address", Candidates{Public: ap("192.0.2.99:80")}, false, nil},
+		{"prediction elsewhere", Candidates{Public: ap("198.51.100.7:4000"), Predicted: []netip.AddrPort{ap("192.0.2.99:80")}}, false, nil},
+		{"a spread of ports", Candidates{Public: ap("198.51.100.7:4000"), Predicted: many(33)}, false, nil},
+		{"many private", Candidates{Public: ap("198.51.100.7:4000"), Private: many(9)}, false, nil},
+		{"a server round trip", Candidates{ServerRTTms: 41.5}, true, nil},
+		{"a negative round trip", Candidates{ServerRTTms: -1}, false, nil},
+		{"a round trip of days", Candidates{ServerRTTms: 1e9}, false, nil},
+		{"a round trip that is not a number", Candidates{ServerRTTms: math.NaN()}, false, nil},
 	}
 	for _, c := range cases {
-		if err := c.c.check(me); (err == nil) != c.ok {
+		if err := c.c.check(me, c.probed...); (err == nil) != c.ok {
 			t.Errorf("%s: %v", c.name, err)
 		}
+	}
+}
+
+// Candidates in the other address family count only on an address from
+// which a probe connection bearing the client's own probe key came: a
+// peer that never probed from there, or probed with a guessed key, is
+// refused; the key's owner, having probed, is accepted; a probe
+// connection gets no key of its own.
+func TestProbeKeyBindsTheOtherFamily(t *testing.T) {
+	s, addr := startServer(t, Config{})
+	ln6, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	go s.Serve(ln6)
+	server6 := addrPortOf(ln6.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	owner, attacker := dialFrom(t, "127.0.0.5", addr), dialFrom(t, "127.0.0.6", addr)
+	h, err := owner.Hello(ctx, nil, false)
+	if err != nil || h.ProbeKey == "" || owner.Greeting().ProbeKey != h.ProbeKey {
+		t.Fatalf("hello: %+v %v, want a probe key, kept as the greeting", h, err)
+	}
+	if _, err := attacker.Hello(ctx, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := owner.Create(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attacker.Join(ctx, cr.Session, ""); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(c *Client, public netip.AddrPort) error {
+		return c.Ready(ctx, ReadyParams{Session: cr.Session, Attempt: AttemptID{Method: "p2pnat", Family: FamilyIPv6},
+			Candidates: Candidates{Public: public}})
+	}
+	probe := func(key string) netip.AddrPort {
+		m, c, err := Observe(ctx, server6, netip.MustParseAddrPort("[::1]:0"), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if c.Greeting().ProbeKey != "" {
+			t.Errorf("a probe connection was given a key")
+		}
+		return m
+	}
+	if err := ready(attacker, netip.MustParseAddrPort("[::1]:4000")); err == nil {
+		t.Error("IPv6 candidates with no probe from there were accepted")
+	}
+	probe("0123456789abcdef0123456789abcdef") // a guessed key
+	if err := ready(attacker, netip.MustParseAddrPort("[::1]:4000")); err == nil {
+		t.Error("IPv6 candidates bought with a guessed probe key were accepted")
+	}
+	m := probe(h.ProbeKey)
+	if err := ready(owner, m); err != nil {
+		t.Errorf("the owner's IPv6 candidates, observed on its own probe: %v", err)
 	}
 }
 

@@ -28,8 +28,24 @@ type Client struct {
 	raw   net.Conn
 	notes chan Notification
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	greeting HelloResult // the last hello's answer (not a probe's)
+}
+
+// Greeting is the server's answer to this client's last hello (zero
+// before one): its endpoints in each family and the key for the client's
+// probe connections among them.
+func (c *Client) Greeting() HelloResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.greeting
+}
+
+func (c *Client) greeted(h HelloResult) {
+	c.mu.Lock()
+	c.greeting = h
+	c.mu.Unlock()
 }
 
 // RTT is the kernel's smoothed round trip to the server on this client's
@@ -178,6 +194,9 @@ func retryAfter(err error) (time.Duration, bool) {
 func (c *Client) Hello(ctx context.Context, private []netip.AddrPort, probe bool) (HelloResult, error) {
 	var r HelloResult
 	err := c.call(ctx, MethodHello, HelloParams{Version: Version, Private: private, Probe: probe}, &r)
+	if err == nil && !probe {
+		c.greeted(r)
+	}
 	return r, err
 }
 
@@ -198,6 +217,7 @@ func (c *Client) HelloJoin(ctx context.Context, private []netip.AddrPort, p Sess
 	if err := hw.Wait(ctx, &h); err != nil {
 		return h, j, nil, fmt.Errorf("%s: %w", MethodHello, fromRPCError(err))
 	}
+	c.greeted(h)
 	if jerr == nil {
 		jerr = jw.Wait(ctx, &j)
 	}
@@ -298,13 +318,16 @@ func (c *Client) Ping(ctx context.Context) (time.Time, error) {
 
 // Observe opens a probe connection from local to the server and returns the
 // mapping the server observes. The connection is returned open: it keeps the
-// NAT mapping alive; close it when done.
-func Observe(ctx context.Context, server netip.AddrPort, local netip.AddrPort) (netip.AddrPort, *Client, error) {
+// NAT mapping alive; close it when done. key, if set, is the ProbeKey of the
+// caller's own connection to the server (Greeting), which makes the observed
+// address one the server accepts in the caller's candidates.
+func Observe(ctx context.Context, server netip.AddrPort, local netip.AddrPort, key string) (netip.AddrPort, *Client, error) {
 	c, err := Dial(ctx, server, DialOptions{Local: local})
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}
-	r, err := c.Hello(ctx, nil, true)
+	var r HelloResult
+	err = c.call(ctx, MethodHello, HelloParams{Version: Version, Probe: true, ProbeKey: key}, &r)
 	if err != nil {
 		c.Close()
 		return netip.AddrPort{}, nil, err

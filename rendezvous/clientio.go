@@ -53,6 +53,8 @@ type client struct {
 	// Session state; guarded by srv.mu.
 	owned    int              // sessions it created and still holds
 	sessions map[string]*pair // id -> its place there; nil until the first session
+	probeKey string           // names its probe connections (probed.go); "" until its hello
+	probed   []netip.Addr     // addresses its probe connections came from (probed.go)
 }
 
 // updateEpollLocked makes the epoll set watch what the client needs:

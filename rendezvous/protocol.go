@@ -108,6 +108,11 @@ type HelloParams struct {
 	Version int              `json:"version"`
 	Private []netip.AddrPort `json:"private,omitempty"`
 	Probe   bool             `json:"probe,omitempty"`
+	// ProbeKey, on a probe connection, is the ProbeKey the server gave the
+	// client's own connection: the server then accepts the address it
+	// observes here as that client's public address in punch.ready (a
+	// peer's candidates in the other address family; see probed.go).
+	ProbeKey string `json:"probe_key,omitempty"`
 }
 
 // HelloResult reports what the server sees (STUNT).
@@ -121,6 +126,12 @@ type HelloResult struct {
 	// Alternate is another endpoint on the primary address (another port),
 	// to tell address-dependent from address-and-port-dependent mapping.
 	Alternate netip.AddrPort `json:"alternate,omitzero"`
+	// Endpoints are the server's primary endpoints, one per address
+	// family, when it listens on both (Config.Endpoints).
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// ProbeKey names this connection's client to its probe connections
+	// (HelloParams.ProbeKey); empty on a probe connection.
+	ProbeKey string `json:"probe_key,omitempty"`
 }
 
 // CreateResult names a new session. Owner is the token that lets the
@@ -198,12 +209,24 @@ type Candidates struct {
 // AttemptID names one exchange of a punching attempt: the method (a row of
 // method.Table), its round (the initiator is A on even rounds and B on odd
 // ones, so a retried method swaps roles) and, for methods that exchange more
-// than once, the step ("" for the first exchange).
+// than once, the step ("" for the first exchange). A dual-stack session
+// (the server has an endpoint in each family) runs each attempt in both
+// address families, named by Family.
 type AttemptID struct {
 	Method method.Method `json:"method"`
 	Round  int           `json:"round"`
 	Step   string        `json:"step,omitempty"`
+	// Family is the attempt's address family, FamilyIPv4 or FamilyIPv6,
+	// in a dual-stack session; "" otherwise: each peer's sockets then take
+	// the family of its connection to the server.
+	Family string `json:"family,omitempty"`
 }
+
+// Address families of a dual-stack session's attempts (AttemptID.Family).
+const (
+	FamilyIPv4 = "ip4"
+	FamilyIPv6 = "ip6"
+)
 
 // MaxRound bounds an attempt's round: no method runs more than a few.
 const MaxRound = 15
@@ -211,9 +234,12 @@ const MaxRound = 15
 // attemptSteps are the later exchanges methods make within one attempt.
 var attemptSteps = []string{"", "listening", "syn", "guessed"}
 
-// String is the attempt's display name, "method/round[/step]".
+// String is the attempt's display name, "method[@family]/round[/step]".
 func (a AttemptID) String() string {
 	s := fmt.Sprintf("%s/%d", a.Method, a.Round)
+	if a.Family != "" {
+		s = fmt.Sprintf("%s@%s/%d", a.Method, a.Family, a.Round)
+	}
 	if a.Step != "" {
 		s += "/" + a.Step
 	}
@@ -233,6 +259,9 @@ func (a AttemptID) Check() error {
 	}
 	if !slices.Contains(attemptSteps, a.Step) {
 		return fmt.Errorf("attempt: unknown step %q", a.Step)
+	}
+	if a.Family != "" && a.Family != FamilyIPv4 && a.Family != FamilyIPv6 {
+		return fmt.Errorf("attempt: unknown address family %q (%s or %s)", a.Family, FamilyIPv4, FamilyIPv6)
 	}
 	return nil
 }
@@ -466,9 +495,10 @@ const (
 
 // check bounds the candidates a peer submits: a handful of private
 // endpoints, and a public endpoint and predictions on the address the
-// server sees the peer at, so that no peer can point the other's SYNs at a
-// third party or at a spread of ports.
-func (c Candidates) check(observed netip.Addr) error {
+// server sees the peer at (observed, or in the other address family one
+// of the addresses its own probe connections came from), so that no peer
+// can point the other's SYNs at a third party or at a spread of ports.
+func (c Candidates) check(observed netip.Addr, probed ...netip.Addr) error {
 	switch {
 	case len(c.Private) > maxPrivate:
 		return fmt.Errorf("candidates: %d private endpoints (at most %d)", len(c.Private), maxPrivate)
@@ -476,8 +506,8 @@ func (c Candidates) check(observed netip.Addr) error {
 		return fmt.Errorf("candidates: %d predicted endpoints (at most %d)", len(c.Predicted), maxPredicted)
 	case c.ServerRTTms < 0 || c.ServerRTTms > maxServerRTTms || c.ServerRTTms != c.ServerRTTms:
 		return fmt.Errorf("candidates: server round trip %v ms (0 to %d)", c.ServerRTTms, maxServerRTTms)
-	case c.Public.IsValid() && c.Public.Addr() != observed:
-		return fmt.Errorf("candidates: public endpoint %s is not on the address the server sees (%s)", c.Public, observed)
+	case c.Public.IsValid() && c.Public.Addr() != observed && !slices.Contains(probed, c.Public.Addr()):
+		return fmt.Errorf("candidates: public endpoint %s is not on the address the server sees (%s) nor on one its probes came from", c.Public, observed)
 	}
 	for _, p := range c.Predicted {
 		if p.Addr() != c.Public.Addr() {

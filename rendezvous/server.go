@@ -35,6 +35,11 @@ type Config struct {
 	// Alternate is a further listening endpoint on the primary address
 	// (another port), reported to clients for mapping classification.
 	Alternate netip.AddrPort
+	// Endpoints are the server's primary endpoints, one per address family,
+	// when it listens on both (dual stack): hello tells every client of
+	// them, and peers that learn one in each family race IPv6 and IPv4
+	// candidates. Empty (the default) or one family: no dual-stack race.
+	Endpoints []netip.AddrPort
 	// TLS, if set, also serves clients that start a TLS handshake on the
 	// rendezvous ports (tlsfront.go); plain clients keep working.
 	TLS *tls.Config
@@ -158,6 +163,7 @@ type Server struct {
 	tls    *tlsFront // TLS clients (tlsfront.go)
 
 	mu         sync.Mutex
+	probeKeys  map[string]*client // clients by their probe key (probed.go)
 	sessions   map[string]*session
 	nameplates map[int]*session   // code sessions by nameplate (codes.go)
 	byAddr     map[netip.Addr]int // sessions held per creator's address
@@ -194,7 +200,7 @@ type Stats struct {
 // NewServer makes a server; call Serve for each listener.
 func NewServer(cfg Config) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: map[string]*session{}, nameplates: map[int]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
+	s := &Server{cfg: cfg, log: cfg.Logger, probeKeys: map[string]*client{}, sessions: map[string]*session{}, nameplates: map[int]*session{}, byAddr: map[netip.Addr]int{}, clients: map[*client]struct{}{},
 		perIP: map[netip.Addr]*rate.Limiter{}, perAddr: newAddrCount(cfg.MaxClientsPerAddr),
 		probes: make(chan struct{}, share(fdLimit(), probeShare))}
 	s.relay = newRelay(s)
@@ -418,7 +424,7 @@ func (c *client) dispatch(ctx context.Context, req *wireRequest) (any, error) {
 			return nil, rpcErr(jsonrpc2.CodeInvalidRequest, "protocol version %d not supported (want %d)", p.Version, Version)
 		}
 		return HelloResult{Observed: c.remote, Secondary: s.cfg.Secondary, ServerTime: time.Now().UnixMilli(),
-			Relay: s.cfg.RelayAddr.IsValid(), Alternate: s.cfg.Alternate}, nil
+			Relay: s.cfg.RelayAddr.IsValid(), Alternate: s.cfg.Alternate, Endpoints: s.cfg.Endpoints, ProbeKey: c.hello(p)}, nil
 	case MethodSink:
 		return c.openSink()
 	case MethodSinkSeen:

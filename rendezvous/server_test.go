@@ -82,12 +82,12 @@ func TestHelloObserved(t *testing.T) {
 		t.Errorf("hello result %+v: want a secondary on another address and the relay", r)
 	}
 	// Observe from a fixed port twice: the same mapping on loopback.
-	m1, p1, err := Observe(context.Background(), addr, netip.MustParseAddrPort("127.0.0.1:0"))
+	m1, p1, err := Observe(context.Background(), addr, netip.MustParseAddrPort("127.0.0.1:0"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p1.Close()
-	m2, p2, err := Observe(context.Background(), r.Secondary, m1)
+	m2, p2, err := Observe(context.Background(), r.Secondary, m1, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,7 @@ func (s *Server) drop(c *client) {
 	s.probe.dropClient(c)
 	s.mu.Lock()
 	delete(s.clients, c)
+	delete(s.probeKeys, c.probeKey)
 	if c.tcp != nil {
 		s.tlsHeld--
 	}
@@ -386,7 +387,10 @@ func (c *client) ready(p ReadyParams) (any, error) {
 	if err := p.Attempt.Check(); err != nil {
 		return nil, err
 	}
-	if err := p.Candidates.check(c.remote.Addr()); err != nil {
+	s.mu.Lock()
+	probed := slices.Clone(c.probed)
+	s.mu.Unlock()
+	if err := p.Candidates.check(c.remote.Addr(), probed...); err != nil {
 		return nil, err
 	}
 	p.minRTT, _ = c.minRTT() // c's own loop: its descriptor is live

@@ -157,30 +157,7 @@ func (a *attempt) do(ctx context.Context) error {
 		}
 		return nil
 	}
-	// Prepare: a local port, its observed mapping, candidates.
-	var err error
-	// The attempt's sockets take the family in which the server saw this
-	// host (the peer's public endpoint comes from the same server).
-	a.unspec = netip.IPv4Unspecified()
-	if cfg.NAT.Public.Is6() && !cfg.NAT.Public.Is4In6() {
-		a.unspec = netip.IPv6Unspecified()
-	}
-	if a.ln, a.port, err = sockopt.FreePortFor(ctx, a.unspec); err != nil {
-		return err
-	}
-	a.rec.Local = a.anyAddr(a.port)
-	pub, closer, err := cfg.Signal.Observe(ctx, a.anyAddr(a.port))
-	if err != nil {
-		return fmt.Errorf("observe mapping: %w", err)
-	}
-	a.closer = closer
-	a.rec.Public = pub
-	a.self = rendezvous.Candidates{Public: pub, Predicted: cfg.NAT.Predict(pub), TTL: cfg.NAT.TTL, Mapping: cfg.NAT.Mapping,
-		ServerRTTms: serverRTTms(cfg.Signal)}
-	for _, ip := range cfg.Private {
-		a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
-	}
-	g, err := cfg.Signal.Ready(ctx, a.rec.ID, a.self)
+	g, err := a.prepare(ctx)
 	if err != nil {
 		return err
 	}
@@ -190,11 +167,11 @@ func (a *attempt) do(ctx context.Context) error {
 	a.peer, a.role = g.Peer, g.Role
 	a.rec.Role, a.rec.PeerPublic = g.Role, g.Peer.Public
 	a.start = time.UnixMilli(g.StartAt).Add(-cfg.Signal.ServerOffset())
-	a.r.expectOnce.Do(func() {
-		if g.Peer.Mapping != "" {
+	if g.Peer.Mapping != "" && a.self.Mapping != "" {
+		a.r.expectOnce.Do(func() {
 			a.emit("expect", model.Expect(a.self.Mapping, len(a.self.Predicted) > 0, g.Peer.Mapping, len(g.Peer.Predicted) > 0), g.Peer.Public)
-		}
-	})
+		})
+	}
 	a.emit("attempt-start", fmt.Sprintf("peer public %s predicted %v private %v", g.Peer.Public, g.Peer.Predicted, g.Peer.Private), g.Peer.Public)
 	if err := a.waitUntil(ctx, a.start); err != nil {
 		return err
@@ -206,6 +183,74 @@ func (a *attempt) do(ctx context.Context) error {
 		return fmt.Errorf("method %s has no run function in traversal's runners", a.rec.Method)
 	}
 	return run(a, ctx, actx)
+}
+
+// prepare takes the attempt's local port in its family, observes the
+// port's mapping at the server and exchanges candidates with the peer.
+// An attempt of a dual-stack session (its ID names a family) that this
+// host cannot make in its family (no address in it, or no route to the
+// server's endpoint in it) still readies, with no public endpoint, so
+// that the peer learns it and ends its twin; either side that has no
+// path in the family ends the attempt as not applicable.
+func (a *attempt) prepare(ctx context.Context) (rendezvous.PunchGo, error) {
+	cfg := a.r.cfg
+	a.unspec = attemptFamily(a.rec.ID.Family, cfg.NAT.Public)
+	pub, err := a.observe(ctx)
+	if err != nil && a.rec.ID.Family == "" {
+		return rendezvous.PunchGo{}, err
+	}
+	if err != nil {
+		g, rerr := cfg.Signal.Ready(ctx, a.rec.ID, rendezvous.Candidates{ServerRTTms: serverRTTms(cfg.Signal)})
+		if rerr != nil {
+			return g, rerr
+		}
+		return g, fmt.Errorf("%w: no path in %s here: %w", ErrNotApplicable, a.rec.ID.Family, err)
+	}
+	a.rec.Public = pub
+	a.self = rendezvous.Candidates{Public: pub, TTL: cfg.NAT.TTL, ServerRTTms: serverRTTms(cfg.Signal)}
+	if sockopt.Is6(pub.Addr()) == sockopt.Is6(cfg.NAT.Public) { // what the NAT probe learnt is of this family
+		a.self.Predicted, a.self.Mapping = cfg.NAT.Predict(pub), cfg.NAT.Mapping
+	}
+	for _, ip := range cfg.Private {
+		if sockopt.Is6(ip) == sockopt.Is6(a.unspec) {
+			a.self.Private = append(a.self.Private, netip.AddrPortFrom(ip, a.port))
+		}
+	}
+	g, err := cfg.Signal.Ready(ctx, a.rec.ID, a.self)
+	if err == nil && !g.Peer.Public.IsValid() && a.rec.ID.Family != "" {
+		err = fmt.Errorf("%w: the peer has no path in %s", ErrNotApplicable, a.rec.ID.Family)
+	}
+	return g, err
+}
+
+// observe takes the attempt's local port and the mapping the server
+// observes for it.
+func (a *attempt) observe(ctx context.Context) (netip.AddrPort, error) {
+	var err error
+	if a.ln, a.port, err = sockopt.FreePortFor(ctx, a.unspec); err != nil {
+		return netip.AddrPort{}, err
+	}
+	a.rec.Local = a.anyAddr(a.port)
+	pub, closer, err := a.r.cfg.Signal.Observe(ctx, a.anyAddr(a.port))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("observe mapping: %w", err)
+	}
+	a.closer = closer
+	return pub, nil
+}
+
+// attemptFamily is the unspecified address of an attempt's family: the
+// family its ID names in a dual-stack session, else the one in which the
+// server saw this host (the peer's public endpoint comes from the same
+// server).
+func attemptFamily(family string, public netip.Addr) netip.Addr {
+	switch {
+	case family == rendezvous.FamilyIPv6:
+		return netip.IPv6Unspecified()
+	case family == "" && sockopt.Is6(public):
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
 }
 
 // runners runs each method of method.Table after the attempt is prepared:

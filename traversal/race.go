@@ -27,8 +27,9 @@ type Config struct {
 	Method Method
 	// NAT is what ProbeNAT learned (port prediction, STUNT #2 TTL).
 	NAT NATInfo
-	// Private are the host addresses to offer as LAN candidates (default:
-	// every non-loopback IPv4 address of the host).
+	// Private are the host addresses to offer as LAN candidates, each to
+	// the attempts of its family (default: the host's non-loopback IPv4
+	// addresses and its global and unique-local IPv6 ones).
 	Private []netip.Addr
 	// AttemptTimeout bounds every punching attempt when set. When zero,
 	// each attempt's bound comes from the round trip between the peers
@@ -145,6 +146,42 @@ type offer struct {
 	attempt *Attempt
 }
 
+// FamilyDelay is how long a dual-stack session's IPv4 attempts start
+// after their IPv6 twins: RFC 8305's recommended Connection Attempt
+// Delay (Happy Eyeballs), so that IPv6 wins where both families work
+// alike and IPv4 costs only this much where IPv6 fails.
+const FamilyDelay = 250 * time.Millisecond
+
+// inFamilies runs a schedule's attempts in each of families (none or
+// one: the schedule as it is): every chain but the relay's once per
+// family, the i-th family's i*FamilyDelay later, its attempts named by
+// their family. A NAT that maps per destination makes concurrent
+// attempts take each other's predicted ports, but only within a family:
+// IPv6 crosses no NAT.
+func inFamilies(phases [][]chain, families []string) [][]chain {
+	if len(families) < 2 {
+		return phases
+	}
+	out := make([][]chain, len(phases))
+	for i, ph := range phases {
+		for _, ch := range ph {
+			if len(ch.attempts) > 0 && ch.attempts[0].Method == method.Relay {
+				out[i] = append(out[i], ch)
+				continue
+			}
+			for k, f := range families {
+				c := chain{at: ch.at + time.Duration(k)*FamilyDelay}
+				for _, id := range ch.attempts {
+					id.Family = f
+					c.attempts = append(c.attempts, id)
+				}
+				out[i] = append(out[i], c)
+			}
+		}
+	}
+	return out
+}
+
 // race runs a schedule and agrees with the peer on one connection.
 type race struct {
 	cfg *Config
@@ -189,6 +226,9 @@ func Connect(ctx context.Context, cfg Config) (net.Conn, *Report, error) {
 
 	var wg sync.WaitGroup
 	phases := schedule(cfg.Method, cfg.RelayAfter, cfg.NoRelay, cfg.NAT.Mapping.Easy())
+	if d, ok := cfg.Signal.(DualStack); ok {
+		phases = inFamilies(phases, d.Families())
+	}
 	for _, ph := range phases {
 		for _, ch := range ph {
 			for _, a := range ch.attempts {
@@ -517,12 +557,14 @@ func (r *race) follow(ctx context.Context, allDone <-chan struct{}) (net.Conn, *
 	}
 }
 
-// hostAddrs returns the host's non-loopback IPv4 addresses: the private
-// candidates a peer on the same LAN can reach.
+// hostAddrs returns the host's non-loopback IPv4 addresses and its
+// IPv6 addresses of global or unique-local scope: the private candidates
+// a peer on the same LAN can reach (an attempt offers those of its own
+// family).
 func hostAddrs() []netip.Addr {
 	var out []netip.Addr
-	for _, a := range sockopt.HostIPv4() {
-		if !a.IsLoopback() {
+	for _, a := range sockopt.HostAddrs() {
+		if !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsMulticast() {
 			out = append(out, a)
 		}
 	}

@@ -1,6 +1,7 @@
 package traversal
 
 import (
+	"github.com/machsend/machsend/internal/sockopt"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,6 +34,17 @@ type Signal interface {
 	// ServerOffset is server clock minus local clock.
 	ServerOffset() time.Duration
 }
+
+// DualStack is implemented by a Signal whose session may run attempts in
+// both address families: Families returns them in order of preference
+// (rendezvous.FamilyIPv6 first), or nil for one (each peer's sockets in
+// the family of its connection to the server). Both peers must get the
+// same answer: their attempt names must match.
+type DualStack interface {
+	Families() []string
+}
+
+var _ DualStack = (*RendezvousSignal)(nil)
 
 // RendezvousSignal implements Signal over a rendezvous client that has
 // created or joined Session. One goroutine routes the client's
@@ -239,8 +251,19 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 }
 
 // Observe implements Signal.
+// A local endpoint in the other address family than the server's
+// (a dual-stack session's attempt) observes at the server's endpoint in
+// that family, with the probe key that makes the server accept the
+// mapping in this peer's candidates.
 func (s *RendezvousSignal) Observe(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error) {
-	m, c, err := rendezvous.Observe(ctx, s.Server, local)
+	server, g := s.Server, s.Client.Greeting()
+	if sockopt.Is6(local.Addr()) != sockopt.Is6(server.Addr()) {
+		server = endpointIn(g.Endpoints, sockopt.Is6(local.Addr()))
+		if !server.IsValid() {
+			return netip.AddrPort{}, nil, fmt.Errorf("the server has no endpoint in the family of %s", local.Addr())
+		}
+	}
+	m, c, err := rendezvous.Observe(ctx, server, local, g.ProbeKey)
 	if err != nil {
 		return m, nil, err
 	}
@@ -252,11 +275,32 @@ func (s *RendezvousSignal) ObserveSecondary(ctx context.Context, local netip.Add
 	if !s.Secondary.IsValid() {
 		return netip.AddrPort{}, nil, fmt.Errorf("server has no secondary endpoint")
 	}
-	m, c, err := rendezvous.Observe(ctx, s.Secondary, local)
+	m, c, err := rendezvous.Observe(ctx, s.Secondary, local, "")
 	if err != nil {
 		return m, nil, err
 	}
 	return m, c, nil
+}
+
+// Families implements DualStack: both when the server's hello named an
+// endpoint in each address family (both peers hear the same hello, so
+// they schedule the same attempts), IPv6 first.
+func (s *RendezvousSignal) Families() []string {
+	g := s.Client.Greeting()
+	if endpointIn(g.Endpoints, true).IsValid() && endpointIn(g.Endpoints, false).IsValid() {
+		return []string{rendezvous.FamilyIPv6, rendezvous.FamilyIPv4}
+	}
+	return nil
+}
+
+// endpointIn is the first of eps in IPv6 (v6) or IPv4.
+func endpointIn(eps []netip.AddrPort, v6 bool) netip.AddrPort {
+	for _, e := range eps {
+		if sockopt.Is6(e.Addr()) == v6 {
+			return e
+		}
+	}
+	return netip.AddrPort{}
 }
 
 // Ready implements Signal.

@@ -54,6 +54,7 @@ func setup(fs *flag.FlagSet) func([]string) error {
 // options are the flags that are not server configuration.
 type options struct {
 	listen, secondary, relay, alternate  string
+	dualStack                            string
 	level                                string
 	jsonLogs, checkConfig                bool
 	tlsKey, tlsCert                      string
@@ -66,6 +67,7 @@ func defineFlags(flag *flag.FlagSet) (*rendezvous.Config, *options) {
 	cfg := &rendezvous.Config{}
 	o := &options{}
 	flag.StringVar(&o.listen, "listen", "0.0.0.0:3478", "primary endpoint (JSON-RPC)")
+	flag.StringVar(&o.dualStack, "dual-stack", "", "the primary endpoint in the other address family (e.g. [2001:db8::2]:3478 beside --listen 192.0.2.2:3478): both are served, clients learn both, and peers race IPv6 and IPv4 candidates (IPv6 first); both addresses must be specific")
 	flag.StringVar(&o.secondary, "secondary", "", "second endpoint on another address and port, for mapping comparison and connect-back")
 	flag.StringVar(&o.relay, "relay", "", "relay endpoint (empty: relay disabled)")
 	flag.StringVar(&o.alternate, "alternate", "", "another port on the primary address, so natcheck can tell address- from address-and-port-dependent mapping")
@@ -100,7 +102,7 @@ func defineFlags(flag *flag.FlagSet) (*rendezvous.Config, *options) {
 // checkListen checks, for --check-config, that every listening address
 // parses, without listening.
 func checkListen(o options) error {
-	for _, a := range []struct{ name, v string }{{"listen", o.listen}, {"secondary", o.secondary}, {"relay", o.relay}, {"alternate", o.alternate}} {
+	for _, a := range []struct{ name, v string }{{"listen", o.listen}, {"dual-stack", o.dualStack}, {"secondary", o.secondary}, {"relay", o.relay}, {"alternate", o.alternate}} {
 		if a.v == "" {
 			continue
 		}
@@ -127,6 +129,30 @@ func endpoints(cfg *rendezvous.Config, o options) error {
 		}
 		*e.to = ap
 	}
+	return dualStack(cfg, o)
+}
+
+// dualStack sets the server's endpoints in both families from --listen
+// and --dual-stack: two specific addresses, one in each family.
+func dualStack(cfg *rendezvous.Config, o options) error {
+	if o.dualStack == "" {
+		return nil
+	}
+	primary, err := netip.ParseAddrPort(o.listen)
+	if err != nil {
+		return cli.Usagef("--listen %q: want IP:PORT", o.listen)
+	}
+	other, err := netip.ParseAddrPort(o.dualStack)
+	if err != nil {
+		return cli.Usagef("--dual-stack %q: want IP:PORT", o.dualStack)
+	}
+	switch {
+	case primary.Addr().IsUnspecified() || other.Addr().IsUnspecified():
+		return cli.Usagef("--dual-stack: clients are told both endpoints, so --listen (%s) and --dual-stack (%s) must be specific addresses, not 0.0.0.0 or ::", primary, other)
+	case sockopt.Is6(primary.Addr()) == sockopt.Is6(other.Addr()):
+		return cli.Usagef("--dual-stack %s: give an address in the other family than --listen %s", other, primary)
+	}
+	cfg.Endpoints = []netip.AddrPort{primary, other}
 	return nil
 }
 
@@ -186,7 +212,7 @@ func run(cfg rendezvous.Config, o options) error {
 	for _, e := range []struct {
 		addr  string
 		relay bool
-	}{{o.listen, false}, {o.secondary, false}, {o.alternate, false}, {o.relay, true}} {
+	}{{o.listen, false}, {o.dualStack, false}, {o.secondary, false}, {o.alternate, false}, {o.relay, true}} {
 		if e.addr == "" {
 			continue
 		}

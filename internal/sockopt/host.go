@@ -21,6 +21,19 @@ func HostIPv4() []netip.Addr {
 	return out
 }
 
+// HostAddrs returns the host's addresses of both families (loopback
+// included), IPv4-mapped ones unmapped.
+func HostAddrs() []netip.Addr {
+	var out []netip.Addr
+	ifs, _ := net.InterfaceAddrs()
+	for _, a := range ifs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out
+}
+
 // FreePort reserves an ephemeral port with a reuse listener on every IPv4
 // address; the listener is returned so the caller decides whether to keep
 // listening on it.

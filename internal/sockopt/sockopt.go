@@ -73,6 +73,9 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 }
 
 // unspecified is the "any" address of a's family (IPv4's for an invalid a).
+// Is6 says whether a is an IPv6 address proper (not IPv4-mapped).
+func Is6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+
 func unspecified(a netip.Addr) netip.Addr {
 	if a.Is6() && !a.Is4In6() {
 		return netip.IPv6Unspecified()
