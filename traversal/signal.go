@@ -1,10 +1,10 @@
 package traversal
 
 import (
-	"github.com/machsend/machsend/internal/sockopt"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/machsend/machsend/internal/sockopt"
 	"io"
 	"net"
 	"net/netip"
