@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/machsend/machsend/internal/sockopt"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/rendezvous"
 )
 
