@@ -3,6 +3,8 @@ package experiments
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,8 @@ import (
 )
 
 // TestTransferOverIPv6: in the dual-stack lab with the server on IPv6
-// only, a transfer goes from A to B through two RFC 6092 firewalls (the
+// only, named by a host name with only an AAAA record (the lab's name
+// server), a transfer goes from A to B through two RFC 6092 firewalls (the
 // port-restricted-cone profile's IPv6 side): by simultaneous open
 // (p2pnat), by STUNT #2's low hop-limit SYN, and by auto, which starts on
 // the relay. Every path is IPv6, and the file arrives byte-identical.
@@ -30,6 +33,19 @@ func TestTransferOverIPv6(t *testing.T) {
 	if !p.Server.Addr().Is6() {
 		t.Fatalf("server on %s, want IPv6", p.Server)
 	}
+	// The peers name the server by a name that has only an AAAA record.
+	const name = "rendezvous6.lab.test"
+	dns, err := p.Lab.ServeDNS(p.RV, map[string][]netip.Addr{name: {p.Server.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dns.Close()
+	for _, n := range []string{p.A, p.B} {
+		if err := p.Lab.UseResolver(n, dns.Addr.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server := fmt.Sprintf("%s:%d", name, p.Server.Port())
 	dir := t.TempDir()
 	file := filepath.Join(dir, "v6.bin")
 	if err := WriteRandomFile(file, 1<<20+7, 6); err != nil {
@@ -42,13 +58,13 @@ func TestTransferOverIPv6(t *testing.T) {
 		{"auto", "relay"},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
-			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method)
+			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method, "--server", server)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer snd.Proc.Kill()
-			if !strings.Contains(link, "["+p.Server.Addr().String()+"]") {
-				t.Fatalf("link %q does not name the IPv6 server", link)
+			if !strings.Contains(link, server) {
+				t.Fatalf("link %q does not name the server %s", link, server)
 			}
 			out := filepath.Join(dir, "out-"+tc.method)
 			get, err := p.Get(p.B, link, out, "--method", tc.method)

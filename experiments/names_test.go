@@ -23,7 +23,7 @@ func TestServerByName(t *testing.T) {
 	bin := buildtest.Commands(t, "machsend", "rendezvous")
 	p := labPeers(t, bin, "two-nat", nil, "port-restricted-cone", "port-restricted-cone")
 	const name = "rendezvous.lab.test"
-	dns, err := p.Lab.ServeDNS(p.RV, map[string]netip.Addr{name: p.Server.Addr()})
+	dns, err := p.Lab.ServeDNS(p.RV, map[string][]netip.Addr{name: {p.Server.Addr()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,26 +21,30 @@ import (
 // (Lab.UseResolver) reaches lab servers by name and nothing outside.
 type DNS struct {
 	Addr    netip.AddrPort
-	records map[string]netip.Addr // lower-case, fully qualified (trailing dot)
+	records map[string][]netip.Addr // lower-case, fully qualified (trailing dot)
 	pc      net.PacketConn
 	done    chan struct{}
 	once    sync.Once
 }
 
 // ServeDNS starts a name server on node's first address, port 53, that
-// maps each name of records to its address (names are matched without
-// regard to case; only IPv4 lab addresses are served).
-func (l *Lab) ServeDNS(node string, records map[string]netip.Addr) (*DNS, error) {
+// maps each name of records to its addresses: A records for its IPv4 ones,
+// AAAA for its IPv6 ones (names are matched without regard to case; only
+// lab addresses are served: a lab's Internet and LAN ranges, 2001:db8::/32
+// and unique-local IPv6).
+func (l *Lab) ServeDNS(node string, records map[string][]netip.Addr) (*DNS, error) {
 	n, err := l.Node(node)
 	if err != nil {
 		return nil, err
 	}
-	d := &DNS{Addr: netip.AddrPortFrom(n.Addr(), 53), records: map[string]netip.Addr{}, done: make(chan struct{})}
-	for name, a := range records {
-		if !a.Is4() {
-			return nil, fmt.Errorf("dns: %s: %s is not an IPv4 address", name, a)
+	d := &DNS{Addr: netip.AddrPortFrom(n.Addr(), 53), records: map[string][]netip.Addr{}, done: make(chan struct{})}
+	for name, as := range records {
+		for _, a := range as {
+			if !a.IsValid() || !labSafe(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())) {
+				return nil, fmt.Errorf("dns: %s: %s is not a lab address", name, a)
+			}
 		}
-		d.records[fqdn(name)] = a
+		d.records[fqdn(name)] = slices.Clone(as)
 	}
 	// A socket keeps the namespace it was made in: the server goroutine
 	// runs on any thread.
@@ -93,7 +98,7 @@ func (d *DNS) answer(req []byte) (resp []byte, ok bool) {
 	}
 	q := qs[0]
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired}
-	a, known := d.records[strings.ToLower(q.Name.String())]
+	addrs, known := d.records[strings.ToLower(q.Name.String())]
 	if !known {
 		rh.RCode = dnsmessage.RCodeNameError
 	}
@@ -102,9 +107,18 @@ func (d *DNS) answer(req []byte) (resp []byte, ok bool) {
 	if b.StartQuestions() != nil || b.Question(q) != nil || b.StartAnswers() != nil {
 		return nil, false
 	}
-	if known && q.Type == dnsmessage.TypeA && q.Class == dnsmessage.ClassINET {
-		rr := dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60}
-		if b.AResource(rr, dnsmessage.AResource{A: a.As4()}) != nil {
+	for _, a := range addrs {
+		if q.Class != dnsmessage.ClassINET {
+			break
+		}
+		rr := dnsmessage.ResourceHeader{Name: q.Name, Type: q.Type, Class: dnsmessage.ClassINET, TTL: 60}
+		switch {
+		case q.Type == dnsmessage.TypeA && a.Is4():
+			err = b.AResource(rr, dnsmessage.AResource{A: a.As4()})
+		case q.Type == dnsmessage.TypeAAAA && a.Is6():
+			err = b.AAAAResource(rr, dnsmessage.AAAAResource{AAAA: a.As16()})
+		}
+		if err != nil {
 			return nil, false
 		}
 	}

@@ -27,7 +27,10 @@ func query(t testing.TB, name string, typ dnsmessage.Type) []byte {
 // their address, other types of a known name with no record, unknown
 // names with "no such name", and drops what is not a query.
 func TestDNSAnswers(t *testing.T) {
-	d := &DNS{records: map[string]netip.Addr{fqdn("Rendezvous.Lab.Test"): netip.MustParseAddr("192.0.2.2")}}
+	d := &DNS{records: map[string][]netip.Addr{
+		fqdn("Rendezvous.Lab.Test"): {netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8:0:1::2")},
+		fqdn("v4only.lab.test"):     {netip.MustParseAddr("192.0.2.3")},
+	}}
 	response := query(t, "x.", dnsmessage.TypeA)
 	response[2] |= 0x80 // QR: a response, not a query
 	for _, tc := range []struct {
@@ -39,7 +42,9 @@ func TestDNSAnswers(t *testing.T) {
 	}{
 		{"known name", query(t, "rendezvous.lab.test.", dnsmessage.TypeA), true, dnsmessage.RCodeSuccess, "192.0.2.2"},
 		{"other case", query(t, "RENDEZVOUS.lab.test.", dnsmessage.TypeA), true, dnsmessage.RCodeSuccess, "192.0.2.2"},
-		{"AAAA of a known name", query(t, "rendezvous.lab.test.", dnsmessage.TypeAAAA), true, dnsmessage.RCodeSuccess, ""},
+		{"AAAA of a known name", query(t, "rendezvous.lab.test.", dnsmessage.TypeAAAA), true, dnsmessage.RCodeSuccess, "2001:db8:0:1::2"},
+		{"AAAA of an IPv4-only name", query(t, "v4only.lab.test.", dnsmessage.TypeAAAA), true, dnsmessage.RCodeSuccess, ""},
+		{"MX of a known name", query(t, "rendezvous.lab.test.", dnsmessage.TypeMX), true, dnsmessage.RCodeSuccess, ""},
 		{"unknown name", query(t, "example.com.", dnsmessage.TypeA), true, dnsmessage.RCodeNameError, ""},
 		{"a response", response, false, 0, ""},
 		{"garbage", []byte{1, 2, 3}, false, 0, ""},
@@ -67,8 +72,11 @@ func TestDNSAnswers(t *testing.T) {
 			}
 			got := ""
 			for _, a := range answers {
-				if r, ok := a.Body.(*dnsmessage.AResource); ok {
+				switch r := a.Body.(type) {
+				case *dnsmessage.AResource:
 					got = netip.AddrFrom4(r.A).String()
+				case *dnsmessage.AAAAResource:
+					got = netip.AddrFrom16(r.AAAA).String()
 				}
 			}
 			if got != tc.addr {
@@ -84,7 +92,7 @@ func FuzzDNSAnswer(f *testing.F) {
 	f.Add(query(f, "rendezvous.lab.test.", dnsmessage.TypeA))
 	f.Add(query(f, "a.b.", dnsmessage.TypeAAAA))
 	f.Add([]byte{0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0})
-	d := &DNS{records: map[string]netip.Addr{"rendezvous.lab.test.": netip.MustParseAddr("192.0.2.2")}}
+	d := &DNS{records: map[string][]netip.Addr{"rendezvous.lab.test.": {netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2")}}}
 	f.Fuzz(func(t *testing.T, req []byte) {
 		resp, ok := d.answer(req)
 		if !ok {
