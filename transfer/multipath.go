@@ -152,13 +152,40 @@ func (m *Multipath) moved(read bool, to int) {
 	}
 }
 
-// Write writes p to the current path.
+// movePiece bounds what one Write puts on the first path at a time: a
+// move waits for the piece in progress, and on a relay whose buffers are
+// bounded (rendezvous.Config.RelayBuffer) a chunk of megabytes takes many
+// round trips, which the move would wait out. Pieces are whole records,
+// so the stream is the same; once the writes have moved, Write puts p on
+// the path whole.
+const movePiece = 4 * maxPlain
+
+// Write writes p to the current path, in pieces of movePiece bytes while
+// on the first path, so that a move (Add) waits for a piece, not for p.
 func (m *Multipath) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k, err := m.writePiece(p)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// writePiece writes p, or its first movePiece bytes while on the first
+// path, and says how much it wrote.
+func (m *Multipath) writePiece(p []byte) (int, error) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	sc, err := m.path(m.w)
 	if err != nil {
 		return 0, err
+	}
+	if m.w == 0 && len(p) > movePiece {
+		p = p[:movePiece]
 	}
 	return sc.Write(p)
 }
