@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/machsend/machsend/experiments/spec"
 	"github.com/machsend/machsend/internal/buildtest"
 	"github.com/machsend/machsend/natlab/natlabtest"
 	"github.com/machsend/machsend/session"
@@ -60,7 +61,7 @@ func TestTransferOverIPv6(t *testing.T) {
 		t.Run(tc.method, func(t *testing.T) {
 			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method, "--server", server)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\n%s", err, snd.Stderr())
 			}
 			defer snd.Proc.Kill()
 			if !strings.Contains(link, server) {
@@ -100,9 +101,14 @@ func TestDualStackTransferIPv6Wins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A 30 ms round trip, so that the file is still on its way over the
+	// relay when the direct path authenticates.
+	if err := (&spec.ImpairCase{RTT: 30 * time.Millisecond}).Apply(lab); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "dual.bin")
-	if err := WriteRandomFile(file, 8<<20+3, 7); err != nil {
+	if err := WriteRandomFile(file, 32<<20+3, 7); err != nil {
 		t.Fatal(err)
 	}
 	want, _ := os.ReadFile(file)

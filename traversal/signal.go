@@ -252,15 +252,17 @@ func (s *RendezvousSignal) handleLocked(n rendezvous.Notification) {
 
 // Observe implements Signal.
 // A local endpoint in the other address family than the server's
-// (a dual-stack session's attempt) observes at the server's endpoint in
-// that family, with the probe key that makes the server accept the
-// mapping in this peer's candidates.
+// observes at the server's endpoint in that family when it has one (a
+// dual-stack session's attempt), with the probe key that makes the
+// server accept the mapping in this peer's candidates.
 func (s *RendezvousSignal) Observe(ctx context.Context, local netip.AddrPort) (netip.AddrPort, io.Closer, error) {
 	server, g := s.Server, s.Client.Greeting()
 	if sockopt.Is6(local.Addr()) != sockopt.Is6(server.Addr()) {
-		server = endpointIn(g.Endpoints, sockopt.Is6(local.Addr()))
-		if !server.IsValid() {
-			return netip.AddrPort{}, nil, fmt.Errorf("the server has no endpoint in the family of %s", local.Addr())
+		// Without an endpoint in local's family (not a dual-stack
+		// session), the probe goes to the server in its own family from
+		// the same port (sockopt.Dial takes the server's family).
+		if e := endpointIn(g.Endpoints, sockopt.Is6(local.Addr())); e.IsValid() {
+			server = e
 		}
 	}
 	m, c, err := rendezvous.Observe(ctx, server, local, g.ProbeKey)
