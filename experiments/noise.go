@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/machsend/machsend/experiments/spec"
+	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/natlab"
 )
 
@@ -50,7 +51,7 @@ func handshake(ctx context.Context, n *natlab.Node, dst netip.AddrPort) (time.Du
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		start := time.Now()
-		c, err := (&net.Dialer{}).DialContext(dctx, "tcp4", dst.String())
+		c, err := (&net.Dialer{}).DialContext(dctx, sockopt.Network(dst), dst.String())
 		d = time.Since(start)
 		if err != nil {
 			return err

@@ -227,7 +227,11 @@ func (w *worker) runTrial(ctx context.Context, sp *spec.Spec, c spec.Cell, rep i
 	// A fresh server port per trial: the previous trials' TIME_WAIT state
 	// on rv survives a Reset, and a sequential NAT would otherwise hit it.
 	w.trials++
-	peers, err := StartRendezvous(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3), serverArgs(ic)...)
+	start := StartRendezvous
+	if c.Family == spec.FamilyIPv6 {
+		start = StartRendezvous6
+	}
+	peers, err := start(ctx, lab, w.opt.Bin, uint16(10000+(w.trials%2000)*3), serverArgs(ic)...)
 	if err != nil {
 		return nil, err
 	}

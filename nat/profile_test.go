@@ -92,3 +92,33 @@ func FuzzParseProfile(f *testing.F) {
 		}
 	})
 }
+
+// An IPv6 firewall translates nothing (endpoint-independent, port kept)
+// and keeps every filtering knob of its profile; a delayed ICMP becomes a
+// drop; a public host stays public.
+func TestFirewall6(t *testing.T) {
+	for _, name := range []string{"symmetric-random", "no-simultaneous-open", "rst-unsolicited", "icmp-unsolicited", "strict-sequence"} {
+		p, err := nat.Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := p.Firewall6()
+		if f.Mapping != nat.EndpointIndependent || f.PortAllocation != nat.Preserve || f.PortDelta != 0 {
+			t.Errorf("%s: mapping %s, allocation %s, delta %d: want no translation", name, f.Mapping, f.PortAllocation, f.PortDelta)
+		}
+		if f.Filtering != p.Filtering || f.SimultaneousOpen != p.SimultaneousOpen || f.SequenceTracking != p.SequenceTracking ||
+			f.ICMPTimeExceeded != p.ICMPTimeExceeded || f.OutboundSYNACK != p.OutboundSYNACK {
+			t.Errorf("%s: a filtering knob changed: %+v from %+v", name, f, p)
+		}
+		want := p.UnsolicitedSYN
+		if want == nat.SYNDelayedICMP {
+			want = nat.SYNDrop
+		}
+		if f.UnsolicitedSYN != want {
+			t.Errorf("%s: unsolicited SYN %s from %s, want %s", name, f.UnsolicitedSYN, p.UnsolicitedSYN, want)
+		}
+	}
+	if pub := nat.Public("public"); pub.Firewall6() != pub {
+		t.Error("a public host gained a firewall")
+	}
+}

@@ -78,6 +78,13 @@ func (l *Lab) Impair(node, network string, im impair.Impairment) error {
 		if err := runIn(n.Handle, strings.NewReader(impair.Rules(dirs)), "iptables-nft-restore"); err != nil {
 			return fmt.Errorf("impair %s/%s: queue rules: %w", node, network, err)
 		}
+		// A dual-stack lab's IPv6 packets take the same queues (a queue
+		// is the same for every family), so both families see one path.
+		if l.Topology.HasIPv6() {
+			if err := runIn(n.Handle, strings.NewReader(impair.Rules(dirs)), "ip6tables-nft-restore"); err != nil {
+				return fmt.Errorf("impair %s/%s: IPv6 queue rules: %w", node, network, err)
+			}
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/machsend/machsend/internal/sockopt"
 	"github.com/machsend/machsend/nat"
 	"github.com/machsend/machsend/natlab"
+	"github.com/machsend/machsend/natlab/impair"
 	"github.com/machsend/machsend/natlab/natlabtest"
 )
 
@@ -29,7 +30,7 @@ func dial6(n *natlab.Node, local, dst netip.AddrPort, wait time.Duration) (net.C
 	return c, err
 }
 
-// listen6 listens over IPv6 on a lab node (with port reuse, so a dial
+// listen6 listens (over IPv6, or IPv4 for an IPv4 address) on a lab node (with port reuse, so a dial
 // from the same port can share it) and accepts in the background.
 func listen6(t *testing.T, n *natlab.Node, ap netip.AddrPort) {
 	t.Helper()
@@ -37,7 +38,7 @@ func listen6(t *testing.T, n *natlab.Node, ap netip.AddrPort) {
 	if err := natlab.Do(n.Handle, func() error {
 		lc := net.ListenConfig{Control: sockopt.Control(0)}
 		var err error
-		ln, err = lc.Listen(context.Background(), "tcp6", ap.String())
+		ln, err = lc.Listen(context.Background(), sockopt.Network(ap), ap.String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -178,6 +179,43 @@ func TestIPv6HopLimit(t *testing.T) {
 		}
 		if err == nil && (got.Port() != local.Port() || !got.Addr().Is6()) {
 			t.Errorf("hop limit %d: connected from %s, want IPv6 port %d", tc.ttl, got, local.Port())
+		}
+	}
+}
+
+// An impairment delays IPv6 as it delays IPv4 (both families take the
+// node's queue): a handshake to the server over either family takes the
+// round trip the core adds.
+func TestIPv6Impaired(t *testing.T) {
+	natlabtest.RequireRoot(t)
+	l := natlabtest.New(t, "two-nat6", "port-restricted-cone")
+	a, rv := node(t, l, "a"), node(t, l, "rv")
+	listen6(t, rv, netip.AddrPortFrom(rv.Addr6(), 9000))
+	listen6(t, rv, netip.AddrPortFrom(rv.Addr(), 9001))
+	const delay = 40 * time.Millisecond
+	for _, nw := range rv.Ifaces {
+		if err := l.Impair(rv.Name, nw.Network, impair.MustParse("delay="+delay.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dst := range []netip.AddrPort{netip.AddrPortFrom(rv.Addr6(), 9000), netip.AddrPortFrom(rv.Addr(), 9001)} {
+		var took time.Duration
+		err := natlab.Do(a.Handle, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			start := time.Now()
+			c, err := sockopt.Dial(ctx, netip.AddrPort{}, dst, 0)
+			took = time.Since(start)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", dst, err)
+		}
+		if took < delay || took > delay+30*time.Millisecond {
+			t.Errorf("%s: handshake took %v, want the %v the server's egress adds", dst, took, delay)
 		}
 	}
 }

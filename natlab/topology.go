@@ -354,13 +354,19 @@ func (t *Topology) node(name string) *NodeSpec {
 }
 
 // Addresses returns a node's addresses on each of its networks (prefixes
-// carry the network's length), computed from the topology alone.
+// carry the network's length), computed from the topology alone: its IPv4
+// addresses first, then, on a dual-stack network, its IPv6 ones.
 func (t *Topology) Addresses(node string) map[string][]netip.Prefix {
 	out := map[string][]netip.Prefix{}
 	for i := range t.Networks {
 		nw := &t.Networks[i]
 		for j := range nw.Members[node] {
 			out[nw.Name] = append(out[nw.Name], nw.addr(node, j))
+		}
+		for j := range nw.Members[node] {
+			if p := nw.addr6(node, j); p.IsValid() {
+				out[nw.Name] = append(out[nw.Name], p)
+			}
 		}
 	}
 	return out

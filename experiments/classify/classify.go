@@ -110,6 +110,9 @@ func (q quoted) String() string { return fmt.Sprintf("%s -> %s", q.src, q.dst) }
 
 func decode(p natlab.CapturedPacket) (seg, bool) {
 	pk := p.Decode()
+	if ip6, ok := pk.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ok {
+		return decode6(p, pk, ip6)
+	}
 	ip, ok := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	if !ok {
 		return seg{}, false
@@ -117,17 +120,7 @@ func decode(p natlab.CapturedPacket) (seg, bool) {
 	s := seg{t: p.Time}
 	src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
 	dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
-	if tcp, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
-		s.src, s.dst = netip.AddrPortFrom(src, uint16(tcp.SrcPort)), netip.AddrPortFrom(dst, uint16(tcp.DstPort))
-		for _, f := range []struct {
-			on bool
-			c  string
-		}{{tcp.SYN, "S"}, {tcp.ACK, "A"}, {tcp.RST, "R"}, {tcp.FIN, "F"}} {
-			if f.on {
-				s.flags += f.c
-			}
-		}
-		s.seq, s.ack = tcp.Seq, tcp.Ack
+	if decodeTCP(pk, &s, src, dst) {
 		return s, true
 	}
 	if ic, ok := pk.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
@@ -149,6 +142,51 @@ func decode(p natlab.CapturedPacket) (seg, bool) {
 	return seg{}, false
 }
 
+// decodeTCP fills s from pk's TCP segment, if it has one.
+func decodeTCP(pk gopacket.Packet, s *seg, src, dst netip.Addr) bool {
+	tcp, ok := pk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !ok {
+		return false
+	}
+	s.src, s.dst = netip.AddrPortFrom(src, uint16(tcp.SrcPort)), netip.AddrPortFrom(dst, uint16(tcp.DstPort))
+	for _, f := range []struct {
+		on bool
+		c  string
+	}{{tcp.SYN, "S"}, {tcp.ACK, "A"}, {tcp.RST, "R"}, {tcp.FIN, "F"}} {
+		if f.on {
+			s.flags += f.c
+		}
+	}
+	s.seq, s.ack = tcp.Seq, tcp.Ack
+	return true
+}
+
+// decode6 is decode for an IPv6 packet: a TCP segment, or an ICMPv6
+// error with the endpoints of the packet it quotes (after the message's
+// four unused bytes, a 40-byte IPv6 header and the TCP ports).
+func decode6(p natlab.CapturedPacket, pk gopacket.Packet, ip *layers.IPv6) (seg, bool) {
+	s := seg{t: p.Time}
+	src, _ := netip.AddrFromSlice(ip.SrcIP.To16())
+	dst, _ := netip.AddrFromSlice(ip.DstIP.To16())
+	if decodeTCP(pk, &s, src, dst) {
+		return s, true
+	}
+	ic, ok := pk.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+	if !ok {
+		return seg{}, false
+	}
+	s.src, s.dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+	s.icmp = ic.TypeCode.String()
+	if q := ic.Payload; len(q) >= 4+40+4 {
+		qs, _ := netip.AddrFromSlice(q[4+8 : 4+24])
+		qd, _ := netip.AddrFromSlice(q[4+24 : 4+40])
+		sp := uint16(q[44])<<8 | uint16(q[45])
+		dp := uint16(q[46])<<8 | uint16(q[47])
+		s.inner = quoted{netip.AddrPortFrom(qs, sp), netip.AddrPortFrom(qd, dp)}
+	}
+	return s, true
+}
+
 // natView holds one NAT's two sides.
 type natView struct {
 	name     string
@@ -156,6 +194,11 @@ type natView struct {
 	inside   []netip.Prefix
 	wan, lan []seg
 }
+
+// facing says whether a packet to a, on v's WAN, is one for v to admit
+// or not: to its public address (IPv4, translated) or to an inside
+// host's own address (IPv6, routed untranslated through its firewall).
+func (v *natView) facing(a netip.Addr) bool { return a == v.public || v.isInside(a) }
 
 func (v *natView) isInside(a netip.Addr) bool {
 	for _, p := range v.inside {
@@ -261,7 +304,7 @@ func (c *classifier) note(class, format string, args ...any) {
 // a second, by the kernel's timestamps; the window only keeps apart two
 // attempts' errors that quote the same destination.
 func (c *classifier) inboundICMP(v *natView, s seg) {
-	if !strings.HasPrefix(s.icmp, "TimeExceeded") || s.dst.Addr() != v.public || towardRV(s.inner, c.rv) {
+	if !strings.HasPrefix(s.icmp, "TimeExceeded") || !v.facing(s.dst.Addr()) || towardRV(s.inner, c.rv) {
 		return
 	}
 	for _, l := range v.lan {
@@ -277,7 +320,7 @@ func (c *classifier) inboundICMP(v *natView, s seg) {
 // inboundSYN: a peer's SYN (not the rendezvous server's traffic) reached
 // v's public address; if it was not forwarded inside, how did v answer?
 func (c *classifier) inboundSYN(v *natView, s seg) {
-	if s.flags != "S" || s.dst.Addr() != v.public || c.rv[s.src.Addr()] {
+	if s.flags != "S" || !v.facing(s.dst.Addr()) || c.rv[s.src.Addr()] {
 		return
 	}
 	for _, l := range v.lan {

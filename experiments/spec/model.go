@@ -54,7 +54,8 @@ func PredictUnder(c Cell, ic *ImpairCase, budget time.Duration) (model.Predictio
 }
 
 // chain composes the profiles of a side's NATs, nearest first (a NAT
-// node the cell gives no profile, or no NAT at all, is a public address).
+// node the cell gives no profile, or no NAT at all, is a public address;
+// in an IPv6 cell each is its profile's IPv6 firewall, nat.Firewall6).
 func (c Cell) chain(nats []string) (*nat.Profile, error) {
 	var out *nat.Profile
 	for _, n := range nats {
@@ -63,6 +64,9 @@ func (c Cell) chain(nats []string) (*nat.Profile, error) {
 			var err error
 			if p, err = nat.Load(name); err != nil {
 				return nil, fmt.Errorf("cell %s: %w", c.Key(), err)
+			}
+			if c.Family == FamilyIPv6 { // what the node is to IPv6: a firewall
+				p = p.Firewall6()
 			}
 		}
 		if out == nil {

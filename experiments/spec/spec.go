@@ -76,7 +76,14 @@ type Group struct {
 	// Offsets sweeps the offset between the peers' SYNs (model.Path): one
 	// case per offset, the spec's path with A's side delayed by it.
 	Offsets []time.Duration `yaml:"offsets" json:"offsets,omitempty"`
+	// Family "ip6" runs the group's cells over IPv6 only (a dual-stack
+	// topology: the server on its IPv6 addresses, the NAT nodes' IPv6
+	// firewalls); "" (or "ip4") is IPv4.
+	Family string `yaml:"family" json:"family,omitempty"`
 }
+
+// FamilyIPv6 is Group.Family and Cell.Family for IPv6 cells.
+const FamilyIPv6 = "ip6"
 
 // Throughput asks for a bulk-transfer measurement in a two-NAT lab.
 type Throughput struct {
@@ -101,6 +108,8 @@ type Cell struct {
 	Case string `json:"case,omitempty"`
 	// Reps is how many repetitions the cell runs (0: the spec's).
 	Reps int `json:"-"`
+	// Family is FamilyIPv6 for a cell run over IPv6 only (Group.Family).
+	Family string `json:"family,omitempty"`
 }
 
 // Key names a cell uniquely and stably.
@@ -116,6 +125,9 @@ func (c Cell) Key() string {
 		fmt.Fprintf(&b, " %s=%s", n, c.Profiles[n])
 	}
 	b.WriteString(" " + c.Method)
+	if c.Family != "" {
+		b.WriteString(" " + c.Family)
+	}
 	if c.Case != "" {
 		b.WriteString(" @" + c.Case)
 	}
@@ -316,6 +328,9 @@ func (s *Spec) groupCells(gi int, g Group, all []string) ([]Cell, error) {
 		return nil, fmt.Errorf("group %d: %w", gi, err)
 	}
 	nats := topo.NATs()
+	if err := checkFamily(gi, g, topo); err != nil {
+		return nil, err
+	}
 	methods := expandMethods(g.Methods)
 	if len(methods) == 0 {
 		methods = expandMethods(s.Methods)
@@ -338,7 +353,7 @@ func (s *Spec) groupCells(gi int, g Group, all []string) ([]Cell, error) {
 	seen := map[string]bool{}
 	for _, tuple := range tuples {
 		for _, m := range methods {
-			c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m}
+			c := Cell{Topology: g.Topology, Profiles: map[string]string{}, Method: m, Family: g.Family}
 			for i, p := range tuple {
 				c.Profiles[nats[i]] = p
 			}
@@ -349,6 +364,24 @@ func (s *Spec) groupCells(gi int, g Group, all []string) ([]Cell, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkFamily checks a group's address family: IPv4, or IPv6 in a
+// topology whose networks all have IPv6 addresses.
+func checkFamily(gi int, g Group, topo *natlab.Topology) error {
+	switch g.Family {
+	case "", "ip4":
+		return nil
+	case FamilyIPv6:
+	default:
+		return fmt.Errorf("group %d: family %q (want ip4 or ip6)", gi, g.Family)
+	}
+	for _, nw := range topo.Networks {
+		if nw.Subnet6 == "" {
+			return fmt.Errorf("group %d: family ip6 needs a dual-stack topology, and network %q of %s has no subnet6", gi, nw.Name, g.Topology)
+		}
+	}
+	return nil
 }
 
 // pairTuples checks a group's explicit profile tuples, one profile per NAT.
