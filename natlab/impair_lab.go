@@ -79,9 +79,10 @@ func (l *Lab) Impair(node, network string, im impair.Impairment) error {
 			return fmt.Errorf("impair %s/%s: queue rules: %w", node, network, err)
 		}
 		// A dual-stack lab's IPv6 packets take the same queues (a queue
-		// is the same for every family), so both families see one path.
+		// is the same for every family), so both families see one path;
+		// the node's own answers skip them in both (impair.Rules6).
 		if l.Topology.HasIPv6() {
-			if err := runIn(n.Handle, strings.NewReader(impair.Rules(dirs)), "ip6tables-nft-restore"); err != nil {
+			if err := runIn(n.Handle, strings.NewReader(impair.Rules6(dirs)), "ip6tables-nft-restore"); err != nil {
 				return fmt.Errorf("impair %s/%s: IPv6 queue rules: %w", node, network, err)
 			}
 		}

@@ -185,10 +185,12 @@ func TestIPv6HopLimit(t *testing.T) {
 
 // An impairment delays IPv6 as it delays IPv4 (both families take the
 // node's queue): a handshake to the server over either family takes the
-// round trip the core adds.
+// round trip the core adds. The firewall's own answers are not queued
+// (the kernel would drop them there): with nat-a's WAN impaired, its RST
+// to an unsolicited IPv6 SYN still reaches the sender.
 func TestIPv6Impaired(t *testing.T) {
 	natlabtest.RequireRoot(t)
-	l := natlabtest.New(t, "two-nat6", "port-restricted-cone")
+	l := natlabtest.New(t, "two-nat6", "rst-unsolicited")
 	a, rv := node(t, l, "a"), node(t, l, "rv")
 	listen6(t, rv, netip.AddrPortFrom(rv.Addr6(), 9000))
 	listen6(t, rv, netip.AddrPortFrom(rv.Addr(), 9001))
@@ -217,5 +219,20 @@ func TestIPv6Impaired(t *testing.T) {
 		if took < delay || took > delay+30*time.Millisecond {
 			t.Errorf("%s: handshake took %v, want the %v the server's egress adds", dst, took, delay)
 		}
+	}
+	if err := l.Impair("nat-a", "wan-a", impair.MustParse("delay=10ms")); err != nil {
+		t.Fatal(err)
+	}
+	err := natlab.Do(rv.Handle, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 900*time.Millisecond)
+		defer cancel()
+		c, err := sockopt.Dial(ctx, netip.AddrPort{}, netip.AddrPortFrom(a.Addr6(), 39999), 0)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	if got := sockopt.Outcome(err); got != "refused" {
+		t.Errorf("unsolicited SYN to a through its impaired firewall: %v (%s), want refused (the firewall's RST)", err, got)
 	}
 }

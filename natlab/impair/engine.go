@@ -377,3 +377,32 @@ func Rules(dirs map[string]uint16) string {
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
+
+// ownMark marks, in Rules6, the packets a node makes itself in answer to
+// another (see Rules).
+const ownMark = "0x4e4c0000/0xffff0000"
+
+// Rules6 is Rules for a dual-stack node's IPv6 packets (ip6tables-nft's
+// "ip6 mangle"). An IPv6 firewall's RST for an unsolicited SYN comes from
+// the address the SYN was for, an inside host's, not from the node's own,
+// so addrtype cannot tell the node's answers from forwarded packets: the
+// mangle OUTPUT chain, which only packets the node makes pass, marks
+// them, and POSTROUTING lets the marked ones leave unqueued.
+func Rules6(dirs map[string]uint16) string {
+	var b strings.Builder
+	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
+	var nets []string
+	for n := range dirs {
+		nets = append(nets, n)
+	}
+	sort.Strings(nets)
+	if len(nets) > 0 {
+		fmt.Fprintf(&b, "-A OUTPUT -m conntrack --ctstate RELATED -j MARK --set-xmark %s\n", ownMark)
+	}
+	for _, n := range nets {
+		fmt.Fprintf(&b, "-A POSTROUTING -o %s -m mark --mark %s -j RETURN\n", n, ownMark)
+		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d --queue-bypass\n", n, dirs[n])
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}

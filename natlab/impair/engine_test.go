@@ -187,3 +187,22 @@ func TestImpairRules(t *testing.T) {
 		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// IPv6's rules mark what the node makes itself in OUTPUT (an IPv6
+// firewall's RST comes from the inside host's address, so addrtype would
+// not tell it) and let it leave unqueued.
+func TestImpairRules6(t *testing.T) {
+	got := Rules6(map[string]uint16{"wan-b": 9, "wan-a": 12})
+	want := "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
+		"-A OUTPUT -m conntrack --ctstate RELATED -j MARK --set-xmark 0x4e4c0000/0xffff0000\n" +
+		"-A POSTROUTING -o wan-a -m mark --mark 0x4e4c0000/0xffff0000 -j RETURN\n" +
+		"-A POSTROUTING -o wan-a -j NFQUEUE --queue-num 12 --queue-bypass\n" +
+		"-A POSTROUTING -o wan-b -m mark --mark 0x4e4c0000/0xffff0000 -j RETURN\n" +
+		"-A POSTROUTING -o wan-b -j NFQUEUE --queue-num 9 --queue-bypass\nCOMMIT\n"
+	if got != want {
+		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
+	}
+	if Rules6(nil) != "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n" {
+		t.Error("no queued direction still marks")
+	}
+}
