@@ -36,6 +36,7 @@ func writeReport(out string, all []*spec.Trial, cells []*CellStats, pop *Populat
 	writeFord2005(p, trials, cells)
 	reportHeatmaps(p, out)
 	reportOtherTopologies(p, cells)
+	reportIPv6(p, cells)
 	reportPrediction(p, cells)
 	reportMechanisms(p, trials)
 	reportProfiles(p, out)
@@ -212,7 +213,7 @@ func reportOtherTopologies(p printer, cells []*CellStats) {
 	p("| topology | profiles | method | success | model | why |")
 	p("|---|---|---|---:|---|---|")
 	for _, c := range cells {
-		if c.Cell.Topology == "two-nat" {
+		if c.Cell.Topology == "two-nat" || c.Cell.Family == spec.FamilyIPv6 { // IPv6: reportIPv6
 			continue
 		}
 		p("| %s | %s | %s | %d/%d | %v | %s |", c.Cell.Topology, profilesString(c.Cell), c.Cell.Method, c.Successes, c.N, c.Predicted, c.PredictedReason)

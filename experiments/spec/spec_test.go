@@ -25,6 +25,9 @@ func TestSpecCells(t *testing.T) {
 		{"unknown case", "name: x\nmethods: [auto]\nimpairments:\n  slow: {rtt: 100ms}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n    cases: [fast]\n", 0, true},
 		{"cross needs a cross host", "name: x\nmethods: [auto]\nimpairments:\n  busy: {cross: 20}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n    cases: [busy]\n", 0, true},
 		{"bad loss", "name: x\nmethods: [auto]\nimpairments:\n  bad: {loss: 120%}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n", 0, true},
+		{"ipv6 cells", "name: x\nmethods: [p2pnat, auto]\ngroups:\n  - topology: two-nat6\n    family: ip6\n    pairs: [[rst-unsolicited, full-cone]]\n  - topology: two-nat6\n    pairs: [[rst-unsolicited, full-cone]]\n", 4, false},
+		{"ipv6 needs a dual-stack topology", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat\n    family: ip6\n    pairs: [[none, none]]\n", 0, true},
+		{"unknown family", "name: x\nmethods: [auto]\ngroups:\n  - topology: two-nat6\n    family: ipx\n    pairs: [[none, none]]\n", 0, true},
 		{"case named none", "name: x\nmethods: [auto]\nimpairments:\n  none: {rtt: 1ms}\ngroups:\n  - topology: two-nat\n    pairs: [[none, none]]\n", 0, true},
 	}
 	for _, tt := range tests {
@@ -69,5 +72,29 @@ func TestServerRTT(t *testing.T) {
 		if got := c.ic.ServerRTT(); got != c.want {
 			t.Errorf("%+v: %v, want %v", c.ic, got, c.want)
 		}
+	}
+}
+
+// An IPv6 cell is its own cell (its key names the family), and the model
+// predicts it from the profiles' IPv6 firewalls: a symmetric NAT's
+// firewall translates nothing, so p2pnat connects through it over IPv6
+// where it fails over IPv4.
+func TestIPv6CellPrediction(t *testing.T) {
+	v4 := spec.Cell{Topology: "two-nat6", Profiles: map[string]string{"nat-a": "symmetric-random", "nat-b": "symmetric-random"}, Method: "p2pnat"}
+	v6 := v4
+	v6.Family = spec.FamilyIPv6
+	if v4.Key() == v6.Key() {
+		t.Fatalf("IPv4 and IPv6 cells share the key %q", v4.Key())
+	}
+	p4, err := spec.PredictUnder(v4, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p6, err := spec.PredictUnder(v6, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p4.Success || !p6.Success {
+		t.Errorf("p2pnat between symmetric-random NATs: IPv4 %v (%s), IPv6 %v (%s); want fails, connects", p4.Success, p4.Reason, p6.Success, p6.Reason)
 	}
 }
