@@ -36,49 +36,20 @@ func TestTransferOverIPv6(t *testing.T) {
 	}
 	// The peers name the server by a name that has only an AAAA record.
 	const name = "rendezvous6.lab.test"
-	dns, err := p.Lab.ServeDNS(p.RV, map[string][]netip.Addr{name: {p.Server.Addr()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dns.Close()
-	for _, n := range []string{p.A, p.B} {
-		if err := p.Lab.UseResolver(n, dns.Addr.Addr()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	useLabDNS(t, p, map[string][]netip.Addr{name: {p.Server.Addr()}})
 	server := fmt.Sprintf("%s:%d", name, p.Server.Port())
 	dir := t.TempDir()
 	file := filepath.Join(dir, "v6.bin")
 	if err := WriteRandomFile(file, 1<<20+7, 6); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile(file)
 	for _, tc := range []struct{ method, path string }{
 		{"p2pnat", "punched by p2pnat"},
 		{"stunt2", "punched by stunt2"},
 		{"auto", "relay"},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
-			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method, "--server", server)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, snd.Stderr())
-			}
-			defer snd.Proc.Kill()
-			if !strings.Contains(link, server) {
-				t.Fatalf("link %q does not name the server %s", link, server)
-			}
-			out := filepath.Join(dir, "out-"+tc.method)
-			get, err := p.Get(p.B, link, out, "--method", tc.method)
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs, err := get.Wait(time.Minute)
-			if err != nil {
-				t.Fatalf("get: %v\n%s", err, get.Stderr())
-			}
-			if got, err := os.ReadFile(filepath.Join(out, "v6.bin")); err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("received file differs (%v)", err)
-			}
+			evs := sendGet(t, p, file, dir, server, []string{"--method", tc.method, "--server", server}, []string{"--method", tc.method})
 			e, ok := session.First(evs, session.KindConnected)
 			if !ok || e.Report == nil || !e.Report.Remote.Addr().Is6() || session.PathName(e.Report) != tc.path {
 				t.Fatalf("first path %+v, want %s over IPv6", e.Report, tc.path)
@@ -111,7 +82,6 @@ func TestDualStackTransferIPv6Wins(t *testing.T) {
 	if err := WriteRandomFile(file, 32<<20+3, 7); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile(file)
 	for _, tc := range []struct {
 		method string
 		kind   session.Kind // the event whose path must be IPv6
@@ -121,26 +91,10 @@ func TestDualStackTransferIPv6Wins(t *testing.T) {
 		{"auto", session.KindMoved, ""},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
-			snd, link, err := p.Send(p.A, []string{file}, "--method", tc.method)
-			if err != nil {
-				t.Fatal(err)
+			if !p.Server.Addr().Is4() {
+				t.Fatalf("links name %s, want the server's IPv4 endpoint", p.Server)
 			}
-			defer snd.Proc.Kill()
-			if !strings.Contains(link, p.Server.Addr().String()) || !p.Server.Addr().Is4() {
-				t.Fatalf("link %q does not name the server's IPv4 endpoint %s", link, p.Server)
-			}
-			out := filepath.Join(dir, "out-"+tc.method)
-			get, err := p.Get(p.B, link, out, "--method", tc.method)
-			if err != nil {
-				t.Fatal(err)
-			}
-			evs, err := get.Wait(time.Minute)
-			if err != nil {
-				t.Fatalf("get: %v\n%s", err, get.Stderr())
-			}
-			if got, err := os.ReadFile(filepath.Join(out, "dual.bin")); err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("received file differs (%v)", err)
-			}
+			evs := sendGet(t, p, file, dir, p.Server.String(), []string{"--method", tc.method}, []string{"--method", tc.method})
 			e, ok := session.First(evs, tc.kind)
 			if !ok || e.Report == nil || !e.Report.Remote.Addr().Is6() || !strings.Contains(e.Report.Attempt, "@ip6/") {
 				t.Fatalf("%s: %+v, want an IPv6 attempt's path", tc.kind, e.Report)
@@ -150,4 +104,52 @@ func TestDualStackTransferIPv6Wins(t *testing.T) {
 			}
 		})
 	}
+}
+
+// useLabDNS serves names on the rendezvous node and points both peers'
+// resolvers at it, until the test ends.
+func useLabDNS(t *testing.T, p *LabPeers, names map[string][]netip.Addr) {
+	t.Helper()
+	dns, err := p.Lab.ServeDNS(p.RV, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dns.Close() })
+	for _, n := range []string{p.A, p.B} {
+		if err := p.Lab.UseResolver(n, dns.Addr.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sendGet sends file from A with sendFlags (its link must name server),
+// gets it on B into a folder of dir with getFlags, checks that it arrived
+// byte for byte and returns the receiver's events.
+func sendGet(t *testing.T, p *LabPeers, file, dir, server string, sendFlags, getFlags []string) []session.Event {
+	t.Helper()
+	snd, link, err := p.Send(p.A, []string{file}, sendFlags...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, snd.Stderr())
+	}
+	defer snd.Proc.Kill()
+	if !strings.Contains(link, server) {
+		t.Fatalf("link %q does not name the server %s", link, server)
+	}
+	out, err := os.MkdirTemp(dir, "out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, err := p.Get(p.B, link, out, getFlags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := get.Wait(time.Minute)
+	if err != nil {
+		t.Fatalf("get: %v\n%s", err, get.Stderr())
+	}
+	want, _ := os.ReadFile(file)
+	if got, err := os.ReadFile(filepath.Join(out, filepath.Base(file))); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("received file differs (%v)", err)
+	}
+	return evs
 }

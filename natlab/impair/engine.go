@@ -363,6 +363,13 @@ func (e *Engine) Stop() {
 // (nf_queue), so queued they would never leave. They leave at once,
 // without the direction's delay.
 func Rules(dirs map[string]uint16) string {
+	return mangle(dirs, "", "-m addrtype --src-type LOCAL -m conntrack --ctstate RELATED")
+}
+
+// mangle renders a mangle table that queues each direction of dirs: the
+// packets the match own selects leave unqueued, and output (if set) is
+// the OUTPUT chain's one rule while some direction is queued.
+func mangle(dirs map[string]uint16, output, own string) string {
 	var b strings.Builder
 	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
 	var nets []string
@@ -370,8 +377,11 @@ func Rules(dirs map[string]uint16) string {
 		nets = append(nets, n)
 	}
 	sort.Strings(nets)
+	if len(nets) > 0 && output != "" {
+		fmt.Fprintf(&b, "-A OUTPUT %s\n", output)
+	}
 	for _, n := range nets {
-		fmt.Fprintf(&b, "-A POSTROUTING -o %s -m addrtype --src-type LOCAL -m conntrack --ctstate RELATED -j RETURN\n", n)
+		fmt.Fprintf(&b, "-A POSTROUTING -o %s %s -j RETURN\n", n, own)
 		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d --queue-bypass\n", n, dirs[n])
 	}
 	b.WriteString("COMMIT\n")
@@ -389,20 +399,5 @@ const ownMark = "0x4e4c0000/0xffff0000"
 // mangle OUTPUT chain, which only packets the node makes pass, marks
 // them, and POSTROUTING lets the marked ones leave unqueued.
 func Rules6(dirs map[string]uint16) string {
-	var b strings.Builder
-	b.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n")
-	var nets []string
-	for n := range dirs {
-		nets = append(nets, n)
-	}
-	sort.Strings(nets)
-	if len(nets) > 0 {
-		fmt.Fprintf(&b, "-A OUTPUT -m conntrack --ctstate RELATED -j MARK --set-xmark %s\n", ownMark)
-	}
-	for _, n := range nets {
-		fmt.Fprintf(&b, "-A POSTROUTING -o %s -m mark --mark %s -j RETURN\n", n, ownMark)
-		fmt.Fprintf(&b, "-A POSTROUTING -o %s -j NFQUEUE --queue-num %d --queue-bypass\n", n, dirs[n])
-	}
-	b.WriteString("COMMIT\n")
-	return b.String()
+	return mangle(dirs, "-m conntrack --ctstate RELATED -j MARK --set-xmark "+ownMark, "-m mark --mark "+ownMark)
 }
