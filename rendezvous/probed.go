@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 )
 
 // maxProbed bounds the probe addresses remembered per client: a
@@ -46,10 +47,8 @@ func (c *client) hello(p HelloParams) string {
 // probedLocked remembers addr as one of c's probe addresses (the newest
 // maxProbed). s.mu is held.
 func (c *client) probedLocked(addr netip.Addr) {
-	for _, a := range c.probed {
-		if a == addr {
-			return
-		}
+	if slices.Contains(c.probed, addr) {
+		return
 	}
 	if len(c.probed) == maxProbed {
 		c.probed = c.probed[1:]

@@ -12,10 +12,9 @@ import (
 // address a server observed, to tell whether it is behind a NAT.
 func HostIPv4() []netip.Addr {
 	var out []netip.Addr
-	ifs, _ := net.InterfaceAddrs()
-	for _, a := range ifs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			out = append(out, p.Addr())
+	for _, a := range HostAddrs() {
+		if a.Is4() {
+			out = append(out, a)
 		}
 	}
 	return out
