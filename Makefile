@@ -15,13 +15,12 @@ CMDS    := natlab machsend rendezvous experiment
 # The version stamped into the binaries (--version): git describe.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION)
-# What make dist builds and make test cross-compiles: machsend for every
-# OS/ARCH, the rendezvous server where its event loop runs (Linux's epoll,
-# macOS's kqueue; see cmd/rendezvous).
+# What make dist builds and make test cross-compiles: machsend and the
+# rendezvous server for every OS/ARCH (the server's event loop is epoll on
+# Linux, kqueue on macOS, a goroutine per connection on Windows).
 DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
-SERVER_OS    := linux darwin
 # Every release binary as OS/ARCH/CMD, the one list cross and dist build.
-DIST_BUILDS  := $(foreach t,$(DIST_TARGETS),$(foreach c,machsend $(if $(filter $(firstword $(subst /, ,$(t))),$(SERVER_OS)),rendezvous),$(t)/$(c)))
+DIST_BUILDS  := $(foreach t,$(DIST_TARGETS),$(foreach c,machsend rendezvous,$(t)/$(c)))
 
 .PHONY: all deps deps-slurm build cross wine dist test test-slurm test-unit bench experiment experiment-full fuzz lint clean-lab
 
@@ -51,8 +50,8 @@ cross:
 	  os=$${b%%/*}; rest=$${b#*/}; echo "cross-compile $$b"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$${rest%/*} $(GO) build -o $$tmp/ ./cmd/$${rest#*/} || exit 1; \
 	done
-	@for os in darwin windows; do echo "vet for $$os (with tests): machsend's packages"; \
-	  GOOS=$$os $(GO) vet $$(GOOS=$$os $(GO) list -deps ./cmd/machsend | grep '^github.com/machsend/machsend/' | grep -v /cmd/) || exit 1; \
+	@for os in darwin windows; do echo "vet for $$os (with tests): machsend's and rendezvous's packages"; \
+	  GOOS=$$os $(GO) vet $$(GOOS=$$os $(GO) list -deps ./cmd/machsend ./cmd/rendezvous | grep '^github.com/machsend/machsend/' | grep -v /cmd/) || exit 1; \
 	done
 
 # machsend's portable unit tests as Windows binaries under Wine.
@@ -77,6 +76,8 @@ test: deps lint cross wine
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
 	$(GO) run ./internal/leakcheck -- $(GO) test -p 1 -count=1 -timeout 14m ./...
+	@echo "the Windows server's transport (a goroutine per connection), on Linux under the race detector"
+	$(GO) test -count=1 -race -tags rvconn ./rendezvous
 
 # The sharded run on a real one-machine Slurm cluster (experiments/slurm):
 # the quick matrix as three array tasks and a merge job, against one run.

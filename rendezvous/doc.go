@@ -2,9 +2,12 @@
 // client: JSON-RPC 2.0, one object per line over TCP, with server
 // notifications on the same connection. The client uses
 // github.com/sourcegraph/jsonrpc2 over a size-bounded line stream; the
-// server serves its clients from one epoll event loop per CPU (loop.go:
-// no goroutine per connection or per request) and refuses new sessions
-// with "busy" and a back-off hint when it is not keeping up.
+// server serves its clients from one epoll (Linux) or kqueue (macOS) event
+// loop per CPU (loop.go: no goroutine per connection or per request) and
+// refuses new sessions with "busy" and a back-off hint when it is not
+// keeping up. On Windows, and other systems without those loops, each
+// client has a goroutine of its own (conn_other.go) behind the same
+// handlers and limits.
 //
 // The server tells each connection the endpoint it observes (hello), so a
 // client learns the NAT mapping of any local port by connecting from it

@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
@@ -12,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -69,10 +65,10 @@ func newWebFront(s *Server) *webFront {
 }
 
 // handOff takes a connection the loop found to speak HTTP (see front).
-func (w *webFront) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
+func (w *webFront) handOff(c net.Conn, remote, _ netip.AddrPort, first []byte) {
 	w.once.Do(func() { go w.http.Serve(w.ln) })
 	if !w.perAddr.take(remote.Addr()) {
-		syscall.Close(fd)
+		c.Close()
 		w.srv.Stats.Rejected.Add(1)
 		return
 	}
@@ -80,16 +76,11 @@ func (w *webFront) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
 	case w.slots <- struct{}{}:
 	default:
 		w.perAddr.put(remote.Addr())
-		syscall.Close(fd)
+		c.Close()
 		w.srv.Stats.Rejected.Add(1)
 		return
 	}
 	release := func() { <-w.slots; w.perAddr.put(remote.Addr()) }
-	c, err := fdConn(fd)
-	if err != nil {
-		release()
-		return
-	}
 	pc := &prefixConn{Conn: c, first: bytes.Clone(first), release: release}
 	if !w.ln.offer(pc) {
 		pc.Close()
@@ -99,14 +90,6 @@ func (w *webFront) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
 func (w *webFront) close() {
 	w.ln.Close()
 	w.http.Close()
-}
-
-// fdConn makes a net.Conn of a socket descriptor (and closes fd: the
-// conn holds its own duplicate).
-func fdConn(fd int) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "web")
-	defer f.Close()
-	return net.FileConn(f)
 }
 
 // ServeHTTP serves the landing page of a session, its script and style,

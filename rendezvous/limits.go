@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
@@ -10,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
@@ -30,16 +27,6 @@ const (
 	maxPace        = 5 * time.Second // longest a client is held for its request rate
 	probeShare     = 5               // percent of the descriptors for probe dials in flight, server-wide
 )
-
-// fdLimit is the soft RLIMIT_NOFILE (Go raises it to the hard limit at
-// start), or 1024 when it cannot be read.
-func fdLimit() int {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur == 0 {
-		return 1024
-	}
-	return int(min(r.Cur, 1<<24))
-}
 
 // probeSlot takes one of the server-wide probe-dial slots, or says the
 // server is busy (the client may retry; probes are never queued).

@@ -1,11 +1,11 @@
-//go:build linux || darwin
+//go:build (linux || darwin) && !rvconn
 
 package rendezvous
 
 import (
-	"bytes"
 	"errors"
-	"net/netip"
+	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -221,20 +221,8 @@ func (l *loop) readable(c *client) {
 		switch {
 		case n > 0:
 			c.lastRead = time.Now()
-			if !c.spoke {
-				c.spoke = true
-				if looksHTTP(l.buf[:n]) {
-					l.handTo(l.srv.web, c, l.buf[:n])
-					return
-				}
-				if looksTLS(l.buf[:n]) && l.srv.tls.cfg != nil && c.tcp == nil {
-					l.handTo(l.srv.tls, c, l.buf[:n])
-					return
-				}
-				if l.srv.cfg.RelayAddr.IsValid() && c.tcp == nil && bytes.HasPrefix(l.buf[:n], []byte(relayPrefix)) {
-					l.handTo(l.srv.relay, c, l.buf[:n])
-					return
-				}
+			if l.handedOff(c, l.buf[:n]) {
+				return
 			}
 			l.consume(c, l.buf[:n])
 			if n < len(l.buf) {
@@ -248,58 +236,6 @@ func (l *loop) readable(c *client) {
 			return
 		}
 	}
-}
-
-// consume handles the complete lines of data (after what c left pending);
-// an incomplete line, or what follows a pause, waits in c.in.
-func (l *loop) consume(c *client, data []byte) {
-	if len(c.in) > 0 {
-		c.in = append(c.in, data...)
-		data = c.in
-	}
-	rest := l.lines(c, data)
-	if !c.paused && len(rest) > l.srv.cfg.MaxMessage {
-		l.srv.Stats.Malformed.Add(1)
-		l.closeClient(c) // a line over the limit: ErrTooLarge
-		return
-	}
-	if len(rest) == 0 {
-		c.in = nil
-		return
-	}
-	c.in = append(make([]byte, 0, len(rest)), rest...)
-}
-
-// lines handles complete lines of data until it runs out or c is paused,
-// and returns what is left.
-func (l *loop) lines(c *client, data []byte) []byte {
-	for len(data) > 0 && !c.paused && !c.gone {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			return data
-		}
-		start, line := data, bytes.TrimSpace(data[:i])
-		data = data[i+1:]
-		if i > l.srv.cfg.MaxMessage {
-			l.srv.Stats.Malformed.Add(1)
-			l.closeClient(c)
-			return nil
-		}
-		if len(line) == 0 {
-			continue
-		}
-		switch c.handleLine(line) {
-		case lineClose:
-			l.closeClient(c)
-			return nil
-		case lineAgain:
-			return start
-		}
-	}
-	if c.gone {
-		return nil
-	}
-	return data
 }
 
 // pause stops reading c until resumeAt (its request rate); what it sent
@@ -387,13 +323,6 @@ func (l *loop) closeClient(c *client) {
 	l.srv.drop(c)
 }
 
-// front takes over connections that turn out not to speak the
-// rendezvous protocol: fd is a close-on-exec duplicate of the socket (the
-// loop closes its own), first what the loop read of it.
-type front interface {
-	handOff(fd int, remote, local netip.AddrPort, first []byte)
-}
-
 // handTo stops serving c and hands its connection to f (the landing
 // pages, landing.go; the TLS front, tlsfront.go, which brings the
 // plaintext back as a new client; or the relay, relay.go).
@@ -403,7 +332,19 @@ func (l *loop) handTo(f front, c *client, first []byte) {
 	if err != nil {
 		return
 	}
-	f.handOff(fd, c.remote, c.local, first)
+	conn, err := fdConn(fd)
+	if err != nil {
+		return
+	}
+	f.handOff(conn, c.remote, c.local, first)
+}
+
+// fdConn makes a net.Conn of a socket descriptor (and closes fd: the
+// conn holds its own duplicate).
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "web")
+	defer f.Close()
+	return net.FileConn(f)
 }
 
 // closeAll ends the loop: every client closes, then the epoll set.

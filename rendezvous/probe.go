@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
@@ -10,8 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/machsend/machsend/internal/sockopt"
 )
@@ -79,7 +75,7 @@ func (p *prober) close() {
 
 // saw records the source of the first bare SYN and of the first SYN-ACK
 // reaching each sink.
-func (p *prober) saw(b []byte, _ unix.Sockaddr) {
+func (p *prober) saw(b []byte) {
 	src, dport, isn, flags, ok := parseTCPHead(b)
 	if !ok {
 		return
@@ -96,6 +92,9 @@ func (p *prober) saw(b []byte, _ unix.Sockaddr) {
 	}
 }
 
+// ipProtoTCP is the IPv4 protocol number of TCP.
+const ipProtoTCP = 6
+
 // ParseSYN reads an IPv4 packet carrying a TCP segment with SYN set and
 // ACK clear: its source endpoint, destination port and sequence number.
 // Anything else (or anything short or malformed) is not ok.
@@ -110,7 +109,7 @@ func ParseSYN(b []byte) (src netip.AddrPort, dport uint16, isn uint32, ok bool) 
 // parseTCPHead reads an IPv4 packet's TCP header: source endpoint,
 // destination port, sequence number and flags; not ok for anything else.
 func parseTCPHead(b []byte) (src netip.AddrPort, dport uint16, seq uint32, flags byte, ok bool) {
-	if len(b) < 20 || b[0]>>4 != 4 || b[9] != unix.IPPROTO_TCP {
+	if len(b) < 20 || b[0]>>4 != 4 || b[9] != ipProtoTCP {
 		return netip.AddrPort{}, 0, 0, 0, false
 	}
 	ihl := int(b[0]&0x0f) * 4

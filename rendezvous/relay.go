@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
@@ -12,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -200,15 +197,10 @@ func (r *relay) admit(ip netip.Addr) (release func(), ok bool) {
 // handOff takes a connection the server's loop found to start with
 // relayPrefix: a relay half on the server's own port (see front), bounded
 // by the same counts as one on the relay address.
-func (r *relay) handOff(fd int, remote, _ netip.AddrPort, first []byte) {
+func (r *relay) handOff(c net.Conn, remote, _ netip.AddrPort, first []byte) {
 	release, ok := r.admit(remote.Addr())
 	if !ok {
-		syscall.Close(fd)
-		return
-	}
-	c, err := fdConn(fd)
-	if err != nil {
-		release()
+		c.Close()
 		return
 	}
 	go r.handle(&prefixConn{Conn: c, first: bytes.Clone(first), release: release})

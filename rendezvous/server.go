@@ -1,5 +1,3 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
@@ -13,13 +11,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
 	"golang.org/x/time/rate"
 
-	"github.com/machsend/machsend/internal/epoll"
 	"github.com/machsend/machsend/internal/sockopt"
 )
 
@@ -318,57 +314,40 @@ func (s *Server) accept(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	fd, err := epoll.Detach(raw)
-	if err != nil {
-		s.perAddr.put(remote.Addr())
-		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
-		return
-	}
-	s.serveFD(fd, remote, addrPortOf(raw.LocalAddr()), nil)
+	s.serveConn(raw, remote, addrPortOf(raw.LocalAddr()))
 }
 
-// register admits a TLS client's plaintext end fd (tlsfront.go) under the
-// same limits as any connection, and serves it; it reports whether it was
-// admitted (if not, fd is closed).
-func (s *Server) register(fd int, remote, local netip.AddrPort, tcp *net.TCPConn) bool {
-	if !s.perAddr.take(remote.Addr()) {
+// admitTLS applies a TLS client's weight to the limits of any connection
+// (admit, perAddr): whether its plaintext may be served.
+func (s *Server) admitTLS(remote netip.Addr) bool {
+	if !s.perAddr.take(remote) {
 		s.Stats.Rejected.Add(1)
-		syscall.Close(fd)
 		return false
 	}
-	if !s.admit(remote.Addr(), true) {
-		s.perAddr.put(remote.Addr())
+	if !s.admit(remote, true) {
+		s.perAddr.put(remote)
 		s.Stats.Rejected.Add(1)
-		syscall.Close(fd)
 		return false
 	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		s.perAddr.put(remote.Addr())
-		syscall.Close(fd)
-		return false
-	}
-	s.serveFD(fd, remote, local, tcp)
 	return true
 }
 
-// serveFD hands an admitted connection's descriptor to an event loop;
-// tcp, for a TLS client, is its TCP connection (for round-trip readings).
-func (s *Server) serveFD(fd int, remote, local netip.AddrPort, tcp *net.TCPConn) {
+// newClient makes the client of an admitted connection, owned by the
+// next loop, sets its socket (setIO), and counts it; tcp, for a TLS
+// client, is its TCP connection (for round-trip readings).
+func (s *Server) newClient(setIO func(*clientIO), remote, local netip.AddrPort, tcp *net.TCPConn) *client {
 	s.Stats.Accepted.Add(1)
 	l := s.loops[int(s.next.Add(1))%len(s.loops)]
-	c := &client{srv: s, loop: l, fd: fd, remote: remote, local: local, lastRead: time.Now(), tcp: tcp,
+	c := &client{srv: s, loop: l, remote: remote, local: local, lastRead: time.Now(), tcp: tcp,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.RequestRate), int(s.cfg.RequestRate))}
+	setIO(&c.clientIO)
 	s.mu.Lock()
 	s.clients[c] = struct{}{}
 	if tcp != nil {
 		s.tlsHeld++
 	}
 	s.mu.Unlock()
-	if err := l.add(c); err != nil {
-		syscall.Close(fd)
-		s.drop(c)
-		s.log.Warn("cannot serve connection", "remote", remote, "err", err)
-	}
+	return c
 }
 
 func (s *Server) janitor(stop chan struct{}) {

@@ -23,7 +23,7 @@ func (p *prober) startSniffer() {
 		return
 	}
 	p.sniff = true
-	go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, p.saw)
+	go sockopt.ReadPackets(fd, 200*time.Millisecond, 256, p.done, func(b []byte, _ unix.Sockaddr) { p.saw(b) })
 }
 
 // synOnly is a socket filter passing IPv4 TCP segments with SYN set (SYN

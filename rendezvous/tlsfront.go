@@ -1,16 +1,11 @@
-//go:build linux || darwin
-
 package rendezvous
 
 import (
 	"bytes"
 	"crypto/tls"
-	"io"
 	"net"
 	"net/netip"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TLS on the rendezvous port: a connection whose first byte starts a TLS
@@ -19,7 +14,9 @@ import (
 // tlsHandshakeTimeout), then joins the loop through a socket pair: the
 // loop serves the plaintext end as any client, under the same admission
 // limits, with the TCP connection's address as the client's, while two
-// goroutines carry bytes between the pair and the TLS connection.
+// goroutines carry bytes between the pair and the TLS connection. (Where
+// the server has no event loops, Windows, the TLS connection is served on
+// its own goroutine like any connection: conn_other.go.)
 // Plain clients keep working on the same port. A client pins the server's
 // key by the SHA-256 of its SubjectPublicKeyInfo (Pin), which a link
 // carries, so a self-signed key is enough; an operator's certificate works
@@ -45,49 +42,32 @@ func newTLSFront(s *Server) *tlsFront {
 }
 
 // handOff takes a connection that started a TLS handshake (see front).
-func (t *tlsFront) handOff(fd int, remote, local netip.AddrPort, first []byte) {
+func (t *tlsFront) handOff(c net.Conn, remote, local netip.AddrPort, first []byte) {
 	select {
 	case t.slots <- struct{}{}:
 	default:
-		unix.Close(fd)
+		c.Close()
 		t.srv.Stats.Rejected.Add(1)
 		return
 	}
-	go t.serve(fd, remote, local, bytes.Clone(first))
+	go t.serve(c, remote, local, bytes.Clone(first))
 }
 
-func (t *tlsFront) serve(fd int, remote, local netip.AddrPort, first []byte) {
-	conn, err := fdConn(fd)
-	if err != nil {
-		<-t.slots
-		return
-	}
+// serve completes the handshake and has the server serve the plaintext
+// (serveTLS: through a socket pair into an event loop, or on its own
+// goroutine where the server has no event loops).
+func (t *tlsFront) serve(conn net.Conn, remote, local netip.AddrPort, first []byte) {
 	tc := tls.Server(&prefixConn{Conn: conn, first: first, release: func() {}}, t.cfg)
 	_ = conn.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-	err = tc.Handshake()
+	err := tc.Handshake()
 	<-t.slots
 	if err != nil {
 		conn.Close()
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	pair, err := socketpair()
-	if err != nil {
-		conn.Close()
-		return
-	}
-	outer, err := fdConn(pair[1])
-	if err != nil {
-		unix.Close(pair[0])
-		conn.Close()
-		return
-	}
 	tcp, _ := conn.(*net.TCPConn)
-	if !t.srv.register(pair[0], remote, local, tcp) {
-		outer.Close()
+	if !t.srv.serveTLS(tc, remote, local, tcp) {
 		conn.Close()
-		return
 	}
-	go func() { io.Copy(outer, tc); outer.Close(); tc.Close() }()
-	go func() { io.Copy(tc, outer); tc.Close(); outer.Close() }()
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/machsend/machsend/internal/sockopt"
 )
 
 // Errors callers test for.
@@ -120,7 +122,7 @@ func mapIOErr(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
 		return fmt.Errorf("%w: %v", ErrDiskFull, err)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), sockopt.Reset.Is(err), errors.Is(err, syscall.EPIPE):
 		return fmt.Errorf("%w: %v", ErrPeerGone, err)
 	}
 	return err

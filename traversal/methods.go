@@ -527,8 +527,7 @@ func (a *attempt) p2pnat(ctx context.Context) error {
 				if err == nil || ctx.Err() != nil {
 					return err
 				}
-				if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ECONNRESET) &&
-					!errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH) &&
+				if !sockopt.Refused.Is(err) && !sockopt.Reset.Is(err) && !sockopt.Unreachable.Is(err) &&
 					!errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, ErrAuth) {
 					return err
 				}

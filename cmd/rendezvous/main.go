@@ -4,13 +4,9 @@
 //
 //	rendezvous --listen 192.0.2.2:3478 --secondary 192.0.2.3:3479 --relay 192.0.2.2:3480 [--alternate 192.0.2.2:3481] [--forge]
 //
-// It runs on Linux (epoll; SYN sniffing and forging need CAP_NET_RAW) and
-// macOS (kqueue; no SYN sniffing or forging). It does not build for
-// Windows: its event loop drives non-blocking socket descriptors, which
-// Windows does not expose through the net package.
-//
-//go:build linux || darwin
-
+// It runs on Linux (an epoll event loop; SYN sniffing and forging need
+// CAP_NET_RAW), macOS (kqueue; no SYN sniffing or forging) and Windows (a
+// goroutine per connection; no sniffing, forging or round-trip readings).
 package main
 
 import (

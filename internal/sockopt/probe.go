@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"syscall"
 
 	"golang.org/x/net/bpf"
 )
@@ -57,11 +56,11 @@ func ClassifyProbe(err error, icmpOK bool, typ, code uint8) string {
 	switch {
 	case err == nil:
 		return ProbeConnected
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+	case Refused.Is(err), Reset.Is(err):
 		return ProbeRST
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
+	case errors.Is(err, context.DeadlineExceeded), TimedOut.Is(err):
 		return ProbeTimeout
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case Unreachable.Is(err):
 		return ProbeICMPOtherUnreach
 	}
 	return ProbeError

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"syscall"
 )
 
 // ErrNotSupported is what the hand-driven sockets, probes and kernel
@@ -92,13 +91,13 @@ func Outcome(err error) string {
 		return "connected"
 	case errors.Is(err, ErrNotSupported):
 		return ProbeNotApplicable
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case Refused.Is(err):
 		return "refused"
-	case errors.Is(err, syscall.ECONNRESET):
+	case Reset.Is(err):
 		return "reset"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case Unreachable.Is(err):
 		return "unreachable"
-	case errors.Is(err, syscall.EADDRINUSE), errors.Is(err, syscall.EADDRNOTAVAIL):
+	case AddrInUse.Is(err):
 		return "address-in-use"
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"

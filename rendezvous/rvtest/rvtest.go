@@ -1,5 +1,3 @@
-//go:build !windows
-
 // Package rvtest runs a real rendezvous server on loopback for tests of
 // the packages above it (session, web): primary and relay endpoints on
 // 127.0.0.1, the secondary on 127.0.0.2.
