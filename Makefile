@@ -77,7 +77,7 @@ test: deps lint cross wine
 	$(GO) run ./cmd/natlab clean >/dev/null 2>&1 || true
 	$(GO) run ./internal/leakcheck -- $(GO) test -p 1 -count=1 -timeout 14m ./...
 	@echo "the Windows server's transport (a goroutine per connection), on Linux under the race detector"
-	$(GO) test -count=1 -race -tags rvconn ./rendezvous
+	$(GO) test -count=1 -short -race -tags rvconn ./rendezvous
 
 # The sharded run on a real one-machine Slurm cluster (experiments/slurm):
 # the quick matrix as three array tasks and a merge job, against one run.
