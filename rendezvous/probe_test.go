@@ -77,17 +77,9 @@ func TestSinkProbes(t *testing.T) {
 	if _, err := c.Hello(ctx, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	sink, err := c.Sink(ctx)
-	if runtime.GOOS != "linux" {
-		// Sinks filter SYNs with a Linux socket filter: elsewhere the
-		// server says so, in the vocabulary natcheck reports.
-		if err == nil || !strings.Contains(err.Error(), sockopt.ErrNotSupported.Error()) {
-			t.Fatalf("probe.sink off Linux: %v, want %q", err, sockopt.ErrNotSupported)
-		}
+	sink, ok := linuxSink(ctx, t, c)
+	if !ok {
 		return
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	// The SYN into the sink is swallowed: the connect stays pending.
 	rs, err := sockopt.NewRawSocket(netip.MustParseAddrPort("127.0.0.1:0"), 0)
@@ -162,7 +154,13 @@ func TestSinkProbes(t *testing.T) {
 			}
 		})
 	}
-	// Per-client limit, and sinks go with their client.
+	sinksBounded(ctx, t, s, addr)
+}
+
+// sinksBounded: a client gets at most maxSinksPerClient sinks, and its
+// sinks go with it.
+func sinksBounded(ctx context.Context, t *testing.T, s *Server, addr netip.AddrPort) {
+	t.Helper()
 	c2 := dial(t, addr)
 	if _, err := c2.Hello(ctx, nil, false); err != nil {
 		t.Fatal(err)
@@ -205,4 +203,22 @@ func TestSinkSniffer(t *testing.T) {
 	if e.seen != a || e.isn != 12345 || e.synack != a {
 		t.Errorf("sink saw SYN %s (isn %d) and SYN-ACK %s; want both from %s", e.seen, e.isn, e.synack, a)
 	}
+}
+
+// linuxSink opens a sink, which only Linux servers have (sinks filter SYNs
+// with a Linux socket filter): elsewhere the server must say so, in the
+// vocabulary natcheck reports, and there is nothing more to test.
+func linuxSink(ctx context.Context, t *testing.T, c *Client) (SinkResult, bool) {
+	t.Helper()
+	sink, err := c.Sink(ctx)
+	if runtime.GOOS != "linux" {
+		if err == nil || !strings.Contains(err.Error(), sockopt.ErrNotSupported.Error()) {
+			t.Fatalf("probe.sink off Linux: %v, want %q", err, sockopt.ErrNotSupported)
+		}
+		return sink, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sink, true
 }
