@@ -17,7 +17,9 @@ import (
 // goroutine of its own that reads its connection, and written by a
 // second goroutine that lives only while replies wait. The protocol, the
 // limits and the fronts are the same as on Linux and macOS (lines.go,
-// serverclient.go): only how bytes reach the handlers differs.
+// serverclient.go): only how bytes reach the handlers differs. Linux
+// builds this transport too with -tags rvconn, so that make test runs the
+// server's tests over it under the race detector.
 //
 // Ownership: only a client's reading goroutine closes it for good
 // (closeClient) and forgets it; any goroutine may send, under io, and
