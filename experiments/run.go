@@ -1,12 +1,14 @@
 package experiments
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -167,7 +169,34 @@ func pendingJobs(sp *spec.Spec, cells []spec.Cell, done map[string]bool) (plain,
 			}
 		}
 	}
+	methodsInnermost(impaired)
 	return plain, impaired
+}
+
+// methodsInnermost orders impaired jobs repetition by repetition, then by
+// pair and case, then by method (each in the order first met): workers
+// take consecutive jobs, so a trial runs beside the other methods of its
+// own pair and case, whatever its method, and the methods compared in a
+// case share its conditions and its load. In the order the cells are
+// listed (method before case), a method's trials ran beside its own
+// trials of the other cases: auto, nine attempts a trial, beside three
+// more autos (median, at rtt-30ms) and p2pnat beside none, which made
+// auto look a round trip slower than the single methods it runs.
+func methodsInnermost(jobs []job) {
+	rank := map[string]int{}
+	pairCase := func(j job) string {
+		c := j.cell
+		c.Method = ""
+		return c.Key()
+	}
+	for _, j := range jobs {
+		if _, ok := rank[pairCase(j)]; !ok {
+			rank[pairCase(j)] = len(rank)
+		}
+	}
+	slices.SortStableFunc(jobs, func(a, b job) int {
+		return cmp.Or(cmp.Compare(a.rep, b.rep), cmp.Compare(rank[pairCase(a)], rank[pairCase(b)]))
+	})
 }
 
 // runner runs jobs on workers, each with its own labs, and appends every
