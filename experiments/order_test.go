@@ -2,8 +2,6 @@ package experiments
 
 import (
 	"testing"
-
-	"github.com/machsend/machsend/experiments/spec"
 )
 
 // The paper matrix's impaired trials run the methods of one pair, case
@@ -14,14 +12,7 @@ import (
 // trials before it (the one of the previous case, when a case has fewer
 // methods than there are workers), where the order of the cells put three.
 func TestImpairedJobsMixMethods(t *testing.T) {
-	sp, err := spec.LoadSpec("paper.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cells, err := sp.Cells()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp, cells := paperSpec(t)
 	_, impaired := pendingJobs(sp, cells, map[string]bool{})
 	if len(impaired) == 0 {
 		t.Fatal("no impaired jobs in the paper matrix")

@@ -98,7 +98,7 @@ func (s *Server) serveConn(raw net.Conn, remote, local netip.AddrPort) {
 // serveTLS serves a TLS client's plaintext like any connection, under the
 // same admission limits; it reports whether the client was admitted.
 func (s *Server) serveTLS(tc *tls.Conn, remote, local netip.AddrPort, tcp *net.TCPConn) bool {
-	if !s.admitTLS(remote.Addr()) {
+	if !s.admitConn(remote.Addr(), true) {
 		return false
 	}
 	s.serveClient(s.newClient(func(io *clientIO) { io.conn = tc }, remote, local, tcp))
@@ -159,11 +159,7 @@ func (l *loop) resume(c *client) bool {
 		return false
 	case <-t.C:
 	}
-	c.paused = false
-	if pending := c.in; len(pending) > 0 {
-		c.in = nil
-		l.consume(c, pending)
-	}
+	l.unpause(c)
 	return true
 }
 

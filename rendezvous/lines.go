@@ -57,6 +57,16 @@ func (l *loop) consume(c *client, data []byte) {
 	c.in = append(make([]byte, 0, len(rest)), rest...)
 }
 
+// unpause ends c's pause and handles the lines that waited behind it
+// (which may pause c again).
+func (l *loop) unpause(c *client) {
+	c.paused = false
+	if pending := c.in; len(pending) > 0 {
+		c.in = nil
+		l.consume(c, pending)
+	}
+}
+
 // lines handles complete lines of data until it runs out or c is paused,
 // and returns what is left.
 func (l *loop) lines(c *client, data []byte) []byte {

@@ -269,11 +269,7 @@ func (l *loop) resumeDue(now time.Time) {
 	clear(l.paused[len(keep):])
 	l.paused = keep
 	for _, c := range due {
-		c.paused = false
-		if pending := c.in; len(pending) > 0 {
-			c.in = nil
-			l.consume(c, pending)
-		}
+		l.unpause(c)
 		if c.gone || c.paused {
 			continue
 		}
@@ -342,7 +338,7 @@ func (l *loop) handTo(f front, c *client, first []byte) {
 // fdConn makes a net.Conn of a socket descriptor (and closes fd: the
 // conn holds its own duplicate).
 func fdConn(fd int) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "web")
+	f := os.NewFile(uintptr(fd), "rendezvous")
 	defer f.Close()
 	return net.FileConn(f)
 }

@@ -51,7 +51,7 @@ func (s *Server) serveTLS(tc *tls.Conn, remote, local netip.AddrPort, tcp *net.T
 // same limits as any connection, and serves it; it reports whether it was
 // admitted (if not, fd is closed).
 func (s *Server) register(fd int, remote, local netip.AddrPort, tcp *net.TCPConn) bool {
-	if !s.admitTLS(remote.Addr()) {
+	if !s.admitConn(remote.Addr(), true) {
 		syscall.Close(fd)
 		return false
 	}

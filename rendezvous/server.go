@@ -302,31 +302,25 @@ func (s *Server) admit(ip netip.Addr, tlsClient bool) bool {
 
 func (s *Server) accept(raw net.Conn) {
 	remote := addrPortOf(raw.RemoteAddr())
-	if !s.perAddr.take(remote.Addr()) {
-		s.Stats.Rejected.Add(1)
-		raw.Close()
-		return
-	}
-	if !s.admit(remote.Addr(), false) {
-		s.perAddr.put(remote.Addr())
-		s.Stats.Rejected.Add(1)
-		s.log.Warn("connection rejected by limits", "remote", remote)
+	if !s.admitConn(remote.Addr(), false) {
 		raw.Close()
 		return
 	}
 	s.serveConn(raw, remote, addrPortOf(raw.LocalAddr()))
 }
 
-// admitTLS applies a TLS client's weight to the limits of any connection
-// (admit, perAddr): whether its plaintext may be served.
-func (s *Server) admitTLS(remote netip.Addr) bool {
+// admitConn counts a connection from remote against its address's cap
+// (perAddr) and applies admit (a TLS client weighs more): whether it may
+// be served. A refused connection is counted and leaves no count behind.
+func (s *Server) admitConn(remote netip.Addr, tlsClient bool) bool {
 	if !s.perAddr.take(remote) {
 		s.Stats.Rejected.Add(1)
 		return false
 	}
-	if !s.admit(remote, true) {
+	if !s.admit(remote, tlsClient) {
 		s.perAddr.put(remote)
 		s.Stats.Rejected.Add(1)
+		s.log.Warn("connection rejected by limits", "remote", remote)
 		return false
 	}
 	return true

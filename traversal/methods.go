@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/machsend/machsend/traversal/method"
@@ -528,7 +527,7 @@ func (a *attempt) p2pnat(ctx context.Context) error {
 					return err
 				}
 				if !sockopt.Refused.Is(err) && !sockopt.Reset.Is(err) && !sockopt.Unreachable.Is(err) &&
-					!errors.Is(err, syscall.EADDRNOTAVAIL) && !errors.Is(err, ErrAuth) {
+					!sockopt.AddrNotAvail.Is(err) && !errors.Is(err, ErrAuth) {
 					return err
 				}
 				select {

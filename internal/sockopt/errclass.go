@@ -10,11 +10,12 @@ import "errors"
 type ErrClass int
 
 const (
-	Refused     ErrClass = iota // the peer answered the SYN with a RST
-	Reset                       // an established connection was reset or aborted
-	Unreachable                 // no route to the host or network
-	AddrInUse                   // the local address is taken or not this host's
-	TimedOut                    // the system gave up on the connection
+	Refused      ErrClass = iota // the peer answered the SYN with a RST
+	Reset                        // an established connection was reset or aborted
+	Unreachable                  // no route to the host or network
+	AddrInUse                    // the local address (and port) is taken
+	AddrNotAvail                 // the local address is not this host's, or no port is free
+	TimedOut                     // the system gave up on the connection
 )
 
 // Is says whether err is (or wraps) one of class c's errors.

@@ -6,9 +6,10 @@ import "syscall"
 
 // sockErrs are each ErrClass's errors here (by ErrClass).
 var sockErrs = [...][]error{
-	Refused:     {syscall.ECONNREFUSED},
-	Reset:       {syscall.ECONNRESET},
-	Unreachable: {syscall.EHOSTUNREACH, syscall.ENETUNREACH},
-	AddrInUse:   {syscall.EADDRINUSE, syscall.EADDRNOTAVAIL},
-	TimedOut:    {syscall.ETIMEDOUT},
+	Refused:      {syscall.ECONNREFUSED},
+	Reset:        {syscall.ECONNRESET},
+	Unreachable:  {syscall.EHOSTUNREACH, syscall.ENETUNREACH},
+	AddrInUse:    {syscall.EADDRINUSE},
+	AddrNotAvail: {syscall.EADDRNOTAVAIL},
+	TimedOut:     {syscall.ETIMEDOUT},
 }

@@ -24,6 +24,7 @@ func TestOutcome(t *testing.T) {
 		{sockErrs[Unreachable][0], "unreachable"},
 		{sockErrs[Unreachable][1], "unreachable"},
 		{sockErrs[AddrInUse][0], "address-in-use"},
+		{sockErrs[AddrNotAvail][0], "address-in-use"},
 		{os.ErrDeadlineExceeded, "timeout"},
 		{context.DeadlineExceeded, "timeout"},
 		{context.Canceled, "canceled"},

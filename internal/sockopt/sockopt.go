@@ -97,7 +97,7 @@ func Outcome(err error) string {
 		return "reset"
 	case Unreachable.Is(err):
 		return "unreachable"
-	case AddrInUse.Is(err):
+	case AddrInUse.Is(err), AddrNotAvail.Is(err):
 		return "address-in-use"
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
